@@ -1,0 +1,25 @@
+CREATE OR REPLACE FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text)
+RETURNS vector
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_dim int := (ops.setting('embedding.' || p_space || '_dim'))::int;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF array_ndims(p_value) IS DISTINCT FROM 1 OR cardinality(p_value) <> v_dim THEN
+        RAISE EXCEPTION '%: must have % dimensions (the installed % size), got %',
+            p_field, v_dim, p_space, coalesce(cardinality(p_value), 0)
+            USING ERRCODE = 'data_exception';
+    END IF;
+    BEGIN
+        RETURN p_value::vector;
+    EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
+        -- pgvector refuses NaN, infinity and NULL elements; say which argument held them.
+        RAISE EXCEPTION '%: must hold finite numbers only (%)', p_field, SQLERRM USING ERRCODE = 'data_exception';
+    END;
+END
+$$;
+COMMENT ON FUNCTION memory._checked_vector(real[], text, text) IS
+'Internal. Turns a real[] into a vector after checking it against the installed size of the universal or native space (p_space) and for NaN, infinity and NULL elements; errors name p_field.';

@@ -1,0 +1,117 @@
+-- Checks every new turn where it enters, completes it from its session, and sets its
+-- flux_state live: the per-turn half of flux detection (spec 004 section 3.2).
+
+CREATE OR REPLACE FUNCTION memory._day_table_before_insert()
+RETURNS trigger
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_session memory.sessions%ROWTYPE;
+    v_cfg jsonb;
+    v_recent real[];
+    v_n int;
+    v_mean double precision;
+    v_sd double precision;
+    v_prev double precision;
+    v_p double precision := NEW.perplexity_score;
+    v_window int;
+BEGIN
+    SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg
+    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key = 'limits.content_max_chars';
+
+    IF NEW.role IS NULL OR NEW.role NOT IN ('user', 'assistant', 'system') THEN
+        RAISE EXCEPTION 'role: must be one of user, assistant, system (got %)', quote_nullable(NEW.role)
+            USING ERRCODE = 'check_violation', COLUMN = 'role';
+    END IF;
+    IF NEW.content IS NULL OR btrim(NEW.content) = '' THEN
+        RAISE EXCEPTION 'content: must not be empty' USING ERRCODE = 'check_violation', COLUMN = 'content';
+    END IF;
+    IF length(NEW.content) > (v_cfg->>'limits.content_max_chars')::int THEN
+        RAISE EXCEPTION 'content: must be at most % characters (limits.content_max_chars), got %',
+            v_cfg->>'limits.content_max_chars', length(NEW.content)
+            USING ERRCODE = 'check_violation', COLUMN = 'content';
+    END IF;
+    IF v_p IS NOT NULL AND (v_p < 0 OR v_p = 'NaN' OR v_p = 'Infinity') THEN
+        RAISE EXCEPTION 'perplexity_score: must be a finite number >= 0, got %', v_p
+            USING ERRCODE = 'check_violation', COLUMN = 'perplexity_score';
+    END IF;
+    IF NEW.token_count < 0 THEN
+        RAISE EXCEPTION 'token_count: must be >= 0, got %', NEW.token_count
+            USING ERRCODE = 'check_violation', COLUMN = 'token_count';
+    END IF;
+    IF NEW.turn_number < 1 THEN
+        RAISE EXCEPTION 'turn_number: must be >= 1, got %', NEW.turn_number
+            USING ERRCODE = 'check_violation', COLUMN = 'turn_number';
+    END IF;
+
+    -- The row lock orders concurrent writers of one session (turn numbers, flux state).
+    SELECT * INTO v_session FROM memory.sessions s WHERE s.session_id = NEW.session_id FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session_id: unknown session %', quote_nullable(NEW.session_id)
+            USING ERRCODE = 'foreign_key_violation', COLUMN = 'session_id';
+    END IF;
+    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
+        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
+            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
+    END IF;
+    NEW.user_id := v_session.user_id;
+    SELECT u.tier INTO NEW.user_tier FROM memory.users u WHERE u.user_id = v_session.user_id;
+    NEW.turn_number := coalesce(NEW.turn_number, v_session.turn_count + 1);
+    NEW.flux_state := NULL;
+
+    IF v_p IS NOT NULL THEN
+        v_recent := v_session.flux_recent;
+        v_n := coalesce(cardinality(v_recent), 0);
+        SELECT avg(x), coalesce(stddev_samp(x), 0) INTO v_mean, v_sd FROM unnest(v_recent) AS x;
+        v_prev := v_recent[v_n];
+        IF NOT v_session.flux_window_open THEN
+            IF v_n >= (v_cfg->>'flux.min_baseline_turns')::int
+               AND v_p > v_mean + (v_cfg->>'flux.spike_sigma')::float8 * v_sd THEN
+                NEW.flux_state := 'spike';
+                v_session.flux_window_open := true;
+                v_session.flux_baseline := v_mean;
+                v_session.flux_peak := v_p;
+                v_session.flux_stable_count := 0;
+            ELSE
+                NEW.flux_state := 'baseline';
+            END IF;
+        ELSE
+            IF abs(v_p - v_prev) < (v_cfg->>'flux.stable_derivative')::float8 * v_session.flux_baseline THEN
+                v_session.flux_stable_count := v_session.flux_stable_count + 1;
+            ELSE
+                v_session.flux_stable_count := 0;
+            END IF;
+            v_session.flux_peak := greatest(v_session.flux_peak, v_p);
+            IF v_session.flux_stable_count >= (v_cfg->>'flux.stabilization_count')::int THEN
+                NEW.flux_state := 'stable';
+                v_session.flux_window_open := false;
+                v_session.flux_stable_count := 0;
+            ELSIF v_p > v_prev THEN
+                NEW.flux_state := 'spike';
+            ELSE
+                NEW.flux_state := 'resolution';
+            END IF;
+        END IF;
+        v_window := (v_cfg->>'flux.baseline_window')::int;
+        v_recent := v_recent || v_p::real;
+        v_session.flux_recent := v_recent[greatest(1, cardinality(v_recent) - v_window + 1):];
+    END IF;
+
+    UPDATE memory.sessions s SET
+        turn_count = greatest(s.turn_count, NEW.turn_number),
+        last_turn_at = greatest(s.last_turn_at, NEW.created_at),
+        flux_recent = v_session.flux_recent,
+        flux_window_open = v_session.flux_window_open,
+        flux_stable_count = v_session.flux_stable_count,
+        flux_baseline = v_session.flux_baseline,
+        flux_peak = v_session.flux_peak
+    WHERE s.session_id = NEW.session_id;
+    RETURN NEW;
+END
+$$;
+COMMENT ON FUNCTION memory._day_table_before_insert() IS
+'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Turns without perplexity get no flux_state.';
+
+CREATE OR REPLACE TRIGGER day_table_before_insert
+    BEFORE INSERT ON memory.day_table
+    FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();

@@ -1,0 +1,159 @@
+"""Bulk load of turns: binary COPY into memory.day_table, all or nothing.
+
+The database checks every row (the day_table trigger and pgvector's input checks), so
+this module only shapes rows and turns the server's error into one that names the
+input line. Users and sessions given by reference are created first, in the same
+transaction, so a refused load leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+import re
+import sys
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import IO, Iterable
+
+import numpy as np
+import psycopg
+from tqdm import tqdm
+
+COLUMNS = ("session_id", "role", "content", "universal_embedding", "native_embedding",
+           "perplexity_score", "token_count", "turn_number", "created_at")
+TYPES = ("uuid", "text", "text", "vector", "vector", "float8", "int4", "int4", "timestamptz")
+
+
+class BadInput(ValueError):
+    """A row that cannot be loaded; the message names the line, the field and the rule."""
+
+
+@dataclass
+class Turn:
+    line: int
+    fields: dict
+
+
+def read_jsonl(fh: IO[str]) -> list[Turn]:
+    turns = []
+    for n, raw in enumerate(fh, start=1):
+        if not raw.strip():
+            continue
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as e:
+            raise BadInput(f"line {n}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise BadInput(f"line {n}: must be a JSON object")
+        turns.append(Turn(n, obj))
+    return turns
+
+
+def _vector(t: Turn, field: str):
+    v = t.fields.get(field)
+    if v is None:
+        return None
+    if not isinstance(v, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
+        raise BadInput(f"line {t.line}: {field}: must be a list of numbers")
+    return np.asarray(v, dtype=np.float32)
+
+
+def _typed(t: Turn, field: str, kind: type, convert=None):
+    v = t.fields.get(field)
+    if v is None:
+        return None
+    if kind is float and isinstance(v, int) and not isinstance(v, bool):
+        v = float(v)
+    if not isinstance(v, kind) or isinstance(v, bool):
+        raise BadInput(f"line {t.line}: {field}: must be a {kind.__name__}")
+    try:
+        return convert(v) if convert else v
+    except ValueError as e:
+        raise BadInput(f"line {t.line}: {field}: {e}") from None
+
+
+def _resolve_sessions(conn: psycopg.Connection, turns: list[Turn]) -> list[uuid.UUID]:
+    """Session id per turn: given directly, or created from user/session references."""
+    users: dict[str, uuid.UUID] = {}
+    sessions: dict[str, uuid.UUID] = {}
+    out = []
+    for t in turns:
+        sid = t.fields.get("session_id")
+        if sid is not None:
+            out.append(_typed(t, "session_id", str, uuid.UUID))
+            continue
+        sref, uref = t.fields.get("session"), t.fields.get("user")
+        if not isinstance(sref, str) or not isinstance(uref, str) or not sref or not uref:
+            raise BadInput(f"line {t.line}: session_id: give session_id, or both user and session references")
+        if uref not in users:
+            tier = t.fields.get("user_tier", "normal")
+            try:
+                users[uref] = conn.execute("SELECT memory.ensure_user(%s, %s)", (uref, tier)).fetchone()[0]
+            except psycopg.errors.InvalidParameterValue as e:
+                raise BadInput(f"line {t.line}: user_tier: {e.diag.message_primary.split(': ', 1)[-1]}") from None
+        if sref not in sessions:
+            started = _typed(t, "created_at", str, datetime.fromisoformat)
+            sessions[sref] = conn.execute(
+                "SELECT memory.start_session(%s, %s, coalesce(%s, now()))", (users[uref], sref, started)
+            ).fetchone()[0]
+        out.append(sessions[sref])
+    return out
+
+
+def _row(t: Turn, session_id: uuid.UUID) -> tuple:
+    return (
+        session_id,
+        _typed(t, "role", str),
+        _typed(t, "content", str),
+        _vector(t, "universal_embedding"),
+        _vector(t, "native_embedding"),
+        _typed(t, "perplexity_score", float),
+        _typed(t, "token_count", int),
+        _typed(t, "turn_number", int),
+        _typed(t, "created_at", str, datetime.fromisoformat),
+    )
+
+
+_COPY_LINE = re.compile(r"COPY \S+, line (\d+)(?:, column (\w+))?")
+
+
+def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = False) -> int:
+    """Load turns in the caller's transaction; raise BadInput naming the row on refusal."""
+    session_ids = _resolve_sessions(conn, turns)
+    rows = [_row(t, sid) for t, sid in zip(turns, session_ids)]
+    bar = tqdm(total=len(rows), unit="turn", desc="copy", disable=not progress, file=sys.stderr)
+    try:
+        with conn.cursor() as cur:
+            with cur.copy(f"COPY memory.day_table ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(list(TYPES))
+                for i, row in enumerate(rows):
+                    cp.write_row(row)
+                    if i % 64 == 63:
+                        bar.update(64)
+        bar.update(len(rows) - bar.n)
+    except psycopg.Error as e:
+        m = _COPY_LINE.search(e.diag.context or "")
+        if not m:
+            raise
+        t = turns[int(m.group(1)) - 1]
+        field = f" (column {m.group(2)})" if m.group(2) and m.group(2) not in (e.diag.message_primary or "") else ""
+        raise BadInput(f"line {t.line}: {e.diag.message_primary}{field}") from None
+    finally:
+        bar.close()
+    return len(rows)
+
+
+def ingest_jsonl(conn: psycopg.Connection, path: str, progress: bool = False) -> int:
+    """Load a JSONL file of turns in one transaction; nothing is kept if any row is bad."""
+    fh = sys.stdin if path == "-" else open(path, encoding="utf-8")
+    with fh:
+        turns = read_jsonl(fh)
+    with conn.transaction():
+        return copy_turns(conn, turns, progress)
+
+
+def ingest_rows(conn: psycopg.Connection, records: Iterable[dict], progress: bool = False) -> int:
+    """Like ingest_jsonl for records already in memory (line numbers count from 1)."""
+    turns = [Turn(i, r) for i, r in enumerate(records, start=1)]
+    with conn.transaction():
+        return copy_turns(conn, turns, progress)

@@ -1,0 +1,147 @@
+"""The psimem command line: one entry point for the database, ingest and the demo."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from .cluster import Cluster
+from .settings import Settings
+
+
+def say(msg: str) -> None:
+    print(f"psimem: {msg}", file=sys.stderr, flush=True)
+
+
+def _cluster(args) -> Cluster:
+    s = Settings.from_env()
+    if s.database_url:
+        raise SystemExit(f"psimem: PSIMEM_DATABASE_URL is set; `db {args.db_cmd}` manages only the embedded cluster")
+    return Cluster.from_settings(s)
+
+
+def cmd_db(args) -> int:
+    from .connect import database_url
+
+    if args.db_cmd == "up":
+        _cluster(args).start(say)
+        print(database_url())
+    elif args.db_cmd == "down":
+        _cluster(args).stop(say)
+    elif args.db_cmd == "status":
+        s = Settings.from_env()
+        if s.database_url:
+            print(f"external server: {s.database_url}")
+        else:
+            c = Cluster.from_settings(s)
+            state = "running" if c.running() else ("stopped" if c.initialized() else "not created")
+            print(f"embedded cluster: {state}\n  data: {c.data}\n  url:  {c.url()}")
+            if state != "running":
+                return 3
+        from . import migrate
+        from .sqlfiles import code_version
+
+        print(f"  schema revision: {migrate.current(database_url()) or 'none (run psimem db migrate)'}")
+        print(f"  SQL code version here: {code_version()}")
+    elif args.db_cmd == "url":
+        print(database_url())
+    elif args.db_cmd == "psql":
+        from .settings import PG_BINDIR
+
+        extra = args.psql_args[1:] if args.psql_args[:1] == ["--"] else args.psql_args
+        os.execv(str(PG_BINDIR / "psql"), ["psql", *extra, database_url()])
+    elif args.db_cmd == "migrate":
+        from . import migrate
+
+        migrate.upgrade(database_url(), args.revision, args.universal_dim, args.native_dim)
+        say(f"database at revision {migrate.current(database_url())}")
+    elif args.db_cmd == "dump-schema":
+        from .schema_dump import SCHEMA_FILE, dump_schema
+
+        text = dump_schema(database_url())
+        if args.check:
+            same = SCHEMA_FILE.exists() and SCHEMA_FILE.read_text() == text
+            say("schema matches db/schema.sql" if same else "schema differs from db/schema.sql")
+            return 0 if same else 1
+        SCHEMA_FILE.write_text(text)
+        say(f"wrote {SCHEMA_FILE}")
+    return 0
+
+
+def cmd_ingest(args) -> int:
+    from loaders.turns import BadInput, ingest_jsonl
+
+    from .connect import connect
+
+    with connect() as conn:
+        try:
+            n = ingest_jsonl(conn, args.file, progress=not args.quiet)
+        except BadInput as e:
+            say(f"nothing loaded: {e}")
+            return 2
+    say(f"loaded {n} turns from {args.file}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    return run_demo(turns=args.turns, keep_running=not args.stop)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="psimem", description=__doc__)
+    sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    db = sub.add_parser("db", help="the database: embedded cluster, migrations, schema dump",
+                        description="Manage the embedded cluster (PSIMEM_HOME, default ./.psimem) or, with "
+                                    "PSIMEM_DATABASE_URL set, an existing server.")
+    dbs = db.add_subparsers(dest="db_cmd", required=True, metavar="ACTION")
+    dbs.add_parser("up", help="create and start the embedded cluster; idempotent, waits until it accepts connections",
+                   description="Create (first time) and start the embedded PostgreSQL 15 cluster with pg_cron "
+                               "preloaded, listening on a Unix socket only; prints its URL.")
+    dbs.add_parser("down", help="stop the embedded cluster cleanly", description="Stop the embedded cluster (fast shutdown).")
+    dbs.add_parser("status", help="show whether the cluster runs, its URL and schema revision",
+                   description="Show the cluster state, URL, migration revision and SQL code version. Exit 3 when stopped.")
+    dbs.add_parser("url", help="print the database URL", description="Print the URL every psimem command uses.")
+    ps = dbs.add_parser("psql", help="open psql on the database", description="Run psql on the database; extra arguments go to psql.")
+    ps.add_argument("psql_args", nargs=argparse.REMAINDER, help="arguments passed to psql")
+    mg = dbs.add_parser("migrate", help="alembic upgrade head, then re-apply changed SQL code files",
+                        description="Bring the database to the current schema (alembic upgrade) and re-apply "
+                                    "db/functions and db/triggers files whose checksum changed. Running it twice changes nothing.")
+    mg.add_argument("--revision", default="head", help="target revision (default: head)")
+    mg.add_argument("--universal-dim", type=int, help="universal embedding size, fixed at install (default 768)")
+    mg.add_argument("--native-dim", type=int, help="native embedding size, fixed at install (default 4096)")
+    ds = dbs.add_parser("dump-schema", help="write (or --check) the committed schema dump db/schema.sql",
+                        description="pg_dump --schema-only, normalised, into db/schema.sql.")
+    ds.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when different")
+    db.set_defaults(func=cmd_db)
+
+    ing = sub.add_parser("ingest", help="bulk-load data", description="Bulk-load data into psimem.")
+    ings = ing.add_subparsers(dest="ingest_cmd", required=True, metavar="WHAT")
+    t = ings.add_parser("turns", help="load turns from a JSONL file with binary COPY, all or nothing",
+                        description="Load turns from JSONL (one object per line: user, session, role, content, "
+                                    "created_at, universal_embedding, native_embedding, perplexity_score, token_count, "
+                                    "turn_number; optional user_tier) in one transaction with binary COPY. Users and "
+                                    "sessions named by reference are created. A bad row loads nothing and is named.")
+    t.add_argument("file", help="JSONL file, or - for standard input")
+    t.add_argument("--quiet", action="store_true", help="no progress output")
+    ing.set_defaults(func=cmd_ingest)
+
+    dm = sub.add_parser("demo", help="the main job: load real conversations with offline models and recall",
+                        description="Start the embedded database, migrate, load conversations from chitchat-dataset "
+                                    "with MiniLM embeddings and SmolLM2 perplexity (cached under PSIMEM_HOME), "
+                                    "and show recall with its reasons.")
+    dm.add_argument("--turns", type=int, default=400, help="about how many turns to load (default 400)")
+    dm.add_argument("--stop", action="store_true", help="stop the embedded cluster afterwards")
+    dm.set_defaults(func=cmd_demo)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

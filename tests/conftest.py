@@ -1,0 +1,86 @@
+"""A real PostgreSQL 15 server with pgvector, pg_cron, PL/Python and pgcrypto.
+
+pytest-postgresql's executor starts it through scripts/pg_ctl_as_postgres (as root it
+runs as the postgres user) with its data and sockets in a postgres-owned directory
+under /var/tmp, which the postgres user can reach wherever the checkout lives. The
+test database is migrated once; each test runs in a transaction that is rolled back.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from pgvector.psycopg import register_vector
+from pytest_postgresql.executors import PostgreSQLExecutor
+
+from psimem import migrate
+from psimem.cluster import make_postgres_dir
+from psimem.settings import REPO_ROOT
+
+DBNAME = "psimem_test"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    root = Path(tempfile.mkdtemp(prefix="psimem-test-", dir="/var/tmp"))
+    make_postgres_dir(root, 0o755)
+    port = free_port()
+    executor = PostgreSQLExecutor(
+        executable=str(REPO_ROOT / "scripts" / "pg_ctl_as_postgres"),
+        host="127.0.0.1",
+        port=port,
+        datadir=str(root / "data"),
+        unixsocketdir=str(root),
+        logfile=str(root / "postgres.log"),
+        startparams="-w",
+        dbname=DBNAME,
+        postgres_options=(f"-c shared_preload_libraries=pg_cron -c cron.database_name={DBNAME} "
+                          "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+                          "-c max_connections=50"),
+    )
+    executor.start()
+    try:
+        yield executor
+    finally:
+        executor.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def server_url(server, dbname: str) -> str:
+    return f"postgresql://postgres@127.0.0.1:{server.port}/{dbname}"
+
+
+@pytest.fixture(scope="session")
+def db_url(pg_server) -> str:
+    with psycopg.connect(server_url(pg_server, "postgres"), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {DBNAME}")
+    url = server_url(pg_server, DBNAME)
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture
+def conn(db_url):
+    """A connection whose work is rolled back after the test."""
+    with psycopg.connect(db_url) as c:
+        register_vector(c)
+        yield c
+        c.rollback()
+
+
+@pytest.fixture
+def env_url(db_url, monkeypatch):
+    """Point psimem commands at the test database."""
+    monkeypatch.setenv("PSIMEM_DATABASE_URL", db_url)
+    return db_url
