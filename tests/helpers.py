@@ -24,7 +24,7 @@ def record(conn, session_id, content="hello", role="user", universal=None, nativ
            perplexity=None, created_at=None, turn_number=None):
     return conn.execute(
         "SELECT memory.record_turn(p_session_id => %s, p_role => %s, p_content => %s, "
-        "p_universal_embedding => %s, p_native_embedding => %s, p_perplexity_score => %s, "
+        "p_universal_embedding => %s::real[], p_native_embedding => %s::real[], p_perplexity_score => %s, "
         "p_turn_number => %s, p_created_at => coalesce(%s, now()))",
         (session_id, role, content,
          None if universal is None else list(map(float, universal)),

@@ -23,7 +23,7 @@ BEGIN
         RAISE EXCEPTION 'role: must be one of user, assistant, system (got %)', quote_nullable(NEW.role)
             USING ERRCODE = 'check_violation', COLUMN = 'role';
     END IF;
-    IF NEW.content IS NULL OR btrim(NEW.content) = '' THEN
+    IF NEW.content IS NULL OR NEW.content !~ '\S' THEN
         RAISE EXCEPTION 'content: must not be empty' USING ERRCODE = 'check_violation', COLUMN = 'content';
     END IF;
     IF length(NEW.content) > (v_cfg->>'limits.content_max_chars')::int THEN
@@ -57,6 +57,7 @@ BEGIN
     NEW.user_id := v_session.user_id;
     SELECT u.tier INTO NEW.user_tier FROM memory.users u WHERE u.user_id = v_session.user_id;
     NEW.turn_number := coalesce(NEW.turn_number, v_session.turn_count + 1);
+    NEW.created_at := coalesce(NEW.created_at, now());
     NEW.flux_state := NULL;
 
     IF v_p IS NOT NULL THEN

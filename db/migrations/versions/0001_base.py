@@ -130,7 +130,7 @@ def upgrade() -> None:
         turn_number         int NOT NULL,
         token_count         int,
         CONSTRAINT day_table_role_known CHECK (role IN ('user', 'assistant', 'system')),
-        CONSTRAINT day_table_content_not_empty CHECK (length(btrim(content)) > 0),
+        CONSTRAINT day_table_content_not_blank CHECK (content ~ '\\S'),
         CONSTRAINT day_table_perplexity_nonnegative CHECK (perplexity_score >= 0),
         CONSTRAINT day_table_flux_state_known CHECK (flux_state IN ('baseline', 'spike', 'resolution', 'stable')),
         CONSTRAINT day_table_user_tier_known CHECK (user_tier IN ('normal', 'meso', 'elder')),

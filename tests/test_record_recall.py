@@ -1,0 +1,87 @@
+"""record_turn and recall_recent: what comes back, from where, and why."""
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+
+from helpers import NDIM, UDIM, new_session, new_user, record, unit
+
+NOW = datetime.now(timezone.utc)
+
+
+def recall(conn, fn, q, session_id, user_id, k=10):
+    return conn.execute(
+        f"SELECT entry_id, session_id, distance, reason FROM memory.{fn}(%s::real[], %s, %s, %s)",
+        (list(map(float, q)), session_id, user_id, k)).fetchall()
+
+
+def test_record_turn_returns_the_entry_and_fills_it_from_the_session(conn):
+    u = new_user(conn, "rec-a", "meso")
+    s = new_session(conn, u)
+    rng = np.random.default_rng(1)
+    eid = record(conn, s, "what is a holographic block?", universal=unit(rng, UDIM), native=unit(rng, NDIM),
+                 perplexity=12.5)
+    row = conn.execute("SELECT session_id, user_id, user_tier, role, content, turn_number, perplexity_score "
+                       "FROM memory.day_table WHERE entry_id = %s", (eid,)).fetchone()
+    assert row == (s, u, "meso", "user", "what is a holographic block?", 1, 12.5)
+
+
+def test_recall_covers_current_session_or_the_users_last_7_days(conn):
+    rng = np.random.default_rng(2)
+    alice, bob = new_user(conn, "rec-alice"), new_user(conn, "rec-bob")
+    current, recent, old = new_session(conn, alice), new_session(conn, alice), new_session(conn, alice)
+    bobs = new_session(conn, bob)
+    q = unit(rng, UDIM)
+    near = lambda: unit(rng, UDIM) * 0.3 + q  # noqa: E731 - close to the query
+    e_cur = record(conn, current, "cur", universal=near())
+    e_recent = record(conn, recent, "recent", universal=near(), created_at=NOW - timedelta(days=3))
+    record(conn, old, "old", universal=near(), created_at=NOW - timedelta(days=9))
+    record(conn, bobs, "bob", universal=q)  # the closest of all, but another user's
+    rows = recall(conn, "recall_recent", q, current, alice)
+    got = {r[0]: r[3] for r in rows}
+    assert got == {e_cur: "current session", e_recent: "same user, within 7 days"}
+    # an old turn of the current session still counts: the session is the conversation
+    e_cur_old = record(conn, current, "cur-old", universal=near(), created_at=NOW - timedelta(days=30))
+    assert e_cur_old in {r[0] for r in recall(conn, "recall_recent", q, current, alice)}
+
+
+@pytest.mark.parametrize("fn,dim,col", [("recall_recent", UDIM, "universal"), ("recall_recent_native", NDIM, "native")])
+def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(conn, fn, dim, col):
+    """Force the HNSW path (no btree indexes, no seq scan): iterative scans must still fill k."""
+    rng = np.random.default_rng(3)
+    users = [new_user(conn, f"rec-many-{i}") for i in range(50)]
+    sessions = [new_session(conn, u) for u in users]
+    vecs = {}
+    with conn.cursor() as cur:
+        for i in range(1000):
+            v = unit(rng, dim)
+            s = sessions[0] if i % 100 == 0 else sessions[1 + i % 49]
+            eid = record(cur, s, f"t{i}", **{col: v})
+            if s == sessions[0]:
+                vecs[eid] = v
+    assert len(vecs) == 10
+    conn.execute("DROP INDEX memory.idx_day_table_session, memory.idx_day_table_user_time")
+    conn.execute("SET enable_seqscan = off")
+    q = unit(rng, dim)
+    rows = recall(conn, fn, q, sessions[0], users[0], k=5)
+    exact = sorted(vecs, key=lambda e: 1 - float(np.dot(vecs[e], q)))[:5]
+    assert [r[0] for r in rows] == exact
+    assert all(abs(r[2] - (1 - float(np.dot(vecs[r[0]], q)))) < 1e-5 for r in rows)
+
+
+def test_recall_refuses_bad_arguments_by_name(conn):
+    u = new_user(conn, "rec-bad")
+    s = new_session(conn, u)
+    rng = np.random.default_rng(4)
+    cases = [
+        ((unit(rng, 3), s, u, 10), "p_query_vector: must have 768 dimensions"),
+        ((unit(rng, UDIM), s, u, 0), "p_k: must be between 1 and 1000"),
+        ((unit(rng, UDIM), None, None, 5), "p_session_id, p_user_id: give at least one"),
+        ((unit(rng, UDIM), "00000000-0000-0000-0000-000000000001", None, 5), "p_session_id: unknown session"),
+    ]
+    for args, message in cases:
+        with pytest.raises(Exception, match=message), conn.transaction():
+            recall(conn, "recall_recent", *args)
+    nan = [float("nan")] * UDIM
+    with pytest.raises(Exception, match="p_query_vector: must hold finite numbers"), conn.transaction():
+        conn.execute("SELECT * FROM memory.recall_recent(%s::real[], %s, %s, 5)", (nan, s, u))
