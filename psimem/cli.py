@@ -63,8 +63,7 @@ def cmd_db(args) -> int:
             same = SCHEMA_FILE.exists() and SCHEMA_FILE.read_text() == text
             say("schema matches db/schema.sql" if same else "schema differs from db/schema.sql")
             return 0 if same else 1
-        SCHEMA_FILE.write_text(text)
-        say(f"wrote {SCHEMA_FILE}")
+        sys.stdout.write(text)
     return 0
 
 
@@ -112,8 +111,9 @@ def build_parser() -> argparse.ArgumentParser:
     mg.add_argument("--revision", default="head", help="target revision (default: head)")
     mg.add_argument("--universal-dim", type=int, help="universal embedding size, fixed at install (default 768)")
     mg.add_argument("--native-dim", type=int, help="native embedding size, fixed at install (default 4096)")
-    ds = dbs.add_parser("dump-schema", help="write (or --check) the committed schema dump db/schema.sql",
-                        description="pg_dump --schema-only, normalised, into db/schema.sql.")
+    ds = dbs.add_parser("dump-schema", help="print the normalised schema dump, or --check it against db/schema.sql",
+                        description="pg_dump --schema-only, normalised as in the committed db/schema.sql (which "
+                                    "`make schema` regenerates from a database migrated with the default sizes).")
     ds.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 when different")
     db.set_defaults(func=cmd_db)
 

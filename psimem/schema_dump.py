@@ -29,4 +29,4 @@ def normalise(raw: str) -> str:
             continue
         keep.append(line.rstrip())
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(keep)).strip()
-    return "-- psimem schema (pg_dump --schema-only, normalised). Regenerate: psimem db dump-schema\n\n" + text + "\n"
+    return "-- psimem schema (pg_dump --schema-only, normalised). Regenerate: make schema\n\n" + text + "\n"

@@ -165,7 +165,7 @@ def upgrade() -> None:
     GRANT SELECT ON memory.users TO psimem_writer, psimem_reader;
     GRANT SELECT, INSERT, UPDATE ON memory.sessions TO psimem_writer;
     GRANT SELECT ON memory.sessions, memory.day_table TO psimem_reader;
-    GRANT SELECT, INSERT ON memory.day_table TO psimem_writer;
+    GRANT SELECT, INSERT, DELETE ON memory.day_table TO psimem_writer;
     """)
 
     op.execute(f"""

@@ -1,0 +1,60 @@
+"""Migrations: idempotent, reversible on the base revision, and matching the committed dump."""
+import os
+import shutil
+
+import psycopg
+
+from psimem import migrate
+from psimem.schema_dump import SCHEMA_FILE, dump_schema
+from psimem.settings import DB_DIR
+from psimem.sqlfiles import apply_sql_files
+
+
+def applied(url):
+    with psycopg.connect(url) as c:
+        return dict(c.execute("SELECT path, applied_at FROM ops.applied_sql").fetchall())
+
+
+def test_migrated_schema_matches_the_committed_dump(db_url):
+    if os.environ.get("PSIMEM_UPDATE_SCHEMA") == "1":  # `make schema`
+        SCHEMA_FILE.write_text(dump_schema(db_url))
+    assert dump_schema(db_url) == SCHEMA_FILE.read_text(), \
+        "schema changed: run `make schema` and commit db/schema.sql"
+
+
+def test_second_migrate_changes_nothing(db_url):
+    before_files, before_schema = applied(db_url), dump_schema(db_url)
+    migrate.upgrade(db_url)
+    assert applied(db_url) == before_files
+    assert dump_schema(db_url) == before_schema
+    assert migrate.current(db_url) == "0001"
+
+
+def test_install_time_sizes_are_recorded(db_url):
+    with psycopg.connect(db_url) as c:
+        got = dict(c.execute("SELECT key, value FROM ops.settings WHERE key LIKE 'embedding.%'").fetchall())
+    assert got == {"embedding.universal_dim": 768, "embedding.native_dim": 4096,
+                   "embedding.universal_index": "vector", "embedding.native_index": "binary"}
+
+
+def test_changed_code_file_is_reapplied_and_unchanged_ones_are_not(db_url, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(DB_DIR, db, ignore=shutil.ignore_patterns("migrations"))
+    target = db / "functions" / "bi_hippocampus.sql"
+    with psycopg.connect(db_url) as c:
+        assert apply_sql_files(c, db) == []
+        target.write_text(target.read_text().replace("never content or vectors.", "never content or vectors (edited)."))
+        assert apply_sql_files(c, db) == ["functions/bi_hippocampus.sql"]
+        c.rollback()
+
+
+def test_upgrade_downgrade_upgrade_on_the_base_revision(db_url):
+    migrate.downgrade(db_url, "base")
+    with psycopg.connect(db_url) as c:
+        schemas = {r[0] for r in c.execute("SELECT nspname FROM pg_namespace")}
+        exts = {r[0] for r in c.execute("SELECT extname FROM pg_extension")}
+    assert not {"memory", "ops", "bi"} & schemas and not {"vector", "pg_cron"} & exts
+    assert migrate.current(db_url) is None
+    migrate.upgrade(db_url)
+    assert migrate.current(db_url) == "0001"
+    assert dump_schema(db_url) == SCHEMA_FILE.read_text()
