@@ -53,6 +53,8 @@ def _vector(t: Turn, field: str):
     v = t.fields.get(field)
     if v is None:
         return None
+    if isinstance(v, np.ndarray) and v.ndim == 1 and v.dtype.kind == "f":
+        return v.astype(np.float32, copy=False)
     if not isinstance(v, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v):
         raise BadInput(f"line {t.line}: {field}: must be a list of numbers")
     return np.asarray(v, dtype=np.float32)
