@@ -21,6 +21,9 @@ from .settings import PG_BINDIR, Settings
 
 SERVER_CONF = {
     "shared_preload_libraries": "'pg_cron'",
+    # pg_cron runs jobs in background workers: the cluster listens on no TCP port for it to use.
+    "cron.use_background_workers": "on",
+    "max_worker_processes": "16",
     "listen_addresses": "''",
     "max_connections": "100",
     "shared_buffers": "'512MB'",

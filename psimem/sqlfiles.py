@@ -54,7 +54,8 @@ def apply_sql_files(conn, db_dir: Path = DB_DIR, say=None) -> list[str]:
         cur.execute(
             "INSERT INTO ops.settings (key, value, description) VALUES ('sql.code_version', to_jsonb(%s::text), "
             "'hash of db/functions and db/triggers as last applied') "
-            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()",
+            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now() "
+            "WHERE ops.settings.value IS DISTINCT FROM EXCLUDED.value",
             (code_version(db_dir),),
         )
     return applied

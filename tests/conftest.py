@@ -46,6 +46,7 @@ def pg_server():
         startparams="-w",
         dbname=DBNAME,
         postgres_options=(f"-c shared_preload_libraries=pg_cron -c cron.database_name={DBNAME} "
+                          "-c cron.use_background_workers=on -c max_worker_processes=16 "
                           "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
                           "-c max_connections=50"),
     )

@@ -11,8 +11,10 @@ from psimem.sqlfiles import apply_sql_files
 
 
 def applied(url):
+    """What a re-run could touch: code files applied and settings rows, with their times."""
     with psycopg.connect(url) as c:
-        return dict(c.execute("SELECT path, applied_at FROM ops.applied_sql").fetchall())
+        return (c.execute("SELECT path, applied_at FROM ops.applied_sql ORDER BY 1").fetchall(),
+                c.execute("SELECT key, value, updated_at FROM ops.settings ORDER BY 1").fetchall())
 
 
 def test_migrated_schema_matches_the_committed_dump(db_url):
@@ -58,3 +60,13 @@ def test_upgrade_downgrade_upgrade_on_the_base_revision(db_url):
     migrate.upgrade(db_url)
     assert migrate.current(db_url) == "0001"
     assert dump_schema(db_url) == SCHEMA_FILE.read_text()
+
+
+def test_first_migration_creates_the_four_extensions_and_plpython_has_numpy(conn):
+    exts = dict(conn.execute("SELECT extname, extversion FROM pg_extension").fetchall())
+    assert exts["vector"] == "0.8.0" and {"pg_cron", "plpython3u", "pgcrypto"} <= exts.keys()
+    conn.execute("CREATE FUNCTION pg_temp.np_norm(v real[]) RETURNS float8 LANGUAGE plpython3u AS "
+                 "$$ import numpy; return float(numpy.linalg.norm(v)) $$")
+    assert conn.execute("SELECT pg_temp.np_norm(ARRAY[3,4]::real[])").fetchone()[0] == 5.0
+    job = conn.execute("SELECT cron.schedule('psimem-test-job', '0 3 * * *', 'SELECT 1')").fetchone()[0]
+    assert conn.execute("SELECT schedule FROM cron.job WHERE jobid = %s", (job,)).fetchone()[0] == "0 3 * * *"

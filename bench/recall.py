@@ -1,0 +1,141 @@
+"""recall_recent: latency and recall@10 against exact search.
+
+Loads --rows turns (768-d universal and 4096-d native), then --rows-1m turns (universal
+only), with users arranged so the session/user filter keeps 50% of the rows (one large
+user) or 1% (fifty small users). For each query it times memory.recall_recent (and
+recall_recent_native) through a client round trip, computes recall@10 against exact
+cosine search in numpy over the rows the filter keeps, and times the same filtered query
+done exactly in PostgreSQL (no vector index) as the alternative.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+from common import (Timer, bench_database, embedding_like, percentile_ms, report, reset_day_table, say,
+                    with_connection)
+
+from loaders.turns import ingest_rows
+
+HNSW = {"universal": "idx_day_table_universal_embedding", "native": "idx_day_table_native_embedding"}
+PER_SESSION = 100
+
+
+def owner(i: int, n: int) -> str:
+    """Rows [0, n/2) belong to the large user; the rest to 50 users of n/100 rows each."""
+    return "big" if i < n // 2 else f"small{(i - n // 2) // (n // 100)}"
+
+
+def load(conn, n: int, spaces: dict[str, np.ndarray]) -> np.ndarray:
+    defs = {s: conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"memory.{HNSW[s]}",)).fetchone()[0]
+            for s in HNSW}
+    reset_day_table(conn)
+    for s in HNSW:
+        conn.execute(f"DROP INDEX memory.{HNSW[s]}")
+    conn.commit()
+    t0 = datetime.now(timezone.utc) - timedelta(days=6)
+    step = timedelta(days=6) / n
+    recs = ({"user": owner(i, n), "session": f"s{i // PER_SESSION}", "role": "user",
+             "content": f"turn {i}", "created_at": (t0 + i * step).isoformat(),
+             "turn_number": i % PER_SESSION + 1,
+             **{f"{s}_embedding": v[i] for s, v in spaces.items()}} for i in range(n))
+    say(f"loading {n} turns ({', '.join(spaces)})")
+    with Timer() as t:
+        ingest_rows(conn, list(recs), progress=True)
+    say(f"loaded in {t.seconds:.0f}s; building HNSW indexes")
+    conn.execute("SET max_parallel_maintenance_workers = 2")
+    for s, d in defs.items():
+        with Timer() as t:
+            conn.execute(d)
+            conn.commit()
+        say(f"  {HNSW[s]} built in {t.seconds:.0f}s")
+    conn.execute("ANALYZE memory.day_table")
+    conn.commit()
+    ids = np.empty(n, dtype=object)
+    for eid, ref, turn in conn.execute("SELECT d.entry_id, s.external_ref, d.turn_number FROM memory.day_table d "
+                                       "JOIN memory.sessions s USING (session_id)"):
+        ids[int(ref[1:]) * PER_SESSION + turn - 1] = eid
+    return ids
+
+
+def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict:
+    fn = "recall_recent" if space == "universal" else "recall_recent_native"
+    users = dict(conn.execute("SELECT external_ref, user_id FROM memory.users"))
+    first_session = {}
+    for ref, sid in conn.execute("SELECT u.external_ref, min(s.session_id::text) FROM memory.sessions s "
+                                 "JOIN memory.users u USING (user_id) GROUP BY 1"):
+        first_session[ref] = sid
+    owners = np.array([owner(i, n) for i in range(n)])
+    out = {}
+    for label, pick in (("filter keeps 50%", lambda j: "big"), ("filter keeps 1%", lambda j: f"small{j % 50}")):
+        lat, rec, exact_lat = [], [], []
+        for j, q in enumerate(queries):
+            who = pick(j)
+            t = time.perf_counter()
+            got = conn.execute(f"SELECT entry_id FROM memory.{fn}(%s, %s, %s, %s)",
+                               (q, first_session[who], users[who], k)).fetchall()
+            lat.append(time.perf_counter() - t)
+            mask = np.flatnonzero(owners == who)
+            top = mask[np.argsort(-(vectors[mask] @ q))[:k]]
+            rec.append(len({r[0] for r in got} & set(ids[top])) / k)
+            if j < exact_sql_queries:
+                conn.execute("SET enable_indexscan = off")
+                t = time.perf_counter()
+                conn.execute(f"SELECT entry_id FROM memory.day_table d WHERE d.session_id = %s OR "
+                             f"(d.user_id = %s AND d.created_at > now() - interval '7 days') "
+                             f"ORDER BY d.{space}_embedding <=> %s LIMIT %s",
+                             (first_session[who], users[who], q, k)).fetchall()
+                exact_lat.append(time.perf_counter() - t)
+                conn.execute("RESET enable_indexscan")
+        conn.rollback()
+        out[label] = {"p50_ms": round(percentile_ms(lat, 50), 2), "p95_ms": round(percentile_ms(lat, 95), 2),
+                      "recall_at_10": round(float(np.mean(rec)), 4), "min_recall": round(float(np.min(rec)), 2),
+                      "exact_sql_p50_ms": round(percentile_ms(exact_lat, 50), 1),
+                      "speedup_vs_exact_sql": round(percentile_ms(exact_lat, 50) / percentile_ms(lat, 50), 1)}
+    return out
+
+
+def run(url, n, spaces, queries_n, k, exact_n) -> dict:
+    data = {s: embedding_like(n + queries_n, dim, seed=10 + i) for i, (s, dim) in enumerate(spaces.items())}
+    vectors = {s: v[:n] for s, v in data.items()}
+    queries = {s: v[n:] for s, v in data.items()}
+    with with_connection(url) as conn:
+        ids = load(conn, n, vectors)
+        return {s: measure(conn, n, ids, s, vectors[s], queries[s], k, exact_n) for s in spaces}
+
+
+def show(title, res):
+    print(f"\n{title}")
+    print(f"  {'space':<10}{'filter':<18}{'p50 ms':>8}{'p95 ms':>8}{'recall@10':>11}{'exact SQL p50':>15}{'speed-up':>10}")
+    for space, by in res.items():
+        for label, r in by.items():
+            print(f"  {space:<10}{label:<18}{r['p50_ms']:>8.2f}{r['p95_ms']:>8.2f}{r['recall_at_10']:>11.3f}"
+                  f"{r['exact_sql_p50_ms']:>13.1f}ms{r['speedup_vs_exact_sql']:>9.1f}x")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rows", type=int, default=100_000, help="turns for the universal + native run")
+    ap.add_argument("--rows-1m", type=int, default=1_000_000, help="turns for the universal-only run (0 skips)")
+    ap.add_argument("--queries", type=int, default=200, help="queries per configuration")
+    ap.add_argument("--exact-queries", type=int, default=10, help="queries also run as exact SQL")
+    ap.add_argument("-k", type=int, default=10)
+    args = ap.parse_args()
+    url = bench_database()
+    results = {"data": "synthetic embedding-like vectors (clustered, low-dimensional spread)",
+               "targets": "p95 <= 10 ms, recall@10 >= 0.95"}
+    results[f"{args.rows}_rows"] = run(url, args.rows, {"universal": 768, "native": 4096},
+                                       args.queries, args.k, args.exact_queries)
+    show(f"recall_recent at {args.rows} rows (768-d vector HNSW; 4096-d binary-quantized HNSW + re-rank)",
+         results[f"{args.rows}_rows"])
+    if args.rows_1m:
+        results[f"{args.rows_1m}_rows"] = run(url, args.rows_1m, {"universal": 768}, args.queries, args.k,
+                                              args.exact_queries)
+        show(f"recall_recent at {args.rows_1m} rows (universal)", results[f"{args.rows_1m}_rows"])
+    report("recall", results)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,209 @@
+"""The Night Cycle on a scripted conversation: exactly the expected arcs, blocks, zones, links."""
+import math
+
+import psycopg
+import pytest
+
+import night_script
+from helpers import record
+
+ARC_COLS = "start_turn, peak_turn, end_turn, resolved, open_at_session_end"
+
+
+@pytest.fixture
+def night(conn):
+    # Live zones by spike, Arreté and insight markers only; the ID criterion has its own test.
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
+    user, sessions = night_script.build(conn)
+    run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
+    return conn, user, sessions, run_id
+
+
+def arcs(conn, sid):
+    return conn.execute(f"SELECT {ARC_COLS} FROM memory.flux_arcs WHERE session_id = %s ORDER BY start_turn", (sid,)).fetchall()
+
+
+def block(conn, sid, start_turn):
+    return conn.execute(
+        "SELECT b.* FROM memory.holographic_blocks b JOIN memory.flux_arcs a USING (arc_id) "
+        "WHERE a.session_id = %s AND a.start_turn = %s", (sid, start_turn)).fetchone()
+
+
+def cols(conn):
+    return [d.name for d in conn.execute("SELECT * FROM memory.holographic_blocks LIMIT 0").description]
+
+
+def as_dict(conn, row):
+    return dict(zip(cols(conn), row))
+
+
+def test_arcs_are_exactly_the_scripted_ones(night):
+    conn, user, (s1, s2, s3), run_id = night
+    assert arcs(conn, s1) == [(6, 6, 10, True, False), (13, 13, 14, False, True)]
+    assert arcs(conn, s2) == [(4, 4, 8, True, False)]
+    assert arcs(conn, s3) == [(4, 5, 5, False, True)]
+    base, peak, final, quality, duration = conn.execute(
+        "SELECT baseline_perplexity, peak_perplexity, final_perplexity, flux_reversal_quality, arc_duration_turns "
+        "FROM memory.flux_arcs WHERE session_id = %s AND start_turn = 6", (s1,)).fetchone()
+    assert base == pytest.approx(10.4) and (peak, final, duration) == (30, 14.4, 5)
+    assert quality == pytest.approx((30 - 14.4) * 5)
+
+
+def test_blocks_have_margins_zones_and_the_specs_shapes(night):
+    conn, user, (s1, s2, s3), _ = night
+    b = as_dict(conn, block(conn, s1, 6))
+    assert (b["first_turn"], b["last_turn"]) == (4, 12)  # 2 turns of margin each side
+    prose = b["prose"]
+    assert set(prose) == {"anterior_margin", "live_zones", "dead_zone_summaries", "posterior_margin"}
+    assert prose["anterior_margin"] == ("assistant: session 1 turn 4: a question about the topic.\n"
+                                        "user: session 1 turn 5: a question about the topic.")
+    assert prose["posterior_margin"].splitlines()[0] == "user: session 1 turn 11: a question about the topic."
+    # turn 6 spikes > 2 sigma; turn 8 falls 40% (Arreté > 0.3); turn 9 carries an insight marker
+    assert [(z["start"], z["end"]) for z in prose["live_zones"]] == [(2, 2), (4, 5)]
+    assert prose["live_zones"][1]["content"] == ("assistant: session 1 turn 8: a question about the topic.\n"
+                                                 "user: oh I see, that makes sense now.")
+    assert [(z["start"], z["end"]) for z in prose["dead_zone_summaries"]] == [(3, 3), (6, 6)]
+    assert prose["dead_zone_summaries"][0]["summary"] == "session 1 turn 7: a question about the topic."
+    assert b["flux_metrics"] == pytest.approx({"peak_perplexity": 30, "baseline_perplexity": 10.4,
+                                               "final_perplexity": 14.4, "flux_reversal_quality": 78.0,
+                                               "arc_duration_turns": 5})
+    s = b["salience_scores"]
+    assert set(s) == {"utterance_level", "exchange_level", "theme_level", "composite"}
+    assert s["utterance_level"]["P"] == pytest.approx(1 - math.exp(-(30 / 10.4 - 1)), abs=1e-4)
+    levels = [s[k] for k in ("utterance_level", "exchange_level", "theme_level")]
+    assert s["composite"] == pytest.approx(sum(l["P"] + l["C"] + 1 - l["ID"] for l in levels) / 9, abs=1e-3)
+    arrete = (10.4 - 14.4) / 10.4
+    assert b["ties_merge_weight"] == pytest.approx(0.5 * s["composite"] + 0.5 * max(0, arrete), abs=1e-3)
+    assert b["session_continuity_flag"] is False and b["user_tier"] == "elder"
+    assert b["universal_embedding"] is not None and abs(float((b["universal_embedding"].to_numpy() ** 2).sum()) - 1) < 1e-4
+
+
+def test_unresolved_arcs_flag_continuity_and_the_two_session_arc_becomes_a_metablock(night):
+    conn, user, (s1, s2, s3), _ = night
+    open1, b3, never = (as_dict(conn, block(conn, s, t)) for s, t in ((s1, 13), (s2, 4), (s3, 4)))
+    assert open1["session_continuity_flag"] and never["session_continuity_flag"] and not b3["session_continuity_flag"]
+    assert open1["continued_by"] == b3["block_id"] and b3["continues_from"] == open1["block_id"]
+    assert never["continues_from"] is None and never["continued_by"] is None and never["parent_metablock_id"] is None
+    assert open1["parent_metablock_id"] == b3["parent_metablock_id"] is not None
+    meta = as_dict(conn, conn.execute("SELECT * FROM memory.holographic_blocks WHERE block_id = %s",
+                                      (b3["parent_metablock_id"],)).fetchone())
+    assert meta["block_kind"] == "compound"
+    width = open1["last_turn"] - open1["first_turn"] + 1
+    expected = [(z["start"], z["end"]) for z in open1["prose"]["live_zones"]] + \
+               [(z["start"] + width, z["end"] + width) for z in b3["prose"]["live_zones"]]
+    assert [(z["start"], z["end"]) for z in meta["prose"]["live_zones"]] == expected
+    assert meta["flux_metrics"]["arc_duration_turns"] == 2 + 5
+    assert conn.execute("SELECT continues_session_id FROM memory.sessions WHERE session_id = %s", (s2,)).fetchone()[0] == s1
+    rels = set(conn.execute(
+        "SELECT source_block_id, target_block_id, relationship_type FROM memory.block_relationships "
+        "WHERE relationship_type <> 'thematic'").fetchall())
+    assert rels == {(b3["block_id"], open1["block_id"], "continues"),
+                    (meta["block_id"], open1["block_id"], "derived_from"),
+                    (meta["block_id"], b3["block_id"], "derived_from")}
+    thematic = conn.execute("SELECT count(*) FROM memory.block_relationships WHERE relationship_type = 'thematic'").fetchone()[0]
+    assert thematic == 3  # the three blocks on topic A pair up; topic B stands alone
+
+
+def test_second_run_creates_nothing_and_the_run_is_logged(night):
+    conn, user, sessions, run_id = night
+    tables = ["memory.flux_arcs", "memory.holographic_blocks", "memory.block_relationships", "ops.jobs",
+              "memory.consolidations"]
+    before = [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables]
+    conn.execute("SELECT memory.run_night_cycle()")
+    assert [conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in tables] == before
+    status, done, failed = conn.execute("SELECT status, users_done, users_failed FROM ops.cycle_runs WHERE run_id = %s",
+                                        (run_id,)).fetchone()
+    assert status == "ok" and failed == 0 and done >= 1
+    stages = {r[0]: r[1] for r in conn.execute(
+        "SELECT stage, rows FROM ops.cycle_stage_log WHERE run_id = %s AND user_id = %s", (run_id, user))}
+    assert set(stages) == {1, 2, 3, 4, 5, 6, 7, 9} and stages[1] == 4 and stages[6] == 4
+
+
+def test_cortex_queue_and_clustering_job(night):
+    conn, user, sessions, run_id = night
+    # elder: 6 cycles in the Hippocampus, but blocks with coherence_gain >= threshold go now
+    queued = {r[0] for r in conn.execute("SELECT (payload->>'block_id')::uuid FROM ops.jobs WHERE kind = 'cortex_migrate'")}
+    qualifying = {r[0] for r in conn.execute(
+        "SELECT block_id FROM memory.holographic_blocks WHERE coherence_gain >= 0.3 OR hippocampus_until <= current_date")}
+    assert queued == qualifying
+    clusters = conn.execute("SELECT count(*) FROM ops.jobs WHERE kind = 'cluster_update'").fetchone()[0]
+    assert clusters == (1 if queued else 0)
+    conn.execute("UPDATE memory.holographic_blocks SET long_term = true")
+    run2 = conn.execute("SELECT memory.run_night_cycle(current_date + 1)").fetchone()[0]
+    n_blocks = conn.execute("SELECT count(*) FROM memory.holographic_blocks").fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM ops.jobs WHERE kind = 'cortex_migrate'").fetchone()[0] == n_blocks
+    assert conn.execute("SELECT count(*) FROM ops.jobs WHERE kind = 'cluster_update' AND payload->>'run_id' = %s",
+                        (str(run2),)).fetchone()[0] == 1
+
+
+def test_interrogative_distance_criterion_makes_live_zones(conn):
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '2')")  # every turn is close
+    user, (s1, s2, s3) = night_script.build(conn)
+    conn.execute("SELECT memory.run_night_cycle()")
+    prose = as_dict(conn, block(conn, s1, 6))["prose"]
+    assert [(z["start"], z["end"]) for z in prose["live_zones"]] == [(2, 6)] and prose["dead_zone_summaries"] == []
+
+
+def test_a_session_being_written_is_left_whole_for_the_next_cycle(db_url):
+    with psycopg.connect(db_url) as setup:
+        user, (s1, s2, s3) = night_script.build(setup, ref="night-busy")
+        setup.commit()
+    try:
+        with psycopg.connect(db_url) as writer, psycopg.connect(db_url) as cycle:
+            record(writer, s3, "a late turn, not yet committed", perplexity=12)  # holds s3's row lock
+            cycle.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,))
+            taken = {r[0] for r in cycle.execute("SELECT session_id FROM memory.consolidations WHERE session_id = ANY(%s)",
+                                                  ([s1, s2, s3],))}
+            assert taken == {s1, s2}
+            assert cycle.execute("SELECT count(*) FROM memory.flux_arcs WHERE session_id = %s", (s3,)).fetchone()[0] == 0
+            cycle.commit()
+            writer.commit()
+            cycle.execute("SELECT ops.set_setting('night.session_idle', '\"0 seconds\"')")
+            cycle.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,))
+            first, last = cycle.execute("SELECT first_turn, last_turn FROM memory.consolidations WHERE session_id = %s",
+                                        (s3,)).fetchone()
+            assert (first, last) == (1, 6)  # all of it, the late turn included
+            cycle.rollback()
+    finally:
+        with psycopg.connect(db_url) as c:
+            c.execute("DELETE FROM memory.users WHERE external_ref = 'night-busy'")
+
+
+def test_a_failing_user_rolls_back_alone_and_is_reported(conn):
+    good, _ = night_script.build(conn, ref="night-good")
+    bad, _ = night_script.build(conn, ref="night-bad")
+    # A summariser that fails for one user only.
+    conn.execute("""CREATE FUNCTION pg_temp.picky(p_session_id uuid, p_first int, p_last int) RETURNS text
+                    LANGUAGE plpgsql AS $$ BEGIN
+                      IF EXISTS (SELECT 1 FROM memory.sessions s JOIN memory.users u USING (user_id)
+                                 WHERE s.session_id = p_session_id AND u.external_ref = 'night-bad') THEN
+                        RAISE EXCEPTION 'summariser refused';
+                      END IF;
+                      RETURN 'ok'; END $$""")
+    schema = conn.execute("SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0]
+    conn.execute("SELECT ops.set_setting('night.summariser', %s)", (f'"{schema}.picky"',))
+    with _notices(conn) as notices:
+        run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
+    assert any("failed at stage 4 (compression): summariser refused" in n for n in notices)
+    counts = dict(conn.execute("SELECT u.external_ref, count(b.block_id) FROM memory.users u "
+                               "LEFT JOIN memory.holographic_blocks b USING (user_id) "
+                               "WHERE u.external_ref IN ('night-good', 'night-bad') GROUP BY 1").fetchall())
+    assert counts == {"night-good": 5, "night-bad": 0}
+    assert conn.execute("SELECT count(*) FROM memory.flux_arcs WHERE user_id = %s", (bad,)).fetchone()[0] == 0
+    status, failed = conn.execute("SELECT status, users_failed FROM ops.cycle_runs WHERE run_id = %s", (run_id,)).fetchone()
+    assert status == "partial" and failed == 1
+    err = conn.execute("SELECT stage, error FROM ops.cycle_stage_log WHERE run_id = %s AND NOT ok", (run_id,)).fetchone()
+    assert err[0] == 4 and "summariser refused" in err[1]
+
+
+class _notices:
+    def __init__(self, conn):
+        self.conn, self.got = conn, []
+
+    def __enter__(self):
+        self.handler = lambda d: self.got.append(d.message_primary)
+        self.conn.add_notice_handler(self.handler)
+        return self.got
+
+    def __exit__(self, *exc):
+        self.conn.remove_notice_handler(self.handler)
