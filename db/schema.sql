@@ -16,6 +16,10 @@ CREATE SCHEMA ops;
 
 COMMENT ON SCHEMA ops IS 'psimem operations: settings, applied SQL code, job queue and run logs';
 
+CREATE SCHEMA procedural;
+
+COMMENT ON SCHEMA procedural IS 'psimem procedural memory: reflexes, causal edges, the frustration ledger';
+
 CREATE EXTENSION IF NOT EXISTS plpython3u WITH SCHEMA pg_catalog;
 
 COMMENT ON EXTENSION plpython3u IS 'PL/Python3U untrusted procedural language';
@@ -164,6 +168,498 @@ $$;
 
 COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Turns without perplexity get no flux_state.';
 
+CREATE FUNCTION memory._mean_salience(p_scores jsonb) RETURNS jsonb
+    LANGUAGE plpgsql IMMUTABLE
+    AS $$ BEGIN RETURN (
+    SELECT jsonb_object_agg(lvl, (
+               SELECT jsonb_object_agg(x.k, x.v) FROM (
+                   SELECT k, round(avg((e -> lvl ->> k)::float8)::numeric, 4) AS v
+                   FROM jsonb_array_elements(p_scores) e, unnest(ARRAY['P', 'C', 'ID']) k GROUP BY k) x))
+           || jsonb_build_object('composite', (SELECT round(avg((e ->> 'composite')::float8)::numeric, 4)
+                                               FROM jsonb_array_elements(p_scores) e))
+    FROM unnest(ARRAY['utterance_level', 'exchange_level', 'theme_level']) lvl);
+END $$;
+
+COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
+
+CREATE FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
+    v_window int := (ops.setting('flux.baseline_window'))::int;
+    v_centroid_id uuid;
+    v_n int;
+BEGIN
+    TRUNCATE _night_sessions, _night_turns, _night_arcs, _night_blocks;
+    -- A session is taken whole or not at all: only idle ones, none with turns past the
+    -- cycle's end, none a writer holds right now (SKIP LOCKED leaves it for next time).
+    INSERT INTO _night_sessions (session_id, consolidated_turn)
+    SELECT s.session_id, s.consolidated_turn FROM memory.sessions s
+    WHERE s.user_id = p_user_id AND s.turn_count > s.consolidated_turn
+      AND s.last_turn_at < p_cutoff AND s.last_turn_at <= now() - v_idle
+    FOR SHARE OF s SKIP LOCKED;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 THEN
+        RETURN 0;
+    END IF;
+    v_centroid_id := memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
+    INSERT INTO _night_turns
+    SELECT d.entry_id, d.session_id, d.turn_number, d.role, d.content, d.created_at, d.perplexity_score,
+           d.flux_state, d.universal_embedding, d.native_embedding,
+           avg(d.perplexity_score) OVER w AS local_mean,
+           coalesce(stddev_samp(d.perplexity_score) OVER w, 0) AS local_sd,
+           lag(d.perplexity_score) OVER o AS prev_perplexity,
+           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)) AS coherence_prev,
+           least(1, d.universal_embedding <=> c.universal_centroid) AS interrogative_distance,
+           d.content ~* (ops.setting('night.insight_markers') #>> '{}') AS insight
+    FROM memory.day_table d
+    JOIN _night_sessions s ON s.session_id = d.session_id
+    LEFT JOIN memory.preoccupation_centroids c ON c.centroid_id = v_centroid_id
+    WHERE d.turn_number > s.consolidated_turn
+    WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number),
+           w AS (o ROWS BETWEEN v_window PRECEDING AND 1 PRECEDING);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and loads their unconsolidated turns with per-turn measures: local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns), the previous turn''s perplexity, coherence with the previous turn (cosine similarity of universal embeddings, floored at 0), Interrogative Distance (cosine distance to the centroid, capped at 1) and insight markers. Returns the number of turns loaded.';
+
+CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_closing int := (ops.setting('continuity.closing_turns'))::int;
+    v_opening int := (ops.setting('continuity.opening_turns'))::int;
+    v_cwindow interval := (ops.setting('continuity.window') #>> '{}')::interval;
+    v_csim float8 := (ops.setting('continuity.similarity'))::float8;
+    v_n int;
+BEGIN
+    -- Arcs from the live flux_state: a spike after a baseline or stable turn opens one; the
+    -- first stable turn closes it; an arc still open at the session's last turn is unresolved.
+    WITH scored AS (
+        SELECT t.*, lag(t.flux_state) OVER (PARTITION BY t.session_id ORDER BY t.turn_number) AS prev_state
+        FROM _night_turns t WHERE t.flux_state IS NOT NULL),
+    numbered AS (
+        SELECT s.*, sum((s.flux_state = 'spike' AND coalesce(s.prev_state, 'baseline') IN ('baseline', 'stable'))::int)
+                    OVER (PARTITION BY s.session_id ORDER BY s.turn_number) AS arc_no
+        FROM scored s),
+    inside AS (
+        SELECT n.*, coalesce(bool_or(n.flux_state = 'stable') OVER (PARTITION BY n.session_id, n.arc_no ORDER BY n.turn_number
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS closed_before
+        FROM numbered n WHERE n.arc_no > 0),
+    arcs AS (
+        SELECT i.session_id, min(i.turn_number) AS start_turn, max(i.turn_number) AS end_turn,
+               (array_agg(i.turn_number ORDER BY i.perplexity_score DESC, i.turn_number))[1] AS peak_turn,
+               bool_or(i.flux_state = 'stable') AS resolved,
+               (array_agg(i.local_mean ORDER BY i.turn_number))[1] AS baseline,
+               (array_agg(i.local_sd ORDER BY i.turn_number))[1] AS sigma,
+               max(i.perplexity_score) AS peak,
+               (array_agg(i.perplexity_score ORDER BY i.turn_number DESC))[1] AS final,
+               min(i.created_at) AS start_time, max(i.created_at) AS end_time
+        FROM inside i WHERE NOT i.closed_before
+        GROUP BY i.session_id, i.arc_no),
+    ins AS (
+        INSERT INTO memory.flux_arcs AS f (session_id, user_id, cycle_date, start_turn, peak_turn, end_turn, resolved,
+            open_at_session_end, baseline_perplexity, baseline_sigma, peak_perplexity, final_perplexity,
+            flux_reversal_quality, arc_duration_turns, start_time, end_time, open_arc_embedding)
+        SELECT a.session_id, p_user_id, p_cycle_date, a.start_turn, a.peak_turn, a.end_turn, a.resolved, NOT a.resolved,
+               a.baseline, a.sigma, a.peak, a.final, (a.peak - a.final) * (a.end_turn - a.start_turn + 1),
+               a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
+               CASE WHEN NOT a.resolved THEN (
+                   SELECT l2_normalize(avg(x.universal_embedding)) FROM (
+                       SELECT t.universal_embedding FROM _night_turns t WHERE t.session_id = a.session_id
+                       ORDER BY t.turn_number DESC LIMIT v_closing) x) END
+        FROM arcs a
+        ON CONFLICT (session_id, start_turn) DO NOTHING
+        RETURNING f.arc_id, f.session_id, f.start_turn)
+    INSERT INTO _night_arcs (arc_id, session_id, start_turn) SELECT arc_id, session_id, start_turn FROM ins;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+
+    -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
+    -- user that ended shortly before link the new session (and its first arc) to it.
+    WITH opening AS (
+        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(t.universal_embedding)) AS emb
+        FROM _night_turns t WHERE t.turn_number <= v_opening GROUP BY t.session_id),
+    matched AS (
+        SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
+        FROM opening o
+        JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id
+             AND a.continued_by_arc_id IS NULL AND a.end_time <= o.started AND a.end_time > o.started - v_cwindow
+        WHERE 1 - (a.open_arc_embedding <=> o.emb) > v_csim
+        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb),
+    linked AS (
+        UPDATE memory.sessions s SET continues_session_id = m.open_session_id
+        FROM matched m WHERE s.session_id = m.session_id
+        RETURNING m.session_id, m.open_arc_id)
+    UPDATE memory.flux_arcs f SET continued_by_arc_id = (
+        SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = l.session_id ORDER BY a.start_turn LIMIT 1)
+    FROM linked l WHERE f.arc_id = l.open_arc_id;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 1, flux detection, for one user. Assembles flux arcs from the flux_state the day_table trigger set live (parameters flux.*): a spike after a baseline or stable turn opens an arc, the first stable turn closes it, and an arc open at the session''s last turn is unresolved (open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns). Metrics: baseline = mean perplexity of the flux.baseline_window turns before the spike, peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn, flux_reversal_quality = (peak - final) x arc_duration_turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs found.';
+
+CREATE FUNCTION memory._night_stage2_blocks(p_user_id uuid) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_margin int := (ops.setting('night.margin_turns'))::int;
+    v_live_sigma float8 := (ops.setting('night.live_spike_sigma'))::float8;
+    v_live_arrete float8 := (ops.setting('night.live_arrete'))::float8;
+    v_live_id float8 := (ops.setting('night.live_interrogative_distance'))::float8;
+    v_n int;
+BEGIN
+    INSERT INTO _night_blocks (arc_id, session_id, start_turn, peak_turn, end_turn, first_turn, last_turn, resolved,
+                               baseline, peak, final, quality, duration, start_time, end_time)
+    SELECT f.arc_id, f.session_id, f.start_turn, f.peak_turn, f.end_turn,
+           greatest(f.start_turn - v_margin, bounds.lo), least(f.end_turn + v_margin, bounds.hi), f.resolved,
+           f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
+           f.arc_duration_turns, f.start_time, f.end_time
+    FROM _night_arcs a
+    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
+    CROSS JOIN LATERAL (SELECT min(t.turn_number) AS lo, max(t.turn_number) AS hi
+                        FROM _night_turns t WHERE t.session_id = f.session_id) bounds;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+
+    -- Zones over the arc's own turns: maximal runs of live or of dead turns.
+    WITH marked AS (
+        SELECT b.arc_id, t.session_id, t.turn_number, t.role, t.content,
+               (t.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
+                OR (t.prev_perplexity - t.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
+                OR t.interrogative_distance < v_live_id
+                OR t.insight) IS TRUE AS live
+        FROM _night_blocks b
+        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn),
+    runs AS (
+        SELECT m.*, m.turn_number - row_number() OVER (PARTITION BY m.arc_id, m.live ORDER BY m.turn_number) AS run
+        FROM marked m)
+    INSERT INTO _night_zones (arc_id, session_id, live, first_turn, last_turn, content)
+    SELECT r.arc_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
+           CASE WHEN r.live THEN string_agg(r.role || ': ' || r.content, E'\n' ORDER BY r.turn_number) END
+    FROM runs r
+    GROUP BY r.arc_id, r.session_id, r.live, r.run;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid) IS 'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4.';
+
+CREATE FUNCTION memory._night_stage3_salience() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    WITH per_block AS (
+        SELECT b.arc_id,
+               memory._perplexity_salience(b.peak, b.baseline) AS p_u,
+               memory._perplexity_salience(avg(t.perplexity_score) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), b.baseline) AS p_e,
+               memory._perplexity_salience(avg(t.perplexity_score) FILTER (WHERE t.turn_number BETWEEN b.start_turn AND b.end_turn), b.baseline) AS p_t,
+               coalesce(max(t.coherence_prev) FILTER (WHERE t.turn_number = b.peak_turn + 1), 0) AS c_u,
+               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), 0) AS c_e,
+               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn), 0) AS c_t,
+               coalesce(max(t.interrogative_distance) FILTER (WHERE t.turn_number = b.peak_turn), 1) AS id_u,
+               coalesce(avg(t.interrogative_distance) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), 1) AS id_e,
+               coalesce(avg(t.interrogative_distance) FILTER (WHERE t.turn_number BETWEEN b.start_turn AND b.end_turn), 1) AS id_t,
+               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.peak_turn), 0)
+                 - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
+                 AS coherence_gain
+        FROM _night_blocks b
+        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn
+        GROUP BY b.arc_id, b.peak, b.baseline),
+    scored AS (
+        SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
+        FROM per_block p)
+    UPDATE _night_blocks b SET
+        salience_scores = jsonb_build_object(
+            'utterance_level', jsonb_build_object('P', round(s.p_u::numeric, 4), 'C', round(s.c_u::numeric, 4), 'ID', round(s.id_u::numeric, 4)),
+            'exchange_level', jsonb_build_object('P', round(s.p_e::numeric, 4), 'C', round(s.c_e::numeric, 4), 'ID', round(s.id_e::numeric, 4)),
+            'theme_level', jsonb_build_object('P', round(s.p_t::numeric, 4), 'C', round(s.c_t::numeric, 4), 'ID', round(s.id_t::numeric, 4)),
+            'composite', round(s.composite::numeric, 4)),
+        arrete = (b.baseline - b.final) / nullif(b.baseline, 0),
+        coherence_gain = s.coherence_gain,
+        ties_merge_weight = 0.5 * s.composite + 0.5 * greatest(0, least(1, coalesce((b.baseline - b.final) / nullif(b.baseline, 0), 0)))
+    FROM scored s WHERE s.arc_id = b.arc_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage3_salience() IS 'Night Cycle stage 3, salience, at three levels. Utterance: the peak turn; exchange: the peak turn and the turn answering it; theme: the whole arc (for C, the whole block). P = 1 - exp(-max(0, perplexity / baseline - 1)) of the peak, of the exchange''s mean and of the arc''s mean perplexity. C = coherence: cosine similarity (floored at 0) of a turn''s universal embedding with the previous turn''s, for the answer to the peak, averaged over the exchange, averaged over the block. ID = Interrogative Distance: cosine distance to the user''s Preoccupation Centroid (1 when unknown), at the peak, averaged over the exchange and over the arc. composite = mean over the three levels of (P + C + (1 - ID)) / 3. Arreté = (baseline - final) / baseline. coherence_gain = mean C of the turns after the peak - mean C of the block''s turns up to the peak. ties_merge_weight = 0.5 composite + 0.5 Arreté clamped to [0, 1].';
+
+CREATE FUNCTION memory._night_stage4_compression() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_summariser regproc := (ops.setting('night.summariser') #>> '{}')::regproc;
+    v_n int;
+BEGIN
+    EXECUTE format('UPDATE _night_zones z SET content = %s(z.session_id, z.first_turn, z.last_turn) WHERE NOT z.live',
+                   v_summariser);
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE _night_blocks b SET prose = jsonb_build_object(
+        'anterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
+                                     FROM _night_turns t WHERE t.session_id = b.session_id
+                                       AND t.turn_number >= b.first_turn AND t.turn_number < b.start_turn), ''),
+        'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
+                                       'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
+                                FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live), '[]'),
+        'dead_zone_summaries', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
+                                       'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
+                                FROM _night_zones z WHERE z.arc_id = b.arc_id AND NOT z.live), '[]'),
+        'posterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
+                                      FROM _night_turns t WHERE t.session_id = b.session_id
+                                        AND t.turn_number > b.end_turn AND t.turn_number <= b.last_turn), ''));
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage4_compression() IS 'Night Cycle stage 4, compression. Dead zones are summarised by the function the night.summariser setting names (memory.summarise_extractive by default); live zones stay verbatim. Builds each block''s prose in the spec''s shape: anterior_margin, live_zones [{start, end, content}], dead_zone_summaries [{start, end, summary}], posterior_margin, with start and end as 0-based turn offsets within the block. Returns the number of dead zones summarised.';
+
+CREATE FUNCTION memory._night_stage5_embeddings() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_udim int := (ops.setting('embedding.universal_dim'))::int;
+    v_ndim int := (ops.setting('embedding.native_dim'))::int;
+    v_n int;
+BEGIN
+    -- Weighted sums with pgvector's element-wise product: the weight repeated as a vector.
+    WITH weighted AS (
+        SELECT b.arc_id,
+               1 + memory._perplexity_salience(t.perplexity_score, b.baseline)
+                 + CASE WHEN EXISTS (SELECT 1 FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live
+                                     AND t.turn_number BETWEEN z.first_turn AND z.last_turn) THEN 1 ELSE 0 END AS w,
+               t.universal_embedding, t.native_embedding
+        FROM _night_blocks b
+        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn),
+    centroids AS (
+        SELECT arc_id,
+               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
+               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
+        FROM weighted GROUP BY arc_id)
+    UPDATE _night_blocks b SET universal_embedding = c.u, native_embedding = c.n
+    FROM centroids c WHERE c.arc_id = b.arc_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage5_embeddings() IS 'Night Cycle stage 5, block embeddings: in both spaces, the normalised salience-weighted centroid of the block''s turns (margins included), weight = 1 + P of the turn''s perplexity against the arc baseline + 1 for turns in a live zone. Turns without an embedding in a space do not count in it.';
+
+CREATE FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_thematic float8 := (ops.setting('night.thematic_similarity'))::float8;
+    v_udim int := (ops.setting('embedding.universal_dim'))::int;
+    v_ndim int := (ops.setting('embedding.native_dim'))::int;
+    v_n int;
+BEGIN
+    -- Continuations found in stage 1. Both blocks formed now (one hippocampal period):
+    -- continues_from / continued_by and a metablock. The earlier block already stored by
+    -- a previous cycle: a citation only (spec 004 section 4.4).
+    UPDATE _night_blocks b SET continued_by = nb.block_id
+    FROM memory.flux_arcs f JOIN _night_blocks nb ON nb.arc_id = f.continued_by_arc_id
+    WHERE f.arc_id = b.arc_id;
+    UPDATE _night_blocks b SET continues_from = pb.block_id FROM _night_blocks pb WHERE pb.continued_by = b.block_id;
+    UPDATE _night_blocks b SET citations = jsonb_build_array(hb.block_id)
+    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
+    WHERE f.continued_by_arc_id = b.arc_id;
+
+    WITH RECURSIVE chain AS (
+        SELECT b.block_id AS root, b.block_id, 1 AS pos FROM _night_blocks b
+        WHERE b.continued_by IS NOT NULL AND b.continues_from IS NULL
+        UNION ALL
+        SELECT c.root, n.block_id, c.pos + 1
+        FROM chain c JOIN _night_blocks cur ON cur.block_id = c.block_id JOIN _night_blocks n ON n.block_id = cur.continued_by)
+    INSERT INTO _night_chain (root, block_id, pos) SELECT root, block_id, pos FROM chain;
+    UPDATE _night_blocks b SET parent_metablock_id = c.compound_id
+    FROM (SELECT root, gen_random_uuid() AS compound_id FROM _night_chain GROUP BY root) c
+    JOIN _night_chain m ON m.root = c.root WHERE m.block_id = b.block_id;
+
+    -- Compound blocks first (constituents reference them), then the arc blocks. A compound's
+    -- prose concatenates its constituents' zones with shifted offsets; its metrics combine
+    -- theirs; its embeddings are their centroid weighted by ties_merge_weight.
+    WITH members AS (
+        SELECT b.*, c.root, c.pos,
+               coalesce(sum(b.last_turn - b.first_turn + 1) OVER (PARTITION BY c.root ORDER BY c.pos
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS offs
+        FROM _night_blocks b JOIN _night_chain c ON c.block_id = b.block_id),
+    zones AS (
+        SELECT m.parent_metablock_id AS id,
+               jsonb_agg(z.zone ORDER BY m.pos, z.ord) FILTER (WHERE z.kind = 'live') AS live,
+               jsonb_agg(z.zone ORDER BY m.pos, z.ord) FILTER (WHERE z.kind = 'dead') AS dead
+        FROM members m
+        CROSS JOIN LATERAL (
+            SELECT 'live' AS kind, e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
+                                                                    'end', (e.z ->> 'end')::int + m.offs) AS zone
+            FROM jsonb_array_elements(m.prose -> 'live_zones') WITH ORDINALITY e(z, ord)
+            UNION ALL
+            SELECT 'dead', e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
+                                                            'end', (e.z ->> 'end')::int + m.offs)
+            FROM jsonb_array_elements(m.prose -> 'dead_zone_summaries') WITH ORDINALITY e(z, ord)) z
+        GROUP BY m.parent_metablock_id)
+    INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
+        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
+        arc_start_time, arc_end_time, session_continuity_flag, citations, preoccupation_centroid_id,
+        cycle_date, first_turn, last_turn, hippocampus_until)
+    SELECT m.parent_metablock_id, 'compound',
+           jsonb_build_object(
+               'anterior_margin', (array_agg(m.prose ->> 'anterior_margin' ORDER BY m.pos))[1],
+               'live_zones', coalesce((SELECT z.live FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
+               'dead_zone_summaries', coalesce((SELECT z.dead FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
+               'posterior_margin', (array_agg(m.prose ->> 'posterior_margin' ORDER BY m.pos DESC))[1]),
+           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_udim])::vector * m.universal_embedding)),
+           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_ndim])::vector * m.native_embedding)),
+           jsonb_build_object('peak_perplexity', max(m.peak),
+                              'baseline_perplexity', (array_agg(m.baseline ORDER BY m.pos))[1],
+                              'final_perplexity', (array_agg(m.final ORDER BY m.pos DESC))[1],
+                              'flux_reversal_quality', sum(m.quality), 'arc_duration_turns', sum(m.duration)),
+           memory._mean_salience(jsonb_agg(m.salience_scores)),
+           coalesce(avg(m.coherence_gain), 0), coalesce(avg(m.ties_merge_weight), 0),
+           (array_agg(m.session_id ORDER BY m.pos))[1], p_user_id, u.tier,
+           min(m.start_time), max(m.end_time), NOT (array_agg(m.resolved ORDER BY m.pos DESC))[1], '[]', pc.centroid_id,
+           p_cycle_date, (array_agg(m.first_turn ORDER BY m.pos))[1], (array_agg(m.last_turn ORDER BY m.pos))[1],
+           p_cycle_date + r.block_cycles
+    FROM members m
+    JOIN memory.users u ON u.user_id = p_user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
+    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
+    GROUP BY m.parent_metablock_id, u.tier, r.block_cycles, pc.centroid_id;
+
+    INSERT INTO memory.holographic_blocks (block_id, block_kind, arc_id, prose, native_embedding, universal_embedding,
+        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
+        arc_start_time, arc_end_time, parent_metablock_id, session_continuity_flag, continues_from, continued_by,
+        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, hippocampus_until)
+    SELECT b.block_id, 'arc', b.arc_id, b.prose, b.native_embedding, b.universal_embedding,
+           jsonb_build_object('peak_perplexity', b.peak, 'baseline_perplexity', b.baseline,
+                              'final_perplexity', b.final, 'flux_reversal_quality', b.quality,
+                              'arc_duration_turns', b.duration),
+           b.salience_scores, coalesce(b.coherence_gain, 0), coalesce(b.ties_merge_weight, 0),
+           b.session_id, p_user_id, u.tier, b.start_time, b.end_time, b.parent_metablock_id, NOT b.resolved,
+           b.continues_from, b.continued_by, coalesce(b.citations, '[]'), pc.centroid_id,
+           p_cycle_date, b.first_turn, b.last_turn, p_cycle_date + r.block_cycles
+    FROM _night_blocks b
+    JOIN memory.users u ON u.user_id = p_user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
+    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+
+    INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type, strength)
+    SELECT b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
+    UNION ALL
+    SELECT b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
+    UNION ALL
+    SELECT b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM _night_blocks b WHERE b.parent_metablock_id IS NOT NULL
+    UNION ALL
+    SELECT b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
+    FROM _night_blocks b1 JOIN _night_blocks b2 ON b1.start_time < b2.start_time
+         OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
+    WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
+    ON CONFLICT DO NOTHING;
+
+    -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
+    INSERT INTO memory.consolidations (session_id, first_turn, last_turn, cycle_date)
+    SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t GROUP BY t.session_id;
+    UPDATE memory.sessions s SET consolidated_turn = x.last_turn
+    FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t GROUP BY t.session_id) x
+    WHERE s.session_id = x.session_id;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 6, storage. Writes the blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; hippocampus_until = cycle date + the tier''s block_cycles). A continuation whose earlier block forms in the same cycle links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents); one whose earlier block is from a previous cycle becomes a citation (citations and a cites relationship). Blocks of the cycle at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session. Returns the number of arc blocks stored.';
+
+CREATE FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_gain float8 := (ops.setting('cortex.coherence_gain_threshold'))::float8;
+    v_age interval := (ops.setting('cortex.max_block_age') #>> '{}')::interval;
+    v_n int;
+BEGIN
+    INSERT INTO ops.jobs (kind, payload, dedupe_key)
+    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id), 'cortex_migrate:' || b.block_id
+    FROM memory.holographic_blocks b
+    WHERE b.user_id = p_user_id AND b.migrated_at IS NULL
+      AND (b.coherence_gain >= v_gain OR b.arc_end_time < (p_cycle_date + 1)::timestamptz - v_age
+           OR b.long_term OR b.hippocampus_until <= p_cycle_date)
+    ORDER BY b.arc_start_time
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 7, migration check: queues a cortex_migrate job in ops.jobs (once per block) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention). Returns the number queued.';
+
+CREATE FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    -- One pending re-clustering covers any number of migrations (the worker runs it after them).
+    INSERT INTO ops.jobs (kind, payload, dedupe_key)
+    SELECT 'cluster_update', jsonb_build_object('run_id', p_run_id), 'cluster_update:run:' || p_run_id
+    WHERE p_migrations_queued > 0
+      AND NOT EXISTS (SELECT 1 FROM ops.jobs j WHERE j.kind = 'cluster_update' AND j.state = 'queued')
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF EXISTS (SELECT 1 FROM ops.jobs j WHERE j.state = 'queued') THEN
+        PERFORM pg_notify('psimem_jobs', 'night_cycle');
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) IS 'Night Cycle stage 8: when this run queued blocks for the Cortex and no re-clustering is pending, queues one cluster_update job (RAPTOR re-clustering, run by the worker after the migrations); wakes the worker with NOTIFY psimem_jobs when work is queued.';
+
+CREATE FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_tier text;
+    v_raw int;
+    v_block int;
+    v_n int;
+BEGIN
+    SELECT u.tier, r.raw_cycles, r.block_cycles INTO v_tier, v_raw, v_block
+    FROM memory.users u JOIN memory.retention_policy r ON r.tier = u.tier WHERE u.user_id = p_user_id;
+    DELETE FROM memory.day_table d
+    USING memory.consolidations c
+    WHERE d.user_id = p_user_id
+      AND c.session_id = d.session_id AND d.turn_number BETWEEN c.first_turn AND c.last_turn
+      AND c.cycle_date <= p_cycle_date - v_raw
+      -- never a turn that a block still in the Hippocampus covers
+      AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
+                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc' AND b.migrated_at IS NULL
+                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn)
+      -- a turn no block covers stays the tier's whole span
+      AND (c.cycle_date <= p_cycle_date - (v_raw + v_block)
+           OR EXISTS (SELECT 1 FROM memory.holographic_blocks b
+                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc'
+                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn));
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        INSERT INTO ops.cleanup_log (cycle_date, tier, turns_deleted) VALUES (p_cycle_date, v_tier, v_n);
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 9, day table cleanup by memory.retention_policy for the user''s tier, counting cycles from the consolidation of each turn. A turn that a block covers goes once raw_cycles have passed and no block still in the Hippocampus (not yet migrated to the Cortex) covers it; a turn no block covers goes after raw_cycles + block_cycles (1 / 3 / 7 cycles for normal / meso / elder by default). What it removes is logged per tier in ops.cleanup_log.';
+
+CREATE FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE
+    AS $$ SELECT coalesce(1 - exp(-greatest(0, p_value / nullif(p_baseline, 0) - 1)), 0) $$;
+
+COMMENT ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) IS 'Internal. P salience of a perplexity against a baseline: 1 - exp(-max(0, value / baseline - 1)); 0 at or below the baseline, towards 1 for large spikes.';
+
 CREATE FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE plpgsql STABLE
     SET "hnsw.iterative_scan" TO 'relaxed_order'
@@ -265,6 +761,69 @@ $$;
 
 COMMENT ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text) IS 'Returns the user with this external reference, creating it with the given tier (normal, meso or elder) if it does not exist. Idempotent; an existing user keeps its tier.';
 
+CREATE FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer DEFAULT 10, p_user_id uuid DEFAULT NULL::uuid, p_expand boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, session_id uuid, user_id uuid, arc_start_time timestamp with time zone, distance double precision, reason text, via_block_id uuid, coherence_gain double precision, prose jsonb)
+    LANGUAGE plpgsql STABLE
+    SET "hnsw.iterative_scan" TO 'relaxed_order'
+    SET "hnsw.ef_search" TO '40'
+    AS $_$
+DECLARE
+    v_kind text := ops.setting('embedding.universal_index') #>> '{}';
+    v_dim int := (ops.setting('embedding.universal_dim'))::int;
+    v_query vector;
+    v_order text;
+BEGIN
+    IF p_k IS NULL OR p_k < 1 OR p_k > 1000 THEN
+        RAISE EXCEPTION 'p_k: must be between 1 and 1000, got %', coalesce(p_k::text, 'null') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_query_vector IS NULL THEN
+        RAISE EXCEPTION 'p_query_vector: must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    v_query := memory._checked_vector(p_query_vector, 'p_query_vector', 'universal');
+    PERFORM set_config('hnsw.ef_search', ops.setting('recall.ef_search')::text, true);
+    v_order := CASE v_kind
+        WHEN 'vector' THEN 'b.universal_embedding <=> $1'
+        WHEN 'halfvec' THEN format('b.universal_embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim)
+        ELSE format('binary_quantize(b.universal_embedding)::bit(%s) <~> binary_quantize($1)', v_dim) END;
+    RETURN QUERY EXECUTE format($q$
+        WITH hits AS MATERIALIZED (
+            SELECT b.block_id FROM memory.holographic_blocks b
+            WHERE ($2::uuid IS NULL OR b.user_id = $2) AND b.universal_embedding IS NOT NULL
+            ORDER BY %s LIMIT $3 * 2),
+        vector_matches AS (
+            SELECT b.block_id, NULL::uuid AS via, 'vector match' AS reason, 0 AS rank_group
+            FROM hits h JOIN memory.holographic_blocks b USING (block_id)
+            ORDER BY b.universal_embedding <=> $1 LIMIT $3),
+        structural AS (
+            SELECT r.target_block_id AS block_id, r.source_block_id AS via, 'cited by a match' AS reason, 1
+            FROM memory.block_relationships r JOIN vector_matches v ON r.source_block_id = v.block_id
+            WHERE r.relationship_type = 'cites'
+            UNION ALL
+            SELECT b.continues_from, b.block_id, 'earlier part of a matched inquiry', 2
+            FROM vector_matches v JOIN memory.holographic_blocks b USING (block_id)
+            WHERE $4 AND b.continues_from IS NOT NULL
+            UNION ALL
+            SELECT b.continued_by, b.block_id, 'later part of a matched inquiry', 2
+            FROM vector_matches v JOIN memory.holographic_blocks b USING (block_id)
+            WHERE $4 AND b.continued_by IS NOT NULL
+            UNION ALL
+            SELECT b.parent_metablock_id, b.block_id, 'metablock of a match', 3
+            FROM vector_matches v JOIN memory.holographic_blocks b USING (block_id)
+            WHERE $4 AND b.parent_metablock_id IS NOT NULL),
+        combined AS (
+            SELECT DISTINCT ON (c.block_id) c.*
+            FROM (SELECT * FROM vector_matches UNION ALL SELECT * FROM structural) c
+            ORDER BY c.block_id, c.rank_group)
+        SELECT b.block_id, b.block_kind, b.session_id, b.user_id, b.arc_start_time,
+               (b.universal_embedding <=> $1)::double precision, c.reason, c.via, b.coherence_gain, b.prose
+        FROM combined c JOIN memory.holographic_blocks b ON b.block_id = c.block_id
+        WHERE $2::uuid IS NULL OR b.user_id = $2
+        ORDER BY c.rank_group, 6, b.block_id $q$, v_order)
+    USING v_query, p_user_id, p_k, p_expand;
+END
+$_$;
+
+COMMENT ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) IS 'Hybrid block retrieval (spec 004 section 7.4): the p_k blocks nearest p_query_vector (universal, cosine; optionally one user''s), the union with blocks they cite, and with p_expand the structural neighbours along continuation edges (continues_from, continued_by) and their metablocks. Every row says why it came back (vector match, cited by a match, earlier or later part of a matched inquiry, metablock of a match) and through which block (via_block_id); vector matches come first, by distance.';
+
 CREATE FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE sql STABLE
     AS $$
@@ -300,6 +859,138 @@ $$;
 
 COMMENT ON FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[], p_native_embedding real[], p_perplexity_score double precision, p_token_count integer, p_turn_number integer, p_created_at timestamp with time zone) IS 'Records one turn of a session in the day table and returns its entry_id. Embeddings are real[] (a vector argument casts implicitly) of the installed universal and native sizes; perplexity is the agent''s own per-turn score. The day_table trigger checks the row, numbers the turn when p_turn_number is null, fills user and tier from the session, and sets flux_state live. Errors name the argument and the rule.';
 
+CREATE FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_of timestamp with time zone DEFAULT now()) RETURNS uuid
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_window interval := (ops.setting('preoccupation.window') #>> '{}')::interval;
+    v_centroid_id uuid;
+BEGIN
+    INSERT INTO memory.preoccupation_centroids AS c
+        (user_id, universal_centroid, native_centroid, turn_count, window_start, updated_at)
+    SELECT p_user_id, l2_normalize(avg(d.universal_embedding)), l2_normalize(avg(d.native_embedding)),
+           count(*), p_as_of - v_window, now()
+    FROM memory.day_table d
+    WHERE d.user_id = p_user_id AND d.role = 'user'
+      AND d.created_at > p_as_of - v_window AND d.created_at <= p_as_of
+      AND d.universal_embedding IS NOT NULL
+    HAVING count(*) > 0
+    ON CONFLICT (user_id) DO UPDATE SET
+        universal_centroid = EXCLUDED.universal_centroid, native_centroid = EXCLUDED.native_centroid,
+        turn_count = EXCLUDED.turn_count, window_start = EXCLUDED.window_start, updated_at = now()
+    RETURNING c.centroid_id INTO v_centroid_id;
+    IF v_centroid_id IS NULL THEN
+        SELECT c.centroid_id INTO v_centroid_id FROM memory.preoccupation_centroids c WHERE c.user_id = p_user_id;
+    END IF;
+    RETURN v_centroid_id;
+END
+$$;
+
+COMMENT ON FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_of timestamp with time zone) IS 'Recomputes a user''s Preoccupation Centroid: the normalised mean (universal and native) of the user''s own turns (role user) within preoccupation.window before p_as_of. Keeps the previous centroid when the window holds no turns. Returns the centroid id. Interrogative Distance (ID) is the cosine distance of a turn or block to this centroid.';
+
+CREATE FUNCTION memory.run_night_cycle(p_cycle_date date DEFAULT CURRENT_DATE, p_user_id uuid DEFAULT NULL::uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_cutoff timestamptz := (p_cycle_date + 1)::timestamptz;
+    v_run_id bigint;
+    v_user record;
+    v_stage int;
+    v_names text[] := ARRAY['flux detection', 'block formation', 'salience', 'compression', 'embedding',
+                            'storage', 'migration check', 'clustering update', 'cleanup'];
+    v_t timestamptz;
+    v_rows bigint;
+    v_log jsonb;
+    v_done int := 0;
+    v_failed int := 0;
+    v_migrations bigint := 0;
+    v_user_migrations bigint;
+    v_err text;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
+        RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
+        RETURN NULL;
+    END IF;
+    INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run_id;
+
+    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, consolidated_turn int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_turns (
+        entry_id uuid, session_id uuid, turn_number int, role text, content text, created_at timestamptz,
+        perplexity_score float8, flux_state text, universal_embedding vector, native_embedding vector,
+        local_mean float8, local_sd float8, prev_perplexity float8, coherence_prev float8,
+        interrogative_distance float8, insight boolean, PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_arcs (arc_id uuid PRIMARY KEY, session_id uuid, start_turn int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_blocks (
+        arc_id uuid PRIMARY KEY, block_id uuid NOT NULL DEFAULT gen_random_uuid(), session_id uuid,
+        start_turn int, peak_turn int, end_turn int, first_turn int, last_turn int, resolved boolean,
+        baseline float8, peak float8, final float8, quality float8, duration int,
+        start_time timestamptz, end_time timestamptz, prose jsonb, salience_scores jsonb, arrete float8,
+        coherence_gain float8, ties_merge_weight float8, universal_embedding vector, native_embedding vector,
+        continues_from uuid, continued_by uuid, parent_metablock_id uuid, citations jsonb) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_zones (
+        arc_id uuid, session_id uuid, live boolean, first_turn int, last_turn int, content text) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_chain (root uuid, block_id uuid, pos int) ON COMMIT DROP;
+
+    FOR v_user IN
+        SELECT u.user_id FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id ORDER BY u.user_id
+    LOOP
+        v_log := '[]';
+        v_stage := 0;
+        BEGIN
+            TRUNCATE _night_chain, _night_zones;
+            v_t := clock_timestamp();
+            v_rows := memory._night_prepare(v_user.user_id, v_cutoff);
+            IF v_rows > 0 THEN
+                v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
+                v_log := v_log || jsonb_build_object('stage', 1, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+                v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id);
+                v_log := v_log || jsonb_build_object('stage', 2, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+                v_t := clock_timestamp(); v_stage := 3; v_rows := memory._night_stage3_salience();
+                v_log := v_log || jsonb_build_object('stage', 3, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+                v_t := clock_timestamp(); v_stage := 4; v_rows := memory._night_stage4_compression();
+                v_log := v_log || jsonb_build_object('stage', 4, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+                v_t := clock_timestamp(); v_stage := 5; v_rows := memory._night_stage5_embeddings();
+                v_log := v_log || jsonb_build_object('stage', 5, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+                v_t := clock_timestamp(); v_stage := 6; v_rows := memory._night_stage6_storage(v_user.user_id, p_cycle_date);
+                v_log := v_log || jsonb_build_object('stage', 6, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+            END IF;
+            v_t := clock_timestamp(); v_stage := 7; v_rows := memory._night_stage7_migration(v_user.user_id, p_cycle_date);
+            v_user_migrations := v_rows;
+            v_log := v_log || jsonb_build_object('stage', 7, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+            v_t := clock_timestamp(); v_stage := 9; v_rows := memory._night_stage9_cleanup(v_user.user_id, p_cycle_date);
+            v_log := v_log || jsonb_build_object('stage', 9, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+            v_done := v_done + 1;
+            v_migrations := v_migrations + v_user_migrations;  -- counted only once the user's work stands
+        EXCEPTION WHEN OTHERS THEN
+            -- This user's work is rolled back; the others go on. The failure is logged and raised as a warning.
+            GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+            v_failed := v_failed + 1;
+            v_log := jsonb_build_array(jsonb_build_object('stage', greatest(v_stage, 1), 'rows', 0,
+                     'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t), 'error', v_err || ' (user''s cycle rolled back)'));
+            RAISE WARNING 'night cycle %: user % failed at stage % (%): %', p_cycle_date, v_user.user_id,
+                greatest(v_stage, 1), v_names[greatest(v_stage, 1)], v_err;
+        END;
+        INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok, error)
+        SELECT v_run_id, v_user.user_id, (e ->> 'stage')::int, v_names[(e ->> 'stage')::int], (e ->> 'rows')::bigint,
+               (e ->> 'ms')::float8, e ->> 'error' IS NULL, e ->> 'error'
+        FROM jsonb_array_elements(v_log) e;
+    END LOOP;
+
+    v_t := clock_timestamp();
+    v_rows := memory._night_stage8_clustering(v_run_id, v_migrations);
+    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+    VALUES (v_run_id, NULL, 8, v_names[8], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+
+    UPDATE ops.cycle_runs SET finished_at = clock_timestamp(), users_done = v_done, users_failed = v_failed,
+        status = CASE WHEN v_failed = 0 THEN 'ok' WHEN v_done = 0 THEN 'failed' ELSE 'partial' END
+    WHERE run_id = v_run_id;
+    RAISE NOTICE 'night cycle %: run % done, % user(s) consolidated, % failed', p_cycle_date, v_run_id, v_done, v_failed;
+    RETURN v_run_id;
+END
+$$;
+
+COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+
 CREATE FUNCTION memory.start_session(p_user_id uuid, p_external_ref text DEFAULT NULL::text, p_started_at timestamp with time zone DEFAULT now()) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
@@ -326,6 +1017,65 @@ END
 $$;
 
 COMMENT ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) IS 'Opens a conversation session for a user and returns its id. With an external reference it is idempotent: the same reference returns the same session.';
+
+CREATE FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) RETURNS text
+    LANGUAGE sql STABLE
+    AS $_$
+    WITH zone AS (
+        SELECT d.turn_number, d.content, d.universal_embedding
+        FROM memory.day_table d
+        WHERE d.session_id = p_session_id AND d.turn_number BETWEEN p_first_turn AND p_last_turn),
+    centre AS (SELECT avg(z.universal_embedding) AS c FROM zone z),
+    central AS (
+        SELECT z.turn_number,
+               left(coalesce((regexp_match(z.content, '^\s*(.+?[.!?])(\s|$)'))[1], btrim(z.content)), 200) AS sentence
+        FROM zone z, centre
+        ORDER BY z.universal_embedding <=> centre.c NULLS LAST, z.turn_number
+        LIMIT (ops.setting('night.summary_sentences'))::int)
+    SELECT string_agg(sentence, ' … ' ORDER BY turn_number) FROM central
+$_$;
+
+COMMENT ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) IS 'The default dead-zone summariser (the night.summariser setting names it): extractive, no LLM. Takes the night.summary_sentences turns of the zone closest (cosine) to the zone''s mean universal embedding and keeps the first sentence of each (at most 200 characters), in turn order. Any function with this signature can replace it, an LLM-backed one included.';
+
+CREATE FUNCTION ops.install_cron_jobs() RETURNS TABLE(jobname text, schedule text, command text)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_job record;
+BEGIN
+    FOR v_job IN
+        SELECT * FROM (VALUES
+            ('psimem-night-cycle', 'cron.night_cycle', 'SELECT memory.run_night_cycle()'),
+            ('psimem-procedural', 'cron.procedural_maintenance',
+             'SELECT procedural.decay_causal_edges(), procedural.prune_reflexes()'),
+            ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()')) AS j(name, setting, cmd)
+    LOOP
+        PERFORM cron.schedule(v_job.name, ops.setting(v_job.setting) #>> '{}', v_job.cmd);
+        jobname := v_job.name; schedule := ops.setting(v_job.setting) #>> '{}'; command := v_job.cmd;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, and history trimming. Idempotent (pg_cron replaces a job of the same name).';
+
+CREATE FUNCTION ops.set_schedule(p_job text, p_schedule text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_key text := 'cron.' || p_job;
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM ops.settings WHERE key = v_key) THEN
+        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history (got %)', quote_literal(p_job)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM ops.set_setting(v_key, to_jsonb(p_schedule));
+    PERFORM ops.install_cron_jobs();
+    RETURN p_schedule;
+END
+$$;
+
+COMMENT ON FUNCTION ops.set_schedule(p_job text, p_schedule text) IS 'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
 
 CREATE FUNCTION ops.set_setting(p_key text, p_value jsonb) RETURNS jsonb
     LANGUAGE plpgsql
@@ -366,6 +1116,365 @@ $$;
 
 COMMENT ON FUNCTION ops.setting(p_key text) IS 'Returns the jsonb value of one ops.settings row, or raises undefined_object naming the key. Functions read their parameters through it so a missing setting fails loudly instead of defaulting silently.';
 
+CREATE FUNCTION ops.trim_history(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_keep interval := (ops.setting('ops.keep_history') #>> '{}')::interval;
+    v_n bigint;
+    v_m bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.ops.trim_history')) THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM cron.job_run_details WHERE end_time < p_as_of - v_keep;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep;
+    GET DIAGNOSTICS v_m = ROW_COUNT;
+    DELETE FROM ops.jobs WHERE state = 'done' AND finished_at < p_as_of - v_keep;
+    RETURN v_n + v_m;
+END
+$$;
+
+COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
+
+CREATE FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n bigint;
+    v_deleted bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.procedural.decay')) THEN
+        RAISE NOTICE 'decay_causal_edges: another run holds the lock';
+        RETURN 0;
+    END IF;
+    IF EXISTS (SELECT 1 FROM procedural.maintenance_runs WHERE job = 'decay' AND run_date = p_as_of::date) THEN
+        RETURN 0;
+    END IF;
+    UPDATE procedural.causal_edges
+    SET causal_strength = causal_strength * (ops.setting('procedural.decay_factor'))::float8
+    WHERE last_observed < p_as_of - (ops.setting('procedural.decay_after') #>> '{}')::interval;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    DELETE FROM procedural.causal_edges WHERE causal_strength < (ops.setting('procedural.min_strength'))::float8;
+    GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    INSERT INTO procedural.maintenance_runs (job, run_date, rows) VALUES ('decay', p_as_of::date, v_n + v_deleted);
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone) IS 'Causal-edge decay (spec 004 section 10.5): edges not observed within procedural.decay_after (7 days) before p_as_of are multiplied by procedural.decay_factor (0.9), then edges below procedural.min_strength (0.1) are deleted. Runs at most once per day of p_as_of (procedural.maintenance_runs), so running it twice in a day does not decay twice; advisory-locked. Returns the number of edges decayed.';
+
+CREATE FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_description text, p_worker_generation integer, p_success boolean, p_failure_mode text DEFAULT NULL::text, p_task_embedding real[] DEFAULT NULL::real[], p_worker_mutation_id uuid DEFAULT NULL::uuid, p_parent_mutation_id uuid DEFAULT NULL::uuid, p_execution_turns integer DEFAULT NULL::integer, p_mutation_description text DEFAULT NULL::text) RETURNS uuid
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_entry_id uuid;
+BEGIN
+    IF p_task_description IS NULL OR p_task_description !~ '\S' THEN
+        RAISE EXCEPTION 'p_task_description: must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT p_success AND p_failure_mode IS NULL THEN
+        RAISE EXCEPTION 'p_failure_mode: a failed attempt needs one of timeout, error, wrong_output, resource_exceeded'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_failure_mode NOT IN ('timeout', 'error', 'wrong_output', 'resource_exceeded') THEN
+        RAISE EXCEPTION 'p_failure_mode: must be one of timeout, error, wrong_output, resource_exceeded (got %)',
+            quote_literal(p_failure_mode) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO procedural.frustration_ledger (lieutenant_id, task_description, task_embedding, worker_generation,
+        worker_mutation_id, parent_mutation_id, success, failure_mode, execution_turns, mutation_description)
+    VALUES (p_lieutenant_id, p_task_description,
+            memory._checked_vector(p_task_embedding, 'p_task_embedding', 'universal'), p_worker_generation,
+            p_worker_mutation_id, p_parent_mutation_id, p_success, p_failure_mode, p_execution_turns, p_mutation_description)
+    RETURNING entry_id INTO v_entry_id;
+    RETURN v_entry_id;
+END
+$$;
+
+COMMENT ON FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_description text, p_worker_generation integer, p_success boolean, p_failure_mode text, p_task_embedding real[], p_worker_mutation_id uuid, p_parent_mutation_id uuid, p_execution_turns integer, p_mutation_description text) IS 'Logs one worker attempt in the Frustration Ledger (spec 004 section 10.6.3). A failed attempt must say its failure mode.';
+
+CREATE FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_target_reflex_id uuid, p_gap_seconds double precision, p_observed_strength double precision DEFAULT 1.0, p_at timestamp with time zone DEFAULT now()) RETURNS double precision
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_rate double precision := (ops.setting('procedural.edge_learning_rate'))::float8;
+    v_strength double precision;
+BEGIN
+    IF p_gap_seconds IS NULL OR p_gap_seconds < 0 OR p_gap_seconds = 'Infinity' OR p_gap_seconds = 'NaN' THEN
+        RAISE EXCEPTION 'p_gap_seconds: must be a finite number >= 0, got %', p_gap_seconds USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_observed_strength IS NULL OR NOT (p_observed_strength BETWEEN 0 AND 1) THEN
+        RAISE EXCEPTION 'p_observed_strength: must be between 0 and 1, got %', p_observed_strength USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF (SELECT count(*) FROM procedural.procedural_memory WHERE reflex_id IN (p_source_reflex_id, p_target_reflex_id))
+       < (CASE WHEN p_source_reflex_id = p_target_reflex_id THEN 1 ELSE 2 END) THEN
+        RAISE EXCEPTION 'p_source_reflex_id, p_target_reflex_id: unknown reflex' USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    INSERT INTO procedural.causal_edges AS e (source_reflex_id, target_reflex_id, causal_strength, temporal_gap_avg,
+                                              observation_count, last_observed)
+    VALUES (p_source_reflex_id, p_target_reflex_id, p_observed_strength, p_gap_seconds, 1, p_at)
+    ON CONFLICT (source_reflex_id, target_reflex_id) DO UPDATE SET
+        causal_strength = e.causal_strength + v_rate * (EXCLUDED.causal_strength - e.causal_strength),
+        temporal_gap_avg = e.temporal_gap_avg + (EXCLUDED.temporal_gap_avg - e.temporal_gap_avg) / (e.observation_count + 1),
+        observation_count = e.observation_count + 1,
+        last_observed = greatest(e.last_observed, EXCLUDED.last_observed)
+    RETURNING e.causal_strength INTO v_strength;
+    RETURN v_strength;
+END
+$$;
+
+COMMENT ON FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_target_reflex_id uuid, p_gap_seconds double precision, p_observed_strength double precision, p_at timestamp with time zone) IS 'Observes that the source reflex led to the target after p_gap_seconds. A new edge starts at the observed strength; an existing one moves towards it by procedural.edge_learning_rate (strength += rate x (observed - strength)), temporal_gap_avg is the running mean of the gaps, observation_count counts, last_observed advances. Returns the new strength.';
+
+CREATE FUNCTION procedural.prune_reflexes(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.procedural.prune')) THEN
+        RAISE NOTICE 'prune_reflexes: another run holds the lock';
+        RETURN 0;
+    END IF;
+    IF EXISTS (SELECT 1 FROM procedural.maintenance_runs WHERE job = 'prune' AND run_date = p_as_of::date) THEN
+        RETURN 0;
+    END IF;
+    DELETE FROM procedural.procedural_memory
+    WHERE coalesce(last_accessed, created_at) < p_as_of - (ops.setting('procedural.prune_unused') #>> '{}')::interval
+      AND success_count < (ops.setting('procedural.prune_min_successes'))::int;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    INSERT INTO procedural.maintenance_runs (job, run_date, rows) VALUES ('prune', p_as_of::date, v_n);
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION procedural.prune_reflexes(p_as_of timestamp with time zone) IS 'Self-pruning (spec 004 section 10.5): deletes reflexes not accessed within procedural.prune_unused (30 days) before p_as_of that have fewer than procedural.prune_min_successes successes. Once per day of p_as_of (procedural.maintenance_runs), under an advisory lock; returns the number deleted.';
+
+CREATE FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone DEFAULT now()) RETURNS double precision
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_rate double precision;
+BEGIN
+    IF p_success IS NULL THEN
+        RAISE EXCEPTION 'p_success: must be true or false' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    UPDATE procedural.procedural_memory SET
+        success_count = success_count + p_success::int,
+        failure_count = failure_count + (NOT p_success)::int,
+        total_count = total_count + 1,
+        last_accessed = greatest(last_accessed, p_at),
+        last_success = CASE WHEN p_success THEN greatest(last_success, p_at) ELSE last_success END
+    WHERE reflex_id = p_reflex_id
+    RETURNING success_rate INTO v_rate;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_reflex_id: unknown reflex %', p_reflex_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN v_rate;
+END
+$$;
+
+COMMENT ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone) IS 'Records one use of a reflex: success or failure counts, total_count, last_accessed and (on success) last_success. Returns the new success_rate.';
+
+CREATE TABLE memory.flux_arcs (
+    arc_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    session_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    cycle_date date NOT NULL,
+    start_turn integer NOT NULL,
+    peak_turn integer NOT NULL,
+    end_turn integer NOT NULL,
+    resolved boolean NOT NULL,
+    open_at_session_end boolean NOT NULL,
+    baseline_perplexity double precision NOT NULL,
+    baseline_sigma double precision NOT NULL,
+    peak_perplexity double precision NOT NULL,
+    final_perplexity double precision NOT NULL,
+    flux_reversal_quality double precision NOT NULL,
+    arc_duration_turns integer NOT NULL,
+    start_time timestamp with time zone NOT NULL,
+    end_time timestamp with time zone NOT NULL,
+    open_arc_embedding public.vector(768),
+    continued_by_arc_id uuid,
+    CONSTRAINT flux_arcs_turns_ordered CHECK (((start_turn <= peak_turn) AND (peak_turn <= end_turn)))
+);
+
+COMMENT ON TABLE memory.flux_arcs IS 'Flux arcs found by Night Cycle stage 1: spike to resolution (or to session end, unresolved), with the spec''s metrics';
+
+CREATE TABLE memory.users (
+    user_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    external_ref text,
+    display_name text,
+    tier text DEFAULT 'normal'::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT users_tier_known CHECK ((tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
+);
+
+COMMENT ON TABLE memory.users IS 'People the agent talks to; tier sets how long the Hippocampus keeps their memories';
+
+CREATE VIEW bi.arcs_daily AS
+ SELECT a.cycle_date,
+    u.tier,
+    count(*) AS arcs,
+    count(*) FILTER (WHERE a.resolved) AS resolved_arcs,
+    count(*) FILTER (WHERE a.open_at_session_end) AS open_at_session_end,
+    count(*) FILTER (WHERE (a.continued_by_arc_id IS NOT NULL)) AS continued,
+    round(avg(a.arc_duration_turns), 2) AS mean_duration_turns,
+    round((avg(a.flux_reversal_quality))::numeric, 3) AS mean_flux_reversal_quality
+   FROM (memory.flux_arcs a
+     JOIN memory.users u USING (user_id))
+  GROUP BY a.cycle_date, u.tier;
+
+COMMENT ON VIEW bi.arcs_daily IS 'Flux arcs per cycle date and tier: resolved, open at session end, continued, duration, reversal quality.';
+
+CREATE TABLE memory.holographic_blocks (
+    block_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    prose jsonb NOT NULL,
+    native_embedding public.vector(4096),
+    universal_embedding public.vector(768),
+    flux_metrics jsonb NOT NULL,
+    salience_scores jsonb NOT NULL,
+    coherence_gain double precision NOT NULL,
+    ties_merge_weight double precision NOT NULL,
+    session_id uuid NOT NULL,
+    user_id uuid,
+    user_tier text,
+    arc_start_time timestamp with time zone NOT NULL,
+    arc_end_time timestamp with time zone NOT NULL,
+    created_at timestamp with time zone DEFAULT now(),
+    parent_metablock_id uuid,
+    session_continuity_flag boolean DEFAULT false,
+    continues_from uuid,
+    continued_by uuid,
+    citations jsonb,
+    preoccupation_centroid_id uuid,
+    derived_from uuid,
+    block_kind text DEFAULT 'arc'::text NOT NULL,
+    arc_id uuid,
+    cycle_date date NOT NULL,
+    first_turn integer NOT NULL,
+    last_turn integer NOT NULL,
+    hippocampus_until date NOT NULL,
+    long_term boolean DEFAULT false NOT NULL,
+    migrated_at timestamp with time zone,
+    CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'compound'::text]))),
+    CONSTRAINT holographic_blocks_prose_shape CHECK ((prose ?& ARRAY['anterior_margin'::text, 'live_zones'::text, 'dead_zone_summaries'::text, 'posterior_margin'::text])),
+    CONSTRAINT holographic_blocks_times_ordered CHECK ((arc_start_time <= arc_end_time)),
+    CONSTRAINT holographic_blocks_turns_ordered CHECK ((first_turn <= last_turn)),
+    CONSTRAINT holographic_blocks_user_tier_known CHECK ((user_tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
+)
+WITH (fillfactor='90');
+
+COMMENT ON TABLE memory.holographic_blocks IS 'Holographic Blocks (spec 004 section 3.4): a flux arc with margins, live zones verbatim and dead zones summarised, dual embeddings and salience';
+
+CREATE VIEW bi.blocks AS
+ SELECT b.block_id,
+    b.block_kind,
+    b.cycle_date,
+    b.user_tier,
+    b.arc_start_time,
+    b.arc_end_time,
+    ((b.flux_metrics ->> 'peak_perplexity'::text))::double precision AS peak_perplexity,
+    ((b.flux_metrics ->> 'baseline_perplexity'::text))::double precision AS baseline_perplexity,
+    ((b.flux_metrics ->> 'final_perplexity'::text))::double precision AS final_perplexity,
+    ((b.flux_metrics ->> 'flux_reversal_quality'::text))::double precision AS flux_reversal_quality,
+    ((b.flux_metrics ->> 'arc_duration_turns'::text))::integer AS arc_duration_turns,
+    ((b.salience_scores ->> 'composite'::text))::double precision AS salience_composite,
+    b.coherence_gain,
+    b.ties_merge_weight,
+    jsonb_array_length((b.prose -> 'live_zones'::text)) AS live_zones,
+    jsonb_array_length((b.prose -> 'dead_zone_summaries'::text)) AS dead_zones,
+    b.session_continuity_flag,
+    (b.parent_metablock_id IS NOT NULL) AS in_metablock,
+    b.hippocampus_until,
+    b.long_term,
+    b.migrated_at
+   FROM memory.holographic_blocks b;
+
+COMMENT ON VIEW bi.blocks IS 'Every Holographic Block with its flux metrics, salience, zone counts and where it stands; no prose.';
+
+CREATE TABLE ops.cleanup_log (
+    cycle_date date NOT NULL,
+    tier text NOT NULL,
+    turns_deleted bigint NOT NULL,
+    logged_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+CREATE VIEW bi.cleanup_daily AS
+ SELECT cleanup_log.cycle_date,
+    cleanup_log.tier,
+    sum(cleanup_log.turns_deleted) AS turns_deleted
+   FROM ops.cleanup_log
+  GROUP BY cleanup_log.cycle_date, cleanup_log.tier;
+
+COMMENT ON VIEW bi.cleanup_daily IS 'Turns removed from the day table per cycle date and tier.';
+
+CREATE VIEW bi.cron_runs AS
+ SELECT j.jobname,
+    d.status,
+    count(*) AS runs,
+    max(d.start_time) AS last_start,
+    max(d.return_message) FILTER (WHERE (d.status = 'failed'::text)) AS a_failure
+   FROM (cron.job j
+     LEFT JOIN cron.job_run_details d USING (jobid))
+  WHERE (j.jobname ~~ 'psimem-%'::text)
+  GROUP BY j.jobname, d.status;
+
+COMMENT ON VIEW bi.cron_runs IS 'psimem''s pg_cron jobs: runs by status, last start, a failure message.';
+
+CREATE TABLE ops.cycle_runs (
+    run_id bigint NOT NULL,
+    cycle_date date NOT NULL,
+    user_id uuid,
+    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    finished_at timestamp with time zone,
+    status text DEFAULT 'running'::text NOT NULL,
+    users_done integer DEFAULT 0 NOT NULL,
+    users_failed integer DEFAULT 0 NOT NULL,
+    CONSTRAINT cycle_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'failed'::text, 'partial'::text])))
+);
+
+CREATE VIEW bi.cycle_runs AS
+ SELECT r.run_id,
+    r.cycle_date,
+    r.started_at,
+    r.finished_at,
+    r.status,
+    r.users_done,
+    r.users_failed,
+    EXTRACT(epoch FROM (r.finished_at - r.started_at)) AS seconds
+   FROM ops.cycle_runs r;
+
+COMMENT ON VIEW bi.cycle_runs IS 'Night Cycle runs: status, users consolidated and failed, duration.';
+
+CREATE TABLE ops.cycle_stage_log (
+    run_id bigint NOT NULL,
+    user_id uuid,
+    stage integer NOT NULL,
+    stage_name text NOT NULL,
+    rows bigint DEFAULT 0 NOT NULL,
+    duration_ms double precision NOT NULL,
+    ok boolean NOT NULL,
+    error text,
+    logged_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+COMMENT ON TABLE ops.cycle_stage_log IS 'One row per Night Cycle stage and user: rows touched, duration, failure';
+
+CREATE VIEW bi.cycle_stages AS
+ SELECT l.run_id,
+    l.stage,
+    l.stage_name,
+    count(l.user_id) AS users,
+    sum(l.rows) AS rows,
+    round((sum(l.duration_ms))::numeric, 1) AS duration_ms,
+    count(*) FILTER (WHERE (NOT l.ok)) AS failures,
+    max(l.error) AS an_error
+   FROM ops.cycle_stage_log l
+  GROUP BY l.run_id, l.stage, l.stage_name;
+
+COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration, failures.';
+
 CREATE TABLE memory.day_table (
     entry_id uuid DEFAULT gen_random_uuid() NOT NULL,
     session_id uuid NOT NULL,
@@ -404,6 +1513,145 @@ CREATE VIEW bi.hippocampus_daily AS
 
 COMMENT ON VIEW bi.hippocampus_daily IS 'Turns, sessions, users, spike turns and mean perplexity per day and user tier in the day table.';
 
+CREATE TABLE ops.jobs (
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    dedupe_key text,
+    state text DEFAULT 'queued'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    run_after timestamp with time zone DEFAULT now() NOT NULL,
+    locked_by text,
+    locked_at timestamp with time zone,
+    heartbeat_at timestamp with time zone,
+    last_error text,
+    result jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT jobs_kind_known CHECK ((kind = ANY (ARRAY['cortex_migrate'::text, 'cluster_update'::text]))),
+    CONSTRAINT jobs_state_known CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'done'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE ops.jobs IS 'Work for the Python worker (psimem worker), queued by the Night Cycle; taken with FOR UPDATE SKIP LOCKED';
+
+CREATE VIEW bi.job_queue AS
+ SELECT jobs.kind,
+    jobs.state,
+    count(*) AS jobs,
+    max(jobs.attempts) AS max_attempts,
+    min(jobs.created_at) AS oldest,
+    max(jobs.last_error) FILTER (WHERE (jobs.state = 'failed'::text)) AS a_failure
+   FROM ops.jobs
+  GROUP BY jobs.kind, jobs.state;
+
+COMMENT ON VIEW bi.job_queue IS 'Jobs for the worker by kind and state, with the oldest and a failure message.';
+
+CREATE TABLE procedural.procedural_memory (
+    reflex_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    context_embedding public.vector(768),
+    context_description text,
+    action text NOT NULL,
+    action_type text,
+    success_count integer DEFAULT 0 NOT NULL,
+    failure_count integer DEFAULT 0 NOT NULL,
+    total_count integer DEFAULT 0 NOT NULL,
+    success_rate double precision GENERATED ALWAYS AS (
+CASE
+    WHEN (total_count > 0) THEN ((success_count)::double precision / (total_count)::double precision)
+    ELSE (0)::double precision
+END) STORED,
+    last_accessed timestamp with time zone,
+    last_success timestamp with time zone,
+    created_at timestamp with time zone DEFAULT now(),
+    owner_agent_id uuid,
+    CONSTRAINT procedural_memory_action_type_known CHECK ((action_type = ANY (ARRAY['tool_call'::text, 'response_pattern'::text, 'delegation'::text]))),
+    CONSTRAINT procedural_memory_counts_consistent CHECK (((success_count >= 0) AND (failure_count >= 0) AND (total_count = (success_count + failure_count))))
+);
+
+CREATE VIEW bi.procedural_success AS
+ SELECT p.owner_agent_id,
+    p.action_type,
+    count(*) AS reflexes,
+    sum(p.total_count) AS uses,
+    round((((sum(p.success_count))::double precision / (NULLIF(sum(p.total_count), 0))::double precision))::numeric, 4) AS success_rate,
+    max(p.last_success) AS last_success
+   FROM procedural.procedural_memory p
+  GROUP BY p.owner_agent_id, p.action_type;
+
+COMMENT ON VIEW bi.procedural_success IS 'Procedural memory by owning agent and action type: reflexes, uses, pooled success rate.';
+
+CREATE TABLE memory.retention_policy (
+    tier text NOT NULL,
+    raw_cycles integer NOT NULL,
+    block_cycles integer NOT NULL,
+    CONSTRAINT retention_policy_cycles_nonnegative CHECK (((raw_cycles >= 1) AND (block_cycles >= 0))),
+    CONSTRAINT retention_policy_tier_known CHECK ((tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
+);
+
+COMMENT ON TABLE memory.retention_policy IS 'Per tier: cycles raw turns stay (raw_cycles) and further cycles blocks stay in the Hippocampus before the Cortex (block_cycles). A turn no kept block covers goes after raw_cycles + block_cycles.';
+
+CREATE VIEW bi.tier_health AS
+ SELECT r.tier,
+    r.raw_cycles,
+    r.block_cycles,
+    ( SELECT count(*) AS count
+           FROM memory.users u
+          WHERE (u.tier = r.tier)) AS users,
+    ( SELECT count(*) AS count
+           FROM (memory.day_table d
+             JOIN memory.users u USING (user_id))
+          WHERE (u.tier = r.tier)) AS turns_held,
+    ( SELECT count(*) AS count
+           FROM (memory.holographic_blocks b
+             JOIN memory.users u USING (user_id))
+          WHERE ((u.tier = r.tier) AND (b.migrated_at IS NULL))) AS blocks_in_hippocampus,
+    ( SELECT count(*) AS count
+           FROM (memory.holographic_blocks b
+             JOIN memory.users u USING (user_id))
+          WHERE ((u.tier = r.tier) AND (b.migrated_at IS NOT NULL))) AS blocks_migrated,
+    ( SELECT COALESCE(sum(c.turns_deleted), (0)::numeric) AS "coalesce"
+           FROM ops.cleanup_log c
+          WHERE (c.tier = r.tier)) AS turns_cleaned_total,
+    ( SELECT max(c.cycle_date) AS max
+           FROM ops.cleanup_log c
+          WHERE (c.tier = r.tier)) AS last_cleanup_cycle
+   FROM memory.retention_policy r;
+
+COMMENT ON VIEW bi.tier_health IS 'Per tier: its retention policy, what the Hippocampus holds, and what cleanup has removed.';
+
+CREATE TABLE memory.block_relationships (
+    relationship_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    source_block_id uuid NOT NULL,
+    target_block_id uuid NOT NULL,
+    relationship_type text NOT NULL,
+    strength double precision,
+    created_at timestamp with time zone DEFAULT now(),
+    CONSTRAINT block_relationships_type_known CHECK ((relationship_type = ANY (ARRAY['cites'::text, 'continues'::text, 'derived_from'::text, 'thematic'::text])))
+);
+
+CREATE TABLE memory.consolidations (
+    session_id uuid NOT NULL,
+    first_turn integer NOT NULL,
+    last_turn integer NOT NULL,
+    cycle_date date NOT NULL,
+    CONSTRAINT consolidations_turns_ordered CHECK ((first_turn <= last_turn))
+);
+
+COMMENT ON TABLE memory.consolidations IS 'Which turns of a session which Night Cycle consolidated; retention counts cycles from here';
+
+CREATE TABLE memory.preoccupation_centroids (
+    centroid_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    turn_count integer NOT NULL,
+    window_start timestamp with time zone NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    universal_centroid public.vector(768),
+    native_centroid public.vector(4096)
+);
+
+COMMENT ON TABLE memory.preoccupation_centroids IS 'Each user''s active Preoccupation Centroid: the normalised mean of their own recent turns, refreshed by the Night Cycle';
+
 CREATE TABLE memory.sessions (
     session_id uuid DEFAULT gen_random_uuid() NOT NULL,
     user_id uuid NOT NULL,
@@ -416,21 +1664,14 @@ CREATE TABLE memory.sessions (
     flux_stable_count integer DEFAULT 0 NOT NULL,
     flux_baseline real,
     flux_peak real,
+    consolidated_turn integer DEFAULT 0 NOT NULL,
+    continues_session_id uuid,
     CONSTRAINT sessions_turn_count_nonnegative CHECK ((turn_count >= 0))
 );
 
 COMMENT ON TABLE memory.sessions IS 'Conversations; each acts for one user';
 
-CREATE TABLE memory.users (
-    user_id uuid DEFAULT gen_random_uuid() NOT NULL,
-    external_ref text,
-    display_name text,
-    tier text DEFAULT 'normal'::text NOT NULL,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT users_tier_known CHECK ((tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
-);
-
-COMMENT ON TABLE memory.users IS 'People the agent talks to; tier sets how long the Hippocampus keeps their memories';
+COMMENT ON COLUMN memory.sessions.consolidated_turn IS 'turns up to this number have been consolidated by a Night Cycle';
 
 CREATE TABLE ops.applied_sql (
     path text NOT NULL,
@@ -439,6 +1680,24 @@ CREATE TABLE ops.applied_sql (
 );
 
 COMMENT ON TABLE ops.applied_sql IS 'Checksums of db/functions and db/triggers files as last applied';
+
+ALTER TABLE ops.cycle_runs ALTER COLUMN run_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME ops.cycle_runs_run_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+ALTER TABLE ops.jobs ALTER COLUMN job_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME ops.jobs_job_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
 
 CREATE TABLE ops.settings (
     key text NOT NULL,
@@ -450,15 +1709,80 @@ CREATE TABLE ops.settings (
 
 COMMENT ON TABLE ops.settings IS 'Tunable parameters read by psimem functions; change with UPDATE or ops.set_setting()';
 
+CREATE TABLE procedural.causal_edges (
+    edge_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    source_reflex_id uuid,
+    target_reflex_id uuid,
+    causal_strength double precision,
+    temporal_gap_avg double precision,
+    observation_count integer DEFAULT 1,
+    last_observed timestamp with time zone DEFAULT now(),
+    CONSTRAINT causal_edges_strength_range CHECK (((causal_strength >= (0)::double precision) AND (causal_strength <= (1)::double precision)))
+);
+
+CREATE TABLE procedural.frustration_ledger (
+    entry_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    lieutenant_id uuid NOT NULL,
+    task_description text NOT NULL,
+    task_embedding public.vector(768),
+    worker_generation integer NOT NULL,
+    worker_mutation_id uuid,
+    parent_mutation_id uuid,
+    success boolean NOT NULL,
+    failure_mode text,
+    execution_turns integer,
+    mutation_description text,
+    propagated boolean DEFAULT false,
+    created_at timestamp with time zone DEFAULT now(),
+    CONSTRAINT frustration_ledger_failure_has_mode CHECK ((success OR (failure_mode IS NOT NULL))),
+    CONSTRAINT frustration_ledger_failure_mode_known CHECK ((failure_mode = ANY (ARRAY['timeout'::text, 'error'::text, 'wrong_output'::text, 'resource_exceeded'::text])))
+);
+
+CREATE TABLE procedural.maintenance_runs (
+    job text NOT NULL,
+    run_date date NOT NULL,
+    rows bigint NOT NULL,
+    ran_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL
+);
+
+COMMENT ON TABLE procedural.maintenance_runs IS 'Which daily procedural job ran for which date: makes decay and pruning idempotent per day';
+
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
 );
+
+ALTER TABLE ONLY memory.block_relationships
+    ADD CONSTRAINT block_relationships_pkey PRIMARY KEY (relationship_id);
+
+ALTER TABLE ONLY memory.block_relationships
+    ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type);
+
+ALTER TABLE ONLY memory.consolidations
+    ADD CONSTRAINT consolidations_pkey PRIMARY KEY (session_id, first_turn);
 
 ALTER TABLE ONLY memory.day_table
     ADD CONSTRAINT day_table_pkey PRIMARY KEY (entry_id);
 
 ALTER TABLE ONLY memory.day_table
     ADD CONSTRAINT day_table_session_turn_unique UNIQUE (session_id, turn_number);
+
+ALTER TABLE ONLY memory.flux_arcs
+    ADD CONSTRAINT flux_arcs_pkey PRIMARY KEY (arc_id);
+
+ALTER TABLE ONLY memory.flux_arcs
+    ADD CONSTRAINT flux_arcs_session_start_unique UNIQUE (session_id, start_turn);
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_pkey PRIMARY KEY (block_id);
+
+ALTER TABLE ONLY memory.preoccupation_centroids
+    ADD CONSTRAINT preoccupation_centroids_pkey PRIMARY KEY (centroid_id);
+
+ALTER TABLE ONLY memory.preoccupation_centroids
+    ADD CONSTRAINT preoccupation_centroids_user_id_key UNIQUE (user_id);
+
+ALTER TABLE ONLY memory.retention_policy
+    ADD CONSTRAINT retention_policy_pkey PRIMARY KEY (tier);
 
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_external_ref_key UNIQUE (external_ref);
@@ -475,11 +1799,53 @@ ALTER TABLE ONLY memory.users
 ALTER TABLE ONLY ops.applied_sql
     ADD CONSTRAINT applied_sql_pkey PRIMARY KEY (path);
 
+ALTER TABLE ONLY ops.cycle_runs
+    ADD CONSTRAINT cycle_runs_pkey PRIMARY KEY (run_id);
+
+ALTER TABLE ONLY ops.jobs
+    ADD CONSTRAINT jobs_dedupe_key_key UNIQUE (dedupe_key);
+
+ALTER TABLE ONLY ops.jobs
+    ADD CONSTRAINT jobs_pkey PRIMARY KEY (job_id);
+
 ALTER TABLE ONLY ops.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
 
+ALTER TABLE ONLY procedural.causal_edges
+    ADD CONSTRAINT causal_edges_pair_unique UNIQUE (source_reflex_id, target_reflex_id);
+
+ALTER TABLE ONLY procedural.causal_edges
+    ADD CONSTRAINT causal_edges_pkey PRIMARY KEY (edge_id);
+
+ALTER TABLE ONLY procedural.frustration_ledger
+    ADD CONSTRAINT frustration_ledger_pkey PRIMARY KEY (entry_id);
+
+ALTER TABLE ONLY procedural.maintenance_runs
+    ADD CONSTRAINT maintenance_runs_pkey PRIMARY KEY (job, run_date);
+
+ALTER TABLE ONLY procedural.procedural_memory
+    ADD CONSTRAINT procedural_memory_pkey PRIMARY KEY (reflex_id);
+
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
+
+CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks USING btree (arc_id) WHERE (block_kind = 'arc'::text);
+
+CREATE INDEX idx_blocks_centroid ON memory.holographic_blocks USING btree (preoccupation_centroid_id);
+
+CREATE INDEX idx_blocks_coherence ON memory.holographic_blocks USING btree (coherence_gain DESC);
+
+CREATE INDEX idx_blocks_native ON memory.holographic_blocks USING hnsw (((public.binary_quantize(native_embedding))::bit(4096)) public.bit_hamming_ops);
+
+CREATE INDEX idx_blocks_session ON memory.holographic_blocks USING btree (session_id);
+
+CREATE INDEX idx_blocks_session_turns ON memory.holographic_blocks USING btree (session_id, first_turn, last_turn);
+
+CREATE INDEX idx_blocks_universal ON memory.holographic_blocks USING hnsw (universal_embedding public.vector_cosine_ops);
+
+CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
+
+CREATE INDEX idx_consolidations_cycle ON memory.consolidations USING btree (cycle_date);
 
 CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (((public.binary_quantize(native_embedding))::bit(4096)) public.bit_hamming_ops);
 
@@ -491,9 +1857,50 @@ CREATE INDEX idx_day_table_universal_embedding ON memory.day_table USING hnsw (u
 
 CREATE INDEX idx_day_table_user_time ON memory.day_table USING btree (user_id, created_at);
 
+CREATE INDEX idx_flux_arcs_cycle ON memory.flux_arcs USING btree (cycle_date);
+
+CREATE INDEX idx_flux_arcs_user_open ON memory.flux_arcs USING btree (user_id, end_time) WHERE open_at_session_end;
+
+CREATE INDEX idx_relationships_source ON memory.block_relationships USING btree (source_block_id);
+
+CREATE INDEX idx_relationships_target ON memory.block_relationships USING btree (target_block_id);
+
+CREATE INDEX idx_relationships_type ON memory.block_relationships USING btree (relationship_type);
+
 CREATE INDEX idx_sessions_user ON memory.sessions USING btree (user_id, started_at);
 
+CREATE INDEX idx_cleanup_log_date ON ops.cleanup_log USING btree (cycle_date);
+
+CREATE INDEX idx_cycle_stage_log_run ON ops.cycle_stage_log USING btree (run_id);
+
+CREATE INDEX idx_jobs_ready ON ops.jobs USING btree (run_after, job_id) WHERE (state = 'queued'::text);
+
+CREATE INDEX idx_causal_source ON procedural.causal_edges USING btree (source_reflex_id);
+
+CREATE INDEX idx_causal_target ON procedural.causal_edges USING btree (target_reflex_id);
+
+CREATE INDEX idx_frustration_lieutenant ON procedural.frustration_ledger USING btree (lieutenant_id);
+
+CREATE INDEX idx_frustration_success ON procedural.frustration_ledger USING btree (success);
+
+CREATE INDEX idx_frustration_task ON procedural.frustration_ledger USING hnsw (task_embedding public.vector_cosine_ops);
+
+CREATE INDEX idx_procedural_context ON procedural.procedural_memory USING hnsw (context_embedding public.vector_cosine_ops);
+
+CREATE INDEX idx_procedural_owner ON procedural.procedural_memory USING btree (owner_agent_id);
+
+CREATE INDEX idx_procedural_success ON procedural.procedural_memory USING btree (success_rate DESC);
+
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
+
+ALTER TABLE ONLY memory.block_relationships
+    ADD CONSTRAINT block_relationships_source_block_id_fkey FOREIGN KEY (source_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_relationships
+    ADD CONSTRAINT block_relationships_target_block_id_fkey FOREIGN KEY (target_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.consolidations
+    ADD CONSTRAINT consolidations_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.day_table
     ADD CONSTRAINT day_table_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
@@ -501,14 +1908,77 @@ ALTER TABLE ONLY memory.day_table
 ALTER TABLE ONLY memory.day_table
     ADD CONSTRAINT day_table_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY memory.flux_arcs
+    ADD CONSTRAINT flux_arcs_continued_by_arc_id_fkey FOREIGN KEY (continued_by_arc_id) REFERENCES memory.flux_arcs(arc_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY memory.flux_arcs
+    ADD CONSTRAINT flux_arcs_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.flux_arcs
+    ADD CONSTRAINT flux_arcs_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_arc_id_fkey FOREIGN KEY (arc_id) REFERENCES memory.flux_arcs(arc_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_continued_by_fkey FOREIGN KEY (continued_by) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_continues_from_fkey FOREIGN KEY (continues_from) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_derived_from_fkey FOREIGN KEY (derived_from) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_parent_metablock_id_fkey FOREIGN KEY (parent_metablock_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.holographic_blocks
+    ADD CONSTRAINT holographic_blocks_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.preoccupation_centroids
+    ADD CONSTRAINT preoccupation_centroids_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.sessions
+    ADD CONSTRAINT sessions_continues_session_id_fkey FOREIGN KEY (continues_session_id) REFERENCES memory.sessions(session_id) ON DELETE SET NULL;
+
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY ops.cycle_stage_log
+    ADD CONSTRAINT cycle_stage_log_run_id_fkey FOREIGN KEY (run_id) REFERENCES ops.cycle_runs(run_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY procedural.causal_edges
+    ADD CONSTRAINT causal_edges_source_reflex_id_fkey FOREIGN KEY (source_reflex_id) REFERENCES procedural.procedural_memory(reflex_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY procedural.causal_edges
+    ADD CONSTRAINT causal_edges_target_reflex_id_fkey FOREIGN KEY (target_reflex_id) REFERENCES procedural.procedural_memory(reflex_id) ON DELETE CASCADE;
 
 ALTER TABLE memory.day_table ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY day_table_acting_user ON memory.day_table TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
 
 CREATE POLICY day_table_admin ON memory.day_table TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.flux_arcs ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY flux_arcs_acting_user ON memory.flux_arcs TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY flux_arcs_admin ON memory.flux_arcs TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.holographic_blocks ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY holographic_blocks_acting_user ON memory.holographic_blocks TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY holographic_blocks_admin ON memory.holographic_blocks TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.preoccupation_centroids ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY preoccupation_centroids_acting_user ON memory.preoccupation_centroids TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY preoccupation_centroids_admin ON memory.preoccupation_centroids TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.sessions ENABLE ROW LEVEL SECURITY;
 
@@ -533,22 +2003,91 @@ GRANT USAGE ON SCHEMA ops TO psimem_writer;
 GRANT USAGE ON SCHEMA ops TO psimem_reader;
 GRANT USAGE ON SCHEMA ops TO psimem_admin;
 
+GRANT USAGE ON SCHEMA procedural TO psimem_writer;
+GRANT USAGE ON SCHEMA procedural TO psimem_reader;
+GRANT USAGE ON SCHEMA procedural TO psimem_admin;
+
+GRANT SELECT ON TABLE memory.flux_arcs TO psimem_reader;
+GRANT SELECT ON TABLE memory.flux_arcs TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.flux_arcs TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.users TO psimem_admin;
+GRANT SELECT ON TABLE memory.users TO psimem_writer;
+GRANT SELECT ON TABLE memory.users TO psimem_reader;
+
+GRANT SELECT ON TABLE bi.arcs_daily TO psimem_bi;
+
+GRANT SELECT ON TABLE memory.holographic_blocks TO psimem_reader;
+GRANT SELECT ON TABLE memory.holographic_blocks TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.holographic_blocks TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.blocks TO psimem_bi;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cleanup_log TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.cleanup_daily TO psimem_bi;
+
+GRANT SELECT ON TABLE bi.cron_runs TO psimem_bi;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_runs TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.cycle_runs TO psimem_bi;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_stage_log TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.cycle_stages TO psimem_bi;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.day_table TO psimem_admin;
 GRANT SELECT ON TABLE memory.day_table TO psimem_reader;
 GRANT SELECT,INSERT,DELETE ON TABLE memory.day_table TO psimem_writer;
 
 GRANT SELECT ON TABLE bi.hippocampus_daily TO psimem_bi;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.jobs TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.job_queue TO psimem_bi;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.procedural_memory TO psimem_admin;
+GRANT SELECT,INSERT,UPDATE ON TABLE procedural.procedural_memory TO psimem_writer;
+GRANT SELECT ON TABLE procedural.procedural_memory TO psimem_reader;
+
+GRANT SELECT ON TABLE bi.procedural_success TO psimem_bi;
+
+GRANT SELECT ON TABLE memory.retention_policy TO psimem_reader;
+GRANT SELECT ON TABLE memory.retention_policy TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.retention_policy TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.tier_health TO psimem_bi;
+
+GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
+GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_relationships TO psimem_admin;
+
+GRANT SELECT ON TABLE memory.consolidations TO psimem_reader;
+GRANT SELECT ON TABLE memory.consolidations TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.consolidations TO psimem_admin;
+
+GRANT SELECT ON TABLE memory.preoccupation_centroids TO psimem_reader;
+GRANT SELECT ON TABLE memory.preoccupation_centroids TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.preoccupation_centroids TO psimem_admin;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.sessions TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE memory.sessions TO psimem_writer;
 GRANT SELECT ON TABLE memory.sessions TO psimem_reader;
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.users TO psimem_admin;
-GRANT SELECT ON TABLE memory.users TO psimem_writer;
-GRANT SELECT ON TABLE memory.users TO psimem_reader;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.applied_sql TO psimem_admin;
 
 GRANT SELECT ON TABLE ops.settings TO psimem_writer;
 GRANT SELECT ON TABLE ops.settings TO psimem_reader;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.settings TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.causal_edges TO psimem_admin;
+GRANT SELECT,INSERT,UPDATE ON TABLE procedural.causal_edges TO psimem_writer;
+GRANT SELECT ON TABLE procedural.causal_edges TO psimem_reader;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.frustration_ledger TO psimem_admin;
+GRANT SELECT,INSERT ON TABLE procedural.frustration_ledger TO psimem_writer;
+GRANT SELECT ON TABLE procedural.frustration_ledger TO psimem_reader;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.maintenance_runs TO psimem_admin;
+GRANT SELECT ON TABLE procedural.maintenance_runs TO psimem_reader;

@@ -10,6 +10,9 @@ from psimem.settings import DB_DIR
 from psimem.sqlfiles import apply_sql_files
 
 
+HEAD = "0002"
+
+
 def applied(url):
     """What a re-run could touch: code files applied and settings rows, with their times."""
     with psycopg.connect(url) as c:
@@ -29,7 +32,7 @@ def test_second_migrate_changes_nothing(db_url):
     migrate.upgrade(db_url)
     assert applied(db_url) == before_files
     assert dump_schema(db_url) == before_schema
-    assert migrate.current(db_url) == "0001"
+    assert migrate.current(db_url) == HEAD
 
 
 def test_install_time_sizes_are_recorded(db_url):
@@ -51,6 +54,10 @@ def test_changed_code_file_is_reapplied_and_unchanged_ones_are_not(db_url, tmp_p
 
 
 def test_upgrade_downgrade_upgrade_on_the_base_revision(db_url):
+    migrate.downgrade(db_url, "0001")
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT to_regclass('memory.holographic_blocks')").fetchone()[0] is None
+        assert c.execute("SELECT count(*) FROM cron.job WHERE jobname LIKE 'psimem-%'").fetchone()[0] == 0
     migrate.downgrade(db_url, "base")
     with psycopg.connect(db_url) as c:
         schemas = {r[0] for r in c.execute("SELECT nspname FROM pg_namespace")}
@@ -58,7 +65,7 @@ def test_upgrade_downgrade_upgrade_on_the_base_revision(db_url):
     assert not {"memory", "ops", "bi"} & schemas and not {"vector", "pg_cron"} & exts
     assert migrate.current(db_url) is None
     migrate.upgrade(db_url)
-    assert migrate.current(db_url) == "0001"
+    assert migrate.current(db_url) == HEAD
     assert dump_schema(db_url) == SCHEMA_FILE.read_text()
 
 

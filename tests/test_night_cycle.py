@@ -170,6 +170,7 @@ def test_a_session_being_written_is_left_whole_for_the_next_cycle(db_url):
 
 
 def test_a_failing_user_rolls_back_alone_and_is_reported(conn):
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")  # so there are dead zones
     good, _ = night_script.build(conn, ref="night-good")
     bad, _ = night_script.build(conn, ref="night-bad")
     # A summariser that fails for one user only.
@@ -184,7 +185,7 @@ def test_a_failing_user_rolls_back_alone_and_is_reported(conn):
     conn.execute("SELECT ops.set_setting('night.summariser', %s)", (f'"{schema}.picky"',))
     with _notices(conn) as notices:
         run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
-    assert any("failed at stage 4 (compression): summariser refused" in n for n in notices)
+    assert any("failed at stage 4 (compression): summariser refused" in n for n in notices), notices
     counts = dict(conn.execute("SELECT u.external_ref, count(b.block_id) FROM memory.users u "
                                "LEFT JOIN memory.holographic_blocks b USING (user_id) "
                                "WHERE u.external_ref IN ('night-good', 'night-bad') GROUP BY 1").fetchall())
@@ -207,3 +208,37 @@ class _notices:
 
     def __exit__(self, *exc):
         self.conn.remove_notice_handler(self.handler)
+
+
+def test_recall_blocks_returns_matches_and_their_structural_neighbours(night):
+    conn, user, (s1, s2, s3), _ = night
+    open1, b3 = as_dict(conn, block(conn, s1, 13)), as_dict(conn, block(conn, s2, 4))
+    rows = conn.execute("SELECT block_id, reason, via_block_id, distance FROM memory.recall_blocks(%s, 1, %s)",
+                        (b3["universal_embedding"], user)).fetchall()
+    got = {r[0]: (r[1], r[2]) for r in rows}
+    assert rows[0][:2] == (b3["block_id"], "vector match") and rows[0][3] == pytest.approx(0, abs=1e-5)
+    assert got[open1["block_id"]] == ("earlier part of a matched inquiry", b3["block_id"])
+    assert got[b3["parent_metablock_id"]] == ("metablock of a match", b3["block_id"])
+    plain = conn.execute("SELECT count(*) FROM memory.recall_blocks(%s, 1, %s, false)",
+                         (b3["universal_embedding"], user)).fetchone()[0]
+    assert plain == 1
+    with pytest.raises(psycopg.Error, match="p_k: must be between 1 and 1000"), conn.transaction():
+        conn.execute("SELECT * FROM memory.recall_blocks(%s, 0)", (b3["universal_embedding"],))
+
+
+def test_a_later_cycle_cites_instead_of_merging(conn):
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
+    user, (s1, s2, s3) = night_script.build(conn, ref="night-split")
+    # consolidate session 1 alone first (as if session 2 came after that night's cycle)
+    conn.execute("UPDATE memory.sessions SET last_turn_at = now() WHERE session_id IN (%s, %s)", (s2, s3))
+    conn.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,))
+    conn.execute("SELECT ops.set_setting('night.session_idle', '\"0 seconds\"')")
+    conn.execute("SELECT memory.run_night_cycle(current_date + 1, %s)", (user,))
+    open1, b3 = as_dict(conn, block(conn, s1, 13)), as_dict(conn, block(conn, s2, 4))
+    assert b3["citations"] == [str(open1["block_id"])] and b3["continues_from"] is None
+    assert open1["continued_by"] is None and b3["parent_metablock_id"] is None
+    rel = conn.execute("SELECT relationship_type FROM memory.block_relationships WHERE source_block_id = %s "
+                       "AND target_block_id = %s", (b3["block_id"], open1["block_id"])).fetchall()
+    assert rel == [("cites",)]
+    rows = conn.execute("SELECT block_id, reason FROM memory.recall_blocks(%s, 1, %s)", (b3["universal_embedding"], user)).fetchall()
+    assert (open1["block_id"], "cited by a match") in rows

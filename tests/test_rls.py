@@ -67,10 +67,26 @@ def test_a_cannot_write_into_bs_session_but_can_write_its_own(conn, two_users):
     assert got == [(a,)]
 
 
+def test_blocks_and_arcs_follow_the_acting_user(conn, two_users):
+    a, b, sa, sb = two_users
+    for user, session in ((a, sa), (b, sb)):
+        conn.execute("INSERT INTO memory.holographic_blocks (prose, flux_metrics, salience_scores, coherence_gain, "
+                     "ties_merge_weight, session_id, user_id, arc_start_time, arc_end_time, cycle_date, first_turn, "
+                     "last_turn, hippocampus_until) VALUES ('{\"anterior_margin\": \"\", \"live_zones\": [], "
+                     "\"dead_zone_summaries\": [], \"posterior_margin\": \"\"}', '{}', '{}', 0, 0, %s, %s, now(), "
+                     "now(), current_date, 1, 2, current_date)", (session, user))
+    act(conn, "rls_agent", a)
+    assert [r[0] for r in conn.execute("SELECT user_id FROM memory.holographic_blocks")] == [a]
+
+
 def test_bi_role_reads_bi_views_and_nothing_else(conn, two_users):
     act(conn, "rls_bi")
     turns = conn.execute("SELECT sum(turns) FROM bi.hippocampus_daily").fetchone()[0]
     assert turns >= 6
-    for table in ("memory.day_table", "memory.sessions", "memory.users", "ops.settings"):
+    for view in ("arcs_daily", "blocks", "tier_health", "cleanup_daily", "cycle_runs", "cycle_stages", "cron_runs",
+                 "job_queue", "procedural_success"):
+        conn.execute(f"SELECT * FROM bi.{view} LIMIT 1")
+    for table in ("memory.day_table", "memory.sessions", "memory.users", "ops.settings", "memory.holographic_blocks",
+                  "procedural.procedural_memory", "ops.jobs"):
         with pytest.raises(psycopg.errors.InsufficientPrivilege), conn.transaction():
             conn.execute(f"SELECT 1 FROM {table} LIMIT 1")

@@ -1,14 +1,15 @@
 CREATE OR REPLACE FUNCTION memory._mean_salience(p_scores jsonb)
 RETURNS jsonb
-LANGUAGE sql IMMUTABLE
-AS $$
+LANGUAGE plpgsql IMMUTABLE  -- plpgsql: never inlined into the caller's aggregate
+AS $$ BEGIN RETURN (
     SELECT jsonb_object_agg(lvl, (
-               SELECT jsonb_object_agg(k, round(avg((e -> lvl ->> k)::float8)::numeric, 4))
-               FROM jsonb_array_elements(p_scores) e, unnest(ARRAY['P', 'C', 'ID']) k))
+               SELECT jsonb_object_agg(x.k, x.v) FROM (
+                   SELECT k, round(avg((e -> lvl ->> k)::float8)::numeric, 4) AS v
+                   FROM jsonb_array_elements(p_scores) e, unnest(ARRAY['P', 'C', 'ID']) k GROUP BY k) x))
            || jsonb_build_object('composite', (SELECT round(avg((e ->> 'composite')::float8)::numeric, 4)
                                                FROM jsonb_array_elements(p_scores) e))
-    FROM unnest(ARRAY['utterance_level', 'exchange_level', 'theme_level']) lvl
-$$;
+    FROM unnest(ARRAY['utterance_level', 'exchange_level', 'theme_level']) lvl);
+END $$;
 COMMENT ON FUNCTION memory._mean_salience(jsonb) IS
 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
 
@@ -44,58 +45,55 @@ BEGIN
     FROM (SELECT root, gen_random_uuid() AS compound_id FROM _night_chain GROUP BY root) c
     JOIN _night_chain m ON m.root = c.root WHERE m.block_id = b.block_id;
 
-    -- Compound blocks first (constituents reference them), then the arc blocks.
+    -- Compound blocks first (constituents reference them), then the arc blocks. A compound's
+    -- prose concatenates its constituents' zones with shifted offsets; its metrics combine
+    -- theirs; its embeddings are their centroid weighted by ties_merge_weight.
+    WITH members AS (
+        SELECT b.*, c.root, c.pos,
+               coalesce(sum(b.last_turn - b.first_turn + 1) OVER (PARTITION BY c.root ORDER BY c.pos
+                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS offs
+        FROM _night_blocks b JOIN _night_chain c ON c.block_id = b.block_id),
+    zones AS (
+        SELECT m.parent_metablock_id AS id,
+               jsonb_agg(z.zone ORDER BY m.pos, z.ord) FILTER (WHERE z.kind = 'live') AS live,
+               jsonb_agg(z.zone ORDER BY m.pos, z.ord) FILTER (WHERE z.kind = 'dead') AS dead
+        FROM members m
+        CROSS JOIN LATERAL (
+            SELECT 'live' AS kind, e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
+                                                                    'end', (e.z ->> 'end')::int + m.offs) AS zone
+            FROM jsonb_array_elements(m.prose -> 'live_zones') WITH ORDINALITY e(z, ord)
+            UNION ALL
+            SELECT 'dead', e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
+                                                            'end', (e.z ->> 'end')::int + m.offs)
+            FROM jsonb_array_elements(m.prose -> 'dead_zone_summaries') WITH ORDINALITY e(z, ord)) z
+        GROUP BY m.parent_metablock_id)
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, session_continuity_flag, citations, preoccupation_centroid_id,
         cycle_date, first_turn, last_turn, hippocampus_until)
-    SELECT b.parent_metablock_id, 'compound',
+    SELECT m.parent_metablock_id, 'compound',
            jsonb_build_object(
-               'anterior_margin', (array_agg(b.prose ->> 'anterior_margin' ORDER BY c.pos))[1],
-               'live_zones', coalesce(jsonb_agg(z.zone ORDER BY c.pos, z.ord) FILTER (WHERE z.kind = 'live'), '[]'),
-               'dead_zone_summaries', coalesce(jsonb_agg(z.zone ORDER BY c.pos, z.ord) FILTER (WHERE z.kind = 'dead'), '[]'),
-               'posterior_margin', (array_agg(b.prose ->> 'posterior_margin' ORDER BY c.pos DESC))[1]),
-           NULL, NULL, NULL, NULL, 0, 0, (array_agg(b.session_id ORDER BY c.pos))[1], p_user_id, NULL,
-           min(b.start_time), max(b.end_time), false, '[]', NULL, p_cycle_date,
-           (array_agg(b.first_turn ORDER BY c.pos))[1], (array_agg(b.last_turn ORDER BY c.pos))[1], p_cycle_date
-    FROM _night_blocks b
-    JOIN _night_chain c ON c.block_id = b.block_id
-    CROSS JOIN LATERAL (
-        SELECT coalesce(sum(p.last_turn - p.first_turn + 1), 0) AS offs
-        FROM _night_chain pc JOIN _night_blocks p ON p.block_id = pc.block_id
-        WHERE pc.root = c.root AND pc.pos < c.pos) o
-    CROSS JOIN LATERAL (
-        SELECT 'live' AS kind, e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + o.offs, 'end', (e.z ->> 'end')::int + o.offs) AS zone
-        FROM jsonb_array_elements(b.prose -> 'live_zones') WITH ORDINALITY e(z, ord)
-        UNION ALL
-        SELECT 'dead', e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + o.offs, 'end', (e.z ->> 'end')::int + o.offs)
-        FROM jsonb_array_elements(b.prose -> 'dead_zone_summaries') WITH ORDINALITY e(z, ord)
-        UNION ALL SELECT 'none', 0, NULL) z
-    GROUP BY b.parent_metablock_id;
-    -- Their metrics and embeddings come from the constituents, weighted by ties_merge_weight.
-    UPDATE memory.holographic_blocks h SET
-        flux_metrics = m.flux_metrics, salience_scores = m.salience, coherence_gain = m.coherence_gain,
-        ties_merge_weight = m.ties, session_continuity_flag = m.open_end, user_tier = m.tier,
-        universal_embedding = m.u, native_embedding = m.n, hippocampus_until = m.until,
-        preoccupation_centroid_id = m.centroid
-    FROM (
-        SELECT b.parent_metablock_id AS id,
-               jsonb_build_object('peak_perplexity', max(b.peak),
-                                  'baseline_perplexity', (array_agg(b.baseline ORDER BY c.pos))[1],
-                                  'final_perplexity', (array_agg(b.final ORDER BY c.pos DESC))[1],
-                                  'flux_reversal_quality', sum(b.quality), 'arc_duration_turns', sum(b.duration)) AS flux_metrics,
-               memory._mean_salience(jsonb_agg(b.salience_scores)) AS salience,
-               avg(b.coherence_gain) AS coherence_gain, avg(b.ties_merge_weight) AS ties,
-               NOT (array_agg(b.resolved ORDER BY c.pos DESC))[1] AS open_end,
-               l2_normalize(sum(array_fill((0.01 + b.ties_merge_weight)::real, ARRAY[v_udim])::vector * b.universal_embedding)) AS u,
-               l2_normalize(sum(array_fill((0.01 + b.ties_merge_weight)::real, ARRAY[v_ndim])::vector * b.native_embedding)) AS n,
-               (SELECT u.tier FROM memory.users u WHERE u.user_id = p_user_id) AS tier,
-               (SELECT p_cycle_date + r.block_cycles FROM memory.users u JOIN memory.retention_policy r ON r.tier = u.tier
-                WHERE u.user_id = p_user_id) AS until,
-               (SELECT pc.centroid_id FROM memory.preoccupation_centroids pc WHERE pc.user_id = p_user_id) AS centroid
-        FROM _night_blocks b JOIN _night_chain c ON c.block_id = b.block_id
-        GROUP BY b.parent_metablock_id) m
-    WHERE h.block_id = m.id;
+               'anterior_margin', (array_agg(m.prose ->> 'anterior_margin' ORDER BY m.pos))[1],
+               'live_zones', coalesce((SELECT z.live FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
+               'dead_zone_summaries', coalesce((SELECT z.dead FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
+               'posterior_margin', (array_agg(m.prose ->> 'posterior_margin' ORDER BY m.pos DESC))[1]),
+           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_udim])::vector * m.universal_embedding)),
+           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_ndim])::vector * m.native_embedding)),
+           jsonb_build_object('peak_perplexity', max(m.peak),
+                              'baseline_perplexity', (array_agg(m.baseline ORDER BY m.pos))[1],
+                              'final_perplexity', (array_agg(m.final ORDER BY m.pos DESC))[1],
+                              'flux_reversal_quality', sum(m.quality), 'arc_duration_turns', sum(m.duration)),
+           memory._mean_salience(jsonb_agg(m.salience_scores)),
+           coalesce(avg(m.coherence_gain), 0), coalesce(avg(m.ties_merge_weight), 0),
+           (array_agg(m.session_id ORDER BY m.pos))[1], p_user_id, u.tier,
+           min(m.start_time), max(m.end_time), NOT (array_agg(m.resolved ORDER BY m.pos DESC))[1], '[]', pc.centroid_id,
+           p_cycle_date, (array_agg(m.first_turn ORDER BY m.pos))[1], (array_agg(m.last_turn ORDER BY m.pos))[1],
+           p_cycle_date + r.block_cycles
+    FROM members m
+    JOIN memory.users u ON u.user_id = p_user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
+    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
+    GROUP BY m.parent_metablock_id, u.tier, r.block_cycles, pc.centroid_id;
 
     INSERT INTO memory.holographic_blocks (block_id, block_kind, arc_id, prose, native_embedding, universal_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
@@ -116,7 +114,7 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
     INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type, strength)
-    SELECT b.block_id, b.continues_from, 'continues', NULL FROM _night_blocks b WHERE b.continues_from IS NOT NULL
+    SELECT b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
     UNION ALL
     SELECT b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
     UNION ALL

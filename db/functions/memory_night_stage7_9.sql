@@ -22,16 +22,18 @@ $$;
 COMMENT ON FUNCTION memory._night_stage7_migration(uuid, date) IS
 'Night Cycle stage 7, migration check: queues a cortex_migrate job in ops.jobs (once per block) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention). Returns the number queued.';
 
-CREATE OR REPLACE FUNCTION memory._night_stage8_clustering(p_run_id bigint)
+CREATE OR REPLACE FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint)
 RETURNS int
 LANGUAGE plpgsql
 AS $$
 DECLARE
     v_n int;
 BEGIN
+    -- One pending re-clustering covers any number of migrations (the worker runs it after them).
     INSERT INTO ops.jobs (kind, payload, dedupe_key)
     SELECT 'cluster_update', jsonb_build_object('run_id', p_run_id), 'cluster_update:run:' || p_run_id
-    WHERE EXISTS (SELECT 1 FROM ops.jobs j WHERE j.kind = 'cortex_migrate' AND j.state = 'queued')
+    WHERE p_migrations_queued > 0
+      AND NOT EXISTS (SELECT 1 FROM ops.jobs j WHERE j.kind = 'cluster_update' AND j.state = 'queued')
     ON CONFLICT (dedupe_key) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF EXISTS (SELECT 1 FROM ops.jobs j WHERE j.state = 'queued') THEN
@@ -40,8 +42,8 @@ BEGIN
     RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION memory._night_stage8_clustering(bigint) IS
-'Night Cycle stage 8: when blocks are queued for the Cortex, queues one cluster_update job (RAPTOR re-clustering, run by the worker after the migrations), and wakes the worker with NOTIFY psimem_jobs.';
+COMMENT ON FUNCTION memory._night_stage8_clustering(bigint, bigint) IS
+'Night Cycle stage 8: when this run queued blocks for the Cortex and no re-clustering is pending, queues one cluster_update job (RAPTOR re-clustering, run by the worker after the migrations); wakes the worker with NOTIFY psimem_jobs when work is queued.';
 
 CREATE OR REPLACE FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date)
 RETURNS int

@@ -14,6 +14,8 @@ DECLARE
     v_log jsonb;
     v_done int := 0;
     v_failed int := 0;
+    v_migrations bigint := 0;
+    v_user_migrations bigint;
     v_err text;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
@@ -64,10 +66,12 @@ BEGIN
                 v_log := v_log || jsonb_build_object('stage', 6, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             END IF;
             v_t := clock_timestamp(); v_stage := 7; v_rows := memory._night_stage7_migration(v_user.user_id, p_cycle_date);
+            v_user_migrations := v_rows;
             v_log := v_log || jsonb_build_object('stage', 7, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             v_t := clock_timestamp(); v_stage := 9; v_rows := memory._night_stage9_cleanup(v_user.user_id, p_cycle_date);
             v_log := v_log || jsonb_build_object('stage', 9, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             v_done := v_done + 1;
+            v_migrations := v_migrations + v_user_migrations;  -- counted only once the user's work stands
         EXCEPTION WHEN OTHERS THEN
             -- This user's work is rolled back; the others go on. The failure is logged and raised as a warning.
             GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
@@ -84,7 +88,7 @@ BEGIN
     END LOOP;
 
     v_t := clock_timestamp();
-    v_rows := memory._night_stage8_clustering(v_run_id);
+    v_rows := memory._night_stage8_clustering(v_run_id, v_migrations);
     INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
     VALUES (v_run_id, NULL, 8, v_names[8], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
 

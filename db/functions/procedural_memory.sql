@@ -45,7 +45,7 @@ BEGIN
         RAISE EXCEPTION 'p_observed_strength: must be between 0 and 1, got %', p_observed_strength USING ERRCODE = 'invalid_parameter_value';
     END IF;
     IF (SELECT count(*) FROM procedural.procedural_memory WHERE reflex_id IN (p_source_reflex_id, p_target_reflex_id))
-       < CASE WHEN p_source_reflex_id = p_target_reflex_id THEN 1 ELSE 2 END THEN
+       < (CASE WHEN p_source_reflex_id = p_target_reflex_id THEN 1 ELSE 2 END) THEN
         RAISE EXCEPTION 'p_source_reflex_id, p_target_reflex_id: unknown reflex' USING ERRCODE = 'foreign_key_violation';
     END IF;
     INSERT INTO procedural.causal_edges AS e (source_reflex_id, target_reflex_id, causal_strength, temporal_gap_avg,

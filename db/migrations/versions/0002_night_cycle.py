@@ -23,7 +23,7 @@ def _hnsw(name: str, table: str, column: str, kind: str, dim: int) -> str:
 
 def upgrade() -> None:
     conn = op.get_bind()
-    s = dict(conn.exec_driver_sql("SELECT key, value #>> '{}' FROM ops.settings WHERE key LIKE 'embedding.%'").fetchall())
+    s = dict(conn.exec_driver_sql("SELECT key, value #>> '{}' FROM ops.settings WHERE key LIKE 'embedding.%%'").fetchall())
     udim, ndim = int(s["embedding.universal_dim"]), int(s["embedding.native_dim"])
     ukind, nkind = s["embedding.universal_index"], s["embedding.native_index"]
 
@@ -346,7 +346,7 @@ def downgrade() -> None:
       PERFORM cron.unschedule(jobname) FROM cron.job WHERE jobname LIKE 'psimem-%';
     END $$;
     DROP SCHEMA procedural CASCADE;
-    DROP TABLE ops.jobs, ops.cleanup_log, ops.cycle_stage_log, ops.cycle_runs;
+    DROP TABLE ops.jobs, ops.cleanup_log, ops.cycle_stage_log, ops.cycle_runs CASCADE;  -- and the bi views on them
     DROP TABLE memory.block_relationships, memory.holographic_blocks, memory.flux_arcs,
                memory.preoccupation_centroids, memory.retention_policy CASCADE;
     DROP TABLE memory.consolidations;
