@@ -28,6 +28,7 @@ schema: setup
 bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/recall.py
+	$(PY) bench/night_cycle.py
 
 clean:
 	-$(VENV)/bin/psimem db down

@@ -656,7 +656,7 @@ COMMENT ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date da
 
 CREATE FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) RETURNS double precision
     LANGUAGE sql IMMUTABLE
-    AS $$ SELECT coalesce(1 - exp(-greatest(0, p_value / nullif(p_baseline, 0) - 1)), 0) $$;
+    AS $$ SELECT coalesce(1 - exp(-least(50, greatest(0, p_value / nullif(p_baseline, 0) - 1))), 0) $$;
 
 COMMENT ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) IS 'Internal. P salience of a perplexity against a baseline: 1 - exp(-max(0, value / baseline - 1)); 0 at or below the baseline, towards 1 for large spikes.';
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 from . import migrate
 from .cluster import Cluster
@@ -48,8 +48,9 @@ def _load(conn, turns, embedder, scorer) -> None:
     universal = embedder.embed(texts)
     say(f"scoring {len(texts)} turns (perplexity and native {scorer.dim}-d embedding)")
     ppl, native = scorer.score(texts, contexts)
-    # The conversations are from 2018: shift them so the newest ends now, keeping every gap.
-    shift = datetime.now(timezone.utc) - max(t.created_at for t in turns)
+    # The conversations are from 2018: shift them so the newest ended an hour ago (idle,
+    # so tonight's cycle takes it), keeping every gap.
+    shift = datetime.now(timezone.utc) - timedelta(hours=1) - max(t.created_at for t in turns)
     tiers = {}
     for rank, user in enumerate(dict.fromkeys(t.user for t in turns)):
         tiers[user] = "elder" if rank == 0 else "meso" if rank == 1 else "normal"
@@ -99,6 +100,40 @@ def _recall(conn, embedder, scorer) -> None:
                       f"{role}: {content[:60]!r}")
 
 
+def _night_cycle(conn) -> None:
+    print("\n== Night Cycle (memory.run_night_cycle, all in SQL)")
+    t0 = time.perf_counter()
+    run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
+    conn.commit()
+    print(f"  run {run_id} in {time.perf_counter() - t0:.2f}s; stages (rows, ms):")
+    for stage, name, rows, ms, failures in conn.execute(
+            "SELECT stage, stage_name, rows, duration_ms, failures FROM bi.cycle_stages WHERE run_id = %s ORDER BY stage",
+            (run_id,)):
+        print(f"    {stage} {name:<18} {rows:>6} rows {ms:>9.1f} ms" + (f"  {failures} FAILED" if failures else ""))
+    arcs = conn.execute("SELECT count(*), count(*) FILTER (WHERE resolved), count(*) FILTER (WHERE open_at_session_end), "
+                        "count(*) FILTER (WHERE continued_by_arc_id IS NOT NULL) FROM memory.flux_arcs").fetchone()
+    print(f"  flux arcs: {arcs[0]} ({arcs[1]} resolved, {arcs[2]} open at session end, {arcs[3]} continued in a later session)")
+    kinds = dict(conn.execute("SELECT block_kind, count(*) FROM memory.holographic_blocks GROUP BY 1").fetchall())
+    rels = dict(conn.execute("SELECT relationship_type, count(*) FROM memory.block_relationships GROUP BY 1").fetchall())
+    jobs = dict(conn.execute("SELECT kind, count(*) FROM ops.jobs GROUP BY 1").fetchall())
+    print(f"  blocks: {kinds.get('arc', 0)} from arcs, {kinds.get('compound', 0)} metablocks; relationships {rels or '{}'}; "
+          f"queued for the Cortex: {jobs.get('cortex_migrate', 0)}")
+    print("\n== The three blocks with the highest TIES-merge weight")
+    for b in conn.execute(
+            "SELECT s.external_ref, b.first_turn, b.last_turn, b.flux_metrics, b.salience_scores->>'composite', "
+            "b.coherence_gain, b.ties_merge_weight, b.prose FROM memory.holographic_blocks b "
+            "JOIN memory.sessions s USING (session_id) WHERE b.block_kind = 'arc' "
+            "ORDER BY b.ties_merge_weight DESC LIMIT 3"):
+        ref, first, last, fm, composite, gain, ties, prose = b
+        print(f"  {ref[9:17]}… turns {first}-{last}: peak {fm['peak_perplexity']:.0f} over baseline "
+              f"{fm['baseline_perplexity']:.0f} -> final {fm['final_perplexity']:.0f}, reversal quality "
+              f"{fm['flux_reversal_quality']:.0f}; salience {composite}, coherence gain {gain:.3f}, TIES {ties:.3f}")
+        for z in prose["live_zones"][:2]:
+            print(f"    live [{z['start']}-{z['end']}] {z['content'][:110]!r}")
+        for z in prose["dead_zone_summaries"][:1]:
+            print(f"    dead [{z['start']}-{z['end']}] summary: {z['summary'][:100]!r}")
+
+
 def run_demo(turns: int = 400, keep_running: bool = True) -> int:
     from loaders.chitchat import pick_turns
     from loaders.models import Cache, SmolScorer, UniversalEmbedder
@@ -119,6 +154,7 @@ def run_demo(turns: int = 400, keep_running: bool = True) -> int:
             cache.save()
         _show_overview(conn)
         _recall(conn, embedder, scorer)
+        _night_cycle(conn)
         cache.save()
     if not keep_running and not s.database_url:
         Cluster.from_settings(s).stop(say)

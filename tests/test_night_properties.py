@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from helpers import UDIM, new_session, new_user, record
 
-perplexities = st.lists(st.floats(min_value=1, max_value=200, allow_nan=False), min_size=3, max_size=30)
+perplexities = st.lists(st.floats(min_value=1, max_value=1e6, allow_nan=False), min_size=3, max_size=30)
 conversation = st.lists(perplexities, min_size=1, max_size=3)
 SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -72,3 +72,13 @@ def test_no_turn_is_deleted_while_a_kept_block_covers_it(conn, sessions, tier, m
                               AND b.block_kind = 'arc' AND d.turn_number BETWEEN b.first_turn AND b.last_turn)
         """, (today + timedelta(days=later), span)).fetchone()[0]
         assert uncovered_left == 0  # and what no block covers does go after the tier's span
+
+
+def test_a_huge_spike_does_not_break_salience(conn):
+    """Real perplexities are heavy-tailed: a 1000x spike must score, not underflow."""
+    user = load(conn, [[10, 11, 10, 12, 10000, 12, 11.9, 11.8]])
+    run_id = conn.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,)).fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM ops.cycle_stage_log WHERE run_id = %s AND NOT ok", (run_id,)).fetchone()[0] == 0
+    p_u = conn.execute("SELECT (salience_scores->'utterance_level'->>'P')::float8 FROM memory.holographic_blocks "
+                     "WHERE user_id = %s", (user,)).fetchone()[0]
+    assert p_u == 1.0

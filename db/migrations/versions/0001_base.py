@@ -13,6 +13,8 @@ import os
 
 from alembic import context, op
 
+from psimem.migration_sql import acting_user_policies, hnsw_index, index_kind
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -27,19 +29,6 @@ def _dim(name: str, default: int) -> int:
     if not 1 <= value <= 16000:
         raise ValueError(f"{name}: must be between 1 and 16000 (pgvector's limit), got {value}")
     return value
-
-
-def index_kind(dim: int) -> str:
-    return "vector" if dim <= 2000 else "halfvec" if dim <= 4000 else "binary"
-
-
-def hnsw_index(name: str, table: str, column: str, dim: int) -> str:
-    expr, ops = {
-        "vector": (column, "vector_cosine_ops"),
-        "halfvec": (f"({column}::halfvec({dim}))", "halfvec_cosine_ops"),
-        "binary": (f"(binary_quantize({column})::bit({dim}))", "bit_hamming_ops"),
-    }[index_kind(dim)]
-    return f"CREATE INDEX {name} ON {table} USING hnsw ({expr} {ops})"
 
 
 def upgrade() -> None:
@@ -148,14 +137,8 @@ def upgrade() -> None:
 
     # Row-level security: writers and readers see only the user their session acts for
     # (SET psimem.user_id, or memory.act_for()); unset means nothing is visible.
-    acting = "nullif(current_setting('psimem.user_id', true), '')::uuid"
     for table in ("users", "sessions", "day_table"):
-        op.execute(f"""
-        ALTER TABLE memory.{table} ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY {table}_acting_user ON memory.{table} TO psimem_writer, psimem_reader
-            USING (user_id = {acting}) WITH CHECK (user_id = {acting});
-        CREATE POLICY {table}_admin ON memory.{table} TO psimem_admin USING (true) WITH CHECK (true);
-        """)
+        op.execute(acting_user_policies(f"memory.{table}"))
     op.execute("""
     GRANT USAGE ON SCHEMA memory TO psimem_writer, psimem_reader, psimem_admin;
     GRANT USAGE ON SCHEMA ops TO psimem_writer, psimem_reader, psimem_admin;

@@ -6,19 +6,12 @@ Revises: 0001
 """
 from alembic import op
 
+from psimem.migration_sql import acting_user_policies, hnsw_index
+
 revision = "0002"
 down_revision = "0001"
 branch_labels = None
 depends_on = None
-
-
-def _hnsw(name: str, table: str, column: str, kind: str, dim: int) -> str:
-    expr, ops = {
-        "vector": (column, "vector_cosine_ops"),
-        "halfvec": (f"({column}::halfvec({dim}))", "halfvec_cosine_ops"),
-        "binary": (f"(binary_quantize({column})::bit({dim}))", "bit_hamming_ops"),
-    }[kind]
-    return f"CREATE INDEX {name} ON {table} USING hnsw ({expr} {ops})"
 
 
 def upgrade() -> None:
@@ -137,8 +130,8 @@ def upgrade() -> None:
         CONSTRAINT holographic_blocks_prose_shape CHECK (prose ?& ARRAY['anterior_margin', 'live_zones', 'dead_zone_summaries', 'posterior_margin'])
     ) WITH (fillfactor = 90);  -- room for HOT updates (migrated_at) that leave the HNSW indexes alone
     CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks (arc_id) WHERE block_kind = 'arc';
-    {_hnsw('idx_blocks_native', 'memory.holographic_blocks', 'native_embedding', nkind, ndim)};
-    {_hnsw('idx_blocks_universal', 'memory.holographic_blocks', 'universal_embedding', ukind, udim)};
+    {hnsw_index('idx_blocks_native', 'memory.holographic_blocks', 'native_embedding', ndim, nkind)};
+    {hnsw_index('idx_blocks_universal', 'memory.holographic_blocks', 'universal_embedding', udim, ukind)};
     CREATE INDEX idx_blocks_session ON memory.holographic_blocks (session_id);
     CREATE INDEX idx_blocks_user ON memory.holographic_blocks (user_id);
     CREATE INDEX idx_blocks_coherence ON memory.holographic_blocks (coherence_gain DESC);
@@ -240,7 +233,7 @@ def upgrade() -> None:
         CONSTRAINT procedural_memory_counts_consistent CHECK (success_count >= 0 AND failure_count >= 0
                                                               AND total_count = success_count + failure_count)
     );
-    {_hnsw('idx_procedural_context', 'procedural.procedural_memory', 'context_embedding', ukind, udim)};
+    {hnsw_index('idx_procedural_context', 'procedural.procedural_memory', 'context_embedding', udim, ukind)};
     CREATE INDEX idx_procedural_owner ON procedural.procedural_memory (owner_agent_id);
     CREATE INDEX idx_procedural_success ON procedural.procedural_memory (success_rate DESC);
 
@@ -278,7 +271,7 @@ def upgrade() -> None:
     );
     CREATE INDEX idx_frustration_lieutenant ON procedural.frustration_ledger (lieutenant_id);
     CREATE INDEX idx_frustration_success ON procedural.frustration_ledger (success);
-    {_hnsw('idx_frustration_task', 'procedural.frustration_ledger', 'task_embedding', ukind, udim)};
+    {hnsw_index('idx_frustration_task', 'procedural.frustration_ledger', 'task_embedding', udim, ukind)};
 
     CREATE TABLE procedural.maintenance_runs (
         job       text NOT NULL,
@@ -291,14 +284,8 @@ def upgrade() -> None:
     """)
 
     # Row-level security on the new per-user memory tables, as on day_table.
-    acting = "nullif(current_setting('psimem.user_id', true), '')::uuid"
     for table in ("flux_arcs", "holographic_blocks", "preoccupation_centroids"):
-        op.execute(f"""
-        ALTER TABLE memory.{table} ENABLE ROW LEVEL SECURITY;
-        CREATE POLICY {table}_acting_user ON memory.{table} TO psimem_writer, psimem_reader
-            USING (user_id = {acting}) WITH CHECK (user_id = {acting});
-        CREATE POLICY {table}_admin ON memory.{table} TO psimem_admin USING (true) WITH CHECK (true);
-        """)
+        op.execute(acting_user_policies(f"memory.{table}"))
     op.execute("""
     GRANT USAGE ON SCHEMA procedural TO psimem_writer, psimem_reader, psimem_admin;
     GRANT SELECT ON memory.flux_arcs, memory.holographic_blocks, memory.preoccupation_centroids,

@@ -1,0 +1,33 @@
+"""SQL builders that alembic revisions share.
+
+Revisions run once and must keep producing the same schema, so change these only in
+ways that leave existing output unchanged.
+"""
+from __future__ import annotations
+
+ACTING_USER = "nullif(current_setting('psimem.user_id', true), '')::uuid"
+
+
+def index_kind(dim: int) -> str:
+    """HNSW form for a vector size: pgvector indexes `vector` to 2,000 dims, `halfvec` to 4,000."""
+    return "vector" if dim <= 2000 else "halfvec" if dim <= 4000 else "binary"
+
+
+def hnsw_index(name: str, table: str, column: str, dim: int, kind: str | None = None) -> str:
+    expr, ops = {
+        "vector": (column, "vector_cosine_ops"),
+        "halfvec": (f"({column}::halfvec({dim}))", "halfvec_cosine_ops"),
+        "binary": (f"(binary_quantize({column})::bit({dim}))", "bit_hamming_ops"),
+    }[kind or index_kind(dim)]
+    return f"CREATE INDEX {name} ON {table} USING hnsw ({expr} {ops})"
+
+
+def acting_user_policies(table: str) -> str:
+    """Row-level security: writers and readers see the acting user's rows; admins all."""
+    short = table.split(".")[-1]
+    return f"""
+    ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+    CREATE POLICY {short}_acting_user ON {table} TO psimem_writer, psimem_reader
+        USING (user_id = {ACTING_USER}) WITH CHECK (user_id = {ACTING_USER});
+    CREATE POLICY {short}_admin ON {table} TO psimem_admin USING (true) WITH CHECK (true);
+    """
