@@ -59,7 +59,7 @@ def run_bulk(conn, recs) -> float:
 def run_floor(conn, recs) -> float:
     conn.execute("DROP SCHEMA IF EXISTS bench CASCADE")
     conn.execute("CREATE SCHEMA bench")
-    conn.execute("CREATE TABLE bench.floor (LIKE memory.day_table INCLUDING DEFAULTS INCLUDING INDEXES)")
+    conn.execute("CREATE TABLE bench.floor (LIKE memory.day_table INCLUDING DEFAULTS INCLUDING GENERATED INCLUDING INDEXES)")
     conn.commit()
     rows = [(uuid.uuid4(), r["role"], r["content"], r["universal_embedding"], r["native_embedding"],
              r["perplexity_score"], r["token_count"], i + 1, datetime.fromisoformat(r["created_at"]))

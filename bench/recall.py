@@ -92,8 +92,9 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict
         conn.rollback()
         out[label] = {"p50_ms": round(percentile_ms(lat, 50), 2), "p95_ms": round(percentile_ms(lat, 95), 2),
                       "recall_at_10": round(float(np.mean(rec)), 4), "min_recall": round(float(np.min(rec)), 2),
-                      "exact_sql_p50_ms": round(percentile_ms(exact_lat, 50), 1),
-                      "speedup_vs_exact_sql": round(percentile_ms(exact_lat, 50) / percentile_ms(lat, 50), 1)}
+                      "exact_sql_p50_ms": round(percentile_ms(exact_lat, 50), 1) if exact_lat else None,
+                      "speedup_vs_exact_sql": round(percentile_ms(exact_lat, 50) / percentile_ms(lat, 50), 1)
+                      if exact_lat else None}
     return out
 
 

@@ -700,7 +700,7 @@ BEGIN
         v_order := format('d.%I::halfvec(%s) <=> $1::halfvec(%s)', v_col, v_dim, v_dim);
         v_fetch := p_k * 2;
     ELSE
-        v_order := format('binary_quantize(d.%I)::bit(%s) <~> binary_quantize($1)', v_col, v_dim);
+        v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');  -- the stored code, never detoasted
         v_fetch := p_k * (ops.setting('recall.binary_overfetch'))::int;
     END IF;
 
@@ -725,7 +725,7 @@ BEGIN
 END
 $_$;
 
-COMMENT ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or binary quantization with recall.binary_overfetch candidates per row) and pgvector iterative scans, then exact cosine re-rank.';
+COMMENT ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row) and pgvector iterative scans, then exact cosine re-rank.';
 
 CREATE FUNCTION memory.act_for(p_user_id uuid) RETURNS uuid
     LANGUAGE sql
@@ -783,7 +783,7 @@ BEGIN
     v_order := CASE v_kind
         WHEN 'vector' THEN 'b.universal_embedding <=> $1'
         WHEN 'halfvec' THEN format('b.universal_embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim)
-        ELSE format('binary_quantize(b.universal_embedding)::bit(%s) <~> binary_quantize($1)', v_dim) END;
+        ELSE 'b.universal_embedding_bq <~> binary_quantize($1)' END;
     RETURN QUERY EXECUTE format($q$
         WITH hits AS MATERIALIZED (
             SELECT b.block_id FROM memory.holographic_blocks b
@@ -1357,6 +1357,7 @@ CREATE TABLE memory.holographic_blocks (
     hippocampus_until date NOT NULL,
     long_term boolean DEFAULT false NOT NULL,
     migrated_at timestamp with time zone,
+    native_embedding_bq bit(4096) GENERATED ALWAYS AS ((public.binary_quantize(native_embedding))::bit(4096)) STORED,
     CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'compound'::text]))),
     CONSTRAINT holographic_blocks_prose_shape CHECK ((prose ?& ARRAY['anterior_margin'::text, 'live_zones'::text, 'dead_zone_summaries'::text, 'posterior_margin'::text])),
     CONSTRAINT holographic_blocks_times_ordered CHECK ((arc_start_time <= arc_end_time)),
@@ -1489,6 +1490,7 @@ CREATE TABLE memory.day_table (
     user_tier text,
     turn_number integer NOT NULL,
     token_count integer,
+    native_embedding_bq bit(4096) GENERATED ALWAYS AS ((public.binary_quantize(native_embedding))::bit(4096)) STORED,
     CONSTRAINT day_table_content_not_blank CHECK ((content ~ '\S'::text)),
     CONSTRAINT day_table_flux_state_known CHECK ((flux_state = ANY (ARRAY['baseline'::text, 'spike'::text, 'resolution'::text, 'stable'::text]))),
     CONSTRAINT day_table_perplexity_nonnegative CHECK ((perplexity_score >= (0)::double precision)),
@@ -1835,7 +1837,7 @@ CREATE INDEX idx_blocks_centroid ON memory.holographic_blocks USING btree (preoc
 
 CREATE INDEX idx_blocks_coherence ON memory.holographic_blocks USING btree (coherence_gain DESC);
 
-CREATE INDEX idx_blocks_native ON memory.holographic_blocks USING hnsw (((public.binary_quantize(native_embedding))::bit(4096)) public.bit_hamming_ops);
+CREATE INDEX idx_blocks_native ON memory.holographic_blocks USING hnsw (native_embedding_bq public.bit_hamming_ops);
 
 CREATE INDEX idx_blocks_session ON memory.holographic_blocks USING btree (session_id);
 
@@ -1847,7 +1849,7 @@ CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
 
 CREATE INDEX idx_consolidations_cycle ON memory.consolidations USING btree (cycle_date);
 
-CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (((public.binary_quantize(native_embedding))::bit(4096)) public.bit_hamming_ops);
+CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops);
 
 CREATE INDEX idx_day_table_session ON memory.day_table USING btree (session_id);
 

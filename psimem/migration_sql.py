@@ -14,12 +14,23 @@ def index_kind(dim: int) -> str:
 
 
 def hnsw_index(name: str, table: str, column: str, dim: int, kind: str | None = None) -> str:
+    """The HNSW index for an embedding column. Binary quantization indexes the stored
+    `<column>_bq` code (see binary_code_column): ranking on it never detoasts the vectors."""
     expr, ops = {
         "vector": (column, "vector_cosine_ops"),
         "halfvec": (f"({column}::halfvec({dim}))", "halfvec_cosine_ops"),
-        "binary": (f"(binary_quantize({column})::bit({dim}))", "bit_hamming_ops"),
+        "binary": (f"{column}_bq", "bit_hamming_ops"),
     }[kind or index_kind(dim)]
     return f"CREATE INDEX {name} ON {table} USING hnsw ({expr} {ops})"
+
+
+def binary_code_column(table: str, column: str, dim: int, kind: str | None = None) -> str:
+    """For binary-quantized embeddings, a stored generated column with the code (dim/8 bytes,
+    kept in the row) next to the vector (TOASTed past 2,000 dims)."""
+    if (kind or index_kind(dim)) != "binary":
+        return ""
+    return (f"ALTER TABLE {table} ADD COLUMN {column}_bq bit({dim}) "
+            f"GENERATED ALWAYS AS (binary_quantize({column})::bit({dim})) STORED;")
 
 
 def acting_user_policies(table: str) -> str:

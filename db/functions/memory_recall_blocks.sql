@@ -26,7 +26,7 @@ BEGIN
     v_order := CASE v_kind
         WHEN 'vector' THEN 'b.universal_embedding <=> $1'
         WHEN 'halfvec' THEN format('b.universal_embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim)
-        ELSE format('binary_quantize(b.universal_embedding)::bit(%s) <~> binary_quantize($1)', v_dim) END;
+        ELSE 'b.universal_embedding_bq <~> binary_quantize($1)' END;
     RETURN QUERY EXECUTE format($q$
         WITH hits AS MATERIALIZED (
             SELECT b.block_id FROM memory.holographic_blocks b

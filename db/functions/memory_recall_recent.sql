@@ -48,7 +48,7 @@ BEGIN
         v_order := format('d.%I::halfvec(%s) <=> $1::halfvec(%s)', v_col, v_dim, v_dim);
         v_fetch := p_k * 2;
     ELSE
-        v_order := format('binary_quantize(d.%I)::bit(%s) <~> binary_quantize($1)', v_col, v_dim);
+        v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');  -- the stored code, never detoasted
         v_fetch := p_k * (ops.setting('recall.binary_overfetch'))::int;
     END IF;
 
@@ -73,7 +73,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) IS
-'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or binary quantization with recall.binary_overfetch candidates per row) and pgvector iterative scans, then exact cosine re-rank.';
+'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row) and pgvector iterative scans, then exact cosine re-rank.';
 
 CREATE OR REPLACE FUNCTION memory.recall_recent(
     p_query_vector real[],

@@ -4,7 +4,8 @@ Embedding sizes are chosen here, once, at install time (alembic -x universal_dim
 -x native_dim=N, or PSIMEM_UNIVERSAL_DIM / PSIMEM_NATIVE_DIM; defaults 768 and 4096),
 and recorded in ops.settings. The index type follows the size, because pgvector's
 HNSW takes `vector` up to 2,000 dimensions and `halfvec` up to 4,000: larger vectors
-are indexed through binary quantization and re-ranked exactly at query time.
+are indexed through binary quantization (a stored bit(n) code column) and re-ranked
+exactly at query time.
 
 Revision ID: 0001
 Revises:
@@ -13,7 +14,7 @@ import os
 
 from alembic import context, op
 
-from psimem.migration_sql import acting_user_policies, hnsw_index, index_kind
+from psimem.migration_sql import acting_user_policies, binary_code_column, hnsw_index, index_kind
 
 revision = "0001"
 down_revision = None
@@ -131,6 +132,8 @@ def upgrade() -> None:
     CREATE INDEX idx_day_table_session ON memory.day_table (session_id);
     CREATE INDEX idx_day_table_time ON memory.day_table (created_at);
     CREATE INDEX idx_day_table_user_time ON memory.day_table (user_id, created_at);
+    {binary_code_column('memory.day_table', 'universal_embedding', udim)}
+    {binary_code_column('memory.day_table', 'native_embedding', ndim)}
     {hnsw_index('idx_day_table_universal_embedding', 'memory.day_table', 'universal_embedding', udim)};
     {hnsw_index('idx_day_table_native_embedding', 'memory.day_table', 'native_embedding', ndim)};
     """)

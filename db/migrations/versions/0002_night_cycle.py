@@ -6,7 +6,7 @@ Revises: 0001
 """
 from alembic import op
 
-from psimem.migration_sql import acting_user_policies, hnsw_index
+from psimem.migration_sql import acting_user_policies, binary_code_column, hnsw_index
 
 revision = "0002"
 down_revision = "0001"
@@ -129,6 +129,8 @@ def upgrade() -> None:
         CONSTRAINT holographic_blocks_times_ordered CHECK (arc_start_time <= arc_end_time),
         CONSTRAINT holographic_blocks_prose_shape CHECK (prose ?& ARRAY['anterior_margin', 'live_zones', 'dead_zone_summaries', 'posterior_margin'])
     ) WITH (fillfactor = 90);  -- room for HOT updates (migrated_at) that leave the HNSW indexes alone
+    {binary_code_column('memory.holographic_blocks', 'native_embedding', ndim, nkind)}
+    {binary_code_column('memory.holographic_blocks', 'universal_embedding', udim, ukind)}
     CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks (arc_id) WHERE block_kind = 'arc';
     {hnsw_index('idx_blocks_native', 'memory.holographic_blocks', 'native_embedding', ndim, nkind)};
     {hnsw_index('idx_blocks_universal', 'memory.holographic_blocks', 'universal_embedding', udim, ukind)};
@@ -233,6 +235,7 @@ def upgrade() -> None:
         CONSTRAINT procedural_memory_counts_consistent CHECK (success_count >= 0 AND failure_count >= 0
                                                               AND total_count = success_count + failure_count)
     );
+    {binary_code_column('procedural.procedural_memory', 'context_embedding', udim, ukind)}
     {hnsw_index('idx_procedural_context', 'procedural.procedural_memory', 'context_embedding', udim, ukind)};
     CREATE INDEX idx_procedural_owner ON procedural.procedural_memory (owner_agent_id);
     CREATE INDEX idx_procedural_success ON procedural.procedural_memory (success_rate DESC);
@@ -271,6 +274,7 @@ def upgrade() -> None:
     );
     CREATE INDEX idx_frustration_lieutenant ON procedural.frustration_ledger (lieutenant_id);
     CREATE INDEX idx_frustration_success ON procedural.frustration_ledger (success);
+    {binary_code_column('procedural.frustration_ledger', 'task_embedding', udim, ukind)}
     {hnsw_index('idx_frustration_task', 'procedural.frustration_ledger', 'task_embedding', udim, ukind)};
 
     CREATE TABLE procedural.maintenance_runs (
