@@ -21,6 +21,8 @@ DECLARE
     v_query vector;
     v_order text;
     v_fetch int := p_k;
+    v_selective int;
+    v_rows int;
 BEGIN
     IF p_k IS NULL OR p_k < 1 OR p_k > 1000 THEN
         RAISE EXCEPTION 'p_k: must be between 1 and 1000, got %', coalesce(p_k::text, 'null')
@@ -50,6 +52,16 @@ BEGIN
     ELSE
         v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');  -- the stored code, never detoasted
         v_fetch := p_k * (ops.setting('recall.binary_overfetch'))::int;
+        -- A selective filter is ranked exactly on the codes of all its rows (bitmap path), where
+        -- Hamming order is coarser than the graph's neighbourhoods: re-rank a larger pool there.
+        v_selective := (ops.setting('recall.selective_rows'))::int;
+        SELECT count(*) INTO v_rows FROM (
+            SELECT 1 FROM memory.day_table d
+            WHERE d.session_id = p_session_id OR (d.user_id = p_user_id AND d.created_at > now() - v_window)
+            LIMIT v_selective) x;
+        IF v_rows < v_selective THEN
+            v_fetch := p_k * (ops.setting('recall.binary_overfetch_selective'))::int;
+        END IF;
     END IF;
 
     -- Candidates from the index (iterative scans keep going until the filter yields
@@ -73,7 +85,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) IS
-'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row) and pgvector iterative scans, then exact cosine re-rank.';
+'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row, recall.binary_overfetch_selective when the filter keeps fewer than recall.selective_rows rows) and pgvector iterative scans, then exact cosine re-rank.';
 
 CREATE OR REPLACE FUNCTION memory.recall_recent(
     p_query_vector real[],

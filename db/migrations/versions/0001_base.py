@@ -168,7 +168,9 @@ def upgrade() -> None:
       ('limits.content_max_chars', '100000', 'longest turn content accepted, in characters'),
       ('recall.window', '"7 days"', 'how far back recall_recent looks across the user''s sessions'),
       ('recall.ef_search', '100', 'hnsw.ef_search used by recall functions'),
-      ('recall.binary_overfetch', '10', 'candidates fetched per wanted row on binary-quantized indexes, before exact re-rank');
+      ('recall.binary_overfetch', '10', 'candidates fetched per wanted row on binary-quantized indexes, before exact re-rank'),
+      ('recall.binary_overfetch_selective', '40', 'the same when the filter keeps fewer than recall.selective_rows rows'),
+      ('recall.selective_rows', '5000', 'below this many rows a recall filter counts as selective');
     """)
 
 
