@@ -116,7 +116,7 @@ def test_second_run_creates_nothing_and_the_run_is_logged(night):
     assert status == "ok" and failed == 0 and done >= 1
     stages = {r[0]: r[1] for r in conn.execute(
         "SELECT stage, rows FROM ops.cycle_stage_log WHERE run_id = %s AND user_id = %s", (run_id, user))}
-    assert set(stages) == {1, 2, 3, 4, 5, 6, 7, 9} and stages[1] == 4 and stages[6] == 4
+    assert set(stages) == {0, 1, 2, 3, 4, 5, 6, 7, 9} and stages[0] == 27 and stages[1] == 4 and stages[6] == 4
 
 
 def test_cortex_queue_and_clustering_job(night):

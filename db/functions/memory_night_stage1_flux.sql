@@ -7,7 +7,6 @@ AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_window int := (ops.setting('flux.baseline_window'))::int;
-    v_centroid_id uuid;
     v_n int;
 BEGIN
     TRUNCATE _night_sessions, _night_turns, _night_arcs, _night_blocks;
@@ -22,19 +21,15 @@ BEGIN
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
-    v_centroid_id := memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
-    INSERT INTO _night_turns
-    SELECT d.entry_id, d.session_id, d.turn_number, d.role, d.content, d.created_at, d.perplexity_score,
-           d.flux_state, d.universal_embedding, d.native_embedding,
-           avg(d.perplexity_score) OVER w AS local_mean,
-           coalesce(stddev_samp(d.perplexity_score) OVER w, 0) AS local_sd,
-           lag(d.perplexity_score) OVER o AS prev_perplexity,
-           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)) AS coherence_prev,
-           least(1, d.universal_embedding <=> c.universal_centroid) AS interrogative_distance,
-           d.content ~* (ops.setting('night.insight_markers') #>> '{}') AS insight
+    PERFORM memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
+    -- Light columns for every turn; content and vectors are read later, for block turns only.
+    INSERT INTO _night_turns (entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
+                              local_mean, local_sd, prev_perplexity)
+    SELECT d.entry_id, d.session_id, d.turn_number, d.created_at, d.perplexity_score, d.flux_state,
+           avg(d.perplexity_score) OVER w, coalesce(stddev_samp(d.perplexity_score) OVER w, 0),
+           lag(d.perplexity_score) OVER o
     FROM memory.day_table d
     JOIN _night_sessions s ON s.session_id = d.session_id
-    LEFT JOIN memory.preoccupation_centroids c ON c.centroid_id = v_centroid_id
     WHERE d.turn_number > s.consolidated_turn
     WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number),
            w AS (o ROWS BETWEEN v_window PRECEDING AND 1 PRECEDING);
@@ -43,7 +38,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory._night_prepare(uuid, timestamptz) IS
-'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and loads their unconsolidated turns with per-turn measures: local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns), the previous turn''s perplexity, coherence with the previous turn (cosine similarity of universal embeddings, floored at 0), Interrogative Distance (cosine distance to the centroid, capped at 1) and insight markers. Returns the number of turns loaded.';
+'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
 
 CREATE OR REPLACE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date)
 RETURNS int
@@ -89,8 +84,8 @@ BEGIN
                a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
                CASE WHEN NOT a.resolved THEN (
                    SELECT l2_normalize(avg(x.universal_embedding)) FROM (
-                       SELECT t.universal_embedding FROM _night_turns t WHERE t.session_id = a.session_id
-                       ORDER BY t.turn_number DESC LIMIT v_closing) x) END
+                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
+                       ORDER BY d.turn_number DESC LIMIT v_closing) x) END
         FROM arcs a
         ON CONFLICT (session_id, start_turn) DO NOTHING
         RETURNING f.arc_id, f.session_id, f.start_turn)
@@ -100,8 +95,9 @@ BEGIN
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
     -- user that ended shortly before link the new session (and its first arc) to it.
     WITH opening AS (
-        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(t.universal_embedding)) AS emb
-        FROM _night_turns t WHERE t.turn_number <= v_opening GROUP BY t.session_id),
+        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+        FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
+        WHERE t.turn_number <= v_opening GROUP BY t.session_id),
     matched AS (
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o

@@ -14,6 +14,7 @@ DECLARE
     v_live_sigma float8 := (ops.setting('night.live_spike_sigma'))::float8;
     v_live_arrete float8 := (ops.setting('night.live_arrete'))::float8;
     v_live_id float8 := (ops.setting('night.live_interrogative_distance'))::float8;
+    v_markers text := ops.setting('night.insight_markers') #>> '{}';
     v_n int;
 BEGIN
     INSERT INTO _night_blocks (arc_id, session_id, start_turn, peak_turn, end_turn, first_turn, last_turn, resolved,
@@ -24,32 +25,42 @@ BEGIN
            f.arc_duration_turns, f.start_time, f.end_time
     FROM _night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    CROSS JOIN LATERAL (SELECT min(t.turn_number) AS lo, max(t.turn_number) AS hi
-                        FROM _night_turns t WHERE t.session_id = f.session_id) bounds;
+    JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
+          FROM _night_turns t GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
+    -- The block's turns with what the later stages measure: coherence with the previous
+    -- turn, Interrogative Distance to the Preoccupation Centroid, insight markers, liveness.
+    INSERT INTO _night_block_turns
+    SELECT b.arc_id, d.turn_number, d.role, d.content, d.perplexity_score, d.universal_embedding, d.native_embedding,
+           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
+           least(1, d.universal_embedding <=> c.universal_centroid),
+           d.turn_number BETWEEN b.start_turn AND b.end_turn
+             AND (d.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
+                  OR (t.prev_perplexity - d.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
+                  OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
+                  OR d.content ~* v_markers) IS TRUE
+    FROM _night_blocks b
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+    JOIN _night_turns t ON t.session_id = d.session_id AND t.turn_number = d.turn_number
+    LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
+    WINDOW o AS (PARTITION BY b.arc_id ORDER BY d.turn_number);
+
     -- Zones over the arc's own turns: maximal runs of live or of dead turns.
-    WITH marked AS (
-        SELECT b.arc_id, t.session_id, t.turn_number, t.role, t.content,
-               (t.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
-                OR (t.prev_perplexity - t.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
-                OR t.interrogative_distance < v_live_id
-                OR t.insight) IS TRUE AS live
-        FROM _night_blocks b
-        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn),
-    runs AS (
-        SELECT m.*, m.turn_number - row_number() OVER (PARTITION BY m.arc_id, m.live ORDER BY m.turn_number) AS run
-        FROM marked m)
+    WITH runs AS (
+        SELECT bt.*, bt.turn_number - row_number() OVER (PARTITION BY bt.arc_id, bt.live ORDER BY bt.turn_number) AS run
+        FROM _night_block_turns bt JOIN _night_blocks b USING (arc_id)
+        WHERE bt.turn_number BETWEEN b.start_turn AND b.end_turn)
     INSERT INTO _night_zones (arc_id, session_id, live, first_turn, last_turn, content)
-    SELECT r.arc_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
+    SELECT r.arc_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
            CASE WHEN r.live THEN string_agg(r.role || ': ' || r.content, E'\n' ORDER BY r.turn_number) END
-    FROM runs r
-    GROUP BY r.arc_id, r.session_id, r.live, r.run;
+    FROM runs r JOIN _night_blocks b USING (arc_id)
+    GROUP BY r.arc_id, b.session_id, r.live, r.run;
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION memory._night_stage2_blocks(uuid) IS
-'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4.';
+'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
 
 CREATE OR REPLACE FUNCTION memory._night_stage3_salience()
 RETURNS int
@@ -73,7 +84,7 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM _night_blocks b
-        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn
+        JOIN _night_block_turns t ON t.arc_id = b.arc_id
         GROUP BY b.arc_id, b.peak, b.baseline),
     scored AS (
         SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
@@ -108,8 +119,7 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
     UPDATE _night_blocks b SET prose = jsonb_build_object(
         'anterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
-                                     FROM _night_turns t WHERE t.session_id = b.session_id
-                                       AND t.turn_number >= b.first_turn AND t.turn_number < b.start_turn), ''),
+                                     FROM _night_block_turns t WHERE t.arc_id = b.arc_id AND t.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
                                 FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live), '[]'),
@@ -117,8 +127,7 @@ BEGIN
                                        'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
                                 FROM _night_zones z WHERE z.arc_id = b.arc_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
-                                      FROM _night_turns t WHERE t.session_id = b.session_id
-                                        AND t.turn_number > b.end_turn AND t.turn_number <= b.last_turn), ''));
+                                      FROM _night_block_turns t WHERE t.arc_id = b.arc_id AND t.turn_number > b.end_turn), ''));
     RETURN v_n;
 END
 $$;
@@ -136,13 +145,9 @@ DECLARE
 BEGIN
     -- Weighted sums with pgvector's element-wise product: the weight repeated as a vector.
     WITH weighted AS (
-        SELECT b.arc_id,
-               1 + memory._perplexity_salience(t.perplexity_score, b.baseline)
-                 + CASE WHEN EXISTS (SELECT 1 FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live
-                                     AND t.turn_number BETWEEN z.first_turn AND z.last_turn) THEN 1 ELSE 0 END AS w,
+        SELECT b.arc_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                t.universal_embedding, t.native_embedding
-        FROM _night_blocks b
-        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn),
+        FROM _night_blocks b JOIN _night_block_turns t ON t.arc_id = b.arc_id),
     centroids AS (
         SELECT arc_id,
                l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,

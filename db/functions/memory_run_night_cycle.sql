@@ -14,6 +14,7 @@ DECLARE
     v_log jsonb;
     v_done int := 0;
     v_failed int := 0;
+    v_total bigint;
     v_migrations bigint := 0;
     v_user_migrations bigint;
     v_err text;
@@ -26,10 +27,13 @@ BEGIN
 
     CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, consolidated_turn int) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_turns (
-        entry_id uuid, session_id uuid, turn_number int, role text, content text, created_at timestamptz,
-        perplexity_score float8, flux_state text, universal_embedding vector, native_embedding vector,
-        local_mean float8, local_sd float8, prev_perplexity float8, coherence_prev float8,
-        interrogative_distance float8, insight boolean, PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+        entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
+        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8,
+        PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
+        arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
+        universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
+        live boolean, PRIMARY KEY (arc_id, turn_number)) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_arcs (arc_id uuid PRIMARY KEY, session_id uuid, start_turn int) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_blocks (
         arc_id uuid PRIMARY KEY, block_id uuid NOT NULL DEFAULT gen_random_uuid(), session_id uuid,
@@ -42,17 +46,22 @@ BEGIN
         arc_id uuid, session_id uuid, live boolean, first_turn int, last_turn int, content text) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_chain (root uuid, block_id uuid, pos int) ON COMMIT DROP;
 
+    SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
     FOR v_user IN
         SELECT u.user_id FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id ORDER BY u.user_id
     LOOP
+        IF (v_done + v_failed) % 100 = 0 AND v_done + v_failed > 0 THEN  -- progress for psql (notices arrive live)
+            RAISE NOTICE 'night cycle %: % of % users done', p_cycle_date, v_done + v_failed, v_total;
+        END IF;
         v_log := '[]';
         v_stage := 0;
         BEGIN
-            TRUNCATE _night_chain, _night_zones;
+            TRUNCATE _night_chain, _night_zones, _night_block_turns;
             v_t := clock_timestamp();
             v_rows := memory._night_prepare(v_user.user_id, v_cutoff);
+            v_log := v_log || jsonb_build_object('stage', 0, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             IF v_rows > 0 THEN
-                v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
+                v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
                 v_log := v_log || jsonb_build_object('stage', 1, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
                 v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id);
                 v_log := v_log || jsonb_build_object('stage', 2, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
@@ -82,7 +91,8 @@ BEGIN
                 greatest(v_stage, 1), v_names[greatest(v_stage, 1)], v_err;
         END;
         INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok, error)
-        SELECT v_run_id, v_user.user_id, (e ->> 'stage')::int, v_names[(e ->> 'stage')::int], (e ->> 'rows')::bigint,
+        SELECT v_run_id, v_user.user_id, (e ->> 'stage')::int,
+               CASE (e ->> 'stage')::int WHEN 0 THEN 'select sessions' ELSE v_names[(e ->> 'stage')::int] END, (e ->> 'rows')::bigint,
                (e ->> 'ms')::float8, e ->> 'error' IS NULL, e ->> 'error'
         FROM jsonb_array_elements(v_log) e;
     END LOOP;
