@@ -188,7 +188,6 @@ CREATE FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with ti
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_window int := (ops.setting('flux.baseline_window'))::int;
-    v_centroid_id uuid;
     v_n int;
 BEGIN
     TRUNCATE _night_sessions, _night_turns, _night_arcs, _night_blocks;
@@ -203,20 +202,17 @@ BEGIN
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
-    v_centroid_id := memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
-    INSERT INTO _night_turns
-    SELECT d.entry_id, d.session_id, d.turn_number, d.role, d.content, d.created_at, d.perplexity_score,
-           d.flux_state, d.universal_embedding, d.native_embedding,
-           avg(d.perplexity_score) OVER w AS local_mean,
-           coalesce(stddev_samp(d.perplexity_score) OVER w, 0) AS local_sd,
-           lag(d.perplexity_score) OVER o AS prev_perplexity,
-           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)) AS coherence_prev,
-           least(1, d.universal_embedding <=> c.universal_centroid) AS interrogative_distance,
-           d.content ~* (ops.setting('night.insight_markers') #>> '{}') AS insight
+    PERFORM memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
+    -- Light columns for every turn; content and vectors are read later, for block turns only.
+    INSERT INTO _night_turns (entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
+                              local_mean, local_sd, prev_perplexity)
+    SELECT d.entry_id, d.session_id, d.turn_number, d.created_at, d.perplexity_score, d.flux_state,
+           avg(d.perplexity_score) OVER w, coalesce(stddev_samp(d.perplexity_score) OVER w, 0),
+           lag(d.perplexity_score) OVER o
     FROM memory.day_table d
     JOIN _night_sessions s ON s.session_id = d.session_id
-    LEFT JOIN memory.preoccupation_centroids c ON c.centroid_id = v_centroid_id
-    WHERE d.turn_number > s.consolidated_turn
+    WHERE d.user_id = p_user_id  -- redundant, but lets the planner use the user's index (temp tables have no statistics)
+      AND d.turn_number > s.consolidated_turn
     WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number),
            w AS (o ROWS BETWEEN v_window PRECEDING AND 1 PRECEDING);
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -224,7 +220,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and loads their unconsolidated turns with per-turn measures: local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns), the previous turn''s perplexity, coherence with the previous turn (cosine similarity of universal embeddings, floored at 0), Interrogative Distance (cosine distance to the centroid, capped at 1) and insight markers. Returns the number of turns loaded.';
+COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
 
 CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
@@ -269,8 +265,8 @@ BEGIN
                a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
                CASE WHEN NOT a.resolved THEN (
                    SELECT l2_normalize(avg(x.universal_embedding)) FROM (
-                       SELECT t.universal_embedding FROM _night_turns t WHERE t.session_id = a.session_id
-                       ORDER BY t.turn_number DESC LIMIT v_closing) x) END
+                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
+                       ORDER BY d.turn_number DESC LIMIT v_closing) x) END
         FROM arcs a
         ON CONFLICT (session_id, start_turn) DO NOTHING
         RETURNING f.arc_id, f.session_id, f.start_turn)
@@ -280,8 +276,9 @@ BEGIN
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
     -- user that ended shortly before link the new session (and its first arc) to it.
     WITH opening AS (
-        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(t.universal_embedding)) AS emb
-        FROM _night_turns t WHERE t.turn_number <= v_opening GROUP BY t.session_id),
+        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+        FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
+        WHERE t.turn_number <= v_opening AND d.user_id = p_user_id GROUP BY t.session_id),
     matched AS (
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o
@@ -310,6 +307,7 @@ DECLARE
     v_live_sigma float8 := (ops.setting('night.live_spike_sigma'))::float8;
     v_live_arrete float8 := (ops.setting('night.live_arrete'))::float8;
     v_live_id float8 := (ops.setting('night.live_interrogative_distance'))::float8;
+    v_markers text := ops.setting('night.insight_markers') #>> '{}';
     v_n int;
 BEGIN
     INSERT INTO _night_blocks (arc_id, session_id, start_turn, peak_turn, end_turn, first_turn, last_turn, resolved,
@@ -320,32 +318,43 @@ BEGIN
            f.arc_duration_turns, f.start_time, f.end_time
     FROM _night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    CROSS JOIN LATERAL (SELECT min(t.turn_number) AS lo, max(t.turn_number) AS hi
-                        FROM _night_turns t WHERE t.session_id = f.session_id) bounds;
+    JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
+          FROM _night_turns t GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
+    -- The block's turns with what the later stages measure: coherence with the previous
+    -- turn, Interrogative Distance to the Preoccupation Centroid, insight markers, liveness.
+    INSERT INTO _night_block_turns
+    SELECT b.arc_id, d.turn_number, d.role, d.content, d.perplexity_score, d.universal_embedding, d.native_embedding,
+           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
+           least(1, d.universal_embedding <=> c.universal_centroid),
+           d.turn_number BETWEEN b.start_turn AND b.end_turn
+             AND (d.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
+                  OR (t.prev_perplexity - d.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
+                  OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
+                  OR d.content ~* v_markers) IS TRUE
+    FROM _night_blocks b
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+         AND d.user_id = p_user_id
+    JOIN _night_turns t ON t.session_id = d.session_id AND t.turn_number = d.turn_number
+    LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
+    WINDOW o AS (PARTITION BY b.arc_id ORDER BY d.turn_number);
+
     -- Zones over the arc's own turns: maximal runs of live or of dead turns.
-    WITH marked AS (
-        SELECT b.arc_id, t.session_id, t.turn_number, t.role, t.content,
-               (t.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
-                OR (t.prev_perplexity - t.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
-                OR t.interrogative_distance < v_live_id
-                OR t.insight) IS TRUE AS live
-        FROM _night_blocks b
-        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn),
-    runs AS (
-        SELECT m.*, m.turn_number - row_number() OVER (PARTITION BY m.arc_id, m.live ORDER BY m.turn_number) AS run
-        FROM marked m)
+    WITH runs AS (
+        SELECT bt.*, bt.turn_number - row_number() OVER (PARTITION BY bt.arc_id, bt.live ORDER BY bt.turn_number) AS run
+        FROM _night_block_turns bt JOIN _night_blocks b USING (arc_id)
+        WHERE bt.turn_number BETWEEN b.start_turn AND b.end_turn)
     INSERT INTO _night_zones (arc_id, session_id, live, first_turn, last_turn, content)
-    SELECT r.arc_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
+    SELECT r.arc_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
            CASE WHEN r.live THEN string_agg(r.role || ': ' || r.content, E'\n' ORDER BY r.turn_number) END
-    FROM runs r
-    GROUP BY r.arc_id, r.session_id, r.live, r.run;
+    FROM runs r JOIN _night_blocks b USING (arc_id)
+    GROUP BY r.arc_id, b.session_id, r.live, r.run;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid) IS 'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4.';
+COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid) IS 'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
 
 CREATE FUNCTION memory._night_stage3_salience() RETURNS integer
     LANGUAGE plpgsql
@@ -368,7 +377,7 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM _night_blocks b
-        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn
+        JOIN _night_block_turns t ON t.arc_id = b.arc_id
         GROUP BY b.arc_id, b.peak, b.baseline),
     scored AS (
         SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
@@ -402,8 +411,7 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
     UPDATE _night_blocks b SET prose = jsonb_build_object(
         'anterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
-                                     FROM _night_turns t WHERE t.session_id = b.session_id
-                                       AND t.turn_number >= b.first_turn AND t.turn_number < b.start_turn), ''),
+                                     FROM _night_block_turns t WHERE t.arc_id = b.arc_id AND t.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
                                 FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live), '[]'),
@@ -411,8 +419,7 @@ BEGIN
                                        'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
                                 FROM _night_zones z WHERE z.arc_id = b.arc_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
-                                      FROM _night_turns t WHERE t.session_id = b.session_id
-                                        AND t.turn_number > b.end_turn AND t.turn_number <= b.last_turn), ''));
+                                      FROM _night_block_turns t WHERE t.arc_id = b.arc_id AND t.turn_number > b.end_turn), ''));
     RETURN v_n;
 END
 $$;
@@ -429,13 +436,9 @@ DECLARE
 BEGIN
     -- Weighted sums with pgvector's element-wise product: the weight repeated as a vector.
     WITH weighted AS (
-        SELECT b.arc_id,
-               1 + memory._perplexity_salience(t.perplexity_score, b.baseline)
-                 + CASE WHEN EXISTS (SELECT 1 FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live
-                                     AND t.turn_number BETWEEN z.first_turn AND z.last_turn) THEN 1 ELSE 0 END AS w,
+        SELECT b.arc_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                t.universal_embedding, t.native_embedding
-        FROM _night_blocks b
-        JOIN _night_turns t ON t.session_id = b.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn),
+        FROM _night_blocks b JOIN _night_block_turns t ON t.arc_id = b.arc_id),
     centroids AS (
         SELECT arc_id,
                l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
@@ -468,7 +471,7 @@ BEGIN
     UPDATE _night_blocks b SET continues_from = pb.block_id FROM _night_blocks pb WHERE pb.continued_by = b.block_id;
     UPDATE _night_blocks b SET citations = jsonb_build_array(hb.block_id)
     FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
-    WHERE f.continued_by_arc_id = b.arc_id;
+    WHERE f.continued_by_arc_id = b.arc_id AND f.user_id = p_user_id;
 
     WITH RECURSIVE chain AS (
         SELECT b.block_id AS root, b.block_id, 1 AS pos FROM _night_blocks b
@@ -567,7 +570,7 @@ BEGIN
     SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t GROUP BY t.session_id;
     UPDATE memory.sessions s SET consolidated_turn = x.last_turn
     FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t GROUP BY t.session_id) x
-    WHERE s.session_id = x.session_id;
+    WHERE s.session_id = x.session_id AND s.user_id = p_user_id;
     RETURN v_n;
 END
 $$;
@@ -915,6 +918,7 @@ DECLARE
     v_log jsonb;
     v_done int := 0;
     v_failed int := 0;
+    v_total bigint;
     v_migrations bigint := 0;
     v_user_migrations bigint;
     v_err text;
@@ -927,10 +931,13 @@ BEGIN
 
     CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, consolidated_turn int) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_turns (
-        entry_id uuid, session_id uuid, turn_number int, role text, content text, created_at timestamptz,
-        perplexity_score float8, flux_state text, universal_embedding vector, native_embedding vector,
-        local_mean float8, local_sd float8, prev_perplexity float8, coherence_prev float8,
-        interrogative_distance float8, insight boolean, PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+        entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
+        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8,
+        PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
+        arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
+        universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
+        live boolean, PRIMARY KEY (arc_id, turn_number)) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_arcs (arc_id uuid PRIMARY KEY, session_id uuid, start_turn int) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_blocks (
         arc_id uuid PRIMARY KEY, block_id uuid NOT NULL DEFAULT gen_random_uuid(), session_id uuid,
@@ -943,17 +950,22 @@ BEGIN
         arc_id uuid, session_id uuid, live boolean, first_turn int, last_turn int, content text) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_chain (root uuid, block_id uuid, pos int) ON COMMIT DROP;
 
+    SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
     FOR v_user IN
         SELECT u.user_id FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id ORDER BY u.user_id
     LOOP
+        IF (v_done + v_failed) % 100 = 0 AND v_done + v_failed > 0 THEN  -- progress for psql (notices arrive live)
+            RAISE NOTICE 'night cycle %: % of % users done', p_cycle_date, v_done + v_failed, v_total;
+        END IF;
         v_log := '[]';
         v_stage := 0;
         BEGIN
-            TRUNCATE _night_chain, _night_zones;
+            TRUNCATE _night_chain, _night_zones, _night_block_turns;
             v_t := clock_timestamp();
             v_rows := memory._night_prepare(v_user.user_id, v_cutoff);
+            v_log := v_log || jsonb_build_object('stage', 0, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             IF v_rows > 0 THEN
-                v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
+                v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
                 v_log := v_log || jsonb_build_object('stage', 1, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
                 v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id);
                 v_log := v_log || jsonb_build_object('stage', 2, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
@@ -983,7 +995,8 @@ BEGIN
                 greatest(v_stage, 1), v_names[greatest(v_stage, 1)], v_err;
         END;
         INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok, error)
-        SELECT v_run_id, v_user.user_id, (e ->> 'stage')::int, v_names[(e ->> 'stage')::int], (e ->> 'rows')::bigint,
+        SELECT v_run_id, v_user.user_id, (e ->> 'stage')::int,
+               CASE (e ->> 'stage')::int WHEN 0 THEN 'select sessions' ELSE v_names[(e ->> 'stage')::int] END, (e ->> 'rows')::bigint,
                (e ->> 'ms')::float8, e ->> 'error' IS NULL, e ->> 'error'
         FROM jsonb_array_elements(v_log) e;
     END LOOP;
@@ -1870,6 +1883,8 @@ CREATE INDEX idx_day_table_time ON memory.day_table USING btree (created_at);
 CREATE INDEX idx_day_table_universal_embedding ON memory.day_table USING hnsw (universal_embedding public.vector_cosine_ops);
 
 CREATE INDEX idx_day_table_user_time ON memory.day_table USING btree (user_id, created_at);
+
+CREATE INDEX idx_flux_arcs_continued_by ON memory.flux_arcs USING btree (continued_by_arc_id) WHERE (continued_by_arc_id IS NOT NULL);
 
 CREATE INDEX idx_flux_arcs_cycle ON memory.flux_arcs USING btree (cycle_date);
 

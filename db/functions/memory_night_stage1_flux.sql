@@ -30,7 +30,8 @@ BEGIN
            lag(d.perplexity_score) OVER o
     FROM memory.day_table d
     JOIN _night_sessions s ON s.session_id = d.session_id
-    WHERE d.turn_number > s.consolidated_turn
+    WHERE d.user_id = p_user_id  -- redundant, but lets the planner use the user's index (temp tables have no statistics)
+      AND d.turn_number > s.consolidated_turn
     WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number),
            w AS (o ROWS BETWEEN v_window PRECEDING AND 1 PRECEDING);
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -97,7 +98,7 @@ BEGIN
     WITH opening AS (
         SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
         FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
-        WHERE t.turn_number <= v_opening GROUP BY t.session_id),
+        WHERE t.turn_number <= v_opening AND d.user_id = p_user_id GROUP BY t.session_id),
     matched AS (
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o

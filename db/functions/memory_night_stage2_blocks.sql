@@ -42,6 +42,7 @@ BEGIN
                   OR d.content ~* v_markers) IS TRUE
     FROM _night_blocks b
     JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+         AND d.user_id = p_user_id
     JOIN _night_turns t ON t.session_id = d.session_id AND t.turn_number = d.turn_number
     LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.arc_id ORDER BY d.turn_number);

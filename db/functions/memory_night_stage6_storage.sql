@@ -32,7 +32,7 @@ BEGIN
     UPDATE _night_blocks b SET continues_from = pb.block_id FROM _night_blocks pb WHERE pb.continued_by = b.block_id;
     UPDATE _night_blocks b SET citations = jsonb_build_array(hb.block_id)
     FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
-    WHERE f.continued_by_arc_id = b.arc_id;
+    WHERE f.continued_by_arc_id = b.arc_id AND f.user_id = p_user_id;
 
     WITH RECURSIVE chain AS (
         SELECT b.block_id AS root, b.block_id, 1 AS pos FROM _night_blocks b
@@ -131,7 +131,7 @@ BEGIN
     SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t GROUP BY t.session_id;
     UPDATE memory.sessions s SET consolidated_turn = x.last_turn
     FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t GROUP BY t.session_id) x
-    WHERE s.session_id = x.session_id;
+    WHERE s.session_id = x.session_id AND s.user_id = p_user_id;
     RETURN v_n;
 END
 $$;

@@ -89,6 +89,7 @@ def upgrade() -> None:
     );
     CREATE INDEX idx_flux_arcs_user_open ON memory.flux_arcs (user_id, end_time) WHERE open_at_session_end;
     CREATE INDEX idx_flux_arcs_cycle ON memory.flux_arcs (cycle_date);
+    CREATE INDEX idx_flux_arcs_continued_by ON memory.flux_arcs (continued_by_arc_id) WHERE continued_by_arc_id IS NOT NULL;
     COMMENT ON TABLE memory.flux_arcs IS
       'Flux arcs found by Night Cycle stage 1: spike to resolution (or to session end, unresolved), with the spec''s metrics';
 
