@@ -202,7 +202,6 @@ BEGIN
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
     -- Light columns for every turn; content and vectors are read later, for block turns only.
     INSERT INTO _night_turns (entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
                               local_mean, local_sd, prev_perplexity)
@@ -220,7 +219,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
+COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
 
 CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
@@ -299,7 +298,7 @@ $$;
 
 COMMENT ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 1, flux detection, for one user. Assembles flux arcs from the flux_state the day_table trigger set live (parameters flux.*): a spike after a baseline or stable turn opens an arc, the first stable turn closes it, and an arc open at the session''s last turn is unresolved (open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns). Metrics: baseline = mean perplexity of the flux.baseline_window turns before the spike, peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn, flux_reversal_quality = (peak - final) x arc_duration_turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs found.';
 
-CREATE FUNCTION memory._night_stage2_blocks(p_user_id uuid) RETURNS integer
+CREATE FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -321,6 +320,9 @@ BEGIN
     JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
           FROM _night_turns t GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);
+    END IF;
 
     -- The block's turns with what the later stages measure: coherence with the previous
     -- turn, Interrogative Distance to the Preoccupation Centroid, insight markers, liveness.
@@ -354,7 +356,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid) IS 'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
+COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) IS 'Night Cycle stage 2, block formation. Refreshes the user''s Preoccupation Centroid as of p_as_of. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
 
 CREATE FUNCTION memory._night_stage3_salience() RETURNS integer
     LANGUAGE plpgsql
@@ -967,7 +969,7 @@ BEGIN
             IF v_rows > 0 THEN
                 v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
                 v_log := v_log || jsonb_build_object('stage', 1, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id);
+                v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id, least(v_cutoff, now()));
                 v_log := v_log || jsonb_build_object('stage', 2, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
                 v_t := clock_timestamp(); v_stage := 3; v_rows := memory._night_stage3_salience();
                 v_log := v_log || jsonb_build_object('stage', 3, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));

@@ -21,7 +21,6 @@ BEGIN
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
-    PERFORM memory.refresh_preoccupation_centroid(p_user_id, least(p_cutoff, now()));
     -- Light columns for every turn; content and vectors are read later, for block turns only.
     INSERT INTO _night_turns (entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
                               local_mean, local_sd, prev_perplexity)
@@ -39,7 +38,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory._night_prepare(uuid, timestamptz) IS
-'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), refreshes the Preoccupation Centroid, and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
+'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
 
 CREATE OR REPLACE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date)
 RETURNS int

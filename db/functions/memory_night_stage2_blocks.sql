@@ -5,7 +5,7 @@ AS $$ SELECT coalesce(1 - exp(-least(50, greatest(0, p_value / nullif(p_baseline
 COMMENT ON FUNCTION memory._perplexity_salience(double precision, double precision) IS
 'Internal. P salience of a perplexity against a baseline: 1 - exp(-max(0, value / baseline - 1)); 0 at or below the baseline, towards 1 for large spikes.';
 
-CREATE OR REPLACE FUNCTION memory._night_stage2_blocks(p_user_id uuid)
+CREATE OR REPLACE FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamptz)
 RETURNS int
 LANGUAGE plpgsql
 AS $$
@@ -28,6 +28,9 @@ BEGIN
     JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
           FROM _night_turns t GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);
+    END IF;
 
     -- The block's turns with what the later stages measure: coherence with the previous
     -- turn, Interrogative Distance to the Preoccupation Centroid, insight markers, liveness.
@@ -60,8 +63,8 @@ BEGIN
     RETURN v_n;
 END
 $$;
-COMMENT ON FUNCTION memory._night_stage2_blocks(uuid) IS
-'Night Cycle stage 2, block formation. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
+COMMENT ON FUNCTION memory._night_stage2_blocks(uuid, timestamptz) IS
+'Night Cycle stage 2, block formation. Refreshes the user''s Preoccupation Centroid as of p_as_of. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
 
 CREATE OR REPLACE FUNCTION memory._night_stage3_salience()
 RETURNS int

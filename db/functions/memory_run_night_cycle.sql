@@ -63,7 +63,7 @@ BEGIN
             IF v_rows > 0 THEN
                 v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
                 v_log := v_log || jsonb_build_object('stage', 1, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id);
+                v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id, least(v_cutoff, now()));
                 v_log := v_log || jsonb_build_object('stage', 2, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
                 v_t := clock_timestamp(); v_stage := 3; v_rows := memory._night_stage3_salience();
                 v_log := v_log || jsonb_build_object('stage', 3, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
