@@ -13,7 +13,6 @@ Centroids and link continuations).
 from __future__ import annotations
 
 import argparse
-import math
 import time
 from datetime import datetime, timedelta, timezone
 

@@ -7,7 +7,6 @@ test database is migrated once; each test runs in a transaction that is rolled b
 """
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import tempfile
