@@ -20,6 +20,10 @@ CREATE SCHEMA procedural;
 
 COMMENT ON SCHEMA procedural IS 'psimem procedural memory: reflexes, causal edges, the frustration ledger';
 
+CREATE SCHEMA psi;
+
+COMMENT ON SCHEMA psi IS 'psimem ψ-trajectory memory: how each reply was voiced, as oscillator state';
+
 CREATE EXTENSION IF NOT EXISTS plpython3u WITH SCHEMA pg_catalog;
 
 COMMENT ON EXTENSION plpython3u IS 'PL/Python3U untrusted procedural language';

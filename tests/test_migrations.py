@@ -10,7 +10,7 @@ from psimem.settings import DB_DIR
 from psimem.sqlfiles import apply_sql_files
 
 
-HEAD = "0002"
+HEAD = "0004"
 
 
 def applied(url):
