@@ -51,7 +51,7 @@ KIND_PHASE_AMP = 0             # micro frames: phases and amplitudes, N oscillat
 KIND_VECTOR = 1                # meso / macro frames: one float32 vector of N values
 
 PH_INTRA, PH_ADVANCE, PH_SECOND_ORDER = 0, 1, 2
-AMP_FREQ, AMP_TIME = 0, 1
+AMP_FREQ, AMP_TIME, AMP_TIME_FREQ = 0, 1, 2
 
 # version, kind, N, F, phase levels, mantissa bits, floor exponent, phase mode, amp mode, phase bytes
 _V1_HEADER = struct.Struct("<BBHHHBbBBI")
@@ -292,6 +292,12 @@ def _amp_section(idx):
         cand = (AMP_TIME, struct.pack("<I", len(body)) + _zc(body))
         if len(cand[1]) < len(best[1]):
             best = cand
+        r2 = r.copy()                      # a gain change moves every bin alike: delta it away
+        r2[1:, 1:] = r[1:, 1:] - r[1:, :-1]
+        body = _planes(_zigzag(r2))
+        cand = (AMP_TIME_FREQ, struct.pack("<I", len(body)) + _zc(body))
+        if len(cand[1]) < len(best[1]):
+            best = cand
     return best
 
 
@@ -368,7 +374,9 @@ def _decode_v1(blob):
     r = _unzigzag(_unplanes(_zd(asec[4:], size), F * N)).reshape(F, N)
     if amode == AMP_FREQ:
         idx = np.cumsum(r, axis=1)
-    elif amode == AMP_TIME:
+    elif amode in (AMP_TIME, AMP_TIME_FREQ):
+        if amode == AMP_TIME_FREQ:
+            r[1:] = np.cumsum(r[1:], axis=1)
         r[0] = np.cumsum(r[0])
         idx = np.cumsum(r, axis=0)
     else:
