@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 from .cluster import Cluster
 from .settings import Settings
@@ -88,6 +89,18 @@ def cmd_demo(args) -> int:
     return run_demo(turns=args.turns, keep_running=not args.stop)
 
 
+def cmd_realtime(args) -> int:
+    from realtime.commands import cmd_realtime as run
+
+    return run(args)
+
+
+def cmd_replay(args) -> int:
+    from realtime.commands import cmd_replay as run
+
+    return run(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psimem", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -135,6 +148,37 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--turns", type=int, default=400, help="about how many turns to load (default 400)")
     dm.add_argument("--stop", action="store_true", help="stop the embedded cluster afterwards")
     dm.set_defaults(func=cmd_demo)
+
+    rt = sub.add_parser("realtime", help="voice turns through the ψ oscillator core and record them in schema psi",
+                        description="The realtime process: speak assistant turns with espeak-ng (or read --wav), "
+                                    "analyse them into ψ frames (micro 20 ms, meso 250 ms, macro 2 s) or step the "
+                                    "oscillator network from the text (--synth), detect surprise events, and write "
+                                    "frames with binary COPY per utterance or 2 s idle. While the database is "
+                                    "unreachable frames spool to PSIMEM_HOME/spool and are written on reconnect "
+                                    "without duplicates; SIGTERM flushes before exit. Reports peak memory.")
+    rt.add_argument("--entry", action="append", metavar="ENTRY_ID", help="a day_table turn to voice (repeatable)")
+    rt.add_argument("--latest", type=int, default=1, metavar="N",
+                    help="without --entry: the N newest assistant turns not yet voiced (default 1)")
+    rt.add_argument("--wav", type=Path, help="voice from this 16-bit WAV instead of espeak-ng (one turn)")
+    rt.add_argument("--synth", action="store_true", help="synthesis mode: step the oscillator network from the text")
+    rt.add_argument("--oscillators", type=int, choices=(128, 256, 512), default=256, help="micro band size (default 256)")
+    rt.add_argument("--codec", type=int, choices=(0, 1), help="codec version (default: setting psi.codec_version)")
+    rt.add_argument("--pace", action="store_true", help="run at the wall clock (50 frames/s) instead of as fast as possible")
+    rt.add_argument("--no-live", action="store_true", help="do not keep the live recording that replay --verify compares with")
+    rt.add_argument("--spool", type=Path, help="spool file (default PSIMEM_HOME/spool/psi-spool.jsonl)")
+    rt.set_defaults(func=cmd_realtime)
+
+    rp = sub.add_parser("replay", help="regenerate an utterance's audio from its stored ψ frames, or verify them",
+                        description="Decode an utterance's stored micro frames and regenerate its audio at fixed "
+                                    "dt (deterministic) into --wav; --verify prints the mean/max phase error against "
+                                    "the live recording, re-checks every row with psi.verify (CRC-32C, decode) and "
+                                    "writes the per-frame error plot as a PNG.")
+    rp.add_argument("utterance", nargs="?", metavar="UTTERANCE",
+                    help="uttr_hash (hex, or a unique prefix) or the entry_id of the turn it voices; default: the newest")
+    rp.add_argument("--wav", type=Path, help="write the regenerated audio here")
+    rp.add_argument("--verify", action="store_true", help="compare with the live recording and plot the per-frame error")
+    rp.add_argument("--png", type=Path, help="where --verify writes its plot (default psi-error-<hash>.png)")
+    rp.set_defaults(func=cmd_replay)
     return p
 
 

@@ -1,0 +1,205 @@
+"""`psimem realtime`: voices turns through the oscillator core and records them.
+
+Each utterance is a stream: analysis mode speaks the turn with espeak-ng (or reads a
+WAV) and locks the micro band to its STFT; synthesis mode steps the network from the
+text's prosody events. All streams advance together one 20 ms tick at a time (paced to
+the wall clock with --pace); the writer buffers micro frames and writes on utterance end
+or 2 s idle. SIGTERM flushes before exit. The process reports its peak memory.
+"""
+from __future__ import annotations
+
+import io
+import resource
+import signal
+import subprocess
+import time
+import uuid
+import wave
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import codec_core as cc
+from .core import BandEvent, Centroid, Geometry, OscillatorCore, SurpriseEvent, analyse, prosody_events
+from .writer import PsiWriter, Utterance
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * resource.getpagesize() / 2**20
+
+
+# ------------------------------------------------------------------ audio in / out
+
+def speak(text: str, sample_rate: int, voice: str = "en-us", wpm: int = 165) -> np.ndarray:
+    """espeak-ng's voice of `text`, resampled by sox to sample_rate, as float32 in [-1, 1]."""
+    wav = subprocess.run(["espeak-ng", "-v", voice, "-s", str(wpm), "--stdout", text],
+                         check=True, capture_output=True).stdout
+    pcm = subprocess.run(["sox", "-t", "wav", "-", "-r", str(sample_rate), "-c", "1", "-b", "16", "-t", "wav", "-"],
+                         input=wav, check=True, capture_output=True).stdout
+    return read_wav(io.BytesIO(pcm))[0]
+
+
+def read_wav(path, sample_rate: int | None = None) -> tuple[np.ndarray, int]:
+    with wave.open(path if not isinstance(path, Path) else str(path)) as w:
+        if w.getsampwidth() != 2:
+            raise ValueError("wav: only 16-bit PCM is read")
+        x = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768
+        x = x.reshape(-1, w.getnchannels()).mean(axis=1)
+        rate = w.getframerate()
+    if sample_rate and rate != sample_rate:
+        if isinstance(path, Path):
+            pcm = subprocess.run(["sox", str(path), "-r", str(sample_rate), "-c", "1", "-b", "16", "-t", "wav", "-"],
+                                 check=True, capture_output=True).stdout
+            return read_wav(io.BytesIO(pcm))
+        raise ValueError(f"wav: sample rate {rate}, expected {sample_rate}")
+    return x, rate
+
+
+def write_wav(path, x: np.ndarray, sample_rate: int) -> None:
+    pcm = np.clip(np.rint(np.asarray(x) * 32767), -32768, 32767).astype("<i2")
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm.tobytes())
+
+
+# ------------------------------------------------------------------ streams
+
+@dataclass
+class Turn:
+    entry_id: str
+    user_id: str
+    content: str
+
+
+class Stream:
+    """One utterance being voiced: its core, its source of frames and its utterance row."""
+
+    def __init__(self, turn: Turn, n: int, mode: str, codec_version: int, start_ms: int,
+                 audio: np.ndarray | None = None, seed: int = 0, surprise_sigma: float = 5.0):
+        self.turn = turn
+        self.core = OscillatorCore(n, seed=seed, surprise_sigma=surprise_sigma)
+        self.geo: Geometry = self.core.geo
+        self.mode = mode
+        h = cc.utterance_hash(uuid.UUID(turn.entry_id).bytes, turn.content)
+        self.utt = Utterance(h, turn.user_id, turn.entry_id, mode, n, codec_version, self.geo.sample_rate, start_ms)
+        if mode == "analysis":
+            self.phases, self.amps = analyse(audio, self.geo)
+            self.total = len(self.phases)
+        else:
+            self.plan = [(f0, env, fm) for frames, f0, env, fm in prosody_events(turn.content) for _ in range(frames)]
+            self.total = len(self.plan)
+        self.i = 0
+        self.live_phases = np.empty((self.total, n), dtype=np.float32)
+        self.live_amps = np.empty((self.total, n), dtype=np.float32)
+        self.surprises = 0
+
+    @property
+    def done(self) -> bool:
+        return self.i >= self.total
+
+    def step(self, writer: PsiWriter) -> None:
+        if self.mode == "analysis":
+            st = self.core.step_observed(self.phases[self.i], self.amps[self.i])
+        else:
+            st = self.core.step_network(*self.plan[self.i])
+        self._emit(writer, st.offset_ms, st.phases, st.amps, st.events)
+        self.i += 1
+        if self.done:
+            for ev in self.core.finish():
+                self._event(writer, ev)
+            writer.end(self.utt.uttr_hash)
+
+    def _emit(self, writer, offset_ms, phases, amps, events) -> None:
+        self.live_phases[self.i] = phases
+        self.live_amps[self.i] = amps
+        writer.micro(self.utt.uttr_hash, self.utt.started_at_ms + offset_ms, phases, amps)
+        for ev in events:
+            self._event(writer, ev)
+
+    def _event(self, writer, ev) -> None:
+        h, u, t0 = self.utt.uttr_hash, self.utt.user_id, self.utt.started_at_ms
+        if isinstance(ev, BandEvent):
+            writer.band_frame(h, u, ev.band, t0 + ev.offset_ms, ev.vector, ev.emo_vec)
+        elif isinstance(ev, SurpriseEvent):
+            self.surprises += 1
+            writer.surprise(h, u, t0 + ev.offset_ms, ev.epsilon, ev.threshold)
+        elif isinstance(ev, Centroid):
+            writer.centroid(h, u, ev.band, t0 + ev.offset_ms, ev.vector)
+
+
+class Stop:
+    """SIGTERM / SIGINT turn into a flag the tick loop checks, so the writer flushes."""
+
+    def __init__(self):
+        self.requested = False
+        self._old = {}
+
+    def __enter__(self):
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            self._old[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame):
+        self.requested = True
+
+    def __exit__(self, *exc):
+        for sig, h in self._old.items():
+            signal.signal(sig, h)
+
+
+def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, say=None) -> dict:
+    """Advance every stream one 20 ms tick at a time until all are done (or SIGTERM), then
+    flush. Returns timings and the peak memory."""
+    say = say or (lambda m: None)
+    t0 = time.perf_counter()
+    ticks = 0
+    with Stop() as stop:
+        for s in streams:
+            writer.begin(s.utt)
+        while not stop.requested and any(not s.done for s in streams):
+            for s in streams:
+                if not s.done:
+                    s.step(writer)
+            writer.tick()
+            ticks += 1
+            if pace:
+                delay = t0 + ticks * 0.02 - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+        if stop.requested:
+            say("stop requested: flushing buffered frames before exit")
+        writer.close()
+    return {"seconds": time.perf_counter() - t0, "ticks": ticks, "frames": sum(s.i for s in streams),
+            "peak_rss_mb": peak_rss_mb(), "stopped": stop.requested}
+
+
+def save_live(stream: Stream, live_dir: Path) -> Path:
+    """The live recording (unquantised float32 frames) that `psimem replay --verify` compares with."""
+    live_dir.mkdir(parents=True, exist_ok=True)
+    path = live_dir / f"{stream.utt.uttr_hash.hex()}.npz"
+    np.savez(path, phases=stream.live_phases[:stream.i], amplitudes=stream.live_amps[:stream.i],
+             sample_rate=stream.geo.sample_rate)
+    return path
+
+
+def load_turns(conn, entry_ids: list[str] | None = None, latest_assistant: int | None = None) -> list[Turn]:
+    if entry_ids:
+        rows = conn.execute("SELECT entry_id::text, user_id::text, content FROM memory.day_table "
+                            "WHERE entry_id = ANY(%s::uuid[]) ORDER BY created_at", (entry_ids,)).fetchall()
+        missing = set(entry_ids) - {r[0] for r in rows}
+        if missing:
+            raise SystemExit(f"psimem: entry_id: unknown turn(s) {', '.join(sorted(missing))}")
+    else:
+        rows = conn.execute(
+            "SELECT d.entry_id::text, d.user_id::text, d.content FROM memory.day_table d "
+            "WHERE d.role = 'assistant' AND NOT EXISTS (SELECT 1 FROM psi.utterances u WHERE u.entry_id = d.entry_id) "
+            "ORDER BY d.created_at DESC LIMIT %s", (latest_assistant or 1,)).fetchall()
+    return [Turn(*r) for r in rows]

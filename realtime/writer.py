@@ -1,0 +1,301 @@
+"""The realtime writer: micro frames buffered in RAM and written with binary COPY per
+utterance (or after 2 s idle); meso/macro frames, surprise events and centroids written
+on event; everything spooled to a local file while the database is unreachable and
+written on reconnect, without duplicates.
+
+Rows go through per-connection temporary staging tables (binary COPY) and then
+`INSERT ... SELECT ... ON CONFLICT DO NOTHING` on each table's natural key, in one
+transaction per flush, so a batch that was committed just before the connection broke
+(and so was also spooled) is not written twice, and a refused row leaves nothing of its
+batch written.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import psycopg
+
+from . import codec_core as cc
+
+# table -> (columns, COPY types, natural key); bytea columns are spooled as base64
+TABLES = {
+    "utterances": (("uttr_hash", "user_id", "entry_id", "mode", "oscillator_count", "codec_version",
+                    "sample_rate", "frame_ms", "started_at_ms"),
+                   ("bytea", "uuid", "uuid", "text", "int2", "int2", "int4", "int2", "int8"),
+                   "(uttr_hash)"),
+    "psi_frames": (("uttr_hash", "user_id", "ts_epoch_ms", "band", "duration_ms", "frame_count", "psi_blob",
+                    "emo_vec", "integrity_crc"),
+                   ("bytea", "uuid", "int8", "int2", "int2", "int2", "bytea", "float4[]", "int8"),
+                   "(uttr_hash, band, ts_epoch_ms)"),
+    "surprise_events": (("uttr_hash", "user_id", "band", "ts_epoch_ms", "epsilon", "threshold"),
+                        ("bytea", "uuid", "int2", "int8", "float4", "float4"),
+                        "(uttr_hash, band, ts_epoch_ms)"),
+    "band_centroids": (("uttr_hash", "user_id", "band", "ts_epoch_ms", "centroid", "weight"),
+                       ("bytea", "uuid", "int2", "int8", "float4[]", "float4"),
+                       "(uttr_hash, band, ts_epoch_ms)"),
+}
+ORDER = ("utterances", "psi_frames", "surprise_events", "band_centroids")
+DURATION_MS = {0: 20, 1: 250, 2: 2000}
+
+
+@dataclass
+class Utterance:
+    uttr_hash: bytes
+    user_id: str
+    entry_id: str
+    mode: str
+    oscillators: int
+    codec_version: int
+    sample_rate: int
+    started_at_ms: int
+
+    def row(self) -> tuple:
+        return (self.uttr_hash, self.user_id, self.entry_id, self.mode, self.oscillators, self.codec_version,
+                self.sample_rate, 20, self.started_at_ms)
+
+
+@dataclass
+class _Micro:
+    utt: Utterance
+    run_start: int | None = None
+    phases: list = field(default_factory=list)
+    amps: list = field(default_factory=list)
+    rows: list = field(default_factory=list)      # encoded runs held in RAM until the utterance flushes
+    last_ms: float = 0.0
+
+
+class PsiWriter:
+    def __init__(self, url: str, spool_path: str | Path, frames_per_row: int = 50, codec_version: int = 1,
+                 flush_idle_s: float = 2.0, reconnect_every_s: float = 1.0, clock=time.monotonic, say=None):
+        if not 1 <= frames_per_row <= 500:
+            raise ValueError(f"frames_per_row: must be between 1 and 500, got {frames_per_row}")
+        self.url = url
+        self.spool_path = Path(spool_path)
+        self.frames_per_row = frames_per_row
+        self.codec_version = codec_version
+        self.flush_idle_s = flush_idle_s
+        self.reconnect_every_s = reconnect_every_s
+        self.clock = clock
+        self.say = say or (lambda m: None)
+        self.conn: psycopg.Connection | None = None
+        self._last_attempt = -1e9
+        self._pending: dict[str, list] = {t: [] for t in ORDER}
+        self._micro: dict[bytes, _Micro] = {}
+        self._bypass_rls = False
+        self.stats = {"rows": 0, "frames": 0, "flushes": 0, "spooled_rows": 0, "replayed_rows": 0,
+                      "blob_bytes": 0, "copy_seconds": 0.0}
+
+    # ------------------------------------------------------------ connection
+    def _connect(self) -> bool:
+        if self.conn is not None and not self.conn.closed:
+            return True
+        now = self.clock()
+        if now - self._last_attempt < self.reconnect_every_s:
+            return False
+        self._last_attempt = now
+        try:
+            self.conn = psycopg.connect(self.url, connect_timeout=2)
+        except psycopg.OperationalError as e:
+            self.say(f"database unreachable, spooling to {self.spool_path} ({str(e).strip().splitlines()[0]})")
+            self.conn = None
+            return False
+        with self.conn.cursor() as cur:
+            for t, (cols, _, _) in TABLES.items():
+                cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS _psi_stage_{t} ON COMMIT DELETE ROWS AS "
+                            f"SELECT {', '.join(cols)} FROM psi.{t} WITH NO DATA")
+            cur.execute("SELECT rolsuper OR rolbypassrls OR pg_has_role(current_user, 'psimem_admin', 'member') "
+                        "OR pg_has_role(current_user, (SELECT tableowner FROM pg_tables WHERE schemaname = 'psi' "
+                        "AND tablename = 'psi_frames'), 'member') FROM pg_roles WHERE rolname = current_user")
+            self._bypass_rls = bool(cur.fetchone()[0])
+        self.conn.commit()
+        return True
+
+    def _drop_connection(self) -> None:
+        if self.conn is not None:
+            try:
+                self.conn.close()
+            except Exception:
+                pass
+        self.conn = None
+        self._last_attempt = self.clock()
+
+    # ------------------------------------------------------------ input
+    def begin(self, utt: Utterance) -> None:
+        """A new utterance: its row is written with the next flush (before its frames)."""
+        self._pending["utterances"].append(utt.row())
+        self._micro[utt.uttr_hash] = _Micro(utt, last_ms=self.clock())
+
+    def micro(self, uttr_hash: bytes, ts_epoch_ms: int, phases: np.ndarray, amps: np.ndarray) -> None:
+        m = self._micro[uttr_hash]
+        if m.run_start is None:
+            m.run_start = ts_epoch_ms
+        m.phases.append(np.asarray(phases, dtype=np.float32))
+        m.amps.append(np.asarray(amps, dtype=np.float32))
+        m.last_ms = self.clock()
+        if len(m.phases) >= self.frames_per_row:
+            self._close_run(m)
+
+    def _close_run(self, m: _Micro) -> None:
+        if not m.phases:
+            return
+        blob, _, _ = cc.encode(np.stack(m.phases), np.stack(m.amps), self.codec_version)
+        m.rows.append((m.utt.uttr_hash, m.utt.user_id, m.run_start, 0, 20, len(m.phases),
+                       blob, None, cc.crc32c(blob)))
+        self.stats["frames"] += len(m.phases)
+        self.stats["blob_bytes"] += len(blob)
+        m.phases, m.amps, m.run_start = [], [], None
+
+    def band_frame(self, uttr_hash: bytes, user_id: str, band: int, ts_epoch_ms: int, vector, emo_vec=None) -> None:
+        """A meso (1) or macro (2) frame: appended on event."""
+        blob, _ = cc.encode_vector(vector)
+        self._pending["psi_frames"].append((uttr_hash, user_id, ts_epoch_ms, band, DURATION_MS[band], 1, blob,
+                                            None if emo_vec is None else [float(x) for x in emo_vec],
+                                            cc.crc32c(blob)))
+
+    def surprise(self, uttr_hash: bytes, user_id: str, ts_epoch_ms: int, epsilon: float, threshold: float) -> None:
+        self._pending["surprise_events"].append((uttr_hash, user_id, 0, ts_epoch_ms, float(epsilon), float(threshold)))
+
+    def centroid(self, uttr_hash: bytes, user_id: str, band: int, ts_epoch_ms: int, vector) -> None:
+        self._pending["band_centroids"].append((uttr_hash, user_id, band, ts_epoch_ms,
+                                                [float(x) for x in vector], 1.0))
+
+    def end(self, uttr_hash: bytes) -> None:
+        """The utterance is over: its last partial run is encoded and everything written."""
+        m = self._micro.pop(uttr_hash, None)
+        if m is not None:
+            self._release(m)
+        self.flush()
+
+    def _release(self, m: _Micro) -> None:
+        self._close_run(m)
+        self._pending["psi_frames"].extend(m.rows)
+        m.rows = []
+
+    def tick(self) -> None:
+        """Call every micro frame: flushes utterances idle for flush_idle_s and pending events
+        (meso/macro frames, surprise events, centroids are written on event)."""
+        now = self.clock()
+        for m in self._micro.values():
+            if (m.phases or m.rows) and now - m.last_ms >= self.flush_idle_s:
+                self._release(m)
+        if any(self._pending.values()):
+            self.flush()
+
+    def close(self) -> None:
+        """Flush everything (SIGTERM path): open utterances' partial runs too."""
+        for h in list(self._micro):
+            self._release(self._micro.pop(h))
+        self.flush()
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    # ------------------------------------------------------------ output
+    def flush(self) -> None:
+        batch, self._pending = self._pending, {t: [] for t in ORDER}
+        if not any(batch.values()):
+            if self.spool_path.exists():
+                self.replay_spool()
+            return
+        if not self._connect():
+            self._spool(batch)
+            return
+        if self.spool_path.exists() and self.spool_path.stat().st_size:
+            if not self._replay_spool():
+                self._spool(batch)
+                return
+        try:
+            self._write(batch)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as e:
+            self.say(f"write failed ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}); "
+                     f"spooling {sum(map(len, batch.values()))} rows")
+            self._drop_connection()
+            self._spool(batch)
+
+    def _write(self, batch: dict[str, list]) -> None:
+        t0 = time.perf_counter()
+        conn = self.conn
+        with conn.transaction():
+            with conn.cursor() as cur:
+                users = sorted({r[1] for rows in batch.values() for r in rows}, key=str)
+                for t in ORDER:
+                    rows = batch.get(t) or []
+                    if not rows:
+                        continue
+                    cols, types, key = TABLES[t]
+                    with cur.copy(f"COPY _psi_stage_{t} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
+                        cp.set_types(list(types))
+                        for r in rows:
+                            cp.write_row(_typed(r, types))
+                    collist = ", ".join(cols)
+                    if self._bypass_rls:
+                        cur.execute(f"INSERT INTO psi.{t} ({collist}) SELECT {collist} FROM _psi_stage_{t} "
+                                    f"ON CONFLICT {key} DO NOTHING")
+                    else:  # row-level security: act for each user in turn, in the same transaction
+                        for u in users:
+                            cur.execute("SELECT set_config('psimem.user_id', %s, true)", (str(u),))
+                            cur.execute(f"INSERT INTO psi.{t} ({collist}) SELECT {collist} FROM _psi_stage_{t} "
+                                        f"WHERE user_id = %s ON CONFLICT {key} DO NOTHING", (str(u),))
+                    self.stats["rows"] += len(rows)
+        self.stats["flushes"] += 1
+        self.stats["copy_seconds"] += time.perf_counter() - t0
+
+    # ------------------------------------------------------------ spool
+    def _spool(self, batch: dict[str, list]) -> None:
+        self.spool_path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps({t: [_jsonable(r) for r in rows] for t, rows in batch.items() if rows}) + "\n"
+        with open(self.spool_path, "a") as f:
+            f.write(line)
+            f.flush()
+            os.fsync(f.fileno())
+        self.stats["spooled_rows"] += sum(map(len, batch.values()))
+
+    def _replay_spool(self) -> bool:
+        """Write every spooled batch in one transaction, then empty the spool. A torn last
+        line (a crash mid-append) is skipped: its rows were never acknowledged."""
+        merged: dict[str, list] = {t: [] for t in ORDER}
+        with open(self.spool_path) as f:
+            for line in f:
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    continue
+                for t, rows in rec.items():
+                    merged[t].extend(_from_json(t, r) for r in rows)
+        n = sum(map(len, merged.values()))
+        try:
+            self._write(merged)
+        except (psycopg.OperationalError, psycopg.InterfaceError):
+            self._drop_connection()
+            return False
+        self.spool_path.unlink()
+        self.stats["replayed_rows"] += n
+        self.say(f"database back: wrote {n} spooled rows")
+        return True
+
+    def replay_spool(self) -> int:
+        """Write a spool left by an earlier run, if any and the database is reachable."""
+        before = self.stats["replayed_rows"]
+        if self.spool_path.exists() and self._connect():
+            self._replay_spool()
+        return self.stats["replayed_rows"] - before
+
+
+def _typed(row: tuple, types: tuple) -> tuple:
+    return tuple(uuid.UUID(str(v)) if t == "uuid" and v is not None else v for v, t in zip(row, types))
+
+
+def _jsonable(row: tuple) -> list:
+    return [{"b64": base64.b64encode(v).decode()} if isinstance(v, (bytes, bytearray)) else
+            (str(v) if isinstance(v, uuid.UUID) else v) for v in row]
+
+
+def _from_json(table: str, row: list) -> tuple:
+    return tuple(base64.b64decode(v["b64"]) if isinstance(v, dict) else v for v in row)

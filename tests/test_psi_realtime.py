@@ -1,0 +1,126 @@
+"""The realtime process end to end: voice a turn, store it, replay it, verify it; lose
+nothing while the server is down; surprise at a known discontinuity; RLS on frames."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+import wave
+
+import numpy as np
+import psycopg
+import pytest
+
+from helpers import new_session, new_user, record
+from realtime import codec_core as cc
+from realtime.commands import record as record_turns
+from realtime.core import MICRO_MS, Geometry, analyse
+from realtime.process import Turn, write_wav
+from realtime.replay import load, phase_error, render, verify
+
+PSIMEM = [sys.executable, "-m", "psimem"]
+
+
+def committed_turn(url, text, ref=None):
+    with psycopg.connect(url) as c:
+        user = new_user(c, ref or f"psi-rt-{uuid.uuid4()}")
+        entry = record(c, new_session(c, user), content=text, role="assistant")
+        c.commit()
+    return Turn(str(entry), str(user), text)
+
+
+def drop_user(url, user_id):
+    with psycopg.connect(url) as c:
+        c.execute("DELETE FROM memory.users WHERE user_id = %s", (user_id,))
+
+
+def tone_switch(sr=16000, seconds=2.0, at=1.0):
+    t = np.arange(int(sr * seconds)) / sr
+    rng = np.random.default_rng(3)
+    return np.where(t < at, 0.3 * np.sin(2 * np.pi * 440 * t),
+                    0.3 * np.sin(2 * np.pi * 1500 * t) + 0.05 * rng.standard_normal(t.size)).astype(np.float32)
+
+
+def test_voiced_turn_is_stored_replayed_and_verified(db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("PSIMEM_HOME", str(tmp_path / "home"))
+    turn = committed_turn(db_url, "That sounds lovely. Tell me more about the garden!")
+    r = record_turns(db_url, [turn], 256, spool=tmp_path / "spool.jsonl", quiet=True)
+    h = bytes.fromhex(r["utterances"][0]["uttr_hash"])
+    with psycopg.connect(db_url) as c:
+        stored = load(c, h)
+        assert len(stored.phases) == r["frames"] > 50
+        assert stored.blob_bytes / len(stored.phases) <= 600              # the codec's speech target
+        bands = dict(c.execute("SELECT band, sum(frame_count) FROM psi.psi_frames WHERE uttr_hash = %s GROUP BY 1",
+                               (h,)).fetchall())
+        assert bands[1] == -(-r["frames"] * MICRO_MS // 250) and bands[2] >= 1   # meso every 250 ms, macro every 2 s
+        joined = c.execute("SELECT d.content FROM psi.utterances u JOIN memory.day_table d USING (entry_id) "
+                           "WHERE u.uttr_hash = %s", (h,)).fetchone()[0]
+        assert joined == turn.content
+        v = verify(c, stored, tmp_path / "home" / "psi-live" / f"{h.hex()}.npz", tmp_path / "err.png")
+    assert v["frames_stored"] == v["frames_live"] and v["rows_bad"] == 0 and v["rows_checked"] >= 3
+    assert v["phase_error_mean_rad"] < 1e-3 and v["phase_error_max_rad"] < 2.5e-3
+    assert (tmp_path / "err.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    audio = render(stored)
+    live = np.load(tmp_path / "home" / "psi-live" / f"{h.hex()}.npz")
+    from realtime.core import synthesise
+    ref = synthesise(live["phases"], live["amplitudes"], Geometry(256, 16000))
+    assert len(audio) == len(ref) and np.sqrt(np.mean((audio - ref) ** 2)) < 0.02 * np.sqrt(np.mean(ref ** 2))
+    drop_user(db_url, turn.user_id)
+
+
+def test_spool_while_server_is_down_then_recover_without_duplicates(pg_server, db_url, tmp_path):
+    """Frames written while the server is stopped go to the spool and reach the database
+    once it is back; the batch the writer already committed is not written twice."""
+    from realtime.process import Stream, run_streams
+    from realtime.writer import PsiWriter
+
+    turns = [committed_turn(db_url, f"Reply number {i}: the weather is fine today.") for i in range(2)]
+    spool = tmp_path / "spool.jsonl"
+    writer = PsiWriter(db_url, spool, frames_per_row=10, reconnect_every_s=0.0)
+    geo = Geometry.for_oscillators(128)
+    x = tone_switch(geo.sample_rate, 1.2)
+    streams = [Stream(t, 128, "analysis", 1, 1700000000000 + 5000 * i, audio=x) for i, t in enumerate(turns)]
+    # first utterance written normally, then the server goes away for the second
+    run_streams(streams[:1], writer)
+    assert writer.stats["spooled_rows"] == 0
+    with pg_server.stopped():
+        writer.begin(streams[1].utt)
+        while not streams[1].done:
+            streams[1].step(writer)
+            writer.tick()
+        writer.flush()
+        assert spool.exists() and writer.stats["spooled_rows"] > 0
+        # the spool also holds a batch that *was* committed before the outage (replayed twice)
+        writer._spool({"psi_frames": [], "utterances": [streams[0].utt.row()], "surprise_events": [],
+                       "band_centroids": []})
+    writer.close()   # reconnects, replays the spool, flushes
+    assert not spool.exists() and writer.stats["replayed_rows"] >= writer.stats["spooled_rows"] - 1
+    with psycopg.connect(db_url) as c:
+        for s in streams:
+            n = c.execute("SELECT coalesce(sum(frame_count), 0) FROM psi.psi_frames WHERE uttr_hash = %s AND band = 0",
+                          (s.utt.uttr_hash,)).fetchone()[0]
+            assert n == s.total
+            keys = c.execute("SELECT count(*), count(DISTINCT (band, ts_epoch_ms)) FROM psi.psi_frames "
+                             "WHERE uttr_hash = %s", (s.utt.uttr_hash,)).fetchone()
+            assert keys[0] == keys[1]
+        assert c.execute("SELECT count(*) FROM psi.utterances WHERE uttr_hash = %s",
+                         (streams[0].utt.uttr_hash,)).fetchone()[0] == 1
+    for t in turns:
+        drop_user(db_url, t.user_id)
+
+
+def test_surprise_event_at_a_known_discontinuity(db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("PSIMEM_HOME", str(tmp_path / "home"))
+    wav = tmp_path / "switch.wav"
+    write_wav(wav, tone_switch(16000, 2.0, at=1.0), 16000)
+    turn = committed_turn(db_url, "A steady tone, then another.")
+    r = record_turns(db_url, [turn], 256, wav=wav, spool=tmp_path / "spool.jsonl", keep_live=False, quiet=True)
+    h = bytes.fromhex(r["utterances"][0]["uttr_hash"])
+    with psycopg.connect(db_url) as c:
+        start = c.execute("SELECT started_at_ms FROM psi.utterances WHERE uttr_hash = %s", (h,)).fetchone()[0]
+        events = c.execute("SELECT ts_epoch_ms - %s, epsilon, threshold FROM psi.surprise_events WHERE uttr_hash = %s",
+                           (start, h)).fetchall()
+    assert events and all(960 <= t <= 1060 for t, _, _ in events), events
+    assert all(eps > thr for _, eps, thr in events)
+    drop_user(db_url, turn.user_id)
