@@ -1079,7 +1079,8 @@ BEGIN
             ('psimem-night-cycle', 'cron.night_cycle', 'SELECT memory.run_night_cycle()'),
             ('psimem-procedural', 'cron.procedural_maintenance',
              'SELECT procedural.decay_causal_edges(), procedural.prune_reflexes()'),
-            ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()')) AS j(name, setting, cmd)
+            ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()'),
+            ('psimem-psi-centroid-decay', 'cron.psi_centroid_decay', 'SELECT psi.decay_centroids()')) AS j(name, setting, cmd)
     LOOP
         PERFORM cron.schedule(v_job.name, ops.setting(v_job.setting) #>> '{}', v_job.cmd);
         jobname := v_job.name; schedule := ops.setting(v_job.setting) #>> '{}'; command := v_job.cmd;
@@ -1088,7 +1089,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, and history trimming. Idempotent (pg_cron replaces a job of the same name).';
+COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
 
 CREATE FUNCTION ops.set_schedule(p_job text, p_schedule text) RETURNS text
     LANGUAGE plpgsql
@@ -1097,7 +1098,7 @@ DECLARE
     v_key text := 'cron.' || p_job;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM ops.settings WHERE key = v_key) THEN
-        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history (got %)', quote_literal(p_job)
+        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history, psi_centroid_decay (got %)', quote_literal(p_job)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM ops.set_setting(v_key, to_jsonb(p_schedule));
@@ -1106,7 +1107,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ops.set_schedule(p_job text, p_schedule text) IS 'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
+COMMENT ON FUNCTION ops.set_schedule(p_job text, p_schedule text) IS 'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history, psi_centroid_decay) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
 
 CREATE FUNCTION ops.set_setting(p_key text, p_value jsonb) RETURNS jsonb
     LANGUAGE plpgsql
@@ -1306,6 +1307,639 @@ END
 $$;
 
 COMMENT ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone) IS 'Records one use of a reflex: success or failure counts, total_count, last_accessed and (on success) last_success. Returns the new success_rate.';
+
+CREATE FUNCTION psi._codec_source() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '"""ψ-frame codec: the one source of the decoder that Python and PL/Python both run.
+
+This module is embedded verbatim in db/functions/psi_codec.sql (regenerate with
+`python -m realtime.codec_sql`; a test checks the two agree), so it may import only
+what Debian''s python3 has for PL/Python: the standard library, numpy >= 1.24,
+zstandard (python3-zstandard) and crc32c (python3-crc32c).
+
+A blob holds a *run* of F frames of one band of one utterance (F = 1 is the spec''s
+one-frame row). Every blob starts with its codec version byte, so old rows stay
+readable when the codec improves.
+
+Codec v0 -- the seed''s pipeline, kept for comparison: phase -> int16 (32767/2π),
+amplitude -> int16 (natural log, 2048 steps per neper), delta along the oscillator
+index, zstd level 22.
+
+Codec v1 -- quantisation from the error budget, packing, prediction, zstd level 3:
+  * phase: a uniform grid of PHASE_LEVELS = 1625 steps of 2π/1625, whose mean absolute
+    error on uniformly spread phases is step/4 = 0.967e-3 rad (< the 1e-3 budget);
+    1625**3 < 2**32, so three phases pack into 32 bits (10.67 bits each). Per run the
+    encoder keeps the smallest of: intra (packed), first-order prediction with a per-run
+    advance a_i (the network''s ω_i·dt on the grid, stored as int16) and second-order
+    prediction (velocity from the two previous frames); predicted residuals are
+    zigzagged, split into byte planes and zstd-compressed.
+  * amplitude: a mini-float grid (AMP_MANTISSA_BITS = 5 bits of mantissa, relative error
+    <= 1/64), exact in float32, so dequantisation needs no exp() and is bit-identical on
+    every numpy; index 0 is silence (below 2**AMP_FLOOR_EXP). The index is predicted
+    along the oscillator index or along time (the smaller wins), zigzagged, byte-planed
+    and zstd-compressed.
+  * vector frames (meso state, macro emotion/tempo): float32, lossless.
+Decoding reproduces the encoder''s own reconstruction bit for bit.
+"""
+import struct
+import unicodedata
+
+import numpy as np
+import zstandard
+
+try:
+    from crc32c import crc32c as _crc32c
+except ImportError:  # pragma: no cover - crc32c is a declared dependency
+    _crc32c = None
+
+TWO_PI = 6.283185307179586
+PHASE_LEVELS = 1625            # 1625**3 < 2**32: three phases per uint32
+PHASE_STEP = TWO_PI / PHASE_LEVELS
+AMP_MANTISSA_BITS = 5
+AMP_FLOOR_EXP = -20            # amplitudes below 2**-20 (about -120 dB re 1.0) are silence
+ZSTD_LEVEL = 3
+
+KIND_PHASE_AMP = 0             # micro frames: phases and amplitudes, N oscillators
+KIND_VECTOR = 1                # meso / macro frames: one float32 vector of N values
+
+PH_INTRA, PH_ADVANCE, PH_SECOND_ORDER = 0, 1, 2
+AMP_FREQ, AMP_TIME, AMP_TIME_FREQ = 0, 1, 2
+
+# version, kind, N, F, phase levels, mantissa bits, floor exponent, phase mode, amp mode, phase bytes
+_V1_HEADER = struct.Struct("<BBHHHBbBBI")
+_V0_HEADER = struct.Struct("<BBHH")
+
+class CodecError(ValueError):
+    """A blob or frame the codec refuses; the message names the field and the rule."""
+
+def crc32c(data):
+    """CRC-32C (Castagnoli) of bytes, as an unsigned 32-bit int."""
+    return _crc32c(bytes(data)) & 0xFFFFFFFF
+
+# ---------------------------------------------------------------- SipHash-2-4 (128-bit)
+
+_M64 = 0xFFFFFFFFFFFFFFFF
+
+def _rotl(x, b):
+    return ((x << b) | (x >> (64 - b))) & _M64
+
+def _sipround(v0, v1, v2, v3):
+    v0 = (v0 + v1) & _M64; v1 = _rotl(v1, 13); v1 ^= v0; v0 = _rotl(v0, 32)
+    v2 = (v2 + v3) & _M64; v3 = _rotl(v3, 16); v3 ^= v2
+    v0 = (v0 + v3) & _M64; v3 = _rotl(v3, 21); v3 ^= v0
+    v2 = (v2 + v1) & _M64; v1 = _rotl(v1, 17); v1 ^= v2; v2 = _rotl(v2, 32)
+    return v0, v1, v2, v3
+
+def siphash24_128(key, msg):
+    """SipHash-2-4 with 128-bit output (Aumasson & Bernstein), 16-byte key."""
+    if len(key) != 16:
+        raise CodecError("key: SipHash needs 16 bytes")
+    k0, k1 = struct.unpack("<QQ", key)
+    v0, v1 = k0 ^ 0x736F6D6570736575, k1 ^ 0x646F72616E646F6D ^ 0xEE
+    v2, v3 = k0 ^ 0x6C7967656E657261, k1 ^ 0x7465646279746573
+    msg = bytes(msg)
+    tail = len(msg) % 8
+    for i in range(0, len(msg) - tail, 8):
+        m = struct.unpack_from("<Q", msg, i)[0]
+        v3 ^= m
+        v0, v1, v2, v3 = _sipround(*_sipround(v0, v1, v2, v3))
+        v0 ^= m
+    b = (len(msg) & 0xFF) << 56
+    for j, c in enumerate(msg[len(msg) - tail:]):
+        b |= c << (8 * j)
+    v3 ^= b
+    v0, v1, v2, v3 = _sipround(*_sipround(v0, v1, v2, v3))
+    v0 ^= b
+    v2 ^= 0xEE
+    for _ in range(4):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    out1 = v0 ^ v1 ^ v2 ^ v3
+    v1 ^= 0xDD
+    for _ in range(4):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    out2 = v0 ^ v1 ^ v2 ^ v3
+    return struct.pack("<QQ", out1, out2)
+
+def canonical_text(text):
+    """Unicode NFC, whitespace runs collapsed to one space, trimmed."""
+    return " ".join(unicodedata.normalize("NFC", text).split())
+
+def utterance_hash(entry_id_bytes, text):
+    """uttr_hash: SipHash-2-4-128 of the canonical utterance text, keyed by the 16 bytes of
+    the day_table turn it voices (so the same words said in two turns are two utterances)."""
+    return siphash24_128(bytes(entry_id_bytes), canonical_text(text).encode("utf-8"))
+
+# ---------------------------------------------------------------- shared pieces
+
+def _zigzag(r):
+    r = r.astype(np.int64)
+    return ((r << 1) ^ (r >> 63)).astype(np.uint32)
+
+def _unzigzag(z):
+    z = z.astype(np.int64)
+    return (z >> 1) ^ -(z & 1)
+
+def _planes(z):
+    """Zigzagged residuals (< 2**24) as byte planes, low byte first: entropy coding sees
+    the mostly-zero high planes as long runs."""
+    if z.size and int(z.max()) >= (1 << 24):
+        raise CodecError("residual: too large to code")
+    z = z.ravel()
+    return b"".join(((z >> s) & 0xFF).astype(np.uint8).tobytes() for s in (0, 8, 16))
+
+def _unplanes(buf, count):
+    a = np.frombuffer(buf, dtype=np.uint8)
+    if a.size != 3 * count:
+        raise CodecError("psi_blob: residual planes have the wrong length")
+    a = a.reshape(3, count).astype(np.uint32)
+    return a[0] | (a[1] << 8) | (a[2] << 16)
+
+def _zc(data):
+    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+
+def _zd(data, size):
+    try:
+        out = zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=size)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"psi_blob: zstd stream is corrupt ({e})")
+    if len(out) != size:
+        raise CodecError("psi_blob: decompressed section has the wrong length")
+    return out
+
+def _pack_phases(q):
+    """Three phase indices (< 1625) per little-endian uint32; a trailing 1 or 2 in one."""
+    q = q.ravel().astype(np.uint64)
+    n3 = q.size // 3 * 3
+    L = PHASE_LEVELS
+    words = (q[0:n3:3] + L * q[1:n3:3] + L * L * q[2:n3:3]).astype("<u4").tobytes()
+    rest = q[n3:]
+    if rest.size:
+        words += struct.pack("<I", int(rest[0]) + (L * int(rest[1]) if rest.size > 1 else 0))
+    return words
+
+def _unpack_phases(buf, count):
+    L = PHASE_LEVELS
+    n3 = count // 3 * 3
+    nwords = -(-count // 3)
+    if len(buf) != 4 * nwords:
+        raise CodecError("psi_blob: packed phase section has the wrong length")
+    w = np.frombuffer(buf, dtype="<u4").astype(np.int64)
+    out = np.empty(count, dtype=np.int64)
+    full = w[: n3 // 3]
+    out[0:n3:3] = full % L
+    out[1:n3:3] = (full // L) % L
+    out[2:n3:3] = full // (L * L)
+    if count > n3:
+        out[n3] = w[-1] % L
+        if count - n3 > 1:
+            out[n3 + 1] = (w[-1] // L) % L
+    if out.size and (out.max() >= L or out.min() < 0):
+        raise CodecError("psi_blob: phase index out of range")
+    return out
+
+def quantize_phases(phases):
+    p = np.asarray(phases, dtype=np.float64)
+    return np.rint(np.mod(p, TWO_PI) / PHASE_STEP).astype(np.int64) % PHASE_LEVELS
+
+def dequantize_phases(q):
+    return (np.asarray(q, dtype=np.int64) * PHASE_STEP).astype(np.float32)
+
+def quantize_amplitudes(amps):
+    a = np.asarray(amps, dtype=np.float64)
+    m, e = np.frexp(a)                      # a = m * 2**e, m in [0.5, 1)
+    mq = np.rint((2.0 * m - 1.0) * (1 << AMP_MANTISSA_BITS)).astype(np.int64)
+    e = e.astype(np.int64) - 1              # a = (1 + mq/2**M) * 2**e
+    carry = mq == (1 << AMP_MANTISSA_BITS)
+    mq[carry] = 0
+    e[carry] += 1
+    idx = 1 + ((e - AMP_FLOOR_EXP) << AMP_MANTISSA_BITS) + mq
+    floor = 2.0 ** AMP_FLOOR_EXP
+    idx = np.where(a >= floor, idx, np.where(a >= floor / 2, 1, 0))
+    return idx
+
+def dequantize_amplitudes(idx):
+    idx = np.asarray(idx, dtype=np.int64)
+    k = np.maximum(idx - 1, 0)
+    mant = 1.0 + (k & ((1 << AMP_MANTISSA_BITS) - 1)) / float(1 << AMP_MANTISSA_BITS)
+    out = np.ldexp(mant, (k >> AMP_MANTISSA_BITS) + AMP_FLOOR_EXP)
+    return np.where(idx > 0, out, 0.0).astype(np.float32)
+
+def _check_frames(phases, amps):
+    phases = np.asarray(phases, dtype=np.float32)
+    amps = np.asarray(amps, dtype=np.float32)
+    if phases.ndim == 1:
+        phases, amps = phases[None], amps[None]
+    if phases.ndim != 2 or phases.shape != amps.shape:
+        raise CodecError(f"frames: phases {phases.shape} and amplitudes {amps.shape} must both be F x N")
+    if not 1 <= phases.shape[0] <= 65535 or not 1 <= phases.shape[1] <= 65535:
+        raise CodecError(f"frames: F and N must be between 1 and 65535, got {phases.shape}")
+    if not (np.isfinite(phases).all() and np.isfinite(amps).all()):
+        raise CodecError("frames: phases and amplitudes must be finite (no NaN or Inf)")
+    if (amps < 0).any():
+        raise CodecError("amplitudes: must be >= 0")
+    return phases, amps
+
+# ---------------------------------------------------------------- codec v1
+
+def _phase_section(q):
+    """The smallest phase coding of a run of phase indices (F x N): (mode, bytes)."""
+    F, N = q.shape
+    L = PHASE_LEVELS
+    best = (PH_INTRA, _pack_phases(q))
+    if F >= 2:
+        half = L // 2
+        d = (q[1:] - q[:-1]) % L
+        adv = np.median(np.where(d >= half, d - L, d), axis=0).astype(np.int64)  # ω_i·dt on the grid
+        r = (q[1:] - q[:-1] - adv) % L
+        r = np.where(r >= half, r - L, r)
+        body = adv.astype("<i2").tobytes() + _pack_phases(q[0]) + _planes(_zigzag(r))
+        cand = (PH_ADVANCE, struct.pack("<I", len(body)) + _zc(body))
+        if len(cand[1]) < len(best[1]):
+            best = cand
+        pred = np.empty_like(q[1:])
+        pred[0] = q[0]
+        pred[1:] = 2 * q[1:-1] - q[:-2]
+        r = (q[1:] - pred) % L
+        r = np.where(r >= half, r - L, r)
+        body = _pack_phases(q[0]) + _planes(_zigzag(r))
+        cand = (PH_SECOND_ORDER, struct.pack("<I", len(body)) + _zc(body))
+        if len(cand[1]) < len(best[1]):
+            best = cand
+    return best
+
+def _amp_section(idx):
+    F, N = idx.shape
+    r = idx.copy()
+    r[:, 1:] = idx[:, 1:] - idx[:, :-1]
+    body = _planes(_zigzag(r))
+    best = (AMP_FREQ, struct.pack("<I", len(body)) + _zc(body))
+    if F >= 2:
+        r = idx.copy()
+        r[1:] = idx[1:] - idx[:-1]
+        r[0, 1:] = idx[0, 1:] - idx[0, :-1]
+        body = _planes(_zigzag(r))
+        cand = (AMP_TIME, struct.pack("<I", len(body)) + _zc(body))
+        if len(cand[1]) < len(best[1]):
+            best = cand
+        r2 = r.copy()                      # a gain change moves every bin alike: delta it away
+        r2[1:, 1:] = r[1:, 1:] - r[1:, :-1]
+        body = _planes(_zigzag(r2))
+        cand = (AMP_TIME_FREQ, struct.pack("<I", len(body)) + _zc(body))
+        if len(cand[1]) < len(best[1]):
+            best = cand
+    return best
+
+def encode_v1(phases, amps):
+    """Encode a run of F micro frames (F x N phases and amplitudes) with codec v1.
+    Returns (blob, phases, amplitudes): the blob and the encoder''s own reconstruction,
+    which decode(blob) reproduces bit for bit."""
+    phases, amps = _check_frames(phases, amps)
+    F, N = phases.shape
+    q = quantize_phases(phases)
+    idx = quantize_amplitudes(amps)
+    pmode, psec = _phase_section(q)
+    amode, asec = _amp_section(idx)
+    head = _V1_HEADER.pack(1, KIND_PHASE_AMP, N, F, PHASE_LEVELS, AMP_MANTISSA_BITS, AMP_FLOOR_EXP,
+                           pmode, amode, len(psec))
+    return head + psec + asec, dequantize_phases(q), dequantize_amplitudes(idx)
+
+def encode_vector(vectors, version=1):
+    """Meso / macro frames: F x N float32 values, lossless."""
+    v = np.asarray(vectors, dtype=np.float32)
+    if v.ndim == 1:
+        v = v[None]
+    if v.ndim != 2 or not np.isfinite(v).all():
+        raise CodecError("vectors: must be a finite F x N array")
+    F, N = v.shape
+    head = _V1_HEADER.pack(version, KIND_VECTOR, N, F, 0, 0, 0, 0, 0, 4 * F * N)
+    return head + v.astype("<f4").tobytes(), v
+
+def _decode_v1(blob):
+    if len(blob) < _V1_HEADER.size:
+        raise CodecError("psi_blob: shorter than the v1 header")
+    ver, kind, N, F, L, M, fe, pmode, amode, plen = _V1_HEADER.unpack_from(blob, 0)
+    off = _V1_HEADER.size
+    if kind == KIND_VECTOR:
+        if len(blob) != off + 4 * F * N or plen != 4 * F * N:
+            raise CodecError("psi_blob: vector frame has the wrong length")
+        return None, None, np.frombuffer(blob, dtype="<f4", offset=off).reshape(F, N).astype(np.float32)
+    if kind != KIND_PHASE_AMP:
+        raise CodecError(f"psi_blob: unknown frame kind {kind}")
+    if (L, M, fe) != (PHASE_LEVELS, AMP_MANTISSA_BITS, AMP_FLOOR_EXP):
+        raise CodecError(f"psi_blob: v1 grid ({L}, {M}, {fe}) is not this decoder''s")
+    if len(blob) < off + plen:
+        raise CodecError("psi_blob: truncated phase section")
+    psec, asec = blob[off:off + plen], blob[off + plen:]
+    Lh = L // 2
+    nq0 = 4 * (-(-N // 3))
+    if pmode == PH_INTRA:
+        q = _unpack_phases(psec, F * N).reshape(F, N)
+    elif pmode in (PH_ADVANCE, PH_SECOND_ORDER):
+        (size,) = struct.unpack_from("<I", psec, 0)
+        body = _zd(psec[4:], size)
+        pos = 0
+        if pmode == PH_ADVANCE:
+            adv = np.frombuffer(body, dtype="<i2", count=N).astype(np.int64)
+            pos = 2 * N
+        q = np.empty((F, N), dtype=np.int64)
+        q[0] = _unpack_phases(body[pos:pos + nq0], N)
+        r = _unzigzag(_unplanes(body[pos + nq0:], (F - 1) * N)).reshape(F - 1, N)
+        for t in range(1, F):
+            if pmode == PH_ADVANCE:
+                pred = q[t - 1] + adv
+            else:
+                pred = q[0] if t == 1 else 2 * q[t - 1] - q[t - 2]
+            q[t] = (pred + r[t - 1]) % L
+        if q.min() < 0 or q.max() >= L:
+            raise CodecError("psi_blob: phase index out of range")
+    else:
+        raise CodecError(f"psi_blob: unknown phase mode {pmode}")
+    if len(asec) < 4:
+        raise CodecError("psi_blob: truncated amplitude section")
+    (size,) = struct.unpack_from("<I", asec, 0)
+    r = _unzigzag(_unplanes(_zd(asec[4:], size), F * N)).reshape(F, N)
+    if amode == AMP_FREQ:
+        idx = np.cumsum(r, axis=1)
+    elif amode in (AMP_TIME, AMP_TIME_FREQ):
+        if amode == AMP_TIME_FREQ:
+            r[1:] = np.cumsum(r[1:], axis=1)
+        r[0] = np.cumsum(r[0])
+        idx = np.cumsum(r, axis=0)
+    else:
+        raise CodecError(f"psi_blob: unknown amplitude mode {amode}")
+    if idx.min() < 0:
+        raise CodecError("psi_blob: amplitude index out of range")
+    return dequantize_phases(q), dequantize_amplitudes(idx), None
+
+# ---------------------------------------------------------------- codec v0 (the seed''s)
+
+V0_PHASE_SCALE = 32767.0 / TWO_PI
+V0_LOGAMP_SCALE = 2048.0
+V0_LOGAMP_MIN = -15.99
+
+def encode_v0(phases, amps, level=22):
+    """The seed''s pipeline: float32 -> int16 (phase mod 2π; amplitude log-scaled), delta
+    along the oscillator index, zstd --ultra -22. Returns (blob, phases, amplitudes)."""
+    phases, amps = _check_frames(phases, amps)
+    F, N = phases.shape
+    p16 = np.rint(np.mod(phases.astype(np.float64), TWO_PI) * V0_PHASE_SCALE).astype(np.int64)
+    la = np.log(np.maximum(amps.astype(np.float64), 1e-30))
+    a16 = np.rint(np.clip(la, V0_LOGAMP_MIN, 15.99) * V0_LOGAMP_SCALE).astype(np.int64)
+    a16 = np.where(amps > 0, a16, -32768)
+    both = np.concatenate([p16, a16], axis=1).astype(np.int16)
+    delta = both.copy()
+    delta[:, 1:] = both[:, 1:] - both[:, :-1]          # wraps in int16, as the seed''s would
+    body = zstandard.ZstdCompressor(level=level).compress(delta.astype("<i2").tobytes())
+    blob = _V0_HEADER.pack(0, KIND_PHASE_AMP, N, F) + body
+    return (blob,) + _v0_values(both, N)
+
+def _v0_values(both, N):
+    both = both.astype(np.int64)
+    ph = (both[:, :N] / V0_PHASE_SCALE).astype(np.float32)
+    a = both[:, N:]
+    amp = np.where(a == -32768, 0.0, np.exp(a / V0_LOGAMP_SCALE)).astype(np.float32)
+    return ph, amp
+
+def _decode_v0(blob):
+    if len(blob) < _V0_HEADER.size:
+        raise CodecError("psi_blob: shorter than the v0 header")
+    _, kind, N, F = _V0_HEADER.unpack_from(blob, 0)
+    if kind != KIND_PHASE_AMP:
+        raise CodecError(f"psi_blob: v0 holds only phase/amplitude frames, got kind {kind}")
+    raw = _zd(blob[_V0_HEADER.size:], F * 2 * N * 2)
+    delta = np.frombuffer(raw, dtype="<i2").reshape(F, 2 * N)
+    both = np.cumsum(delta, axis=1, dtype=np.int16)     # undoes the int16-wrapping delta
+    ph, amp = _v0_values(both, N)
+    return ph, amp, None
+
+# ---------------------------------------------------------------- entry points
+
+def blob_info(blob):
+    """(version, kind, N, F) from a blob''s header, checked."""
+    blob = bytes(blob)
+    if not blob:
+        raise CodecError("psi_blob: empty")
+    if blob[0] == 0 and len(blob) >= _V0_HEADER.size:
+        return _V0_HEADER.unpack_from(blob, 0)
+    if blob[0] == 1 and len(blob) >= _V1_HEADER.size:
+        return _V1_HEADER.unpack_from(blob, 0)[:4]
+    raise CodecError(f"psi_blob: unknown codec version {blob[0]} or truncated header")
+
+def decode(blob):
+    """Decode a blob of any known codec version into (phases, amplitudes, vectors), each
+    an F x N float32 array or None: phase/amplitude runs fill the first two, vector runs
+    (meso/macro) the third."""
+    blob = bytes(blob)
+    version = blob_info(blob)[0]
+    return _decode_v0(blob) if version == 0 else _decode_v1(blob)
+
+def encode(phases, amps, version=1):
+    """Encode a run of micro frames with codec `version` (0 or 1); see encode_v0/encode_v1."""
+    if version == 0:
+        return encode_v0(phases, amps)
+    if version == 1:
+        return encode_v1(phases, amps)
+    raise CodecError(f"version: codec {version} is unknown (known: 0, 1)")
+'::text;
+
+COMMENT ON FUNCTION psi._codec_source() IS 'The ψ-frame codec module (realtime/codec_core.py, versions 0 and 1, SipHash-2-4-128, CRC-32C) that PL/Python functions exec: the same decoder the realtime process and replay run.';
+
+CREATE FUNCTION psi._codec_version() RETURNS text
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN '4a7fd5cc0d36b2b7'::text;
+
+COMMENT ON FUNCTION psi._codec_version() IS 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
+
+CREATE FUNCTION psi._psi_frames_check() RETURNS trigger
+    LANGUAGE plpython3u
+    AS $$
+_plan = GD.get('psi_codec_plan')
+if _plan is None:
+    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+_digest = plpy.execute(_plan)[0]['v']
+codec = GD.get('psi_codec')
+if codec is None or codec['_digest'] != _digest:
+    codec = {'__name__': 'psi_codec'}
+    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+    codec['_digest'] = _digest
+    GD['psi_codec'] = codec
+
+import datetime
+new = TD['new']
+blob = new['psi_blob']
+uttr = new['uttr_hash'].hex() if new['uttr_hash'] is not None else 'NULL'
+ts = new['ts_epoch_ms']
+where = 'utterance %s band %s at ts_epoch_ms %s (%s)' % (
+    uttr, new['band'], ts,
+    datetime.datetime.fromtimestamp(ts / 1000, datetime.timezone.utc).isoformat(timespec='milliseconds')
+    if ts is not None and -62135596800000 < ts < 253402300799000 else 'out of range')
+if blob is None or new['integrity_crc'] is None:
+    plpy.error('psi_blob, integrity_crc: must not be NULL for %s' % where, sqlstate='23502')
+crc = codec['crc32c'](blob)
+if crc != new['integrity_crc']:
+    plpy.error('psi_blob: corrupt frame refused for %s: integrity_crc is %d but CRC-32C of the blob is %d'
+               % (where, new['integrity_crc'], crc), sqlstate='XX001')
+try:
+    version, kind, n, frames = codec['blob_info'](blob)
+except codec['CodecError'] as e:
+    plpy.error('psi_blob: %s for %s' % (e, where), sqlstate='22P03')
+if frames != new['frame_count']:
+    plpy.error('frame_count: row says %s but the blob holds %d frames for %s' % (new['frame_count'], frames, where),
+               sqlstate='23514')
+return None
+$$;
+
+COMMENT ON FUNCTION psi._psi_frames_check() IS 'BEFORE INSERT/UPDATE trigger on psi.psi_frames: refuses a row whose integrity_crc is not the CRC-32C of psi_blob (data_corrupted, naming the utterance, band and time), whose blob header is unreadable or of an unknown codec version, or whose frame_count differs from the blob''s.';
+
+CREATE FUNCTION psi._utterances_check() RETURNS trigger
+    LANGUAGE plpython3u
+    AS $_$
+_plan = GD.get('psi_codec_plan')
+if _plan is None:
+    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+_digest = plpy.execute(_plan)[0]['v']
+codec = GD.get('psi_codec')
+if codec is None or codec['_digest'] != _digest:
+    codec = {'__name__': 'psi_codec'}
+    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+    codec['_digest'] = _digest
+    GD['psi_codec'] = codec
+
+import uuid
+new = TD['new']
+if new['entry_id'] is None:
+    plpy.error('entry_id: an utterance must name the day_table turn it voices', sqlstate='23502')
+plan = GD.get('psi_turn_plan')
+if plan is None:
+    plan = GD['psi_turn_plan'] = plpy.prepare(
+        "SELECT content, user_id FROM memory.day_table WHERE entry_id = $1", ["uuid"])
+rows = plpy.execute(plan, [new['entry_id']])
+if not rows:
+    plpy.error('entry_id: unknown turn %s' % new['entry_id'], sqlstate='23503')
+if str(rows[0]['user_id']) != str(new['user_id']):
+    plpy.error('user_id: turn %s belongs to another user' % new['entry_id'], sqlstate='42501')
+want = codec['utterance_hash'](uuid.UUID(new['entry_id']).bytes, rows[0]['content'])
+if new['uttr_hash'] != want:
+    plpy.error('uttr_hash: %s is not SipHash-2-4-128 of turn %s''s canonical text (expected %s)'
+               % (new['uttr_hash'].hex() if new['uttr_hash'] else 'NULL', new['entry_id'], want.hex()),
+               sqlstate='23514')
+return None
+$_$;
+
+COMMENT ON FUNCTION psi._utterances_check() IS 'BEFORE INSERT trigger on psi.utterances: the turn must exist and belong to the utterance''s user, and uttr_hash must be SipHash-2-4-128 of the turn''s canonical text keyed by its entry_id.';
+
+CREATE FUNCTION psi.decay_centroids(p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(faded bigint, pruned bigint)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_now_ms bigint := (extract(epoch FROM p_now) * 1000)::bigint;
+    v_keep bigint := (ops.setting('psi.centroid_keep_ms'))::bigint;
+    v_half double precision := (ops.setting('psi.centroid_half_life_ms'))::float8;
+    v_min double precision := (ops.setting('psi.centroid_min_weight'))::float8;
+BEGIN
+    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.psi.decay_centroids')) THEN
+        faded := 0; pruned := 0;
+        RETURN NEXT;
+        RETURN;
+    END IF;
+    IF v_half <= 0 OR v_min <= 0 OR v_min > 1 OR v_keep < 0 THEN
+        RAISE EXCEPTION 'psi.centroid_*: keep_ms >= 0, half_life_ms > 0 and 0 < min_weight <= 1 required'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- weight is a function of age alone, so running twice (or late) gives the same rows
+    DELETE FROM psi.band_centroids c
+    WHERE c.ts_epoch_ms < v_now_ms - v_keep
+      AND power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half) < v_min;
+    GET DIAGNOSTICS pruned = ROW_COUNT;
+    UPDATE psi.band_centroids c
+    SET weight = power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half)
+    WHERE c.ts_epoch_ms < v_now_ms - v_keep
+      AND c.weight IS DISTINCT FROM power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half)::real;
+    GET DIAGNOSTICS faded = ROW_COUNT;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) IS 'Fades band centroids older than psi.centroid_keep_ms: weight = 0.5 ^ ((age - keep) / psi.centroid_half_life_ms), and deletes those below psi.centroid_min_weight. Weight depends only on age at p_now, so the job is idempotent; advisory-locked; pg_cron runs it every minute. Returns rows faded and pruned.';
+
+CREATE FUNCTION psi.decode_frame(p_blob bytea) RETURNS TABLE(frame_no integer, phases real[], amplitudes real[], state real[])
+    LANGUAGE plpython3u IMMUTABLE STRICT
+    AS $$
+_plan = GD.get('psi_codec_plan')
+if _plan is None:
+    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+_digest = plpy.execute(_plan)[0]['v']
+codec = GD.get('psi_codec')
+if codec is None or codec['_digest'] != _digest:
+    codec = {'__name__': 'psi_codec'}
+    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+    codec['_digest'] = _digest
+    GD['psi_codec'] = codec
+
+try:
+    ph, amp, vec = codec['decode'](p_blob)
+except codec['CodecError'] as e:
+    plpy.error(str(e), sqlstate='22P03')
+if vec is not None:
+    return [(i, None, None, v.tolist()) for i, v in enumerate(vec)]
+return [(i, ph[i].tolist(), amp[i].tolist(), None) for i in range(ph.shape[0])]
+$$;
+
+COMMENT ON FUNCTION psi.decode_frame(p_blob bytea) IS 'Decodes one psi_blob (any codec version) into its frames: frame_no within the run, and phases and amplitudes (micro) or the state vector (meso: 32-d, macro: tempo and levels). A corrupt or unknown blob raises invalid_binary_representation naming the rule.';
+
+CREATE FUNCTION psi.frames(p_uttr_hash bytea, p_band integer DEFAULT 0, p_from_ms bigint DEFAULT NULL::bigint, p_to_ms bigint DEFAULT NULL::bigint) RETURNS TABLE(ts_epoch_ms bigint, duration_ms integer, phases real[], amplitudes real[], state real[], emo_vec real[])
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT f.ts_epoch_ms + d.frame_no * f.duration_ms, f.duration_ms::int, d.phases, d.amplitudes, d.state, f.emo_vec
+    FROM psi.psi_frames f
+    CROSS JOIN LATERAL psi.decode_frame(f.psi_blob) d
+    WHERE f.uttr_hash = p_uttr_hash AND f.band = p_band
+      -- a run spans at most 10 s (psi_frames_run_span_bounded): bounds the index scan on both sides
+      AND (p_to_ms IS NULL OR f.ts_epoch_ms <= p_to_ms)
+      AND (p_from_ms IS NULL OR f.ts_epoch_ms > p_from_ms - 10000)
+      AND (p_from_ms IS NULL OR f.ts_epoch_ms + (d.frame_no + 1) * f.duration_ms > p_from_ms)
+      AND (p_to_ms IS NULL OR f.ts_epoch_ms + d.frame_no * f.duration_ms <= p_to_ms)
+    ORDER BY 1
+$$;
+
+COMMENT ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) IS 'The frames of one utterance and band (0 micro, 1 meso, 2 macro) that overlap [p_from_ms, p_to_ms] (epoch ms; NULL = open), one row per frame with its own start time, decoded. Reads only the runs that can overlap the range, through the (uttr_hash, band, ts_epoch_ms) index.';
+
+CREATE FUNCTION psi.verify(p_uttr_hash bytea) RETURNS TABLE(band smallint, ts_epoch_ms bigint, frame_count integer, stored_crc bigint, computed_crc bigint, ok boolean, problem text)
+    LANGUAGE plpython3u STABLE
+    AS $_$
+_plan = GD.get('psi_codec_plan')
+if _plan is None:
+    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+_digest = plpy.execute(_plan)[0]['v']
+codec = GD.get('psi_codec')
+if codec is None or codec['_digest'] != _digest:
+    codec = {'__name__': 'psi_codec'}
+    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+    codec['_digest'] = _digest
+    GD['psi_codec'] = codec
+
+plan = plpy.prepare("SELECT band, ts_epoch_ms, frame_count, integrity_crc, psi_blob FROM psi.psi_frames "
+                    "WHERE uttr_hash = $1 ORDER BY band, ts_epoch_ms", ["bytea"])
+out = []
+for r in plpy.cursor(plan, [p_uttr_hash]):
+    blob = r['psi_blob']
+    crc = codec['crc32c'](blob)
+    problem = None
+    if crc != r['integrity_crc']:
+        problem = 'integrity_crc: stored %d, computed %d' % (r['integrity_crc'], crc)
+    else:
+        try:
+            ph, amp, vec = codec['decode'](blob)
+            n = (vec if vec is not None else ph).shape[0]
+            if n != r['frame_count']:
+                problem = 'frame_count: row says %d, blob holds %d' % (r['frame_count'], n)
+        except codec['CodecError'] as e:
+            problem = str(e)
+    out.append((r['band'], r['ts_epoch_ms'], r['frame_count'], r['integrity_crc'], crc, problem is None, problem))
+return out
+$_$;
+
+COMMENT ON FUNCTION psi.verify(p_uttr_hash bytea) IS 'Re-checks every psi_frames row of one utterance: recomputes CRC-32C of psi_blob against integrity_crc and decodes the blob (frame count, codec rules). One row per stored run; ok is false with the problem named where a check fails. Sees only rows row-level security lets the caller see.';
 
 CREATE TABLE memory.flux_arcs (
     arc_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -1780,6 +2414,87 @@ CREATE TABLE procedural.maintenance_runs (
 
 COMMENT ON TABLE procedural.maintenance_runs IS 'Which daily procedural job ran for which date: makes decay and pruning idempotent per day';
 
+CREATE TABLE psi.band_centroids (
+    uttr_hash bytea NOT NULL,
+    user_id uuid NOT NULL,
+    band smallint NOT NULL,
+    ts_epoch_ms bigint NOT NULL,
+    centroid real[] NOT NULL,
+    weight real DEFAULT 1 NOT NULL,
+    CONSTRAINT band_centroids_band_known CHECK ((band = ANY (ARRAY[0, 1, 2]))),
+    CONSTRAINT band_centroids_not_empty CHECK ((cardinality(centroid) > 0)),
+    CONSTRAINT band_centroids_weight_unit CHECK (((weight > (0)::double precision) AND (weight <= (1)::double precision)))
+);
+
+COMMENT ON TABLE psi.band_centroids IS 'Mean state of each band every 2 s (spec 003 working memory); psi.decay_centroids() fades rows older than psi.centroid_keep_ms exponentially and prunes them';
+
+CREATE TABLE psi.psi_frames (
+    id bigint NOT NULL,
+    uttr_hash bytea NOT NULL,
+    user_id uuid NOT NULL,
+    ts_epoch_ms bigint NOT NULL,
+    band smallint NOT NULL,
+    duration_ms smallint NOT NULL,
+    frame_count smallint DEFAULT 1 NOT NULL,
+    psi_blob bytea NOT NULL,
+    emo_vec real[],
+    integrity_crc bigint NOT NULL,
+    CONSTRAINT psi_frames_band_known CHECK ((band = ANY (ARRAY[0, 1, 2]))),
+    CONSTRAINT psi_frames_crc_uint32 CHECK (((integrity_crc >= 0) AND (integrity_crc <= '4294967295'::bigint))),
+    CONSTRAINT psi_frames_duration_positive CHECK ((duration_ms > 0)),
+    CONSTRAINT psi_frames_emo_vec_three CHECK (((emo_vec IS NULL) OR (cardinality(emo_vec) = 3))),
+    CONSTRAINT psi_frames_frame_count_range CHECK (((frame_count >= 1) AND (frame_count <= 500))),
+    CONSTRAINT psi_frames_run_span_bounded CHECK (((frame_count * duration_ms) <= 10000))
+);
+ALTER TABLE ONLY psi.psi_frames ALTER COLUMN psi_blob SET STORAGE EXTERNAL;
+
+COMMENT ON TABLE psi.psi_frames IS 'ψ frames (spec 000 section 1.2): a run of frame_count frames of one band (0 micro 20 ms, 1 meso 250 ms, 2 macro 2 s) from ts_epoch_ms, duration_ms apart; psi_blob starts with its codec version; integrity_crc is CRC-32C of psi_blob, checked by a trigger.';
+
+COMMENT ON COLUMN psi.psi_frames.frame_count IS 'frames in this row''s run; frame i starts at ts_epoch_ms + i * duration_ms';
+
+ALTER TABLE psi.psi_frames ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME psi.psi_frames_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+CREATE TABLE psi.surprise_events (
+    uttr_hash bytea NOT NULL,
+    user_id uuid NOT NULL,
+    band smallint DEFAULT 0 NOT NULL,
+    ts_epoch_ms bigint NOT NULL,
+    epsilon real NOT NULL,
+    threshold real NOT NULL,
+    CONSTRAINT surprise_events_band_known CHECK ((band = ANY (ARRAY[0, 1, 2]))),
+    CONSTRAINT surprise_events_epsilon_over_threshold CHECK (((epsilon > threshold) AND (threshold >= (0)::double precision)))
+);
+
+COMMENT ON TABLE psi.surprise_events IS 'N400-style surprise (spec 003): the one-step linear predictor of the micro state missed by epsilon = ||psi_pred - psi_obs|| > threshold';
+
+CREATE TABLE psi.utterances (
+    uttr_hash bytea NOT NULL,
+    user_id uuid NOT NULL,
+    entry_id uuid,
+    mode text NOT NULL,
+    oscillator_count smallint NOT NULL,
+    codec_version smallint NOT NULL,
+    sample_rate integer NOT NULL,
+    frame_ms smallint DEFAULT 20 NOT NULL,
+    started_at_ms bigint NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT utterances_codec_version_known CHECK ((codec_version = ANY (ARRAY[0, 1]))),
+    CONSTRAINT utterances_frame_ms_positive CHECK ((frame_ms > 0)),
+    CONSTRAINT utterances_hash_is_siphash128 CHECK ((length(uttr_hash) = 16)),
+    CONSTRAINT utterances_mode_known CHECK ((mode = ANY (ARRAY['analysis'::text, 'synthesis'::text]))),
+    CONSTRAINT utterances_oscillator_count_known CHECK ((oscillator_count = ANY (ARRAY[128, 256, 512]))),
+    CONSTRAINT utterances_sample_rate_positive CHECK (((sample_rate >= 4000) AND (sample_rate <= 192000)))
+);
+
+COMMENT ON TABLE psi.utterances IS 'One voiced reply: the day_table turn it voices, oscillator count, codec, sample rate. uttr_hash is SipHash-2-4-128 of the canonical turn text keyed by the turn''s entry_id (checked on insert).';
+
 CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
 );
@@ -1859,6 +2574,24 @@ ALTER TABLE ONLY procedural.maintenance_runs
 ALTER TABLE ONLY procedural.procedural_memory
     ADD CONSTRAINT procedural_memory_pkey PRIMARY KEY (reflex_id);
 
+ALTER TABLE ONLY psi.band_centroids
+    ADD CONSTRAINT band_centroids_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms);
+
+ALTER TABLE ONLY psi.psi_frames
+    ADD CONSTRAINT psi_frames_natural_key UNIQUE (uttr_hash, band, ts_epoch_ms);
+
+ALTER TABLE ONLY psi.psi_frames
+    ADD CONSTRAINT psi_frames_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY psi.surprise_events
+    ADD CONSTRAINT surprise_events_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms);
+
+ALTER TABLE ONLY psi.utterances
+    ADD CONSTRAINT utterances_hash_user_unique UNIQUE (uttr_hash, user_id);
+
+ALTER TABLE ONLY psi.utterances
+    ADD CONSTRAINT utterances_pkey PRIMARY KEY (uttr_hash);
+
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
 
@@ -1926,7 +2659,23 @@ CREATE INDEX idx_procedural_owner ON procedural.procedural_memory USING btree (o
 
 CREATE INDEX idx_procedural_success ON procedural.procedural_memory USING btree (success_rate DESC);
 
+CREATE INDEX idx_band_centroids_time ON psi.band_centroids USING btree (ts_epoch_ms);
+
+CREATE INDEX idx_band_centroids_user ON psi.band_centroids USING btree (user_id, band, ts_epoch_ms);
+
+CREATE INDEX idx_psi_frames_user ON psi.psi_frames USING btree (user_id);
+
+CREATE INDEX idx_surprise_events_user ON psi.surprise_events USING btree (user_id, ts_epoch_ms);
+
+CREATE INDEX idx_utterances_entry ON psi.utterances USING btree (entry_id);
+
+CREATE INDEX idx_utterances_user_time ON psi.utterances USING btree (user_id, started_at_ms);
+
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
+
+CREATE TRIGGER psi_frames_integrity BEFORE INSERT OR UPDATE OF psi_blob, integrity_crc, frame_count ON psi.psi_frames FOR EACH ROW EXECUTE FUNCTION psi._psi_frames_check();
+
+CREATE TRIGGER utterances_check BEFORE INSERT ON psi.utterances FOR EACH ROW EXECUTE FUNCTION psi._utterances_check();
 
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_source_block_id_fkey FOREIGN KEY (source_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
@@ -1991,6 +2740,21 @@ ALTER TABLE ONLY procedural.causal_edges
 ALTER TABLE ONLY procedural.causal_edges
     ADD CONSTRAINT causal_edges_target_reflex_id_fkey FOREIGN KEY (target_reflex_id) REFERENCES procedural.procedural_memory(reflex_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY psi.band_centroids
+    ADD CONSTRAINT band_centroids_utterance_fk FOREIGN KEY (uttr_hash, user_id) REFERENCES psi.utterances(uttr_hash, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY psi.psi_frames
+    ADD CONSTRAINT psi_frames_utterance_fk FOREIGN KEY (uttr_hash, user_id) REFERENCES psi.utterances(uttr_hash, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY psi.surprise_events
+    ADD CONSTRAINT surprise_events_utterance_fk FOREIGN KEY (uttr_hash, user_id) REFERENCES psi.utterances(uttr_hash, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY psi.utterances
+    ADD CONSTRAINT utterances_entry_id_fkey FOREIGN KEY (entry_id) REFERENCES memory.day_table(entry_id) ON DELETE SET NULL;
+
+ALTER TABLE ONLY psi.utterances
+    ADD CONSTRAINT utterances_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE memory.day_table ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY day_table_acting_user ON memory.day_table TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
@@ -2027,6 +2791,30 @@ CREATE POLICY users_acting_user ON memory.users TO psimem_writer, psimem_reader 
 
 CREATE POLICY users_admin ON memory.users TO psimem_admin USING (true) WITH CHECK (true);
 
+ALTER TABLE psi.band_centroids ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY band_centroids_acting_user ON psi.band_centroids TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY band_centroids_admin ON psi.band_centroids TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE psi.psi_frames ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY psi_frames_acting_user ON psi.psi_frames TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY psi_frames_admin ON psi.psi_frames TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE psi.surprise_events ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY surprise_events_acting_user ON psi.surprise_events TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY surprise_events_admin ON psi.surprise_events TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE psi.utterances ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY utterances_acting_user ON psi.utterances TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+
+CREATE POLICY utterances_admin ON psi.utterances TO psimem_admin USING (true) WITH CHECK (true);
+
 GRANT USAGE ON SCHEMA bi TO psimem_bi;
 GRANT USAGE ON SCHEMA bi TO psimem_admin;
 
@@ -2041,6 +2829,10 @@ GRANT USAGE ON SCHEMA ops TO psimem_admin;
 GRANT USAGE ON SCHEMA procedural TO psimem_writer;
 GRANT USAGE ON SCHEMA procedural TO psimem_reader;
 GRANT USAGE ON SCHEMA procedural TO psimem_admin;
+
+GRANT USAGE ON SCHEMA psi TO psimem_writer;
+GRANT USAGE ON SCHEMA psi TO psimem_reader;
+GRANT USAGE ON SCHEMA psi TO psimem_admin;
 
 GRANT SELECT ON TABLE memory.flux_arcs TO psimem_reader;
 GRANT SELECT ON TABLE memory.flux_arcs TO psimem_writer;
@@ -2126,3 +2918,19 @@ GRANT SELECT ON TABLE procedural.frustration_ledger TO psimem_reader;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.maintenance_runs TO psimem_admin;
 GRANT SELECT ON TABLE procedural.maintenance_runs TO psimem_reader;
+
+GRANT SELECT,INSERT ON TABLE psi.band_centroids TO psimem_writer;
+GRANT SELECT ON TABLE psi.band_centroids TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE psi.band_centroids TO psimem_admin;
+
+GRANT SELECT,INSERT ON TABLE psi.psi_frames TO psimem_writer;
+GRANT SELECT ON TABLE psi.psi_frames TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE psi.psi_frames TO psimem_admin;
+
+GRANT SELECT,INSERT ON TABLE psi.surprise_events TO psimem_writer;
+GRANT SELECT ON TABLE psi.surprise_events TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE psi.surprise_events TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE ON TABLE psi.utterances TO psimem_writer;
+GRANT SELECT ON TABLE psi.utterances TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE psi.utterances TO psimem_admin;

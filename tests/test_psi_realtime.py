@@ -124,3 +124,34 @@ def test_surprise_event_at_a_known_discontinuity(db_url, tmp_path, monkeypatch):
     assert events and all(960 <= t <= 1060 for t, _, _ in events), events
     assert all(eps > thr for _, eps, thr in events)
     drop_user(db_url, turn.user_id)
+
+
+def test_cli_sigterm_flushes_then_replay_writes_wav_and_verifies(env_url, tmp_path):
+    import signal
+    import time
+
+    turn = committed_turn(env_url, "A long steady answer that will be interrupted.")
+    wav = tmp_path / "in.wav"
+    write_wav(wav, tone_switch(16000, 6.0, at=3.0), 16000)
+    env = {**os.environ, "PSIMEM_HOME": str(tmp_path / "home")}
+    p = subprocess.Popen([*PSIMEM, "realtime", "--entry", turn.entry_id, "--wav", str(wav), "--pace"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(2.5)
+    p.send_signal(signal.SIGTERM)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 130, err
+    assert "flushing buffered frames" in err and "peak memory:" in out
+    h = out.split()[0]
+    frames = int(out.split()[1])
+    assert 0 < frames < 300                                  # stopped part-way through 6 s
+    with psycopg.connect(env_url) as c:
+        stored = c.execute("SELECT sum(frame_count) FROM psi.psi_frames WHERE uttr_hash = %s AND band = 0",
+                           (bytes.fromhex(h),)).fetchone()[0]
+    assert stored == frames                                  # every frame produced before SIGTERM was written
+    r = subprocess.run([*PSIMEM, "replay", h[:12], "--wav", str(tmp_path / "out.wav"), "--verify",
+                        "--png", str(tmp_path / "err.png")], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "phase error vs live recording: mean" in r.stdout and ", 0 bad" in r.stdout
+    with wave.open(str(tmp_path / "out.wav")) as w:
+        assert w.getframerate() == 16000 and abs(w.getnframes() - frames * 320) <= 320
+    drop_user(env_url, turn.user_id)
