@@ -7,8 +7,9 @@ set -euo pipefail
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGVECTOR_VERSION=0.8.0
+# python3-zstandard and python3-crc32c: the ψ codec in PL/Python; espeak-ng and sox: the realtime voice.
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-plpython3-15
-              python3-numpy dpkg-dev build-essential)
+              python3-numpy python3-zstandard python3-crc32c espeak-ng sox dpkg-dev build-essential)
 SRC_LIST=/etc/apt/sources.list.d/psimem-trixie-src.sources
 BUILD_DIR=${PSIMEM_BUILD_DIR:-/var/cache/psimem-build}
 
