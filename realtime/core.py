@@ -85,7 +85,7 @@ def analyse(x: np.ndarray, geo: Geometry) -> tuple[np.ndarray, np.ndarray]:
     Frame t is centred on sample t*hop (the signal is zero-padded by n_fft/2 each side)."""
     x = np.asarray(x, dtype=np.float64)
     half = geo.n_fft // 2
-    frames = len(x) // geo.hop + 1
+    frames = -(-len(x) // geo.hop) + 1
     pad = np.zeros(half + frames * geo.hop + geo.n_fft)
     pad[half:half + len(x)] = x
     idx = np.arange(frames)[:, None] * geo.hop + np.arange(geo.n_fft)[None, :]
@@ -204,7 +204,7 @@ class OscillatorCore:
         self.meso_omega = 2 * np.pi * self.rng.normal(4.0, 0.3, MESO_DIM)
         self.macro_theta = self.rng.uniform(0, 2 * np.pi, 8)
         self.macro_omega = 2 * np.pi * self.rng.normal(0.5, 0.05, 8)
-        self.groups = np.array_split(np.arange(n), MESO_DIM)
+        self.group_starts = np.array([g[0] for g in np.array_split(np.arange(n), MESO_DIM)])
         self.surprise = SurprisePredictor(MESO_DIM, sigma=surprise_sigma)
         # windows for meso / macro / centroids
         self._meso_acc: list[np.ndarray] = []
@@ -215,7 +215,8 @@ class OscillatorCore:
 
     # -------- cross-band dynamics
     def _upward(self, amps: np.ndarray, dt: float) -> None:
-        energy = np.array([float(np.sum(amps[g] ** 2)) for g in self.groups])
+        a = amps.astype(np.float64)
+        energy = np.add.reduceat(a * a, self.group_starts)
         drive = np.log1p(energy / (energy.mean() + 1e-12))
         r_meso = np.exp(1j * self.meso_theta).mean()
         self.meso_theta = np.mod(self.meso_theta + dt * (
@@ -236,7 +237,8 @@ class OscillatorCore:
         if s is not None and s[2]:
             events.append(SurpriseEvent(self.t_ms, s[0], s[1]))
         self._meso_acc.append(z)
-        self._energy.append(float(np.sum(amps.astype(np.float64) ** 2)))
+        a = amps.astype(np.float64)
+        self._energy.append(float(a @ a))
         self._cent[0].append(z)
         end = self.t_ms + MICRO_MS
         if end >= self._next_meso:

@@ -1,0 +1,187 @@
+"""ψ ingest: concurrent 50-fps streams one realtime process sustains into PostgreSQL.
+
+On a throwaway cluster (bench/common.py), N = 256:
+1. Writer path, unpaced: S streams of oscillator-network frames (pre-stepped) through the
+   realtime writer — codec v1 runs of 50 frames, binary COPY per utterance — against the
+   same frames written as one INSERT per frame (one-frame rows, a commit per 20 ms tick).
+   frames/s of wall time; streams = frames/s / 50.
+2. Full process, unpaced: S streams voiced through the oscillator core (analysis mode
+   on a spoken sentence) plus the writer, as `psimem realtime` runs them.
+3. Paced: the full process at the wall clock with --streams streams for --seconds:
+   does it keep up (lag behind the 20 ms ticks)?
+4. Peak memory of `psimem realtime` for one utterance at N = 128 / 256 / 512.
+The database server runs on the same 2-core machine as the process, and both share it
+with whatever else runs; CPU seconds of the process are reported next to wall time.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+import uuid
+
+import numpy as np
+from common import bench_database, report, say, with_connection
+
+from realtime import codec_core as cc
+from realtime.core import Geometry, OscillatorCore, analyse, prosody_events
+from realtime.process import Stream, Turn, run_streams, speak
+from realtime.writer import PsiWriter
+
+TEXT = "Honestly, I think the best part of the weekend was the long walk by the river, and the bread after."
+
+
+def make_turns(conn, n: int, tag: str) -> list[Turn]:
+    out = []
+    for i in range(n):
+        u = conn.execute("SELECT memory.ensure_user(%s)", (f"bench-psi-{tag}-{i}",)).fetchone()[0]
+        s = conn.execute("SELECT memory.start_session(%s, %s)", (u, f"bench-psi-{tag}-{i}-{uuid.uuid4()}")).fetchone()[0]
+        e = conn.execute("SELECT memory.record_turn(p_session_id => %s, p_role => 'assistant', p_content => %s)",
+                         (s, f"{TEXT} ({tag} {i})")).fetchone()[0]
+        out.append(Turn(str(e), str(u), f"{TEXT} ({tag} {i})"))
+    conn.commit()
+    return out
+
+
+def reset(conn) -> None:
+    conn.execute("TRUNCATE psi.utterances CASCADE")
+    conn.execute("DELETE FROM memory.users WHERE external_ref LIKE 'bench-psi-%'")
+    conn.commit()
+
+
+def network_frames(n: int, frames: int) -> tuple[np.ndarray, np.ndarray]:
+    core = OscillatorCore(n, seed=1)
+    plan = [(f0, env, fm) for k, f0, env, fm in prosody_events(TEXT * 3) for _ in range(k)][:frames]
+    steps = [core.step_network(*p) for p in plan]
+    return np.stack([s.phases for s in steps]), np.stack([s.amps for s in steps])
+
+
+def writer_path(url, turns, ph, amp) -> dict:
+    from realtime.writer import Utterance
+    w = PsiWriter(url, "/var/tmp/psimem-bench-spool.jsonl")
+    now = int(time.time() * 1000)
+    utts = [Utterance(cc.utterance_hash(uuid.UUID(t.entry_id).bytes, t.content), t.user_id, t.entry_id,
+                      "synthesis", ph.shape[1], 1, 16000, now) for t in turns]
+    t0, c0 = time.perf_counter(), time.process_time()
+    for u in utts:
+        w.begin(u)
+    for f in range(len(ph)):
+        for u in utts:
+            w.micro(u.uttr_hash, now + 20 * f, ph[f], amp[f])
+        w.tick()
+    for u in utts:
+        w.end(u.uttr_hash)
+    w.close()
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = len(ph) * len(utts)
+    return {"streams": len(utts), "frames": frames, "wall_s": wall, "process_cpu_s": cpu,
+            "frames_per_s": frames / wall, "streams_at_50fps": frames / wall / 50,
+            "streams_per_process_cpu_core": frames / cpu / 50, "copy_s": w.stats["copy_seconds"],
+            "bytes_per_frame": w.stats["blob_bytes"] / frames}
+
+
+def insert_each(url, turns, ph, amp) -> dict:
+    now = int(time.time() * 1000)
+    blobs = [cc.encode_v1(ph[f], amp[f])[0] for f in range(len(ph))]   # encode not timed: the rows alone
+    with with_connection(url) as conn:
+        hashes = []
+        for t in turns:
+            h = cc.utterance_hash(uuid.UUID(t.entry_id).bytes, t.content)
+            conn.execute("INSERT INTO psi.utterances (uttr_hash, user_id, entry_id, mode, oscillator_count, "
+                         "codec_version, sample_rate, started_at_ms) VALUES (%s, %s, %s, 'synthesis', %s, 1, 16000, %s)",
+                         (h, t.user_id, t.entry_id, ph.shape[1], now))
+            hashes.append((h, t.user_id))
+        conn.commit()
+        t0, c0 = time.perf_counter(), time.process_time()
+        for f, blob in enumerate(blobs):
+            crc = cc.crc32c(blob)
+            for h, u in hashes:
+                conn.execute("INSERT INTO psi.psi_frames (uttr_hash, user_id, ts_epoch_ms, band, duration_ms, "
+                             "frame_count, psi_blob, integrity_crc) VALUES (%s, %s, %s, 0, 20, 1, %s, %s)",
+                             (h, u, now + 20 * f, blob, crc))
+            conn.commit()
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    frames = len(blobs) * len(hashes)
+    return {"streams": len(hashes), "frames": frames, "wall_s": wall, "process_cpu_s": cpu,
+            "frames_per_s": frames / wall, "streams_at_50fps": frames / wall / 50,
+            "bytes_per_frame": sum(map(len, blobs)) / len(blobs)}
+
+
+def full_process(url, turns, audio, pace=False) -> dict:
+    streams = [Stream(t, 256, "analysis", 1, int(time.time() * 1000), audio=audio, seed=i) for i, t in enumerate(turns)]
+    w = PsiWriter(url, "/var/tmp/psimem-bench-spool.jsonl")
+    c0 = time.process_time()
+    r = run_streams(streams, w, pace=pace)
+    cpu = time.process_time() - c0
+    audio_s = streams[0].total * 0.02
+    return {"streams": len(streams), "frames": r["frames"], "wall_s": r["seconds"], "process_cpu_s": cpu,
+            "audio_s_per_stream": audio_s, "frames_per_s": r["frames"] / r["seconds"],
+            "streams_at_50fps": r["frames"] / r["seconds"] / 50, "streams_per_process_cpu_core": r["frames"] / cpu / 50,
+            "kept_up": r["seconds"] <= audio_s * 1.05 if pace else None, "peak_rss_mb": r["peak_rss_mb"]}
+
+
+def peak_memory(url, turns) -> dict:
+    out = {}
+    for n, t in zip((128, 256, 512), turns):
+        env = {**os.environ, "PSIMEM_DATABASE_URL": url, "PSIMEM_HOME": "/var/tmp/psimem-bench-home"}
+        r = subprocess.run([sys.executable, "-m", "psimem", "realtime", "--entry", t.entry_id, "--oscillators", str(n),
+                            "--no-live"], capture_output=True, text=True, env=env, check=True)
+        line = [ln for ln in r.stdout.splitlines() if ln.startswith("peak memory")][0]
+        out[n] = float(line.split()[2])
+        say(f"peak memory N = {n}: {out[n]:.1f} MB (seed's targets 90 / 150 / 250 MB)")
+    base = subprocess.run([sys.executable, "-c", "import resource, numpy, psycopg, zstandard, psimem.cli, realtime.process; "
+                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+                          capture_output=True, text=True, check=True)
+    out["imports_only"] = float(base.stdout)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--streams", type=int, default=100)
+    ap.add_argument("--seconds", type=float, default=5.0, help="audio per stream")
+    args = ap.parse_args()
+    url = bench_database()
+    res = {"note": "one process, one database server, same 2-core machine shared with other work"}
+    with with_connection(url) as conn:
+        reset(conn)
+        frames = int(args.seconds * 50)
+        ph, amp = network_frames(256, frames)
+        turns = make_turns(conn, args.streams, "copy")
+        res["writer_copy"] = writer_path(url, turns, ph, amp)
+        say(f"writer, COPY runs of 50: {res['writer_copy']['frames_per_s']:.0f} frames/s = "
+            f"{res['writer_copy']['streams_at_50fps']:.0f} streams at 50 fps (process CPU "
+            f"{res['writer_copy']['process_cpu_s']:.1f}s of {res['writer_copy']['wall_s']:.1f}s wall)")
+        reset(conn)
+        few = max(args.streams // 10, 2)
+        turns = make_turns(conn, few, "insert")
+        res["insert_each"] = insert_each(url, turns, ph, amp)
+        say(f"one INSERT per frame ({few} streams): {res['insert_each']['frames_per_s']:.0f} frames/s = "
+            f"{res['insert_each']['streams_at_50fps']:.1f} streams at 50 fps")
+        res["copy_over_insert"] = res["writer_copy"]["frames_per_s"] / res["insert_each"]["frames_per_s"]
+        say(f"ratio COPY writer / INSERT each: {res['copy_over_insert']:.1f}x frames/s")
+        reset(conn)
+        geo = Geometry.for_oscillators(256)
+        audio = speak(TEXT, geo.sample_rate)[: int(args.seconds * geo.sample_rate)]
+        turns = make_turns(conn, args.streams, "full")
+        res["full_unpaced"] = full_process(url, turns, audio)
+        say(f"full process (core + writer), unpaced: {res['full_unpaced']['frames_per_s']:.0f} frames/s = "
+            f"{res['full_unpaced']['streams_at_50fps']:.0f} streams at 50 fps; "
+            f"{res['full_unpaced']['streams_per_process_cpu_core']:.0f} per CPU-second of the process")
+        reset(conn)
+        turns = make_turns(conn, args.streams, "paced")
+        res["full_paced"] = full_process(url, turns, audio, pace=True)
+        say(f"full process paced, {args.streams} streams x {res['full_paced']['audio_s_per_stream']:.1f}s: "
+            f"{res['full_paced']['wall_s']:.2f}s wall -> kept up: {res['full_paced']['kept_up']}; "
+            f"process CPU {res['full_paced']['process_cpu_s']:.1f}s; peak RSS {res['full_paced']['peak_rss_mb']:.0f} MB")
+        reset(conn)
+        turns = make_turns(conn, 3, "mem")
+        res["peak_memory_mb"] = peak_memory(url, turns)
+        reset(conn)
+    report("psi_ingest", res)
+
+
+if __name__ == "__main__":
+    main()
