@@ -33,6 +33,26 @@ from realtime.writer import PsiWriter
 TEXT = "Honestly, I think the best part of the weekend was the long walk by the river, and the bread after."
 
 
+def server_cpu_s(url) -> float:
+    """CPU seconds of the bench cluster: postmaster with its reaped children, plus live backends."""
+    from pathlib import Path
+    pid = int(Path("/var/tmp/psimem-bench-psi/data/postmaster.pid").read_text().split()[0])
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for p in Path("/proc").iterdir():
+        if not p.name.isdigit():
+            continue
+        try:
+            f = (p / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(p.name) == pid:
+            total += sum(int(x) for x in f[11:15])
+        elif int(f[1]) == pid:
+            total += int(f[11]) + int(f[12])
+    return total / tick
+
+
 def make_turns(conn, n: int, tag: str) -> list[Turn]:
     out = []
     for i in range(n):
@@ -64,7 +84,7 @@ def writer_path(url, turns, ph, amp) -> dict:
     now = int(time.time() * 1000)
     utts = [Utterance(cc.utterance_hash(uuid.UUID(t.entry_id).bytes, t.content), t.user_id, t.entry_id,
                       "synthesis", ph.shape[1], 1, 16000, now) for t in turns]
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu_s(url)
     for u in utts:
         w.begin(u)
     for f in range(len(ph)):
@@ -72,13 +92,14 @@ def writer_path(url, turns, ph, amp) -> dict:
             w.micro(u.uttr_hash, now + 20 * f, ph[f], amp[f])
         w.tick()
     for u in utts:
-        w.end(u.uttr_hash)
+        w.end(u.uttr_hash, flush=False)
     w.close()
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall, cpu, srv = time.perf_counter() - t0, time.process_time() - c0, server_cpu_s(url) - s0
     frames = len(ph) * len(utts)
-    return {"streams": len(utts), "frames": frames, "wall_s": wall, "process_cpu_s": cpu,
+    return {"streams": len(utts), "frames": frames, "wall_s": wall, "process_cpu_s": cpu, "server_cpu_s": srv,
             "frames_per_s": frames / wall, "streams_at_50fps": frames / wall / 50,
-            "streams_per_process_cpu_core": frames / cpu / 50, "copy_s": w.stats["copy_seconds"],
+            "streams_per_process_cpu_core": frames / cpu / 50,
+            "streams_per_core_process_plus_server": frames / (cpu + srv) / 50, "copy_s": w.stats["copy_seconds"],
             "bytes_per_frame": w.stats["blob_bytes"] / frames}
 
 
@@ -94,7 +115,7 @@ def insert_each(url, turns, ph, amp) -> dict:
                          (h, t.user_id, t.entry_id, ph.shape[1], now))
             hashes.append((h, t.user_id))
         conn.commit()
-        t0, c0 = time.perf_counter(), time.process_time()
+        t0, c0, s0 = time.perf_counter(), time.process_time(), server_cpu_s(url)
         for f, blob in enumerate(blobs):
             crc = cc.crc32c(blob)
             for h, u in hashes:
@@ -102,9 +123,10 @@ def insert_each(url, turns, ph, amp) -> dict:
                              "frame_count, psi_blob, integrity_crc) VALUES (%s, %s, %s, 0, 20, 1, %s, %s)",
                              (h, u, now + 20 * f, blob, crc))
             conn.commit()
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        wall, cpu, srv = time.perf_counter() - t0, time.process_time() - c0, server_cpu_s(url) - s0
     frames = len(blobs) * len(hashes)
-    return {"streams": len(hashes), "frames": frames, "wall_s": wall, "process_cpu_s": cpu,
+    return {"streams": len(hashes), "frames": frames, "wall_s": wall, "process_cpu_s": cpu, "server_cpu_s": srv,
+            "streams_per_core_process_plus_server": frames / (cpu + srv) / 50,
             "frames_per_s": frames / wall, "streams_at_50fps": frames / wall / 50,
             "bytes_per_frame": sum(map(len, blobs)) / len(blobs)}
 
@@ -112,11 +134,12 @@ def insert_each(url, turns, ph, amp) -> dict:
 def full_process(url, turns, audio, pace=False) -> dict:
     streams = [Stream(t, 256, "analysis", 1, int(time.time() * 1000), audio=audio, seed=i) for i, t in enumerate(turns)]
     w = PsiWriter(url, "/var/tmp/psimem-bench-spool.jsonl")
-    c0 = time.process_time()
+    c0, s0 = time.process_time(), server_cpu_s(url)
     r = run_streams(streams, w, pace=pace)
-    cpu = time.process_time() - c0
+    cpu, srv = time.process_time() - c0, server_cpu_s(url) - s0
     audio_s = streams[0].total * 0.02
     return {"streams": len(streams), "frames": r["frames"], "wall_s": r["seconds"], "process_cpu_s": cpu,
+            "server_cpu_s": srv, "streams_per_core_process_plus_server": r["frames"] / (cpu + srv) / 50,
             "audio_s_per_stream": audio_s, "frames_per_s": r["frames"] / r["seconds"],
             "streams_at_50fps": r["frames"] / r["seconds"] / 50, "streams_per_process_cpu_core": r["frames"] / cpu / 50,
             "kept_up": r["seconds"] <= audio_s * 1.05 if pace else None, "peak_rss_mb": r["peak_rss_mb"]}
@@ -131,8 +154,8 @@ def peak_memory(url, turns) -> dict:
         line = [ln for ln in r.stdout.splitlines() if ln.startswith("peak memory")][0]
         out[n] = float(line.split()[2])
         say(f"peak memory N = {n}: {out[n]:.1f} MB (seed's targets 90 / 150 / 250 MB)")
-    base = subprocess.run([sys.executable, "-c", "import resource, numpy, psycopg, zstandard, psimem.cli, realtime.process; "
-                           "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)"],
+    base = subprocess.run([sys.executable, "-c", "import numpy, psycopg, zstandard, psimem.cli, realtime.commands, "
+                           "realtime.process; print(realtime.process.peak_rss_mb())"],
                           capture_output=True, text=True, check=True)
     out["imports_only"] = float(base.stdout)
     return out
@@ -143,7 +166,7 @@ def main() -> None:
     ap.add_argument("--streams", type=int, default=100)
     ap.add_argument("--seconds", type=float, default=5.0, help="audio per stream")
     args = ap.parse_args()
-    url = bench_database()
+    url = bench_database("/var/tmp/psimem-bench-psi", 55434)  # its own cluster: other benches may hold 55433
     res = {"note": "one process, one database server, same 2-core machine shared with other work"}
     with with_connection(url) as conn:
         reset(conn)
@@ -151,17 +174,23 @@ def main() -> None:
         ph, amp = network_frames(256, frames)
         turns = make_turns(conn, args.streams, "copy")
         res["writer_copy"] = writer_path(url, turns, ph, amp)
-        say(f"writer, COPY runs of 50: {res['writer_copy']['frames_per_s']:.0f} frames/s = "
-            f"{res['writer_copy']['streams_at_50fps']:.0f} streams at 50 fps (process CPU "
-            f"{res['writer_copy']['process_cpu_s']:.1f}s of {res['writer_copy']['wall_s']:.1f}s wall)")
+        wc = res["writer_copy"]
+        say(f"writer, COPY runs of 50: {wc['frames_per_s']:.0f} frames/s = {wc['streams_at_50fps']:.0f} streams at "
+            f"50 fps of wall time; CPU process {wc['process_cpu_s']:.1f}s + server {wc['server_cpu_s']:.1f}s of "
+            f"{wc['wall_s']:.1f}s wall = {wc['streams_per_core_process_plus_server']:.0f} streams per core")
         reset(conn)
         few = max(args.streams // 10, 2)
         turns = make_turns(conn, few, "insert")
         res["insert_each"] = insert_each(url, turns, ph, amp)
-        say(f"one INSERT per frame ({few} streams): {res['insert_each']['frames_per_s']:.0f} frames/s = "
-            f"{res['insert_each']['streams_at_50fps']:.1f} streams at 50 fps")
+        ie = res["insert_each"]
+        say(f"one INSERT per frame ({few} streams): {ie['frames_per_s']:.0f} frames/s = {ie['streams_at_50fps']:.1f} "
+            f"streams at 50 fps; CPU process {ie['process_cpu_s']:.1f}s + server {ie['server_cpu_s']:.1f}s = "
+            f"{ie['streams_per_core_process_plus_server']:.0f} streams per core")
+        res["copy_over_insert_per_core"] = (wc["streams_per_core_process_plus_server"]
+                                            / ie["streams_per_core_process_plus_server"])
         res["copy_over_insert"] = res["writer_copy"]["frames_per_s"] / res["insert_each"]["frames_per_s"]
-        say(f"ratio COPY writer / INSERT each: {res['copy_over_insert']:.1f}x frames/s")
+        say(f"ratio COPY writer / INSERT each: {res['copy_over_insert']:.1f}x frames/s of wall time, "
+            f"{res['copy_over_insert_per_core']:.1f}x streams per core")
         reset(conn)
         geo = Geometry.for_oscillators(256)
         audio = speak(TEXT, geo.sample_rate)[: int(args.seconds * geo.sample_rate)]
@@ -169,7 +198,8 @@ def main() -> None:
         res["full_unpaced"] = full_process(url, turns, audio)
         say(f"full process (core + writer), unpaced: {res['full_unpaced']['frames_per_s']:.0f} frames/s = "
             f"{res['full_unpaced']['streams_at_50fps']:.0f} streams at 50 fps; "
-            f"{res['full_unpaced']['streams_per_process_cpu_core']:.0f} per CPU-second of the process")
+            f"{res['full_unpaced']['streams_per_process_cpu_core']:.0f} per process core, "
+            f"{res['full_unpaced']['streams_per_core_process_plus_server']:.0f} per core counting the server")
         reset(conn)
         turns = make_turns(conn, args.streams, "paced")
         res["full_paced"] = full_process(url, turns, audio, pace=True)

@@ -156,6 +156,9 @@ def run_demo(turns: int = 400, keep_running: bool = True) -> int:
         _recall(conn, embedder, scorer)
         _night_cycle(conn)
         cache.save()
+    from realtime.demo_part import run_psi_demo
+
+    run_psi_demo(url)
     if not keep_running and not s.database_url:
         Cluster.from_settings(s).stop(say)
     return 0

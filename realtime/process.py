@@ -26,6 +26,12 @@ from .writer import PsiWriter, Utterance
 
 
 def peak_rss_mb() -> float:
+    """This process's resident-set high-water mark (VmHWM: unlike ru_maxrss it restarts at
+    exec, so a child does not inherit its parent's peak)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -115,7 +121,7 @@ class Stream:
         if self.done:
             for ev in self.core.finish():
                 self._event(writer, ev)
-            writer.end(self.utt.uttr_hash)
+            writer.end(self.utt.uttr_hash, flush=False)   # written by this tick's writer.tick()
 
     def _emit(self, writer, offset_ms, phases, amps, events) -> None:
         self.live_phases[self.i] = phases

@@ -166,12 +166,14 @@ class PsiWriter:
         self._pending["band_centroids"].append((uttr_hash, user_id, band, ts_epoch_ms,
                                                 [float(x) for x in vector], 1.0))
 
-    def end(self, uttr_hash: bytes) -> None:
-        """The utterance is over: its last partial run is encoded and everything written."""
+    def end(self, uttr_hash: bytes, flush: bool = True) -> None:
+        """The utterance is over: its last partial run is encoded and its frames written
+        (now, or with flush=False at the next tick, together with other streams' ends)."""
         m = self._micro.pop(uttr_hash, None)
         if m is not None:
             self._release(m)
-        self.flush()
+        if flush:
+            self.flush()
 
     def _release(self, m: _Micro) -> None:
         self._close_run(m)
