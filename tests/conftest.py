@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import socket
 import tempfile
+import time
 from pathlib import Path
 
 import psycopg
@@ -61,8 +62,22 @@ def server_url(server, dbname: str) -> str:
     return f"postgresql://postgres@127.0.0.1:{server.port}/{dbname}"
 
 
+def wait_until_accepting(url: str, seconds: float = 30.0) -> None:
+    """pg_ctl -w can return while the server still answers "the database system is starting up"."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            psycopg.connect(url, connect_timeout=2).close()
+            return
+        except psycopg.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 @pytest.fixture(scope="session")
 def db_url(pg_server) -> str:
+    wait_until_accepting(server_url(pg_server, "postgres"))
     with psycopg.connect(server_url(pg_server, "postgres"), autocommit=True) as c:
         c.execute(f"CREATE DATABASE {DBNAME}")
     url = server_url(pg_server, DBNAME)

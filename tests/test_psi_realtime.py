@@ -12,6 +12,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from conftest import wait_until_accepting
 from helpers import new_session, new_user, record
 from realtime import codec_core as cc
 from realtime.commands import record as record_turns
@@ -94,6 +95,7 @@ def test_spool_while_server_is_down_then_recover_without_duplicates(pg_server, d
         # the spool also holds a batch that *was* committed before the outage (replayed twice)
         writer._spool({"psi_frames": [], "utterances": [streams[0].utt.row()], "surprise_events": [],
                        "band_centroids": []})
+    wait_until_accepting(db_url)   # pg_ctl -w can return while the server still says "starting up"
     writer.close()   # reconnects, replays the spool, flushes
     assert not spool.exists() and writer.stats["replayed_rows"] >= writer.stats["spooled_rows"] - 1
     with psycopg.connect(db_url) as c:
