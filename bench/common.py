@@ -1,9 +1,9 @@
 """Shared bench plumbing: a throwaway cluster tuned for bulk work, and test vectors.
 
 Benchmarks print figures and ratios measured in the same run; they are never tests.
-The vectors are synthetic but shaped like sentence embeddings (clusters with a
-low-dimensional spread around each centre) rather than isotropic noise, on which no
-ANN index behaves like it does on real embeddings; every report says so.
+The vectors are synthetic but have the measured statistics of real sentence embeddings
+(see embedding_like) rather than isotropic noise, on which no ANN index behaves as it
+does on real embeddings; every report says which data it used.
 """
 from __future__ import annotations
 
@@ -43,8 +43,39 @@ def bench_database(home: str = "/var/tmp/psimem-bench", port: int = 55433) -> st
     return url
 
 
-def embedding_like(n: int, dim: int, seed: int, clusters: int = 256, spread_dim: int = 16) -> np.ndarray:
-    """Unit vectors in `clusters` clusters, each spread over its own spread_dim-d subspace."""
+def embedding_like(n: int, dim: int, seed: int, per_cluster: int = 10, alpha: float = 0.8,
+                   mean_norm: float = 0.42, noise: float = 0.95, chunk: int = 50_000) -> np.ndarray:
+    """Unit vectors with the statistics of real sentence embeddings.
+
+    Calibrated on all-MiniLM-L6-v2 embeddings of 8,000 random chitchat-dataset messages
+    (measured: mean cosine of random pairs 0.095, of nearest neighbour 0.617, of 10th
+    nearest 0.473, norm of the mean vector 0.31, 50% / 90% of variance in 13% / 56% of
+    the principal components); this model gives 0.087 / 0.643 / 0.460 / 0.30 / 10% / 62%
+    at that size. Model: a shared mean direction (embeddings are anisotropic), a
+    covariance with a power-law spectrum (alpha) in a random rotation, and small clusters
+    of about per_cluster points (paraphrase-like neighbours) drawn from that covariance.
+    """
+    rng = np.random.default_rng(seed)
+    scale = np.arange(1, dim + 1, dtype=np.float32) ** (-alpha / 2)
+    rotation, _ = np.linalg.qr(rng.standard_normal((dim, dim)).astype(np.float32))
+    basis = rotation * (scale / np.sqrt((scale ** 2).sum()))
+    mean = rng.standard_normal(dim).astype(np.float32)
+    mean *= mean_norm / np.linalg.norm(mean)
+    centres = rng.standard_normal((max(1, n // per_cluster), dim)).astype(np.float32) @ basis.T
+    out = np.empty((n, dim), dtype=np.float32)
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        label = rng.integers(0, len(centres), hi - lo)
+        x = mean + centres[label] + noise * (rng.standard_normal((hi - lo, dim)).astype(np.float32) @ basis.T)
+        out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
+    return out
+
+
+def orthogonal_clusters(n: int, dim: int, seed: int, clusters: int = 256, spread_dim: int = 16) -> np.ndarray:
+    """The hard case: unit vectors in clusters whose 16-d subspaces are mutually almost
+    orthogonal, so the HNSW graph is nearly disconnected between clusters. Real
+    embeddings do not look like this (no shared direction, nearest neighbours only 0.23
+    cosine apart at 8,000 points); kept to show how the index degrades on such data."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((clusters, dim)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)

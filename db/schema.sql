@@ -2613,13 +2613,13 @@ CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
 
 CREATE INDEX idx_consolidations_cycle ON memory.consolidations USING btree (cycle_date);
 
-CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops);
+CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops) WITH (m='32', ef_construction='128');
 
 CREATE INDEX idx_day_table_session ON memory.day_table USING btree (session_id);
 
 CREATE INDEX idx_day_table_time ON memory.day_table USING btree (created_at);
 
-CREATE INDEX idx_day_table_universal_embedding ON memory.day_table USING hnsw (universal_embedding public.vector_cosine_ops);
+CREATE INDEX idx_day_table_universal_embedding ON memory.day_table USING hnsw (universal_embedding public.vector_cosine_ops) WITH (m='32', ef_construction='128');
 
 CREATE INDEX idx_day_table_user_time ON memory.day_table USING btree (user_id, created_at);
 

@@ -13,15 +13,18 @@ def index_kind(dim: int) -> str:
     return "vector" if dim <= 2000 else "halfvec" if dim <= 4000 else "binary"
 
 
-def hnsw_index(name: str, table: str, column: str, dim: int, kind: str | None = None) -> str:
+def hnsw_index(name: str, table: str, column: str, dim: int, kind: str | None = None,
+               m: int | None = None, ef_construction: int | None = None) -> str:
     """The HNSW index for an embedding column. Binary quantization indexes the stored
-    `<column>_bq` code (see binary_code_column): ranking on it never detoasts the vectors."""
+    `<column>_bq` code (see binary_code_column): ranking on it never detoasts the vectors.
+    m / ef_construction default to pgvector's (16 / 64)."""
     expr, ops = {
         "vector": (column, "vector_cosine_ops"),
         "halfvec": (f"({column}::halfvec({dim}))", "halfvec_cosine_ops"),
         "binary": (f"{column}_bq", "bit_hamming_ops"),
     }[kind or index_kind(dim)]
-    return f"CREATE INDEX {name} ON {table} USING hnsw ({expr} {ops})"
+    params = ", ".join(f"{k} = {v}" for k, v in (("m", m), ("ef_construction", ef_construction)) if v)
+    return f"CREATE INDEX {name} ON {table} USING hnsw ({expr} {ops})" + (f" WITH ({params})" if params else "")
 
 
 def binary_code_column(table: str, column: str, dim: int, kind: str | None = None) -> str:

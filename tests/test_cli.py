@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from helpers import UDIM, unit
+from test_migrations import HEAD
 from psimem.cli import build_parser
 from psimem.cluster import Cluster
 
@@ -61,7 +62,7 @@ def test_status_and_url_follow_psimem_database_url(env_url):
     r = run("db", "url")
     assert r.stdout.strip() == env_url
     r = run("db", "status")
-    assert r.returncode == 0 and "schema revision: 0004" in r.stdout
+    assert r.returncode == 0 and f"schema revision: {HEAD}" in r.stdout
 
 
 def test_embedded_cluster_up_is_idempotent_and_down_stops_it(tmp_path_factory):
