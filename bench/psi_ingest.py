@@ -5,11 +5,14 @@ On a throwaway cluster (bench/common.py), N = 256:
    realtime writer — codec v1 runs of 50 frames, binary COPY per utterance — against the
    same frames written as one INSERT per frame (one-frame rows, a commit per 20 ms tick).
    frames/s of wall time; streams = frames/s / 50.
-2. Full process, unpaced: S streams voiced through the oscillator core (analysis mode
-   on a spoken sentence) plus the writer, as `psimem realtime` runs them.
-3. Paced: the full process at the wall clock with --streams streams for --seconds:
-   does it keep up (lag behind the 20 ms ticks)?
-4. Peak memory of `psimem realtime` for one utterance at N = 128 / 256 / 512.
+2. The oscillator core's step alone, µs per stream-frame: each stream's OscillatorCore
+   stepped one by one (the reference) against all streams as one CoreBatch per tick.
+3. Full process, unpaced: S streams voiced through the oscillator core (analysis mode
+   on a spoken sentence, all streams in one CoreBatch) plus the writer, as `psimem
+   realtime` runs them: streams per core = frames per process-CPU second / 50.
+4. Paced: the full process at the wall clock with --streams streams for --seconds:
+   does it keep up (wall time vs audio time), and what share of a core does it use?
+5. Peak memory of `psimem realtime` for one utterance at N = 128 / 256 / 512.
 The database server runs on the same 2-core machine as the process, and both share it
 with whatever else runs; CPU seconds of the process are reported next to wall time.
 """
@@ -26,7 +29,7 @@ import numpy as np
 from common import bench_database, report, say, with_connection
 
 from realtime import codec_core as cc
-from realtime.core import Geometry, OscillatorCore, analyse, prosody_events
+from realtime.core import CoreBatch, Geometry, OscillatorCore, analyse, prosody_events
 from realtime.process import Stream, Turn, run_streams, speak
 from realtime.writer import PsiWriter
 
@@ -131,6 +134,25 @@ def insert_each(url, turns, ph, amp) -> dict:
             "bytes_per_frame": sum(map(len, blobs)) / len(blobs)}
 
 
+def core_step(audio, streams: int) -> dict:
+    """CPU µs per stream-frame of the core's analysis step: one by one vs batched."""
+    ph, amp = analyse(audio, Geometry.for_oscillators(256))
+    cores = [OscillatorCore(256, seed=i) for i in range(streams)]
+    c0 = time.process_time()
+    for f in range(len(ph)):
+        for c in cores:
+            c.step_observed(ph[f], amp[f])
+    one = time.process_time() - c0
+    batch = CoreBatch([OscillatorCore(256, seed=i) for i in range(streams)])
+    c0 = time.process_time()
+    for f in range(len(ph)):
+        batch.step_observed(np.stack([ph[f]] * streams), np.stack([amp[f]] * streams))
+    batched = time.process_time() - c0
+    n = len(ph) * streams
+    return {"streams": streams, "frames": n, "one_by_one_us_per_frame": one / n * 1e6,
+            "batched_us_per_frame": batched / n * 1e6}
+
+
 def full_process(url, turns, audio, pace=False) -> dict:
     streams = [Stream(t, 256, "analysis", 1, int(time.time() * 1000), audio=audio, seed=i) for i, t in enumerate(turns)]
     w = PsiWriter(url, "/var/tmp/psimem-bench-spool.jsonl")
@@ -142,6 +164,7 @@ def full_process(url, turns, audio, pace=False) -> dict:
             "server_cpu_s": srv, "streams_per_core_process_plus_server": r["frames"] / (cpu + srv) / 50,
             "audio_s_per_stream": audio_s, "frames_per_s": r["frames"] / r["seconds"],
             "streams_at_50fps": r["frames"] / r["seconds"] / 50, "streams_per_process_cpu_core": r["frames"] / cpu / 50,
+            "process_core_share": cpu / r["seconds"],
             "kept_up": r["seconds"] <= audio_s * 1.05 if pace else None, "peak_rss_mb": r["peak_rss_mb"]}
 
 
@@ -194,6 +217,10 @@ def main() -> None:
         reset(conn)
         geo = Geometry.for_oscillators(256)
         audio = speak(TEXT, geo.sample_rate)[: int(args.seconds * geo.sample_rate)]
+        res["core_step"] = core_step(audio, args.streams)
+        cs = res["core_step"]
+        say(f"core step ({args.streams} streams, N = 256): {cs['one_by_one_us_per_frame']:.0f} µs/frame one by one, "
+            f"{cs['batched_us_per_frame']:.0f} µs/frame batched (CPU)")
         turns = make_turns(conn, args.streams, "full")
         res["full_unpaced"] = full_process(url, turns, audio)
         say(f"full process (core + writer), unpaced: {res['full_unpaced']['frames_per_s']:.0f} frames/s = "
@@ -205,7 +232,9 @@ def main() -> None:
         res["full_paced"] = full_process(url, turns, audio, pace=True)
         say(f"full process paced, {args.streams} streams x {res['full_paced']['audio_s_per_stream']:.1f}s: "
             f"{res['full_paced']['wall_s']:.2f}s wall -> kept up: {res['full_paced']['kept_up']}; "
-            f"process CPU {res['full_paced']['process_cpu_s']:.1f}s; peak RSS {res['full_paced']['peak_rss_mb']:.0f} MB")
+            f"process CPU {res['full_paced']['process_cpu_s']:.1f}s ({res['full_paced']['process_core_share']:.0%} "
+            f"of a core), server CPU {res['full_paced']['server_cpu_s']:.1f}s; "
+            f"peak RSS {res['full_paced']['peak_rss_mb']:.0f} MB")
         reset(conn)
         turns = make_turns(conn, 3, "mem")
         res["peak_memory_mb"] = peak_memory(url, turns)
