@@ -11,7 +11,8 @@ On a throwaway cluster (bench/common.py), N = 256:
    on a spoken sentence, all streams in one CoreBatch) plus the writer, as `psimem
    realtime` runs them: streams per core = frames per process-CPU second / 50.
 4. Paced: the full process at the wall clock with --streams streams for --seconds:
-   does it keep up (wall time vs audio time), and what share of a core does it use?
+   does it keep up (tick loop wall time vs audio time, worst tick lag; the final flush
+   after the last frame apart), and what share of a core does it use?
 5. Peak memory of `psimem realtime` for one utterance at N = 128 / 256 / 512.
 The database server runs on the same 2-core machine as the process, and both share it
 with whatever else runs; CPU seconds of the process are reported next to wall time.
@@ -164,8 +165,12 @@ def full_process(url, turns, audio, pace=False) -> dict:
             "server_cpu_s": srv, "streams_per_core_process_plus_server": r["frames"] / (cpu + srv) / 50,
             "audio_s_per_stream": audio_s, "frames_per_s": r["frames"] / r["seconds"],
             "streams_at_50fps": r["frames"] / r["seconds"] / 50, "streams_per_process_cpu_core": r["frames"] / cpu / 50,
-            "process_core_share": cpu / r["seconds"],
-            "kept_up": r["seconds"] <= audio_s * 1.05 if pace else None, "peak_rss_mb": r["peak_rss_mb"]}
+            "process_core_share": cpu / r["seconds"], "loop_s": r["loop_seconds"], "max_tick_lag_s": r["max_lag_s"],
+            "final_flush_s": r["seconds"] - r["loop_seconds"],
+            # kept up: the tick loop ran in audio time (+5 %) and no tick fell more than 100 ms
+            # (5 ticks) behind; the final flush after the last frame is reported apart
+            "kept_up": r["loop_seconds"] <= audio_s * 1.05 and r["max_lag_s"] <= 0.1 if pace else None,
+            "peak_rss_mb": r["peak_rss_mb"]}
 
 
 def peak_memory(url, turns) -> dict:
@@ -231,7 +236,9 @@ def main() -> None:
         turns = make_turns(conn, args.streams, "paced")
         res["full_paced"] = full_process(url, turns, audio, pace=True)
         say(f"full process paced, {args.streams} streams x {res['full_paced']['audio_s_per_stream']:.1f}s: "
-            f"{res['full_paced']['wall_s']:.2f}s wall -> kept up: {res['full_paced']['kept_up']}; "
+            f"{res['full_paced']['wall_s']:.2f}s wall (tick loop {res['full_paced']['loop_s']:.2f}s, worst tick "
+            f"{1000 * res['full_paced']['max_tick_lag_s']:.0f} ms late, final flush "
+            f"{res['full_paced']['final_flush_s']:.2f}s) -> kept up: {res['full_paced']['kept_up']}; "
             f"process CPU {res['full_paced']['process_cpu_s']:.1f}s ({res['full_paced']['process_core_share']:.0%} "
             f"of a core), server CPU {res['full_paced']['server_cpu_s']:.1f}s; "
             f"peak RSS {res['full_paced']['peak_rss_mb']:.0f} MB")

@@ -235,6 +235,7 @@ def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, sa
     say = say or (lambda m: None)
     t0 = time.perf_counter()
     ticks = 0
+    max_lag = 0.0          # how far behind its 20 ms deadline a tick's work finished, at worst
     with Stop() as stop:
         for s in streams:
             writer.begin(s.utt)
@@ -245,15 +246,16 @@ def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, sa
             todo = [g for g in todo if not g.done]
             writer.tick()
             ticks += 1
-            if pace:
-                delay = t0 + ticks * 0.02 - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
+            delay = t0 + ticks * 0.02 - time.perf_counter()
+            max_lag = max(max_lag, -delay)
+            if pace and delay > 0:
+                time.sleep(delay)
+        loop_s = time.perf_counter() - t0
         if stop.requested:
             say("stop requested: flushing buffered frames before exit")
         writer.close()
-    return {"seconds": time.perf_counter() - t0, "ticks": ticks, "frames": sum(s.i for s in streams),
-            "peak_rss_mb": peak_rss_mb(), "stopped": stop.requested}
+    return {"seconds": time.perf_counter() - t0, "loop_seconds": loop_s, "max_lag_s": max_lag, "ticks": ticks,
+            "frames": sum(s.i for s in streams), "peak_rss_mb": peak_rss_mb(), "stopped": stop.requested}
 
 
 def save_live(stream: Stream, live_dir: Path) -> Path:
