@@ -29,6 +29,8 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/recall.py
 	$(PY) bench/night_cycle.py
+	$(PY) bench/codec.py
+	$(PY) bench/psi_ingest.py
 
 clean:
 	-$(VENV)/bin/psimem db down

@@ -2,8 +2,9 @@
 
 Each utterance is a stream: analysis mode speaks the turn with espeak-ng (or reads a
 WAV) and locks the micro band to its STFT; synthesis mode steps the network from the
-text's prosody events. All streams advance together one 20 ms tick at a time (paced to
-the wall clock with --pace); the writer buffers micro frames and writes on utterance end
+text's prosody events. All streams advance together one 20 ms tick at a time, their
+oscillator networks stepped as one batched computation (core.CoreBatch), paced to the
+wall clock with --pace; the writer buffers micro frames and writes on utterance end
 or 2 s idle. SIGTERM flushes before exit. The process reports its peak memory.
 """
 from __future__ import annotations
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from . import codec_core as cc
-from .core import BandEvent, Centroid, Geometry, OscillatorCore, SurpriseEvent, analyse, prosody_events
+from .core import MICRO_MS, BandEvent, Centroid, CoreBatch, Geometry, OscillatorCore, SurpriseEvent, analyse, prosody_events
 from .writer import PsiWriter, Utterance
 
 
@@ -86,7 +87,9 @@ class Turn:
 
 
 class Stream:
-    """One utterance being voiced: its core, its source of frames and its utterance row."""
+    """One utterance being voiced: its core, its source of frames and its utterance row.
+    run_streams steps streams together (a _Group's CoreBatch); step() steps this one alone
+    with its own core, bit for bit the same. A stream is driven one way or the other."""
 
     def __init__(self, turn: Turn, n: int, mode: str, codec_version: int, start_ms: int,
                  audio: np.ndarray | None = None, seed: int = 0, surprise_sigma: float = 5.0):
@@ -99,12 +102,14 @@ class Stream:
         if mode == "analysis":
             self.phases, self.amps = analyse(audio, self.geo)
             self.total = len(self.phases)
+            # the live recording of a locked micro band is the observation itself: no copy
+            self.live_phases, self.live_amps = self.phases, self.amps
         else:
             self.plan = [(f0, env, fm) for frames, f0, env, fm in prosody_events(turn.content) for _ in range(frames)]
             self.total = len(self.plan)
+            self.live_phases = np.empty((self.total, n), dtype=np.float32)
+            self.live_amps = np.empty((self.total, n), dtype=np.float32)
         self.i = 0
-        self.live_phases = np.empty((self.total, n), dtype=np.float32)
-        self.live_amps = np.empty((self.total, n), dtype=np.float32)
         self.surprises = 0
 
     @property
@@ -119,9 +124,7 @@ class Stream:
         self._emit(writer, st.offset_ms, st.phases, st.amps, st.events)
         self.i += 1
         if self.done:
-            for ev in self.core.finish():
-                self._event(writer, ev)
-            writer.end(self.utt.uttr_hash, flush=False)   # written by this tick's writer.tick()
+            self._finish(writer, self.core.finish())
 
     def _emit(self, writer, offset_ms, phases, amps, events) -> None:
         self.live_phases[self.i] = phases
@@ -129,6 +132,11 @@ class Stream:
         writer.micro(self.utt.uttr_hash, self.utt.started_at_ms + offset_ms, phases, amps)
         for ev in events:
             self._event(writer, ev)
+
+    def _finish(self, writer, events) -> None:
+        for ev in events:
+            self._event(writer, ev)
+        writer.end(self.utt.uttr_hash, flush=False)   # written by this tick's writer.tick()
 
     def _event(self, writer, ev) -> None:
         h, u, t0 = self.utt.uttr_hash, self.utt.user_id, self.utt.started_at_ms
@@ -139,6 +147,66 @@ class Stream:
             writer.surprise(h, u, t0 + ev.offset_ms, ev.epsilon, ev.threshold)
         elif isinstance(ev, Centroid):
             writer.centroid(h, u, ev.band, t0 + ev.offset_ms, ev.vector)
+
+
+class _Group:
+    """Streams of one N and mode that started together, stepped as one CoreBatch: a tick is
+    a few numpy calls on (streams, N) arrays however many streams there are. The per-stream
+    work left per tick is handing each frame to the writer (which encodes a stream's run
+    once per 50 frames) and, in analysis mode, picking each stream's observed frame."""
+
+    def __init__(self, streams: list[Stream]):
+        self.streams = streams                      # batch row k is self.streams[k]
+        self.batch = CoreBatch([s.core for s in streams])
+        self.analysis = streams[0].mode == "analysis"
+        if not self.analysis:
+            self.plans = {id(s): (np.array([p[0] for p in s.plan], dtype=np.float64),
+                                  np.array([p[1] for p in s.plan], dtype=np.float64),
+                                  np.array([p[2] for p in s.plan], dtype=np.float64).reshape(len(s.plan), -1))
+                          for s in streams}
+
+    def step(self, writer: PsiWriter) -> None:
+        live = self.streams
+        t = live[0].i                               # one clock: every live stream is at frame t
+        if self.analysis:
+            phases = np.stack([s.phases[t] for s in live])
+            amps = np.stack([s.amps[t] for s in live])
+            events = self.batch.step_observed(phases, amps)
+        else:
+            plans = [self.plans[id(s)] for s in live]
+            phases, amps, events = self.batch.step_network(np.array([p[0][t] for p in plans]),
+                                                           np.array([p[1][t] for p in plans]),
+                                                           np.stack([p[2][t] for p in plans]))
+        writer.micro_rows([s.utt for s in live], t * MICRO_MS, phases, amps)
+        for k, s in enumerate(live):
+            if not self.analysis:                   # analysis: the live recording is the input
+                s.live_phases[t] = phases[k]
+                s.live_amps[t] = amps[k]
+            s.i = t + 1
+        for k, ev in events:
+            live[k]._event(writer, ev)
+        done = np.array([s.done for s in live])
+        if done.any():
+            rows = np.flatnonzero(done)
+            closing = [[] for _ in rows]
+            for k, ev in self.batch.take(rows).finish():
+                closing[k].append(ev)
+            for k, evs in zip(rows, closing):
+                live[k]._finish(writer, evs)
+            self.batch.drop(~done)
+            self.streams = [s for s, d in zip(live, done) if not d]
+
+    @property
+    def done(self) -> bool:
+        return not self.streams
+
+
+def groups(streams: list[Stream]) -> list[_Group]:
+    by: dict[tuple, list[Stream]] = {}
+    for s in streams:
+        if not s.done:
+            by.setdefault((s.core.n, s.mode), []).append(s)
+    return [_Group(g) for g in by.values()]
 
 
 class Stop:
@@ -167,24 +235,27 @@ def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, sa
     say = say or (lambda m: None)
     t0 = time.perf_counter()
     ticks = 0
+    max_lag = 0.0          # how far behind its 20 ms deadline a tick's work finished, at worst
     with Stop() as stop:
         for s in streams:
             writer.begin(s.utt)
-        while not stop.requested and any(not s.done for s in streams):
-            for s in streams:
-                if not s.done:
-                    s.step(writer)
+        todo = groups(streams)
+        while not stop.requested and todo:
+            for g in todo:
+                g.step(writer)
+            todo = [g for g in todo if not g.done]
             writer.tick()
             ticks += 1
-            if pace:
-                delay = t0 + ticks * 0.02 - time.perf_counter()
-                if delay > 0:
-                    time.sleep(delay)
+            delay = t0 + ticks * 0.02 - time.perf_counter()
+            max_lag = max(max_lag, -delay)
+            if pace and delay > 0:
+                time.sleep(delay)
+        loop_s = time.perf_counter() - t0
         if stop.requested:
             say("stop requested: flushing buffered frames before exit")
         writer.close()
-    return {"seconds": time.perf_counter() - t0, "ticks": ticks, "frames": sum(s.i for s in streams),
-            "peak_rss_mb": peak_rss_mb(), "stopped": stop.requested}
+    return {"seconds": time.perf_counter() - t0, "loop_seconds": loop_s, "max_lag_s": max_lag, "ticks": ticks,
+            "frames": sum(s.i for s in streams), "peak_rss_mb": peak_rss_mb(), "stopped": stop.requested}
 
 
 def save_live(stream: Stream, live_dir: Path) -> Path:

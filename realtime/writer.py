@@ -142,6 +142,23 @@ class PsiWriter:
         if len(m.phases) >= self.frames_per_row:
             self._close_run(m)
 
+    def micro_rows(self, utts: list[Utterance], offset_ms: int, phases: np.ndarray, amps: np.ndarray) -> None:
+        """One tick's micro frames of several utterances at once (row k of the S x N arrays
+        is utts[k]'s frame, offset_ms after its start): micro() without its per-frame
+        conversions. Rows are kept as views of the tick's arrays until their run closes."""
+        phases = np.asarray(phases, dtype=np.float32)
+        amps = np.asarray(amps, dtype=np.float32)
+        now = self.clock()
+        for k, u in enumerate(utts):
+            m = self._micro[u.uttr_hash]
+            if m.run_start is None:
+                m.run_start = u.started_at_ms + offset_ms
+            m.phases.append(phases[k])
+            m.amps.append(amps[k])
+            m.last_ms = now
+            if len(m.phases) >= self.frames_per_row:
+                self._close_run(m)
+
     def _close_run(self, m: _Micro) -> None:
         if not m.phases:
             return
