@@ -44,7 +44,8 @@ def bench_database(home: str = "/var/tmp/psimem-bench", port: int = 55433) -> st
 
 
 def embedding_like(n: int, dim: int, seed: int, per_cluster: int = 10, alpha: float = 0.8,
-                   mean_norm: float = 0.42, noise: float = 0.95, chunk: int = 50_000) -> np.ndarray:
+                   mean_norm: float = 0.42, noise: float = 0.95, sequential: bool = False,
+                   chunk: int = 50_000) -> np.ndarray:
     """Unit vectors with the statistics of real sentence embeddings.
 
     Calibrated on all-MiniLM-L6-v2 embeddings of 8,000 random chitchat-dataset messages
@@ -54,6 +55,7 @@ def embedding_like(n: int, dim: int, seed: int, per_cluster: int = 10, alpha: fl
     at that size. Model: a shared mean direction (embeddings are anisotropic), a
     covariance with a power-law spectrum (alpha) in a random rotation, and small clusters
     of about per_cluster points (paraphrase-like neighbours) drawn from that covariance.
+    sequential: consecutive rows share a cluster (a conversation stays on a topic a while).
     """
     rng = np.random.default_rng(seed)
     scale = np.arange(1, dim + 1, dtype=np.float32) ** (-alpha / 2)
@@ -65,7 +67,8 @@ def embedding_like(n: int, dim: int, seed: int, per_cluster: int = 10, alpha: fl
     out = np.empty((n, dim), dtype=np.float32)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        label = rng.integers(0, len(centres), hi - lo)
+        label = (np.arange(lo, hi) // per_cluster % len(centres) if sequential
+                 else rng.integers(0, len(centres), hi - lo))
         x = mean + centres[label] + noise * (rng.standard_normal((hi - lo, dim)).astype(np.float32) @ basis.T)
         out[lo:hi] = x / np.linalg.norm(x, axis=1, keepdims=True)
     return out

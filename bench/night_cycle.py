@@ -37,7 +37,7 @@ def perplexities(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def records(n: int, seed: int):
     rng = np.random.default_rng(seed)
-    uni = embedding_like(n, 768, seed)
+    uni = embedding_like(n, 768, seed, sequential=True)
     t0 = datetime.now(timezone.utc) - timedelta(hours=20)
     sessions = n // PER_SESSION
     for s in range(sessions):
@@ -147,7 +147,7 @@ def main() -> None:
     with with_connection(url) as conn:
         defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'memory' "
                                            "AND indexname = ANY(%s)", (list(HNSW),))]
-    res = {"data": "synthetic perplexity arcs, 768-d embedding-like universal vectors, no native vectors",
+    res = {"data": "synthetic perplexity arcs, 768-d embedding-like universal vectors (runs of 10 turns on one topic), no native vectors",
            "runs": [one_size(url, n) for n in sizes]}
     with with_connection(url) as conn:  # leave the schema as it was
         conn.execute("TRUNCATE memory.users CASCADE")
