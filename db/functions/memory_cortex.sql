@@ -38,7 +38,8 @@ BEGIN
         'live_zones', p_prose -> 'live_zones',
         'dead_zone_summaries', coalesce((
             SELECT jsonb_agg(z.value || jsonb_build_object('summary', memory._condense(
-                       coalesce((regexp_match(z.value ->> 'summary', '^\s*(.+?[.!?…])(\s|$)'))[1], btrim(z.value ->> 'summary')),
+                       -- the whole RE is non-greedy (its first quantifier is): the shortest first sentence
+                       coalesce((regexp_match(btrim(z.value ->> 'summary'), '^(.+?[.!?…])(\s|$)'))[1], btrim(z.value ->> 'summary')),
                        v_dead)) ORDER BY z.ordinality)
             FROM jsonb_array_elements(p_prose -> 'dead_zone_summaries') WITH ORDINALITY z), '[]'));
 END
