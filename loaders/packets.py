@@ -113,6 +113,9 @@ def _u(v) -> str | None:
 
 def make_packet(block: dict, content_type: str, packet_type: str = "memory_block") -> dict:
     """A packet from a block dict (keys as in memory.blocks_for_transfer / cortex_blocks)."""
+    for space in ("native", "universal"):
+        if block.get(f"{space}_embedding") is None:
+            raise BadPacket(None, f"vectors.{space}", f"block {block['block_id']} has no {space} embedding to send")
     content, offsets = render(block["prose"])
     sal = block.get("salience_scores") or {}
     return {
@@ -264,13 +267,26 @@ def _pg_known(conn, ids) -> set[str]:
         "SELECT block_id FROM memory.holographic_blocks WHERE block_id = ANY(%s::uuid[])", (list(ids),))}
 
 
+def _import_one(conn, d: Decoded, session_id) -> int:
+    m, r = d.packet["metadata"], d.packet["references"]
+    return conn.execute(
+        "SELECT memory.import_block(p_block_id => %s, p_session_id => %s, p_prose => %s, "
+        "p_universal_embedding => %s::real[], p_native_embedding => %s::real[], p_at => %s, "
+        "p_coherence_gain => %s, p_salience_composite => %s, p_preoccupation_centroid_id => %s, "
+        "p_citations => %s::uuid[], p_derived_from => %s, p_continues_from => %s)",
+        (d.block_id, session_id, psycopg.types.json.Jsonb(d.prose), d.universal.tolist(), d.native.tolist(), d.at,
+         m["coherence_gain"], m["salience_composite"], m["preoccupation_centroid_id"], r["citations"],
+         r["derived_from"], r["continues_from"])).fetchone()[0]
+
+
 _PG_FIELDS = {"p_universal_embedding": "vectors.universal", "p_native_embedding": "vectors.native",
               "p_prose": "prose", "p_at": "timestamp", "p_block_id": "metadata.source_block_id",
               "references": "references", "p_session_id": "session"}
 
 
 def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, session_id=None) -> dict:
-    """Imports a batch all or nothing. into: 'cortex' (needs user_id) or 'hippocampus' (needs session_id)."""
+    """Imports a batch all or nothing. into: 'cortex' (needs user_id; one LanceDB commit) or 'hippocampus'
+    (needs session_id; one transaction, or a savepoint inside the caller's open transaction)."""
     if isinstance(packets, dict):
         packets = [packets]
     if into not in ("cortex", "hippocampus"):
@@ -279,26 +295,15 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
         decoded = check(packets, cortex.udim, cortex.ndim, lambda ids: _pg_known(conn, ids))
         if session_id is None:
             raise BadPacket(None, "session", "importing into the Hippocampus needs a session of the receiving user")
-        imported = 0
+        imported, d = 0, None
         try:
-            for d in _in_dependency_order(decoded):
-                m, r = d.packet["metadata"], d.packet["references"]
-                imported += conn.execute(
-                    "SELECT memory.import_block(p_block_id => %s, p_session_id => %s, p_prose => %s, "
-                    "p_universal_embedding => %s::real[], p_native_embedding => %s::real[], p_at => %s, "
-                    "p_coherence_gain => %s, p_salience_composite => %s, p_preoccupation_centroid_id => %s, "
-                    "p_citations => %s::uuid[], p_derived_from => %s, p_continues_from => %s)",
-                    (d.block_id, session_id, psycopg.types.json.Jsonb(d.prose), d.universal.tolist(),
-                     d.native.tolist(), d.at, m["coherence_gain"], m["salience_composite"],
-                     m["preoccupation_centroid_id"], r["citations"], r["derived_from"], r["continues_from"])
-                ).fetchone()[0]
+            with conn.transaction():  # all or nothing
+                for d in _in_dependency_order(decoded):
+                    imported += _import_one(conn, d, session_id)
         except psycopg.Error as e:
-            conn.rollback()
             msg = (e.diag.message_primary or str(e)).strip()
             field, _, rule = msg.partition(": ")
-            n = decoded.index(d)
-            raise BadPacket(n, _PG_FIELDS.get(field, field), rule or msg) from None
-        conn.commit()
+            raise BadPacket(decoded.index(d), _PG_FIELDS.get(field, field), rule or msg) from None
         return {"into": "hippocampus", "packets": len(decoded), "imported": imported,
                 "already_present": len(decoded) - imported}
     if user_id is None:

@@ -26,7 +26,7 @@ from typing import Callable
 
 import numpy as np
 
-from .cortex import LEVELS, Cortex
+from .cortex import LEVELS, Cortex, _quote
 
 
 @dataclass(frozen=True)
@@ -169,6 +169,6 @@ def retrieve_at_level(cortex: Cortex, query_embedding, level: int = 0, limit: in
     tbl = cortex.clusters()
     if tbl is None:
         return []
-    where = f"level = {int(level)}" + (f" AND user_id = '{user_id}'" if user_id is not None else "")
+    where = f"level = {int(level)}" + (f" AND user_id = {_quote([user_id])}" if user_id is not None else "")
     return (tbl.search(np.asarray(query_embedding, dtype=np.float32), vector_column_name="centroid_embedding")
             .distance_type("cosine").where(where, prefilter=True).limit(limit).to_list())
