@@ -57,7 +57,7 @@ def _cos(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / (na * nb)) if na and nb else 0.0
 
 
-def mmr(items: list[Recalled], query: np.ndarray, limit: int, lam: float = 0.7) -> list[Recalled]:
+def mmr(items: list[Recalled], query: np.ndarray, limit: int, lam: float = 0.5) -> list[Recalled]:
     """Maximal marginal relevance: lam * similarity to the query - (1 - lam) * max similarity to those picked."""
     pool = [i for i in items if i.embedding is not None]
     rest = [i for i in items if i.embedding is None]
@@ -74,7 +74,7 @@ def mmr(items: list[Recalled], query: np.ndarray, limit: int, lam: float = 0.7) 
 
 
 def recall(conn, cortex: Cortex | None, query_vector, user_id, session_id=None, k: int = 10,
-           limit: int = 10, lam: float = 0.7) -> list[Recalled]:
+           limit: int = 10, lam: float = 0.5) -> list[Recalled]:
     """The whole chain for one user: Hippocampus, then Cortex, merged, de-duplicated, MMR-ordered."""
     q = np.asarray(query_vector, dtype=np.float32)
     found: dict[str, Recalled] = {}
@@ -86,6 +86,7 @@ def recall(conn, cortex: Cortex | None, query_vector, user_id, session_id=None, 
                     found[item.id].reasons.append(r)
             if found[item.id].embedding is None:
                 found[item.id].embedding = item.embedding
+            found[item.id].via = found[item.id].via or item.via
         else:
             found[item.id] = item
 
