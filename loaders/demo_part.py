@@ -49,19 +49,28 @@ def run_after_night_cycle(conn, embedder, queries: list[str]) -> None:
         print(f"  prose on the way: {row[0]} -> {row[1]} bytes (dead zones condensed, margins trimmed, live zones verbatim)")
     cortex = Cortex.for_database(conn)
     show_tree(cortex)
-    user = conn.execute("SELECT user_id, count(*) FILTER (WHERE migrated_at IS NOT NULL) AS moved, "
-                        "count(*) FILTER (WHERE migrated_at IS NULL) AS kept FROM memory.holographic_blocks "
-                        "GROUP BY 1 ORDER BY (count(*) FILTER (WHERE migrated_at IS NOT NULL) > 0 "
-                        "AND count(*) FILTER (WHERE migrated_at IS NULL) > 0) DESC, 2 DESC LIMIT 1").fetchone()
+    biggest = conn.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM memory.holographic_blocks "
+                           "WHERE migrated_at IS NOT NULL GROUP BY user_id) x").fetchone()[0] or 0
+    if biggest < 10:
+        print(f"  (trees are per user, so no summary mixes two people's memories; HDBSCAN with min_cluster_size 5 "
+              f"needs at least 10 of a user's blocks and the most any user has here is {biggest}: "
+              f"a longer history grows branches)")
+    # the user with most blocks in the Cortex, acting in their newest session (its turns are Hippocampus)
+    user = conn.execute(
+        "SELECT b.user_id, count(*) FILTER (WHERE b.migrated_at IS NOT NULL), count(*) FILTER (WHERE b.migrated_at IS NULL), "
+        "(SELECT s.session_id FROM memory.sessions s WHERE s.user_id = b.user_id ORDER BY s.last_turn_at DESC NULLS LAST LIMIT 1) "
+        "FROM memory.holographic_blocks b GROUP BY b.user_id "
+        "ORDER BY 2 DESC, 3 DESC LIMIT 1").fetchone()
     conn.commit()
     if user is None:
         return
-    user_id, moved, kept = user
-    print(f"\n== Recall across both tiers for one user ({moved} blocks in the Cortex, {kept} still in the Hippocampus)")
+    user_id, moved, kept, session_id = user
+    print(f"\n== Recall across both tiers for the user with most Cortex blocks ({moved} there, {kept} still in the "
+          f"Hippocampus), acting in their newest session")
     vecs = embedder.embed(queries, progress=False)
     for q, v in zip(queries, vecs):
         print(f"\n  psimem recall {q!r}")
-        for n, r in enumerate(recall(conn, cortex, v, user_id, k=5, limit=5), 1):
+        for n, r in enumerate(recall(conn, cortex, v, user_id, session_id, k=5, limit=6), 1):
             d = "     " if r.distance is None else f"{r.distance:.3f}"
             text = (r.live_zones[0]["content"] if r.live_zones else r.text).replace("\n", " / ")
             print(f"    {n}. [{r.tier:<11}] {r.kind:<5} d={d} {r.reason[:60]:<60} {text[:70]!r}")

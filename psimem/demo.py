@@ -155,6 +155,9 @@ def run_demo(turns: int = 400, keep_running: bool = True) -> int:
         _show_overview(conn)
         _recall(conn, embedder, scorer)
         _night_cycle(conn)
+        from loaders.demo_part import run_after_night_cycle
+
+        run_after_night_cycle(conn, embedder, QUERIES)
         cache.save()
     if not keep_running and not s.database_url:
         Cluster.from_settings(s).stop(say)
