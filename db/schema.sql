@@ -769,24 +769,23 @@ $$;
 
 COMMENT ON FUNCTION memory.act_for(p_user_id uuid) IS 'Makes this database session act for one user (sets psimem.user_id). Row-level security shows psimem_writer and psimem_reader only that user''s users, sessions and turns; with no user set they see nothing.';
 
-CREATE FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, user_id uuid, session_id uuid, user_tier text, prose jsonb, prose_bytes_before integer, prose_bytes_after integer, universal_embedding real[], native_embedding real[], flux_metrics jsonb, salience_scores jsonb, coherence_gain double precision, ties_merge_weight double precision, arc_start_time timestamp with time zone, arc_end_time timestamp with time zone, created_at timestamp with time zone, cycle_date date, first_turn integer, last_turn integer, parent_metablock_id uuid, session_continuity_flag boolean, continues_from uuid, continued_by uuid, citations uuid[], preoccupation_centroid_id uuid, derived_from uuid, migrated_at timestamp with time zone)
+CREATE FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, user_id uuid, session_id uuid, user_tier text, prose jsonb, prose_bytes_before integer, prose_bytes_after integer, universal_embedding public.vector, native_embedding public.vector, flux_metrics jsonb, salience_scores jsonb, coherence_gain double precision, ties_merge_weight double precision, arc_start_time timestamp with time zone, arc_end_time timestamp with time zone, created_at timestamp with time zone, cycle_date date, first_turn integer, last_turn integer, parent_metablock_id uuid, session_continuity_flag boolean, continues_from uuid, continued_by uuid, citations uuid[], preoccupation_centroid_id uuid, derived_from uuid, migrated_at timestamp with time zone)
     LANGUAGE sql STABLE
     AS $$
-    SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier,
-           CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END,
-           octet_length(b.prose::text),
-           octet_length((CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END)::text),
-           b.universal_embedding::real[], b.native_embedding::real[], b.flux_metrics, b.salience_scores,
+    SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier, p.prose,
+           octet_length(b.prose::text), octet_length(p.prose::text),
+           b.universal_embedding, b.native_embedding, b.flux_metrics, b.salience_scores,
            b.coherence_gain, b.ties_merge_weight, b.arc_start_time, b.arc_end_time, b.created_at, b.cycle_date,
            b.first_turn, b.last_turn, b.parent_metablock_id, b.session_continuity_flag, b.continues_from, b.continued_by,
            ARRAY(SELECT c::uuid FROM jsonb_array_elements_text(coalesce(b.citations, '[]')) c),
            b.preoccupation_centroid_id, b.derived_from, b.migrated_at
     FROM memory.holographic_blocks b
+    CROSS JOIN LATERAL (SELECT CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END AS prose) p
     WHERE b.block_id = ANY (p_block_ids)
     ORDER BY b.arc_start_time, b.block_id
 $$;
 
-COMMENT ON FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean) IS 'The blocks with these ids as they leave the Hippocampus: for the Cortex (p_compress, prose compressed by memory.compress_prose_for_cortex) or for a Bifocal Packet (full prose). Embeddings come as real[] at full float32 precision; citations as uuid[]; prose sizes before and after compression in bytes. Unknown ids are simply absent.';
+COMMENT ON FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean) IS 'The blocks with these ids as they leave the Hippocampus: for the Cortex (p_compress, prose compressed by memory.compress_prose_for_cortex) or for a Bifocal Packet (full prose). Embeddings come as vectors (float32, full precision; binary transfer is cheapest); citations as uuid[]; prose sizes before and after compression in bytes. Unknown ids are simply absent.';
 
 CREATE FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE

@@ -103,10 +103,17 @@ def _s(v) -> str | None:
     return None if v is None else str(v)
 
 
-def _f32(v, dim: int) -> list[float] | None:
+def as_f32(v) -> np.ndarray | None:
+    """A pgvector Vector, a list or an array as a float32 array."""
     if v is None:
         return None
-    a = np.asarray(v, dtype=np.float32)
+    return np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32)
+
+
+def _f32(v, dim: int) -> np.ndarray | None:
+    if v is None:
+        return None
+    a = as_f32(v)
     if a.shape != (dim,):
         raise ValueError(f"embedding: must have {dim} dimensions, got {a.shape}")
     return a
@@ -207,12 +214,20 @@ class Cortex:
         return self._blocks
 
     def upsert_blocks(self, rows: list[dict]) -> int:
-        """Writes rows keyed on block_id in one commit (insert new, replace existing); returns the table version."""
+        """Writes rows keyed on block_id in one commit (insert new, replace existing); returns the table version.
+
+        Usually none of the rows is there yet and a plain append is one cheap commit; when some
+        are (a batch redone after a crash before the PostgreSQL mark), a merge-insert on
+        block_id replaces them, so a block is never in the table twice."""
         tbl = self.blocks(create=True)
         data = pa.Table.from_pylist(rows, schema=blocks_schema(self.udim, self.ndim))
+        present = tbl.count_rows(f"block_id IN ({_quote(r['block_id'] for r in rows)})") if rows else 0
         # Sizes are checked in row_from_pg; a missing native embedding (the agent supplied none) stays null.
-        tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all() \
-           .execute(data, on_bad_vectors="null")
+        if present == 0:
+            tbl.add(data, on_bad_vectors="null")
+        else:
+            tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all() \
+               .execute(data, on_bad_vectors="null")
         self._ensure_scalar_indexes(tbl)
         return tbl.version
 

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import psycopg
 
-from .cortex import Cortex, prose_of, salience_struct, flux_struct
+from .cortex import Cortex, as_f32, flux_struct, prose_of, salience_struct
 
 SCHEMA_PATH = Path(__file__).with_name("bifocal_packet.schema.json")
 SEP = "\n\n"
@@ -45,7 +45,7 @@ class BadPacket(ValueError):
 
 
 def encode_vector(v) -> str:
-    return base64.b64encode(np.asarray(v, dtype="<f4").tobytes()).decode("ascii")
+    return base64.b64encode(as_f32(v).astype("<f4").tobytes()).decode("ascii")
 
 
 def decode_vector(data: str, dimensions: int, field: str, index: int | None = None) -> np.ndarray:
@@ -124,9 +124,9 @@ def make_packet(block: dict, content_type: str, packet_type: str = "memory_block
         "timestamp": (block.get("arc_start_time") or datetime.now(timezone.utc)).isoformat(),
         "prose": {"content": content, "content_type": content_type, "live_zones": offsets},
         "vectors": {
-            "native": {"dimensions": len(block["native_embedding"]), "encoding": "base64",
+            "native": {"dimensions": len(as_f32(block["native_embedding"])), "encoding": "base64",
                        "data": encode_vector(block["native_embedding"])},
-            "universal": {"dimensions": len(block["universal_embedding"]), "encoding": "base64",
+            "universal": {"dimensions": len(as_f32(block["universal_embedding"])), "encoding": "base64",
                           "data": encode_vector(block["universal_embedding"])},
         },
         "metadata": {"source_block_id": str(block["block_id"]), "coherence_gain": float(block.get("coherence_gain") or 0),

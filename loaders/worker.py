@@ -188,8 +188,10 @@ class Worker:
         if fault == "raise_in_migrate":
             raise RuntimeError("injected fault (PSIMEM_WORKER_FAULT=raise_in_migrate)")
         ids = [j["payload"]["block_id"] for j in jobs]
+        t0 = time.perf_counter()
         with self.conn.cursor(row_factory=dict_row) as cur:
-            blocks = cur.execute("SELECT * FROM memory.blocks_for_transfer(%s::uuid[], true)", (ids,)).fetchall()
+            blocks = cur.execute("SELECT * FROM memory.blocks_for_transfer(%s::uuid[], true)", (ids,),
+                                 binary=True).fetchall()
         self.conn.commit()
         found = {str(b["block_id"]) for b in blocks}
         todo = [b for b in blocks if b["migrated_at"] is None]
@@ -201,6 +203,7 @@ class Worker:
                 raise RuntimeError(f"block_id: {len(lost)} block(s) marked migrated are missing from the Cortex "
                                    f"at {self.cortex.uri}, e.g. {lost[0]}")
         version = None
+        t1 = time.perf_counter()
         if todo:
             if fault.startswith("sleep_before_cortex_write:"):
                 time.sleep(float(fault.split(":", 1)[1]))
@@ -209,6 +212,7 @@ class Worker:
             self._dirty = True
             if fault == "exit_after_cortex_write":
                 os._exit(97)
+        t2 = time.perf_counter()
         before = sum(b["prose_bytes_before"] for b in todo)
         after = sum(b["prose_bytes_after"] for b in todo)
         result = {"blocks": len(todo), "already_migrated": len(done_before), "missing": len(set(ids) - found),
@@ -218,6 +222,8 @@ class Worker:
                           (self.worker_id, [j["job_id"] for j in jobs], psycopg.types.json.Jsonb(result)))
         self.conn.commit()
         self.stats["migrated"] += len(todo)
+        for k, v in (("read_s", t1 - t0), ("cortex_write_s", t2 - t1), ("mark_s", time.perf_counter() - t2)):
+            self.stats[k] = round(self.stats.get(k, 0) + v, 3)
 
     def _cluster(self, jobs: list[dict]) -> None:
         self._maintain()

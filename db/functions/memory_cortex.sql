@@ -50,7 +50,7 @@ COMMENT ON FUNCTION memory.compress_prose_for_cortex(jsonb) IS
 CREATE OR REPLACE FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean DEFAULT true)
 RETURNS TABLE (block_id uuid, block_kind text, user_id uuid, session_id uuid, user_tier text, prose jsonb,
                prose_bytes_before int, prose_bytes_after int,
-               universal_embedding real[], native_embedding real[], flux_metrics jsonb, salience_scores jsonb,
+               universal_embedding vector, native_embedding vector, flux_metrics jsonb, salience_scores jsonb,
                coherence_gain double precision, ties_merge_weight double precision,
                arc_start_time timestamptz, arc_end_time timestamptz, created_at timestamptz, cycle_date date,
                first_turn int, last_turn int, parent_metablock_id uuid, session_continuity_flag boolean,
@@ -58,21 +58,20 @@ RETURNS TABLE (block_id uuid, block_kind text, user_id uuid, session_id uuid, us
                derived_from uuid, migrated_at timestamptz)
 LANGUAGE sql STABLE
 AS $$
-    SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier,
-           CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END,
-           octet_length(b.prose::text),
-           octet_length((CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END)::text),
-           b.universal_embedding::real[], b.native_embedding::real[], b.flux_metrics, b.salience_scores,
+    SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier, p.prose,
+           octet_length(b.prose::text), octet_length(p.prose::text),
+           b.universal_embedding, b.native_embedding, b.flux_metrics, b.salience_scores,
            b.coherence_gain, b.ties_merge_weight, b.arc_start_time, b.arc_end_time, b.created_at, b.cycle_date,
            b.first_turn, b.last_turn, b.parent_metablock_id, b.session_continuity_flag, b.continues_from, b.continued_by,
            ARRAY(SELECT c::uuid FROM jsonb_array_elements_text(coalesce(b.citations, '[]')) c),
            b.preoccupation_centroid_id, b.derived_from, b.migrated_at
     FROM memory.holographic_blocks b
+    CROSS JOIN LATERAL (SELECT CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END AS prose) p
     WHERE b.block_id = ANY (p_block_ids)
     ORDER BY b.arc_start_time, b.block_id
 $$;
 COMMENT ON FUNCTION memory.blocks_for_transfer(uuid[], boolean) IS
-'The blocks with these ids as they leave the Hippocampus: for the Cortex (p_compress, prose compressed by memory.compress_prose_for_cortex) or for a Bifocal Packet (full prose). Embeddings come as real[] at full float32 precision; citations as uuid[]; prose sizes before and after compression in bytes. Unknown ids are simply absent.';
+'The blocks with these ids as they leave the Hippocampus: for the Cortex (p_compress, prose compressed by memory.compress_prose_for_cortex) or for a Bifocal Packet (full prose). Embeddings come as vectors (float32, full precision; binary transfer is cheapest); citations as uuid[]; prose sizes before and after compression in bytes. Unknown ids are simply absent.';
 
 CREATE OR REPLACE FUNCTION memory.mark_migrated(p_block_ids uuid[])
 RETURNS int
