@@ -95,13 +95,19 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         interval = float(self.settings["worker.heartbeat_interval"])
-        try:
-            with self._connect(autocommit=True) as hb:
-                while not self._stop.wait(interval):
-                    hb.execute("SELECT ops.worker_heartbeat(%s)", (self.worker_id,))
-        except Exception as e:  # the main loop notices a dead database on its own
-            if not self._stop.is_set():
-                self.say(f"heartbeat stopped: {e}")
+        hb = None
+        while not self._stop.wait(interval):
+            try:  # a failed beat is retried on the next one, over a new connection if need be
+                if hb is None or hb.closed:
+                    hb = self._connect(autocommit=True)
+                hb.execute("SELECT ops.worker_heartbeat(%s)", (self.worker_id,))
+            except Exception as e:
+                self.say(f"heartbeat failed (retrying): {e}")
+                if hb is not None:
+                    hb.close()
+                hb = None
+        if hb is not None:
+            hb.close()
 
     def _wait_for_work(self, timeout: float) -> None:
         for _ in self.listener.notifies(timeout=timeout, stop_after=1):

@@ -59,7 +59,7 @@ def test_stale_jobs_are_taken_back_and_released_jobs_do_not_count(q):
     register(q, "w2")
     a, b = queue(q, block_id="a"), queue(q, block_id="b")
     assert take(q, "w1", 1) == [a]
-    q.execute("UPDATE ops.jobs SET heartbeat_at = now() - interval '1 hour' WHERE job_id = %s", (a,))
+    q.execute("UPDATE ops.workers SET heartbeat_at = now() - interval '1 hour' WHERE worker_id = 'w1'")
     assert take(q, "w2", 5) == [a, b]              # w1 stopped heartbeating: its job is w2's now
     assert q.execute("SELECT attempts FROM ops.jobs WHERE job_id = %s", (a,)).fetchone()[0] == 2
     with pytest.raises(psycopg.errors.LockNotAvailable, match="not running under worker 'w1'"):

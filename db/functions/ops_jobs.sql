@@ -44,16 +44,17 @@ AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
 BEGIN
+    -- Only the worker's own row: touching its jobs here would take row locks in an order
+    -- opposite to ops.finish_jobs (jobs, then worker) and deadlock with it.
     UPDATE ops.workers w SET heartbeat_at = v_now WHERE w.worker_id = p_worker_id AND w.state <> 'stopped';
     IF NOT FOUND THEN
         RAISE EXCEPTION 'p_worker_id: no running worker %', quote_literal(p_worker_id) USING ERRCODE = 'no_data_found';
     END IF;
-    UPDATE ops.jobs j SET heartbeat_at = v_now WHERE j.locked_by = p_worker_id AND j.state = 'running';
     RETURN v_now;
 END
 $$;
 COMMENT ON FUNCTION ops.worker_heartbeat(text) IS
-'Records that a worker is alive: stamps its ops.workers row and every job it is running. A running job whose heartbeat is older than worker.stale_after is taken back by ops.take_jobs.';
+'Records that a worker is alive by stamping its ops.workers row. The jobs a worker runs are judged by it: when its heartbeat is older than worker.stale_after, ops.take_jobs takes them back.';
 
 CREATE OR REPLACE FUNCTION ops._reclaim_stale_jobs()
 RETURNS int
@@ -64,9 +65,10 @@ DECLARE
     v_n int;
 BEGIN
     WITH stale AS (
-        SELECT j.job_id FROM ops.jobs j
-        WHERE j.state = 'running' AND coalesce(j.heartbeat_at, j.locked_at) < clock_timestamp() - v_stale
-        FOR UPDATE SKIP LOCKED),
+        SELECT j.job_id FROM ops.jobs j LEFT JOIN ops.workers w ON w.worker_id = j.locked_by
+        WHERE j.state = 'running'
+          AND (w.worker_id IS NULL OR w.state = 'stopped' OR w.heartbeat_at < clock_timestamp() - v_stale)
+        FOR UPDATE OF j SKIP LOCKED),
     moved AS (
         UPDATE ops.jobs j
         SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
@@ -82,7 +84,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops._reclaim_stale_jobs() IS
-'Internal. Running jobs whose worker has not heartbeaten for worker.stale_after (it crashed or was killed) go back to the queue, or to failed when they have used all their attempts; their open attempt is closed as abandoned. Returns the number reclaimed.';
+'Internal. Running jobs whose worker has not heartbeaten for worker.stale_after (it crashed or was killed), or is stopped or unknown, go back to the queue, or to failed when they have used all their attempts; their open attempt is closed as abandoned. Returns the number reclaimed.';
 
 CREATE OR REPLACE FUNCTION ops.take_jobs(p_worker_id text, p_limit int DEFAULT 1)
 RETURNS SETOF ops.jobs
@@ -134,7 +136,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops.take_jobs(text, int) IS
-'Takes ready jobs for a registered worker with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same job: up to p_limit cortex_migrate jobs at once (one LanceDB commit for the batch), or one job of another kind. The oldest ready job (run_after, then id) decides the kind; cluster_update waits while any cortex_migrate is queued or running. Stale running jobs (no heartbeat for worker.stale_after) are reclaimed first. Each taken job is marked running, its attempts counted and an ops.job_attempts row opened.';
+'Takes ready jobs for a registered worker with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same job: up to p_limit cortex_migrate jobs at once (one LanceDB commit for the batch), or one job of another kind. The oldest ready job (run_after, then id) decides the kind; cluster_update waits while any cortex_migrate is queued or running. Running jobs of workers that stopped heartbeating (worker.stale_after) are reclaimed first. Each taken job is marked running, its attempts counted and an ops.job_attempts row opened.';
 
 CREATE OR REPLACE FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb DEFAULT '{}')
 RETURNS int
