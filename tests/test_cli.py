@@ -61,7 +61,7 @@ def test_status_and_url_follow_psimem_database_url(env_url):
     r = run("db", "url")
     assert r.stdout.strip() == env_url
     r = run("db", "status")
-    assert r.returncode == 0 and "schema revision: 0002" in r.stdout
+    assert r.returncode == 0 and "schema revision: 0004" in r.stdout
 
 
 def test_embedded_cluster_up_is_idempotent_and_down_stops_it(tmp_path_factory):
