@@ -61,6 +61,19 @@ $$;
 
 COMMENT ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) IS 'Internal. Turns a real[] into a vector after checking it against the installed size of the universal or native space (p_space) and for NaN, infinity and NULL elements; errors name p_field.';
 
+CREATE FUNCTION memory._condense(p_text text, p_max integer, p_from_end boolean DEFAULT false) RETURNS text
+    LANGUAGE sql IMMUTABLE
+    AS $$
+    SELECT CASE
+        WHEN p_text IS NULL THEN NULL
+        WHEN length(p_text) <= p_max THEN p_text
+        WHEN p_from_end THEN '…' || btrim(right(p_text, p_max - 1))
+        ELSE coalesce(nullif(btrim(substring(left(p_text, p_max - 1) FROM '^(.*\S)\s')), ''), left(p_text, p_max - 1)) || '…'
+    END
+$$;
+
+COMMENT ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end boolean) IS 'Internal. Shortens text to at most p_max characters: cut at the last word boundary and marked with an ellipsis, or with p_from_end its last characters after an ellipsis. Text already short enough is returned unchanged.';
+
 CREATE FUNCTION memory._day_table_before_insert() RETURNS trigger
     LANGUAGE plpgsql
     AS $$
@@ -756,6 +769,54 @@ $$;
 
 COMMENT ON FUNCTION memory.act_for(p_user_id uuid) IS 'Makes this database session act for one user (sets psimem.user_id). Row-level security shows psimem_writer and psimem_reader only that user''s users, sessions and turns; with no user set they see nothing.';
 
+CREATE FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, user_id uuid, session_id uuid, user_tier text, prose jsonb, prose_bytes_before integer, prose_bytes_after integer, universal_embedding public.vector, native_embedding public.vector, flux_metrics jsonb, salience_scores jsonb, coherence_gain double precision, ties_merge_weight double precision, arc_start_time timestamp with time zone, arc_end_time timestamp with time zone, created_at timestamp with time zone, cycle_date date, first_turn integer, last_turn integer, parent_metablock_id uuid, session_continuity_flag boolean, continues_from uuid, continued_by uuid, citations uuid[], preoccupation_centroid_id uuid, derived_from uuid, migrated_at timestamp with time zone)
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier, p.prose,
+           octet_length(b.prose::text), octet_length(p.prose::text),
+           b.universal_embedding, b.native_embedding, b.flux_metrics, b.salience_scores,
+           b.coherence_gain, b.ties_merge_weight, b.arc_start_time, b.arc_end_time, b.created_at, b.cycle_date,
+           b.first_turn, b.last_turn, b.parent_metablock_id, b.session_continuity_flag, b.continues_from, b.continued_by,
+           ARRAY(SELECT c::uuid FROM jsonb_array_elements_text(coalesce(b.citations, '[]')) c),
+           b.preoccupation_centroid_id, b.derived_from, b.migrated_at
+    FROM memory.holographic_blocks b
+    CROSS JOIN LATERAL (SELECT CASE WHEN p_compress THEN memory.compress_prose_for_cortex(b.prose) ELSE b.prose END AS prose) p
+    WHERE b.block_id = ANY (p_block_ids)
+    ORDER BY b.arc_start_time, b.block_id
+$$;
+
+COMMENT ON FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean) IS 'The blocks with these ids as they leave the Hippocampus: for the Cortex (p_compress, prose compressed by memory.compress_prose_for_cortex) or for a Bifocal Packet (full prose). Embeddings come as vectors (float32, full precision; binary transfer is cheapest); citations as uuid[]; prose sizes before and after compression in bytes. Unknown ids are simply absent.';
+
+CREATE FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    AS $_$
+DECLARE
+    v_dead int := (ops.setting('cortex.dead_summary_chars'))::int;
+    v_margin int := (ops.setting('cortex.margin_chars'))::int;
+    v_anterior text := p_prose ->> 'anterior_margin';
+    v_posterior text := p_prose ->> 'posterior_margin';
+BEGIN
+    IF p_prose IS NULL OR NOT p_prose ?& ARRAY['anterior_margin', 'live_zones', 'dead_zone_summaries', 'posterior_margin'] THEN
+        RAISE EXCEPTION 'p_prose: must have anterior_margin, live_zones, dead_zone_summaries and posterior_margin'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN jsonb_build_object(
+        -- the turn next to the arc: the anterior margin's last line, the posterior's first
+        'anterior_margin', memory._condense((regexp_match(coalesce(v_anterior, ''), '([^\n]*)$'))[1], v_margin, true),
+        'posterior_margin', memory._condense(split_part(coalesce(v_posterior, ''), E'\n', 1), v_margin),
+        -- live zones: the same jsonb value, so the same bytes
+        'live_zones', p_prose -> 'live_zones',
+        'dead_zone_summaries', coalesce((
+            SELECT jsonb_agg(z.value || jsonb_build_object('summary', memory._condense(
+                       -- the whole RE is non-greedy (its first quantifier is): the shortest first sentence
+                       coalesce((regexp_match(btrim(z.value ->> 'summary'), '^(.+?[.!?…])(\s|$)'))[1], btrim(z.value ->> 'summary')),
+                       v_dead)) ORDER BY z.ordinality)
+            FROM jsonb_array_elements(p_prose -> 'dead_zone_summaries') WITH ORDINALITY z), '[]'));
+END
+$_$;
+
+COMMENT ON FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) IS 'How a block''s prose compresses on its way to the Cortex (spec 004 sections 5.3 and 6.4): each dead-zone summary is condensed further to its first sentence and at most cortex.dead_summary_chars characters; the anterior margin keeps only its last turn and the posterior margin its first, each at most cortex.margin_chars characters; live zones pass through unchanged, byte for byte.';
+
 CREATE FUNCTION memory.ensure_user(p_external_ref text, p_tier text DEFAULT 'normal'::text, p_display_name text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
     AS $$
@@ -781,6 +842,81 @@ END
 $$;
 
 COMMENT ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text) IS 'Returns the user with this external reference, creating it with the given tier (normal, meso or elder) if it does not exist. Idempotent; an existing user keeps its tier.';
+
+CREATE FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision DEFAULT 0, p_salience_composite double precision DEFAULT NULL::double precision, p_preoccupation_centroid_id uuid DEFAULT NULL::uuid, p_citations uuid[] DEFAULT '{}'::uuid[], p_derived_from uuid DEFAULT NULL::uuid, p_continues_from uuid DEFAULT NULL::uuid) RETURNS boolean
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_user uuid;
+    v_tier text;
+    v_cycles int;
+    v_missing uuid;
+    v_n int;
+BEGIN
+    SELECT s.user_id, u.tier, r.block_cycles INTO v_user, v_tier, v_cycles
+    FROM memory.sessions s JOIN memory.users u USING (user_id) JOIN memory.retention_policy r ON r.tier = u.tier
+    WHERE s.session_id = p_session_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_session_id: unknown session %', p_session_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF p_block_id IS NULL THEN
+        RAISE EXCEPTION 'p_block_id: must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_at IS NULL THEN
+        RAISE EXCEPTION 'p_at: must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_prose IS NULL OR NOT p_prose ?& ARRAY['anterior_margin', 'live_zones', 'dead_zone_summaries', 'posterior_margin'] THEN
+        RAISE EXCEPTION 'p_prose: must have anterior_margin, live_zones, dead_zone_summaries and posterior_margin'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT x INTO v_missing FROM unnest(coalesce(p_citations, '{}') || p_derived_from || p_continues_from) x
+    WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = x)
+    LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'references: unknown block % (citations, derived_from and continues_from must name blocks in the Hippocampus)', v_missing
+            USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
+        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
+        arc_start_time, arc_end_time, citations, preoccupation_centroid_id, derived_from, continues_from,
+        cycle_date, first_turn, last_turn, hippocampus_until)
+    VALUES (p_block_id, 'imported', p_prose,
+            memory._checked_vector(p_universal_embedding, 'p_universal_embedding', 'universal'),
+            memory._checked_vector(p_native_embedding, 'p_native_embedding', 'native'),
+            '{}', CASE WHEN p_salience_composite IS NULL THEN '{}' ELSE jsonb_build_object('composite', p_salience_composite) END,
+            coalesce(p_coherence_gain, 0), 0, p_session_id, v_user, v_tier, p_at, p_at,
+            to_jsonb(coalesce(p_citations, '{}')), p_preoccupation_centroid_id, p_derived_from, p_continues_from,
+            p_at::date, 0, 0, p_at::date + v_cycles)
+    ON CONFLICT (block_id) DO NOTHING;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type)
+        SELECT p_block_id, x, 'cites' FROM unnest(coalesce(p_citations, '{}')) x
+        UNION ALL SELECT p_block_id, p_derived_from, 'derived_from' WHERE p_derived_from IS NOT NULL
+        UNION ALL SELECT p_block_id, p_continues_from, 'continues' WHERE p_continues_from IS NOT NULL
+        ON CONFLICT DO NOTHING;
+    END IF;
+    RETURN v_n > 0;
+END
+$$;
+
+COMMENT ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision, p_salience_composite double precision, p_preoccupation_centroid_id uuid, p_citations uuid[], p_derived_from uuid, p_continues_from uuid) IS 'Stores a block received in a Bifocal Packet in the Hippocampus, in an existing session of the receiving user (block_kind imported, times from the packet, retention by the user''s tier). Vectors are checked like every other (dimensions, NaN/Inf, named by parameter); citations, derived_from and continues_from must name blocks the Hippocampus knows, and become relationships. A block id already present is left unchanged (returns false), so importing a packet twice is harmless.';
+
+CREATE FUNCTION memory.mark_migrated(p_block_ids uuid[]) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    UPDATE memory.holographic_blocks b
+    SET migrated_at = clock_timestamp(), universal_embedding = NULL, native_embedding = NULL
+    WHERE b.block_id = ANY (p_block_ids) AND b.migrated_at IS NULL;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) IS 'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their embeddings from the Hippocampus (the Cortex keeps them at full precision), so Hippocampus vector search stops returning them while the row stays as the anchor of their structural references. Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
 
 CREATE FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer DEFAULT 10, p_user_id uuid DEFAULT NULL::uuid, p_expand boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, session_id uuid, user_id uuid, arc_start_time timestamp with time zone, distance double precision, reason text, via_block_id uuid, coherence_gain double precision, prose jsonb)
     LANGUAGE plpgsql STABLE
@@ -844,6 +980,34 @@ END
 $_$;
 
 COMMENT ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) IS 'Hybrid block retrieval (spec 004 section 7.4): the p_k blocks nearest p_query_vector (universal, cosine; optionally one user''s), the union with blocks they cite, and with p_expand the structural neighbours along continuation edges (continues_from, continued_by) and their metablocks. Every row says why it came back (vector match, cited by a match, earlier or later part of a matched inquiry, metablock of a match) and through which block (via_block_id); vector matches come first, by distance.';
+
+CREATE FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(item_kind text, item_id uuid, session_id uuid, created_at timestamp with time zone, distance double precision, reason text, via_id uuid, migrated boolean, content text, prose jsonb, universal_embedding real[])
+    LANGUAGE sql STABLE
+    AS $$
+    WITH turns AS (
+        SELECT r.* FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, p_k) r),
+    blocks AS (
+        SELECT r.* FROM memory.recall_blocks(p_query_vector, p_k, p_user_id, true) r),
+    covering AS (  -- the block a matched turn belongs to: a structural reference of the turn
+        SELECT DISTINCT ON (b.block_id) b.block_id, t.entry_id AS via
+        FROM turns t JOIN memory.holographic_blocks b
+          ON b.session_id = t.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn
+        WHERE b.block_kind = 'arc' AND NOT EXISTS (SELECT 1 FROM blocks x WHERE x.block_id = b.block_id)
+        ORDER BY b.block_id, t.distance)
+    SELECT 'turn', t.entry_id, t.session_id, t.created_at, t.distance, 'turn: ' || t.reason, NULL::uuid, false,
+           t.role || ': ' || t.content, NULL::jsonb, d.universal_embedding::real[]
+    FROM turns t JOIN memory.day_table d USING (entry_id)
+    UNION ALL
+    SELECT 'block', b.block_id, b.session_id, b.arc_start_time, b.distance, 'block: ' || b.reason, b.via_block_id,
+           h.migrated_at IS NOT NULL, NULL, b.prose, h.universal_embedding::real[]
+    FROM blocks b JOIN memory.holographic_blocks h USING (block_id)
+    UNION ALL
+    SELECT 'block', h.block_id, h.session_id, h.arc_start_time, (h.universal_embedding <=> p_query_vector::vector)::float8,
+           'block: covers a matched turn', c.via, h.migrated_at IS NOT NULL, NULL, h.prose, h.universal_embedding::real[]
+    FROM covering c JOIN memory.holographic_blocks h USING (block_id)
+$$;
+
+COMMENT ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) IS 'The Hippocampus half of the retrieval chain (spec 004 section 1.3, step 1): the p_k turns nearest the query (memory.recall_recent, the current session or the user''s recent ones), the p_k nearest blocks with their structural neighbours (memory.recall_blocks: citations, continuations, metablocks), and the blocks that cover matched turns. Each row says what it is, why it came back and through which item (via_id); migrated says the block has moved to the Cortex, where the caller reads it (its structural reference is the Cortex query of step 2).';
 
 CREATE FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE sql STABLE
@@ -1068,6 +1232,99 @@ $_$;
 
 COMMENT ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) IS 'The default dead-zone summariser (the night.summariser setting names it): extractive, no LLM. Takes the night.summary_sentences turns of the zone closest (cosine) to the zone''s mean universal embedding and keeps the first sentence of each (at most 200 characters), in turn order. Any function with this signature can replace it, an LLM-backed one included.';
 
+CREATE FUNCTION ops._reclaim_stale_jobs() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_stale interval := (ops.setting('worker.stale_after') #>> '{}')::interval;
+    v_n int;
+BEGIN
+    WITH stale AS (
+        SELECT j.job_id FROM ops.jobs j LEFT JOIN ops.workers w ON w.worker_id = j.locked_by
+        WHERE j.state = 'running'
+          AND (w.worker_id IS NULL OR w.state = 'stopped' OR w.heartbeat_at < clock_timestamp() - v_stale)
+        FOR UPDATE OF j SKIP LOCKED),
+    moved AS (
+        UPDATE ops.jobs j
+        SET state = CASE WHEN j.attempts >= j.max_attempts THEN 'failed' ELSE 'queued' END,
+            last_error = 'worker ' || coalesce(j.locked_by, '?') || ' stopped heartbeating while running this job',
+            finished_at = CASE WHEN j.attempts >= j.max_attempts THEN clock_timestamp() END,
+            locked_by = NULL, locked_at = NULL, run_after = clock_timestamp()
+        FROM stale s WHERE j.job_id = s.job_id
+        RETURNING j.job_id, j.last_error)
+    UPDATE ops.job_attempts a SET outcome = 'abandoned', finished_at = clock_timestamp(), error = m.last_error
+    FROM moved m WHERE a.job_id = m.job_id AND a.outcome = 'running';
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION ops._reclaim_stale_jobs() IS 'Internal. Running jobs whose worker has not heartbeaten for worker.stale_after (it crashed or was killed), or is stopped or unknown, go back to the queue, or to failed when they have used all their attempts; their open attempt is closed as abandoned. Returns the number reclaimed.';
+
+CREATE FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text) RETURNS text
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_base interval := (ops.setting('worker.retry_base') #>> '{}')::interval;
+    v_max interval := (ops.setting('worker.retry_max') #>> '{}')::interval;
+    v_job ops.jobs;
+    v_state text;
+BEGIN
+    SELECT * INTO v_job FROM ops.jobs j WHERE j.job_id = p_job_id AND j.locked_by = p_worker_id AND j.state = 'running'
+    FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_job_id: job % is not running under worker %', p_job_id, quote_literal(p_worker_id)
+            USING ERRCODE = 'lock_not_available';
+    END IF;
+    v_state := CASE WHEN v_job.attempts >= v_job.max_attempts THEN 'failed' ELSE 'queued' END;
+    UPDATE ops.jobs j
+    SET state = v_state, last_error = left(p_error, 10000), locked_by = NULL, locked_at = NULL,
+        run_after = CASE WHEN v_state = 'queued'
+                         THEN clock_timestamp() + least(v_base * power(2, v_job.attempts - 1), v_max)
+                         ELSE j.run_after END,
+        finished_at = CASE WHEN v_state = 'failed' THEN clock_timestamp() END
+    WHERE j.job_id = p_job_id;
+    UPDATE ops.job_attempts a SET outcome = CASE WHEN v_state = 'failed' THEN 'failed' ELSE 'retry' END,
+                                  finished_at = clock_timestamp(), error = left(p_error, 10000)
+    WHERE a.job_id = p_job_id AND a.outcome = 'running';
+    UPDATE ops.workers w
+    SET jobs_retried = w.jobs_retried + (v_state = 'queued')::int, jobs_failed = w.jobs_failed + (v_state = 'failed')::int,
+        state = 'idle', current_job_id = NULL
+    WHERE w.worker_id = p_worker_id;
+    RETURN v_state;
+END
+$$;
+
+COMMENT ON FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text) IS 'Records that a job failed under this worker, keeping the error. With attempts left it is queued again after an exponential backoff (worker.retry_base * 2^(attempt-1), at most worker.retry_max); after max_attempts it stays failed with the error in last_error. Returns the job''s new state: queued or failed.';
+
+CREATE FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb DEFAULT '{}'::jsonb) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    WITH done AS (
+        UPDATE ops.jobs j SET state = 'done', result = p_result, finished_at = clock_timestamp(),
+                              locked_by = NULL, last_error = NULL
+        WHERE j.job_id = ANY (p_job_ids) AND j.locked_by = p_worker_id AND j.state = 'running'
+        RETURNING j.job_id)
+    UPDATE ops.job_attempts a SET outcome = 'done', finished_at = clock_timestamp(), result = p_result
+    FROM done d WHERE a.job_id = d.job_id AND a.outcome = 'running';
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n <> coalesce(cardinality(p_job_ids), 0) THEN
+        RAISE EXCEPTION 'p_job_ids: % of % jobs are not running under worker % (taken back as stale?)',
+            coalesce(cardinality(p_job_ids), 0) - v_n, coalesce(cardinality(p_job_ids), 0), quote_literal(p_worker_id)
+            USING ERRCODE = 'lock_not_available';
+    END IF;
+    UPDATE ops.workers w SET jobs_done = w.jobs_done + v_n, state = 'idle', current_job_id = NULL,
+                             heartbeat_at = clock_timestamp()
+    WHERE w.worker_id = p_worker_id;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb) IS 'Marks jobs the worker is running as done with a result (kept in ops.jobs.result and the attempt row). Raises lock_not_available, and so rolls back the caller''s transaction, when any of them is no longer running under this worker.';
+
 CREATE FUNCTION ops.install_cron_jobs() RETURNS TABLE(jobname text, schedule text, command text)
     LANGUAGE plpgsql
     AS $$
@@ -1090,6 +1347,96 @@ END
 $$;
 
 COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
+
+CREATE FUNCTION ops.queue_job(p_kind text, p_payload jsonb DEFAULT '{}'::jsonb, p_dedupe_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT 5) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_id bigint;
+BEGIN
+    INSERT INTO ops.jobs (kind, payload, dedupe_key, max_attempts)
+    VALUES (p_kind, coalesce(p_payload, '{}'), p_dedupe_key, p_max_attempts)
+    ON CONFLICT (dedupe_key) DO NOTHING
+    RETURNING job_id INTO v_id;
+    PERFORM pg_notify('psimem_jobs', p_kind);
+    RETURN v_id;
+END
+$$;
+
+COMMENT ON FUNCTION ops.queue_job(p_kind text, p_payload jsonb, p_dedupe_key text, p_max_attempts integer) IS 'Queues a job for the worker (kind cortex_migrate with {"block_id": …} or cluster_update) and wakes it with NOTIFY psimem_jobs. A dedupe_key already queued or done makes it a no-op returning null.';
+
+CREATE TABLE ops.workers (
+    worker_id text NOT NULL,
+    host text NOT NULL,
+    pid integer NOT NULL,
+    code_version text NOT NULL,
+    cortex_uri text NOT NULL,
+    started_at timestamp with time zone DEFAULT now() NOT NULL,
+    heartbeat_at timestamp with time zone DEFAULT now() NOT NULL,
+    stopped_at timestamp with time zone,
+    state text DEFAULT 'idle'::text NOT NULL,
+    current_job_id bigint,
+    jobs_done bigint DEFAULT 0 NOT NULL,
+    jobs_retried bigint DEFAULT 0 NOT NULL,
+    jobs_failed bigint DEFAULT 0 NOT NULL,
+    jobs_released bigint DEFAULT 0 NOT NULL,
+    CONSTRAINT workers_state_known CHECK ((state = ANY (ARRAY['idle'::text, 'busy'::text, 'stopped'::text]))),
+    CONSTRAINT workers_stopped_has_time CHECK (((state = 'stopped'::text) = (stopped_at IS NOT NULL)))
+);
+
+COMMENT ON TABLE ops.workers IS 'One row per worker process (psimem worker): its SQL code version, Cortex location, state and last heartbeat';
+
+CREATE FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid integer, p_code_version text, p_cortex_uri text) RETURNS ops.workers
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_db_version text;
+    v_row ops.workers;
+BEGIN
+    IF p_worker_id IS NULL OR btrim(p_worker_id) = '' THEN
+        RAISE EXCEPTION 'p_worker_id: must not be empty' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT s.value #>> '{}' INTO v_db_version FROM ops.settings s WHERE s.key = 'sql.code_version';
+    IF v_db_version IS DISTINCT FROM p_code_version THEN
+        RAISE EXCEPTION 'p_code_version: the worker''s SQL code version is %, the database''s is %',
+            quote_nullable(p_code_version), quote_nullable(v_db_version)
+            USING ERRCODE = 'object_not_in_prerequisite_state',
+                  HINT = 'run psimem db migrate with the worker''s checkout, or run the worker of the checkout that migrated this database';
+    END IF;
+    INSERT INTO ops.workers (worker_id, host, pid, code_version, cortex_uri)
+    VALUES (p_worker_id, p_host, p_pid, p_code_version, p_cortex_uri)
+    ON CONFLICT (worker_id) DO UPDATE
+        SET host = EXCLUDED.host, pid = EXCLUDED.pid, code_version = EXCLUDED.code_version,
+            cortex_uri = EXCLUDED.cortex_uri, started_at = now(), heartbeat_at = now(),
+            stopped_at = NULL, state = 'idle', current_job_id = NULL
+    RETURNING * INTO v_row;
+    RETURN v_row;
+END
+$$;
+
+COMMENT ON FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid integer, p_code_version text, p_cortex_uri text) IS 'Registers a worker process in ops.workers (or re-registers one with the same id). Refuses with object_not_in_prerequisite_state, naming both versions, when the worker''s SQL code version (psimem.sqlfiles.code_version() of its checkout) differs from the sql.code_version the database was migrated with.';
+
+CREATE FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text DEFAULT 'worker shut down'::text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    WITH released AS (
+        UPDATE ops.jobs j SET state = 'queued', attempts = greatest(j.attempts - 1, 0), locked_by = NULL,
+                              locked_at = NULL, run_after = clock_timestamp()
+        WHERE j.job_id = ANY (p_job_ids) AND j.locked_by = p_worker_id AND j.state = 'running'
+        RETURNING j.job_id)
+    UPDATE ops.job_attempts a SET outcome = 'released', finished_at = clock_timestamp(), error = p_reason
+    FROM released r WHERE a.job_id = r.job_id AND a.outcome = 'running';
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE ops.workers w SET jobs_released = w.jobs_released + v_n, state = 'idle', current_job_id = NULL
+    WHERE w.worker_id = p_worker_id;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text) IS 'Gives jobs back to the queue, ready at once and without counting the interrupted attempt (it closes as released with p_reason): what a worker does when it is told to stop mid-job. Returns the number released.';
 
 CREATE FUNCTION ops.set_schedule(p_job text, p_schedule text) RETURNS text
     LANGUAGE plpgsql
@@ -1148,6 +1495,95 @@ $$;
 
 COMMENT ON FUNCTION ops.setting(p_key text) IS 'Returns the jsonb value of one ops.settings row, or raises undefined_object naming the key. Functions read their parameters through it so a missing setting fails loudly instead of defaulting silently.';
 
+CREATE FUNCTION ops.stop_worker(p_worker_id text) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_released int;
+BEGIN
+    v_released := ops.release_jobs(p_worker_id,
+        ARRAY(SELECT j.job_id FROM ops.jobs j WHERE j.locked_by = p_worker_id AND j.state = 'running'));
+    UPDATE ops.workers w SET state = 'stopped', stopped_at = clock_timestamp(), current_job_id = NULL
+    WHERE w.worker_id = p_worker_id AND w.state <> 'stopped';
+    RETURN v_released;
+END
+$$;
+
+COMMENT ON FUNCTION ops.stop_worker(p_worker_id text) IS 'Marks a worker stopped, first releasing any job it still holds (ops.release_jobs). Returns the number of jobs released.';
+
+CREATE TABLE ops.jobs (
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    dedupe_key text,
+    state text DEFAULT 'queued'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    run_after timestamp with time zone DEFAULT now() NOT NULL,
+    locked_by text,
+    locked_at timestamp with time zone,
+    heartbeat_at timestamp with time zone,
+    last_error text,
+    result jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT jobs_kind_known CHECK ((kind = ANY (ARRAY['cortex_migrate'::text, 'cluster_update'::text]))),
+    CONSTRAINT jobs_state_known CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'done'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE ops.jobs IS 'Work for the Python worker (psimem worker), queued by the Night Cycle; taken with FOR UPDATE SKIP LOCKED';
+
+CREATE FUNCTION ops.take_jobs(p_worker_id text, p_limit integer DEFAULT 1) RETURNS SETOF ops.jobs
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_kind text;
+BEGIN
+    IF p_limit IS NULL OR p_limit < 1 OR p_limit > 10000 THEN
+        RAISE EXCEPTION 'p_limit: must be between 1 and 10000, got %', coalesce(p_limit::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM ops.workers w WHERE w.worker_id = p_worker_id AND w.state <> 'stopped') THEN
+        RAISE EXCEPTION 'p_worker_id: no running worker % (call ops.register_worker first)', quote_literal(p_worker_id)
+            USING ERRCODE = 'no_data_found';
+    END IF;
+    PERFORM ops._reclaim_stale_jobs();
+    -- The oldest ready job decides the kind; a re-clustering waits until no migration is
+    -- queued or running, so it sees every block the night moved.
+    SELECT j.kind INTO v_kind FROM ops.jobs j
+    WHERE j.state = 'queued' AND j.run_after <= clock_timestamp()
+      AND (j.kind <> 'cluster_update' OR NOT EXISTS (
+              SELECT 1 FROM ops.jobs m WHERE m.kind = 'cortex_migrate' AND m.state IN ('queued', 'running')))
+    ORDER BY j.run_after, j.job_id
+    LIMIT 1;
+    IF v_kind IS NULL THEN
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT j.job_id FROM ops.jobs j
+        WHERE j.state = 'queued' AND j.run_after <= clock_timestamp() AND j.kind = v_kind
+        ORDER BY j.run_after, j.job_id
+        LIMIT CASE WHEN v_kind = 'cortex_migrate' THEN p_limit ELSE 1 END
+        FOR UPDATE SKIP LOCKED),
+    taken AS (
+        UPDATE ops.jobs j
+        SET state = 'running', attempts = j.attempts + 1, locked_by = p_worker_id,
+            locked_at = clock_timestamp(), heartbeat_at = clock_timestamp()
+        FROM picked p WHERE j.job_id = p.job_id
+        RETURNING j.*),
+    logged AS (
+        INSERT INTO ops.job_attempts (job_id, attempt, worker_id)
+        SELECT t.job_id, t.attempts, p_worker_id FROM taken t)
+    SELECT * FROM taken ORDER BY job_id;
+    UPDATE ops.workers w SET state = 'busy', heartbeat_at = clock_timestamp(),
+        current_job_id = (SELECT min(j.job_id) FROM ops.jobs j WHERE j.locked_by = p_worker_id AND j.state = 'running')
+    WHERE w.worker_id = p_worker_id;
+END
+$$;
+
+COMMENT ON FUNCTION ops.take_jobs(p_worker_id text, p_limit integer) IS 'Takes ready jobs for a registered worker with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same job: up to p_limit cortex_migrate jobs at once (one LanceDB commit for the batch), or one job of another kind. The oldest ready job (run_after, then id) decides the kind; cluster_update waits while any cortex_migrate is queued or running. Running jobs of workers that stopped heartbeating (worker.stale_after) are reclaimed first. Each taken job is marked running, its attempts counted and an ops.job_attempts row opened.';
+
 CREATE FUNCTION ops.trim_history(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql
     AS $$
@@ -1169,6 +1605,24 @@ END
 $$;
 
 COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
+
+CREATE FUNCTION ops.worker_heartbeat(p_worker_id text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_now timestamptz := clock_timestamp();
+BEGIN
+    -- Only the worker's own row: touching its jobs here would take row locks in an order
+    -- opposite to ops.finish_jobs (jobs, then worker) and deadlock with it.
+    UPDATE ops.workers w SET heartbeat_at = v_now WHERE w.worker_id = p_worker_id AND w.state <> 'stopped';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_worker_id: no running worker %', quote_literal(p_worker_id) USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_now;
+END
+$$;
+
+COMMENT ON FUNCTION ops.worker_heartbeat(p_worker_id text) IS 'Records that a worker is alive by stamping its ops.workers row. The jobs a worker runs are judged by it: when its heartbeat is older than worker.stale_after, ops.take_jobs takes them back.';
 
 CREATE FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql
@@ -2023,7 +2477,7 @@ CREATE TABLE memory.holographic_blocks (
     long_term boolean DEFAULT false NOT NULL,
     migrated_at timestamp with time zone,
     native_embedding_bq bit(4096) GENERATED ALWAYS AS ((public.binary_quantize(native_embedding))::bit(4096)) STORED,
-    CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'compound'::text]))),
+    CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'compound'::text, 'imported'::text]))),
     CONSTRAINT holographic_blocks_prose_shape CHECK ((prose ?& ARRAY['anterior_margin'::text, 'live_zones'::text, 'dead_zone_summaries'::text, 'posterior_margin'::text])),
     CONSTRAINT holographic_blocks_times_ordered CHECK ((arc_start_time <= arc_end_time)),
     CONSTRAINT holographic_blocks_turns_ordered CHECK ((first_turn <= last_turn)),
@@ -2074,6 +2528,22 @@ CREATE VIEW bi.cleanup_daily AS
   GROUP BY cleanup_log.cycle_date, cleanup_log.tier;
 
 COMMENT ON VIEW bi.cleanup_daily IS 'Turns removed from the day table per cycle date and tier.';
+
+CREATE VIEW bi.cortex_migration AS
+ SELECT b.user_tier,
+    count(*) FILTER (WHERE (b.migrated_at IS NULL)) AS in_hippocampus,
+    count(*) FILTER (WHERE (b.migrated_at IS NOT NULL)) AS in_cortex,
+    max(b.migrated_at) AS last_migrated_at,
+    ( SELECT count(*) AS count
+           FROM ops.jobs j
+          WHERE ((j.kind = 'cortex_migrate'::text) AND (j.state = 'queued'::text))) AS migrations_queued,
+    ( SELECT count(*) AS count
+           FROM ops.jobs j
+          WHERE ((j.kind = 'cortex_migrate'::text) AND (j.state = 'failed'::text))) AS migrations_failed
+   FROM memory.holographic_blocks b
+  GROUP BY b.user_tier;
+
+COMMENT ON VIEW bi.cortex_migration IS 'Per tier: blocks still in the Hippocampus and moved to the Cortex, the last move, and migration jobs queued or failed.';
 
 CREATE VIEW bi.cron_runs AS
  SELECT j.jobname,
@@ -2180,27 +2650,39 @@ CREATE VIEW bi.hippocampus_daily AS
 
 COMMENT ON VIEW bi.hippocampus_daily IS 'Turns, sessions, users, spike turns and mean perplexity per day and user tier in the day table.';
 
-CREATE TABLE ops.jobs (
+CREATE TABLE ops.job_attempts (
+    attempt_id bigint NOT NULL,
     job_id bigint NOT NULL,
-    kind text NOT NULL,
-    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    dedupe_key text,
-    state text DEFAULT 'queued'::text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 5 NOT NULL,
-    run_after timestamp with time zone DEFAULT now() NOT NULL,
-    locked_by text,
-    locked_at timestamp with time zone,
-    heartbeat_at timestamp with time zone,
-    last_error text,
-    result jsonb,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    attempt integer NOT NULL,
+    worker_id text NOT NULL,
+    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
     finished_at timestamp with time zone,
-    CONSTRAINT jobs_kind_known CHECK ((kind = ANY (ARRAY['cortex_migrate'::text, 'cluster_update'::text]))),
-    CONSTRAINT jobs_state_known CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'done'::text, 'failed'::text])))
+    outcome text DEFAULT 'running'::text NOT NULL,
+    error text,
+    result jsonb,
+    CONSTRAINT job_attempts_finished_unless_running CHECK (((outcome = 'running'::text) = (finished_at IS NULL))),
+    CONSTRAINT job_attempts_outcome_known CHECK ((outcome = ANY (ARRAY['running'::text, 'done'::text, 'retry'::text, 'failed'::text, 'released'::text, 'abandoned'::text])))
 );
 
-COMMENT ON TABLE ops.jobs IS 'Work for the Python worker (psimem worker), queued by the Night Cycle; taken with FOR UPDATE SKIP LOCKED';
+COMMENT ON TABLE ops.job_attempts IS 'Every time a worker took a job: which worker, when, and the outcome (done, retry, failed, released on shutdown, abandoned by a worker that stopped heartbeating) with the error or result';
+
+CREATE VIEW bi.job_attempts AS
+ SELECT a.job_id,
+    j.kind,
+    a.attempt,
+    j.max_attempts,
+    a.worker_id,
+    a.started_at,
+    a.finished_at,
+    EXTRACT(epoch FROM (a.finished_at - a.started_at)) AS seconds,
+    a.outcome,
+    a.error,
+    a.result,
+    j.state AS job_state
+   FROM (ops.job_attempts a
+     JOIN ops.jobs j USING (job_id));
+
+COMMENT ON VIEW bi.job_attempts IS 'Every attempt at every worker job: worker, duration, outcome (done, retry, failed, released, abandoned), error or result (counts and timings, never memory content).';
 
 CREATE VIEW bi.job_queue AS
  SELECT jobs.kind,
@@ -2287,6 +2769,38 @@ CREATE VIEW bi.tier_health AS
 
 COMMENT ON VIEW bi.tier_health IS 'Per tier: its retention policy, what the Hippocampus holds, and what cleanup has removed.';
 
+CREATE TABLE ops.settings (
+    key text NOT NULL,
+    value jsonb NOT NULL,
+    description text NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT settings_key_dotted CHECK ((key ~ '^[a-z_]+(\.[a-z_0-9]+)+$'::text))
+);
+
+COMMENT ON TABLE ops.settings IS 'Tunable parameters read by psimem functions; change with UPDATE or ops.set_setting()';
+
+CREATE VIEW bi.workers AS
+ SELECT w.worker_id,
+    w.host,
+    w.pid,
+    w.state,
+    w.code_version,
+    w.started_at,
+    w.heartbeat_at,
+    w.stopped_at,
+    EXTRACT(epoch FROM (clock_timestamp() - w.heartbeat_at)) AS seconds_since_heartbeat,
+    ((w.state <> 'stopped'::text) AND (w.heartbeat_at < (clock_timestamp() - ( SELECT ((s.value #>> '{}'::text[]))::interval AS "interval"
+           FROM ops.settings s
+          WHERE (s.key = 'worker.stale_after'::text))))) AS looks_dead,
+    w.current_job_id,
+    w.jobs_done,
+    w.jobs_retried,
+    w.jobs_failed,
+    w.jobs_released
+   FROM ops.workers w;
+
+COMMENT ON VIEW bi.workers IS 'Cortex worker processes: state, last heartbeat (and whether it is older than worker.stale_after), jobs done, retried, failed and released.';
+
 CREATE TABLE memory.block_relationships (
     relationship_id uuid DEFAULT gen_random_uuid() NOT NULL,
     source_block_id uuid NOT NULL,
@@ -2357,6 +2871,15 @@ ALTER TABLE ops.cycle_runs ALTER COLUMN run_id ADD GENERATED ALWAYS AS IDENTITY 
     CACHE 1
 );
 
+ALTER TABLE ops.job_attempts ALTER COLUMN attempt_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME ops.job_attempts_attempt_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 ALTER TABLE ops.jobs ALTER COLUMN job_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME ops.jobs_job_id_seq
     START WITH 1
@@ -2365,16 +2888,6 @@ ALTER TABLE ops.jobs ALTER COLUMN job_id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
-
-CREATE TABLE ops.settings (
-    key text NOT NULL,
-    value jsonb NOT NULL,
-    description text NOT NULL,
-    updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT settings_key_dotted CHECK ((key ~ '^[a-z_]+(\.[a-z_0-9]+)+$'::text))
-);
-
-COMMENT ON TABLE ops.settings IS 'Tunable parameters read by psimem functions; change with UPDATE or ops.set_setting()';
 
 CREATE TABLE procedural.causal_edges (
     edge_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -2550,6 +3063,9 @@ ALTER TABLE ONLY ops.applied_sql
 ALTER TABLE ONLY ops.cycle_runs
     ADD CONSTRAINT cycle_runs_pkey PRIMARY KEY (run_id);
 
+ALTER TABLE ONLY ops.job_attempts
+    ADD CONSTRAINT job_attempts_pkey PRIMARY KEY (attempt_id);
+
 ALTER TABLE ONLY ops.jobs
     ADD CONSTRAINT jobs_dedupe_key_key UNIQUE (dedupe_key);
 
@@ -2558,6 +3074,9 @@ ALTER TABLE ONLY ops.jobs
 
 ALTER TABLE ONLY ops.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY ops.workers
+    ADD CONSTRAINT workers_pkey PRIMARY KEY (worker_id);
 
 ALTER TABLE ONLY procedural.causal_edges
     ADD CONSTRAINT causal_edges_pair_unique UNIQUE (source_reflex_id, target_reflex_id);
@@ -2601,6 +3120,8 @@ CREATE INDEX idx_blocks_centroid ON memory.holographic_blocks USING btree (preoc
 
 CREATE INDEX idx_blocks_coherence ON memory.holographic_blocks USING btree (coherence_gain DESC);
 
+CREATE INDEX idx_blocks_migrated ON memory.holographic_blocks USING btree (migrated_at) WHERE (migrated_at IS NOT NULL);
+
 CREATE INDEX idx_blocks_native ON memory.holographic_blocks USING hnsw (native_embedding_bq public.bit_hamming_ops);
 
 CREATE INDEX idx_blocks_session ON memory.holographic_blocks USING btree (session_id);
@@ -2641,7 +3162,17 @@ CREATE INDEX idx_cleanup_log_date ON ops.cleanup_log USING btree (cycle_date);
 
 CREATE INDEX idx_cycle_stage_log_run ON ops.cycle_stage_log USING btree (run_id);
 
+CREATE INDEX idx_job_attempts_job ON ops.job_attempts USING btree (job_id);
+
+CREATE INDEX idx_job_attempts_running ON ops.job_attempts USING btree (job_id) WHERE (outcome = 'running'::text);
+
+CREATE INDEX idx_jobs_kind_state ON ops.jobs USING btree (kind, state);
+
 CREATE INDEX idx_jobs_ready ON ops.jobs USING btree (run_after, job_id) WHERE (state = 'queued'::text);
+
+CREATE INDEX idx_jobs_running ON ops.jobs USING btree (heartbeat_at) WHERE (state = 'running'::text);
+
+CREATE INDEX idx_workers_heartbeat ON ops.workers USING btree (heartbeat_at) WHERE (state <> 'stopped'::text);
 
 CREATE INDEX idx_causal_source ON procedural.causal_edges USING btree (source_reflex_id);
 
@@ -2733,6 +3264,9 @@ ALTER TABLE ONLY memory.sessions
 
 ALTER TABLE ONLY ops.cycle_stage_log
     ADD CONSTRAINT cycle_stage_log_run_id_fkey FOREIGN KEY (run_id) REFERENCES ops.cycle_runs(run_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY ops.job_attempts
+    ADD CONSTRAINT job_attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES ops.jobs(job_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY procedural.causal_edges
     ADD CONSTRAINT causal_edges_source_reflex_id_fkey FOREIGN KEY (source_reflex_id) REFERENCES procedural.procedural_memory(reflex_id) ON DELETE CASCADE;
@@ -2834,6 +3368,10 @@ GRANT USAGE ON SCHEMA psi TO psimem_writer;
 GRANT USAGE ON SCHEMA psi TO psimem_reader;
 GRANT USAGE ON SCHEMA psi TO psimem_admin;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.workers TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.jobs TO psimem_admin;
+
 GRANT SELECT ON TABLE memory.flux_arcs TO psimem_reader;
 GRANT SELECT ON TABLE memory.flux_arcs TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.flux_arcs TO psimem_admin;
@@ -2854,6 +3392,8 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cleanup_log TO psimem_admin;
 
 GRANT SELECT ON TABLE bi.cleanup_daily TO psimem_bi;
 
+GRANT SELECT ON TABLE bi.cortex_migration TO psimem_bi;
+
 GRANT SELECT ON TABLE bi.cron_runs TO psimem_bi;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_runs TO psimem_admin;
@@ -2870,7 +3410,9 @@ GRANT SELECT,INSERT,DELETE ON TABLE memory.day_table TO psimem_writer;
 
 GRANT SELECT ON TABLE bi.hippocampus_daily TO psimem_bi;
 
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.jobs TO psimem_admin;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.job_attempts TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.job_attempts TO psimem_bi;
 
 GRANT SELECT ON TABLE bi.job_queue TO psimem_bi;
 
@@ -2885,6 +3427,12 @@ GRANT SELECT ON TABLE memory.retention_policy TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.retention_policy TO psimem_admin;
 
 GRANT SELECT ON TABLE bi.tier_health TO psimem_bi;
+
+GRANT SELECT ON TABLE ops.settings TO psimem_writer;
+GRANT SELECT ON TABLE ops.settings TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.settings TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.workers TO psimem_bi;
 
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
@@ -2903,10 +3451,6 @@ GRANT SELECT,INSERT,UPDATE ON TABLE memory.sessions TO psimem_writer;
 GRANT SELECT ON TABLE memory.sessions TO psimem_reader;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.applied_sql TO psimem_admin;
-
-GRANT SELECT ON TABLE ops.settings TO psimem_writer;
-GRANT SELECT ON TABLE ops.settings TO psimem_reader;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.settings TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.causal_edges TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE procedural.causal_edges TO psimem_writer;

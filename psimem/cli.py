@@ -101,6 +101,122 @@ def cmd_replay(args) -> int:
     return run(args)
 
 
+def cmd_worker(args) -> int:
+    from loaders.worker import Worker, WorkerRefused
+
+    try:
+        stats = Worker(cortex_uri=args.cortex).run(once=args.once, install_signals=True)
+    except WorkerRefused as e:
+        say(f"worker refused to start: {e}")
+        return 3
+    say(f"worker stopped: {stats}")
+    return 0
+
+
+def _resolve_user(conn, ref: str):
+    row = conn.execute("SELECT user_id FROM memory.users WHERE user_id::text = %s OR external_ref = %s",
+                       (ref, ref)).fetchone()
+    if row is None:
+        raise SystemExit(f"psimem: --user: no user {ref!r} (give a user id or external reference)")
+    return row[0]
+
+
+def _resolve_session(conn, ref: str):
+    row = conn.execute("SELECT session_id FROM memory.sessions WHERE session_id::text = %s OR external_ref = %s",
+                       (ref, ref)).fetchone()
+    if row is None:
+        raise SystemExit(f"psimem: --session: no session {ref!r} (give a session id or external reference)")
+    return row[0]
+
+
+def cmd_recall(args) -> int:
+    import json
+
+    import numpy as np
+
+    from loaders.cortex import Cortex
+    from loaders.recall import recall
+
+    from .connect import connect
+
+    with connect() as conn:
+        user = _resolve_user(conn, args.user)
+        session = _resolve_session(conn, args.session) if args.session else None
+        cortex = Cortex.for_database(conn, args.cortex)
+        if args.vector:
+            vec = np.asarray(json.loads(open(args.vector).read() if args.vector != "-" else sys.stdin.read()),
+                             dtype=np.float32)
+        else:
+            from loaders.models import Cache, UniversalEmbedder
+
+            emb = UniversalEmbedder(Cache(Settings.from_env().home / "cache" / "model-outputs.npz"))
+            if emb.dim != cortex.udim:
+                raise SystemExit(f"psimem: the offline embedder gives {emb.dim}-d vectors; this database stores "
+                                 f"{cortex.udim}-d universal embeddings: pass --vector")
+            vec = emb.embed([args.query], progress=False)[0]
+        results = recall(conn, cortex, vec, user, session, k=args.k, limit=args.limit)
+    if args.json:
+        print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
+        return 0
+    for n, r in enumerate(results, 1):
+        d = "" if r.distance is None else f"d={r.distance:.3f} "
+        print(f"{n:>2}. [{r.tier}] {r.kind} {r.id}  {d}-- {r.reason}" + (f" (via {r.via})" if r.via else ""))
+        for z in r.live_zones:
+            print("      live: " + z["content"].replace("\n", "\n            "))
+        if r.kind == "turn" or not r.live_zones:
+            print("      " + r.text[:300].replace("\n", "\n      "))
+    return 0
+
+
+def cmd_packet(args) -> int:
+    import json
+
+    from loaders.cortex import Cortex
+    from loaders.packets import BadPacket, export_blocks, import_packets
+
+    from .connect import connect
+
+    with connect() as conn:
+        cortex = Cortex.for_database(conn, args.cortex)
+        try:
+            if args.packet_cmd == "export":
+                packets = export_blocks(conn, cortex, args.block_ids)
+                text = json.dumps(packets if len(packets) > 1 or args.array else packets[0], indent=2)
+                if args.output and args.output != "-":
+                    open(args.output, "w").write(text + "\n")
+                else:
+                    print(text)
+            else:
+                raw = sys.stdin.read() if args.file == "-" else open(args.file).read()
+                try:
+                    packets = json.loads(raw)
+                except json.JSONDecodeError as e:
+                    raise BadPacket(None, "(file)", f"not JSON: {e}") from None
+                user = _resolve_user(conn, args.user) if args.user else None
+                session = _resolve_session(conn, args.session) if args.session else None
+                if args.into == "hippocampus" and session is None:
+                    raise BadPacket(None, "--session", "importing into the Hippocampus needs a session")
+                if args.into == "cortex" and user is None:
+                    raise BadPacket(None, "--user", "importing into the Cortex needs the receiving user")
+                result = import_packets(conn, cortex, packets, args.into, user_id=user, session_id=session)
+                say(f"imported: {result}")
+        except BadPacket as e:
+            say(f"refused, nothing imported: {e}" if args.packet_cmd == "import" else f"refused: {e}")
+            return 2
+    return 0
+
+
+def cmd_cortex(args) -> int:
+    from loaders.cortex import Cortex
+    from loaders.demo_part import show_tree
+
+    from .connect import connect
+
+    with connect() as conn:
+        show_tree(Cortex.for_database(conn, args.cortex), summaries=args.summaries)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="psimem", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
@@ -140,6 +256,58 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("file", help="JSONL file, or - for standard input")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     ing.set_defaults(func=cmd_ingest)
+
+    cortex_help = "LanceDB URI of the Cortex (default: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex)"
+    wk = sub.add_parser("worker", help="move queued blocks to the LanceDB Cortex and re-cluster it (RAPTOR)",
+                        description="Take jobs the Night Cycle queued in ops.jobs (FOR UPDATE SKIP LOCKED): "
+                                    "cortex_migrate moves blocks into LanceDB and marks them migrated; cluster_update "
+                                    "rebuilds the RAPTOR tree. Wakes on NOTIFY psimem_jobs, polls as a fallback, "
+                                    "heartbeats in ops.workers, retries with backoff. Refuses to run when the "
+                                    "database's SQL code version differs from this checkout's (exit 3). SIGTERM "
+                                    "releases the job in hand and stops.")
+    wk.add_argument("--once", action="store_true", help="drain the ready jobs, then exit (for pg_cron-driven setups and tests)")
+    wk.add_argument("--cortex", help=cortex_help)
+    wk.set_defaults(func=cmd_worker)
+
+    rc = sub.add_parser("recall", help="recall across the Hippocampus and the Cortex for one user",
+                        description="The retrieval chain: Hippocampus turns and blocks by vector similarity, then "
+                                    "Cortex blocks by vector similarity and by the structural references of the "
+                                    "Hippocampus hits; live zones in full, tier and reason per result, "
+                                    "de-duplicated, ordered by MMR.")
+    rc.add_argument("query", nargs="?", default="", help="query text, embedded with the offline universal embedder")
+    rc.add_argument("--vector", help="JSON file (or - for stdin) with the query's universal embedding instead of text")
+    rc.add_argument("--user", required=True, help="user id or external reference")
+    rc.add_argument("--session", help="the current session (id or external reference)")
+    rc.add_argument("-k", type=int, default=10, help="candidates per source (default 10)")
+    rc.add_argument("--limit", type=int, default=10, help="results returned (default 10)")
+    rc.add_argument("--json", action="store_true", help="print JSON")
+    rc.add_argument("--cortex", help=cortex_help)
+    rc.set_defaults(func=cmd_recall)
+
+    pk = sub.add_parser("packet", help="Bifocal Packets: export blocks, import packets",
+                        description="Bifocal Packets (spec 004 section 6, schema in loaders/bifocal_packet.schema.json).")
+    pks = pk.add_subparsers(dest="packet_cmd", required=True, metavar="ACTION")
+    ex = pks.add_parser("export", help="export blocks (from whichever store holds them) as packets",
+                        description="Write the blocks as Bifocal Packets: one object, or an array for several.")
+    ex.add_argument("block_ids", nargs="+", help="block ids")
+    ex.add_argument("-o", "--output", help="file to write (default stdout)")
+    ex.add_argument("--array", action="store_true", help="always write an array")
+    ex.add_argument("--cortex", help=cortex_help)
+    im = pks.add_parser("import", help="import packets into the Cortex or the Hippocampus, all or nothing",
+                        description="Check every packet (schema, base64, dimensions, offsets, references), then "
+                                    "import them all; one bad packet imports none and is named with its field (exit 2).")
+    im.add_argument("file", help="JSON file with a packet or an array of packets, or - for stdin")
+    im.add_argument("--into", choices=("cortex", "hippocampus"), default="cortex", help="target store (default cortex)")
+    im.add_argument("--user", help="receiving user (id or external reference); needed for the Cortex")
+    im.add_argument("--session", help="receiving session (id or external reference); needed for the Hippocampus")
+    im.add_argument("--cortex", help=cortex_help)
+    pk.set_defaults(func=cmd_packet)
+
+    cx = sub.add_parser("cortex", help="show the Cortex: blocks, indexes and the RAPTOR tree",
+                        description="Counts per RAPTOR level (leaf, branch, trunk, canopy), indexes and cluster summaries.")
+    cx.add_argument("--summaries", type=int, default=5, help="cluster summaries to show (default 5)")
+    cx.add_argument("--cortex", help=cortex_help)
+    cx.set_defaults(func=cmd_cortex)
 
     dm = sub.add_parser("demo", help="the main job: load real conversations with offline models and recall",
                         description="Start the embedded database, migrate, load conversations from chitchat-dataset "

@@ -155,6 +155,9 @@ def run_demo(turns: int = 400, keep_running: bool = True) -> int:
         _show_overview(conn)
         _recall(conn, embedder, scorer)
         _night_cycle(conn)
+        from loaders.demo_part import run_after_night_cycle
+
+        run_after_night_cycle(conn, embedder, QUERIES)
         cache.save()
     from realtime.demo_part import run_psi_demo
 

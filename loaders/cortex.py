@@ -1,0 +1,338 @@
+"""The Cortex: LanceDB tables cortex_blocks and cortex_clusters (spec 004 section 5).
+
+cortex_blocks holds each migrated Holographic Block with both embeddings at full float32
+precision, its flux metrics and salience as typed structs, its structural references and
+its compressed prose (live zones verbatim). Writes are merge-inserts keyed on block_id,
+so writing the same block twice leaves one row: that is what makes a crash between the
+LanceDB write and the PostgreSQL mark harmless.
+
+Indexes follow LanceDB's guidance: brute-force search is fast enough below about 100K
+rows, so the vector index on universal_embedding appears only from cortex.index_min_rows
+rows (type cortex.index_type, chosen by bench/cortex_search.py); block_id and user_id get
+BTree scalar indexes at once (merge-insert joins and per-user prefiltered search).
+
+The location is a LanceDB URI: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+import lancedb
+import numpy as np
+import pyarrow as pa
+
+from psimem.settings import Settings
+
+BLOCKS = "cortex_blocks"
+CLUSTERS = "cortex_clusters"
+LEVELS = {0: "leaf", 1: "branch", 2: "trunk", 3: "canopy"}
+
+_LEVEL = pa.struct([("P", pa.float64()), ("C", pa.float64()), ("ID", pa.float64())])
+SALIENCE = pa.struct([("utterance_level", _LEVEL), ("exchange_level", _LEVEL), ("theme_level", _LEVEL),
+                      ("composite", pa.float64())])
+FLUX = pa.struct([("peak_perplexity", pa.float64()), ("baseline_perplexity", pa.float64()),
+                  ("final_perplexity", pa.float64()), ("flux_reversal_quality", pa.float64()),
+                  ("arc_duration_turns", pa.int32())])
+LIVE = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("content", pa.string())])
+DEAD = pa.struct([("start", pa.int32()), ("end", pa.int32()), ("summary", pa.string())])
+TS = pa.timestamp("us", tz="UTC")
+
+
+def cortex_uri(explicit: str | None = None) -> str:
+    return explicit or os.environ.get("PSIMEM_CORTEX_URI") or str(Settings.from_env().home / "cortex")
+
+
+def blocks_schema(udim: int, ndim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("block_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("session_id", pa.string()),
+        pa.field("block_kind", pa.string()),
+        pa.field("user_tier", pa.string()),
+        pa.field("universal_embedding", pa.list_(pa.float32(), udim)),
+        pa.field("native_embedding", pa.list_(pa.float32(), ndim)),
+        pa.field("flux_metrics", FLUX),
+        pa.field("salience_scores", SALIENCE),
+        pa.field("coherence_gain", pa.float64()),
+        pa.field("ties_merge_weight", pa.float64()),
+        pa.field("arc_start_time", TS),
+        pa.field("arc_end_time", TS),
+        pa.field("created_at", TS),
+        pa.field("cycle_date", pa.date32()),
+        pa.field("first_turn", pa.int32()),
+        pa.field("last_turn", pa.int32()),
+        pa.field("parent_metablock_id", pa.string()),
+        pa.field("session_continuity_flag", pa.bool_()),
+        pa.field("continues_from", pa.string()),
+        pa.field("continued_by", pa.string()),
+        pa.field("citations", pa.list_(pa.string())),
+        pa.field("preoccupation_centroid_id", pa.string()),
+        pa.field("derived_from", pa.string()),
+        pa.field("anterior_margin", pa.string()),
+        pa.field("live_zones", pa.list_(LIVE)),
+        pa.field("dead_zone_summaries", pa.list_(DEAD)),
+        pa.field("posterior_margin", pa.string()),
+        pa.field("prose_bytes_before", pa.int64()),
+        pa.field("prose_bytes_after", pa.int64()),
+        pa.field("migrated_at", TS),
+    ])
+
+
+def clusters_schema(udim: int) -> pa.Schema:
+    return pa.schema([
+        pa.field("cluster_id", pa.string(), nullable=False),
+        pa.field("tree_id", pa.string(), nullable=False),
+        pa.field("user_id", pa.string()),
+        pa.field("level", pa.int32(), nullable=False),
+        pa.field("level_name", pa.string()),
+        pa.field("parent_cluster_id", pa.string()),
+        pa.field("centroid_embedding", pa.list_(pa.float32(), udim)),
+        pa.field("summary_embedding", pa.list_(pa.float32(), udim)),
+        pa.field("summary_text", pa.string()),
+        pa.field("member_count", pa.int64()),
+        pa.field("member_ids", pa.list_(pa.string())),
+        pa.field("leaf_count", pa.int64()),
+        pa.field("created_at", TS),
+    ])
+
+
+def _s(v) -> str | None:
+    return None if v is None else str(v)
+
+
+def as_f32(v) -> np.ndarray | None:
+    """A pgvector Vector, a list or an array as a float32 array."""
+    if v is None:
+        return None
+    return np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32)
+
+
+def _f32(v, dim: int) -> np.ndarray | None:
+    if v is None:
+        return None
+    a = as_f32(v)
+    if a.shape != (dim,):
+        raise ValueError(f"embedding: must have {dim} dimensions, got {a.shape}")
+    return a
+
+
+def _level(d) -> dict | None:
+    return None if not isinstance(d, dict) else {k: d.get(k) for k in ("P", "C", "ID")}
+
+
+def salience_struct(s: dict | None) -> dict:
+    s = s or {}
+    return {"utterance_level": _level(s.get("utterance_level")), "exchange_level": _level(s.get("exchange_level")),
+            "theme_level": _level(s.get("theme_level")), "composite": s.get("composite")}
+
+
+def flux_struct(f: dict | None) -> dict:
+    f = f or {}
+    return {k: f.get(k) for k in ("peak_perplexity", "baseline_perplexity", "final_perplexity",
+                                  "flux_reversal_quality", "arc_duration_turns")}
+
+
+def row_from_pg(b: dict, udim: int, ndim: int, now: datetime | None = None) -> dict:
+    """A row of memory.blocks_for_transfer as a cortex_blocks row."""
+    prose = b["prose"]
+    return {
+        "block_id": str(b["block_id"]), "user_id": _s(b["user_id"]), "session_id": _s(b["session_id"]),
+        "block_kind": b["block_kind"], "user_tier": b["user_tier"],
+        "universal_embedding": _f32(b["universal_embedding"], udim),
+        "native_embedding": _f32(b["native_embedding"], ndim),
+        "flux_metrics": flux_struct(b["flux_metrics"]), "salience_scores": salience_struct(b["salience_scores"]),
+        "coherence_gain": b["coherence_gain"], "ties_merge_weight": b["ties_merge_weight"],
+        "arc_start_time": b["arc_start_time"], "arc_end_time": b["arc_end_time"], "created_at": b["created_at"],
+        "cycle_date": b["cycle_date"], "first_turn": b["first_turn"], "last_turn": b["last_turn"],
+        "parent_metablock_id": _s(b["parent_metablock_id"]), "session_continuity_flag": b["session_continuity_flag"],
+        "continues_from": _s(b["continues_from"]), "continued_by": _s(b["continued_by"]),
+        "citations": [str(c) for c in (b["citations"] or [])],
+        "preoccupation_centroid_id": _s(b["preoccupation_centroid_id"]), "derived_from": _s(b["derived_from"]),
+        "anterior_margin": prose.get("anterior_margin"),
+        "live_zones": [{"start": z.get("start"), "end": z.get("end"), "content": z["content"]}
+                       for z in prose.get("live_zones") or []],
+        "dead_zone_summaries": [{"start": z.get("start"), "end": z.get("end"), "summary": z.get("summary")}
+                                for z in prose.get("dead_zone_summaries") or []],
+        "posterior_margin": prose.get("posterior_margin"),
+        "prose_bytes_before": b.get("prose_bytes_before"), "prose_bytes_after": b.get("prose_bytes_after"),
+        "migrated_at": now or datetime.now(timezone.utc),
+    }
+
+
+def prose_of(row: dict) -> dict:
+    """The prose JSON of a cortex_blocks row, in the Hippocampus shape."""
+    return {"anterior_margin": row.get("anterior_margin") or "",
+            "live_zones": [dict(z) for z in row.get("live_zones") or []],
+            "dead_zone_summaries": [dict(z) for z in row.get("dead_zone_summaries") or []],
+            "posterior_margin": row.get("posterior_margin") or ""}
+
+
+def _quote(ids) -> str:
+    out = []
+    for i in ids:
+        s = str(i)
+        if "'" in s:
+            raise ValueError(f"id: not a valid id {s!r}")
+        out.append(f"'{s}'")
+    return ", ".join(out)
+
+
+@dataclass
+class Cortex:
+    """One LanceDB database holding the Cortex tables."""
+
+    uri: str
+    udim: int
+    ndim: int
+
+    def __post_init__(self):
+        self.db = lancedb.connect(self.uri)
+        self._blocks = None
+
+    @classmethod
+    def for_database(cls, conn, uri: str | None = None) -> "Cortex":
+        """The Cortex at uri (default cortex_uri()) with the embedding sizes this database was installed with."""
+        dims = dict(conn.execute("SELECT key, (value #>> '{}')::int FROM ops.settings WHERE key IN "
+                                 "('embedding.universal_dim', 'embedding.native_dim')").fetchall())
+        return cls(cortex_uri(uri), dims["embedding.universal_dim"], dims["embedding.native_dim"])
+
+    # -- cortex_blocks ------------------------------------------------------------------
+    def _tables(self) -> set[str]:
+        return set(self.db.list_tables().tables)
+
+    def blocks(self, create: bool = False):
+        if self._blocks is None:
+            if BLOCKS in self._tables():
+                self._blocks = self.db.open_table(BLOCKS)
+            elif create:
+                self._blocks = self.db.create_table(BLOCKS, schema=blocks_schema(self.udim, self.ndim), exist_ok=True)
+            else:
+                return None
+        return self._blocks
+
+    def upsert_blocks(self, rows: list[dict]) -> int:
+        """Writes rows keyed on block_id in one commit (insert new, replace existing); returns the table version.
+
+        Usually none of the rows is there yet and a plain append is one cheap commit; when some
+        are (a batch redone after a crash before the PostgreSQL mark), a merge-insert on
+        block_id replaces them, so a block is never in the table twice."""
+        tbl = self.blocks(create=True)
+        data = pa.Table.from_pylist(rows, schema=blocks_schema(self.udim, self.ndim))
+        present = tbl.count_rows(f"block_id IN ({_quote(r['block_id'] for r in rows)})") if rows else 0
+        # Sizes are checked in row_from_pg; a missing native embedding (the agent supplied none) stays null.
+        if present == 0:
+            tbl.add(data, on_bad_vectors="null")
+        else:
+            tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all() \
+               .execute(data, on_bad_vectors="null")
+        self._ensure_scalar_indexes(tbl)
+        return tbl.version
+
+    def _ensure_scalar_indexes(self, tbl) -> None:
+        have = {tuple(i.columns) for i in tbl.list_indices()}
+        for col in ("block_id", "user_id"):
+            if (col,) not in have:
+                from lancedb.index import BTree
+
+                tbl.create_index(col, config=BTree(), replace=True)
+
+    def count(self, where: str | None = None) -> int:
+        tbl = self.blocks()
+        return 0 if tbl is None else tbl.count_rows(where)
+
+    def get_blocks(self, block_ids, columns: list[str] | None = None) -> list[dict]:
+        tbl = self.blocks()
+        ids = [str(i) for i in block_ids]
+        if tbl is None or not ids:
+            return []
+        q = tbl.search().where(f"block_id IN ({_quote(ids)})").limit(len(ids) + 1)
+        if columns:
+            q = q.select(columns)
+        return q.to_list()
+
+    def block_ids(self) -> list[str]:
+        tbl = self.blocks()
+        return [] if tbl is None else tbl.to_arrow().column("block_id").to_pylist()
+
+    def search_blocks(self, vector, limit: int = 10, user_id=None, space: str = "universal",
+                      columns: list[str] | None = None, exact: bool = False) -> list[dict]:
+        """Nearest blocks by cosine distance (column _distance), prefiltered to one user when given."""
+        tbl = self.blocks()
+        if tbl is None:
+            return []
+        q = tbl.search(np.asarray(vector, dtype=np.float32), vector_column_name=f"{space}_embedding") \
+               .distance_type("cosine").limit(limit)
+        if user_id is not None:
+            q = q.where(f"user_id = {_quote([user_id])}", prefilter=True)
+        if columns:
+            q = q.select([*columns, "_distance"])
+        if exact:
+            q = q.bypass_vector_index()
+        return q.to_list()
+
+    def vector_index(self):
+        tbl = self.blocks()
+        if tbl is None:
+            return None
+        for i in tbl.list_indices():
+            if list(i.columns) == ["universal_embedding"]:
+                return i
+        return None
+
+    def ensure_vector_index(self, min_rows: int, index_type: str) -> dict:
+        """Creates the vector index once the table reaches min_rows; afterwards optimize() keeps it current."""
+        n = self.count()
+        idx = self.vector_index()
+        if idx is not None or n < min_rows:
+            return {"rows": n, "vector_index": None if idx is None else idx.index_type, "created": False}
+        self.blocks().create_index("universal_embedding", config=index_config(index_type, n), replace=True)
+        return {"rows": n, "vector_index": index_type, "created": True}
+
+    def optimize(self) -> None:
+        """Compacts the fragments many small merge-inserts leave and brings indexes up to date."""
+        tbl = self.blocks()
+        if tbl is not None:
+            tbl.optimize()
+
+    # -- cortex_clusters ----------------------------------------------------------------
+    def clusters(self):
+        return self.db.open_table(CLUSTERS) if CLUSTERS in self._tables() else None
+
+    def replace_tree(self, rows: list[dict]) -> int:
+        """Replaces the whole RAPTOR tree in one LanceDB commit (overwrite): a reader sees the
+        old tree or the new one, never a mix. Returns the new table version."""
+        data = pa.Table.from_pylist(rows, schema=clusters_schema(self.udim))
+        tbl = self.clusters()
+        if tbl is None:
+            tbl = self.db.create_table(CLUSTERS, data=data, schema=clusters_schema(self.udim), exist_ok=True)
+            if tbl.count_rows() != len(rows):  # created concurrently by another worker: overwrite it
+                tbl.add(data, mode="overwrite")
+        else:
+            tbl.add(data, mode="overwrite")
+        return tbl.version
+
+
+def index_config(index_type: str, rows: int):
+    from lancedb.index import HnswPq, HnswSq, IvfFlat, IvfPq, IvfRq
+
+    parts = max(1, int(np.sqrt(rows)))
+    return {"IVF_HNSW_SQ": lambda: HnswSq(distance_type="cosine", num_partitions=max(1, rows // 100_000) or 1),
+            "IVF_HNSW_PQ": lambda: HnswPq(distance_type="cosine", num_partitions=max(1, rows // 100_000) or 1),
+            "IVF_PQ": lambda: IvfPq(distance_type="cosine", num_partitions=parts),
+            "IVF_RQ": lambda: IvfRq(distance_type="cosine", num_partitions=parts),
+            "IVF_FLAT": lambda: IvfFlat(distance_type="cosine", num_partitions=parts)}[index_type]()
+
+
+def json_default(o):
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, datetime):
+        return o.isoformat()
+    return str(o)
+
+
+def dumps(o) -> str:
+    return json.dumps(o, default=json_default)
