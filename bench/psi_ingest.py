@@ -10,9 +10,13 @@ On a throwaway cluster (bench/common.py), N = 256:
 3. Full process, unpaced: S streams voiced through the oscillator core (analysis mode
    on a spoken sentence, all streams in one CoreBatch) plus the writer, as `psimem
    realtime` runs them: streams per core = frames per process-CPU second / 50.
-4. Paced: the full process at the wall clock with --streams streams for --seconds:
-   does it keep up (tick loop wall time vs audio time, worst tick lag; the final flush
-   after the last frame apart), and what share of a core does it use?
+4. Paced: the full process at the wall clock. Strict: --streams streams of --seconds
+   starting together (every stream closes a run on the same tick, and all end on the
+   same tick). Realistic: --streams conversations for 2 x --seconds, replies of varied
+   length arriving one after another with pauses (staggered starts and ends), admitted
+   on their tick (each arrival its own CoreBatch) and on a 100 ms grid (arrivals batched).
+   For each: does it keep up (tick loop wall time vs audio time, worst tick lag; the
+   final flush after the last frame apart), frames/s, and what share of a core it uses.
 5. Peak memory of `psimem realtime` for one utterance at N = 128 / 256 / 512.
 The database server runs on the same 2-core machine as the process, and both share it
 with whatever else runs; CPU seconds of the process are reported next to wall time.
@@ -67,6 +71,11 @@ def make_turns(conn, n: int, tag: str) -> list[Turn]:
         out.append(Turn(str(e), str(u), f"{TEXT} ({tag} {i})"))
     conn.commit()
     return out
+
+
+def reset_psi(conn) -> None:
+    conn.execute("TRUNCATE psi.utterances CASCADE")
+    conn.commit()
 
 
 def reset(conn) -> None:
@@ -154,23 +163,80 @@ def core_step(audio, streams: int) -> dict:
             "batched_us_per_frame": batched / n * 1e6}
 
 
-def full_process(url, turns, audio, pace=False) -> dict:
-    streams = [Stream(t, 256, "analysis", 1, int(time.time() * 1000), audio=audio, seed=i) for i, t in enumerate(turns)]
+def full_process(url, turns, audio, pace=False, starts=None, lengths=None, admit_every=1) -> dict:
+    """Streams voiced through the core and the writer as `psimem realtime` runs them. By
+    default every stream starts on tick 0 with the whole of `audio`; `starts` (ticks) and
+    `lengths` (frames' worth of audio) stagger them. Audio time is the span from the first
+    start to the last end."""
+    geo = Geometry.for_oscillators(256)
+    starts = starts or [0] * len(turns)
+    lengths = lengths or [len(audio)] * len(turns)
+    now = int(time.time() * 1000)
+    streams = [Stream(t, 256, "analysis", 1, now + 20 * k, audio=audio[:n], seed=i, start_tick=k)
+               for i, (t, k, n) in enumerate(zip(turns, starts, lengths))]
     w = PsiWriter(url, "/var/tmp/psimem-bench-spool.jsonl")
     c0, s0 = time.process_time(), server_cpu_s(url)
-    r = run_streams(streams, w, pace=pace)
+    r = run_streams(streams, w, pace=pace, admit_every=admit_every)
     cpu, srv = time.process_time() - c0, server_cpu_s(url) - s0
-    audio_s = streams[0].total * 0.02
-    return {"streams": len(streams), "frames": r["frames"], "wall_s": r["seconds"], "process_cpu_s": cpu,
+    audio_s = max(s.start_tick + s.total for s in streams) * 0.02 - min(starts) * 0.02
+    # concurrent streams, averaged over the ticks of the audio span
+    concurrent = sum(s.total for s in streams) / (audio_s / 0.02)
+    live = np.zeros(max(s.start_tick + s.total for s in streams) + 1, dtype=int)
+    for s in streams:
+        live[s.start_tick:s.start_tick + s.total] += 1
+    return {"streams": len(streams), "mean_concurrent_streams": concurrent, "peak_concurrent_streams": int(live.max()),
+            "admit_every_ticks": admit_every,
+            "frames": r["frames"], "wall_s": r["seconds"], "process_cpu_s": cpu,
             "server_cpu_s": srv, "streams_per_core_process_plus_server": r["frames"] / (cpu + srv) / 50,
-            "audio_s_per_stream": audio_s, "frames_per_s": r["frames"] / r["seconds"],
+            "audio_s": audio_s, "frames_per_s": r["frames"] / r["seconds"],
             "streams_at_50fps": r["frames"] / r["seconds"] / 50, "streams_per_process_cpu_core": r["frames"] / cpu / 50,
             "process_core_share": cpu / r["seconds"], "loop_s": r["loop_seconds"], "max_tick_lag_s": r["max_lag_s"],
             "final_flush_s": r["seconds"] - r["loop_seconds"],
-            # kept up: the tick loop ran in audio time (+5 %) and no tick fell more than 100 ms
-            # (5 ticks) behind; the final flush after the last frame is reported apart
-            "kept_up": r["loop_seconds"] <= audio_s * 1.05 and r["max_lag_s"] <= 0.1 if pace else None,
+            "encode_s": w.stats["encode_seconds"], "encode_queue_max": w.stats["encode_queue_max"],
+            "write_queue_max": w.stats["write_queue_max"], "copy_s": w.stats["copy_seconds"],
+            "flushes": w.stats["flushes"],
+            # kept up: the tick loop ran in audio time (+5 %, + the admission grid's delay) and
+            # no tick fell more than 100 ms (5 ticks) behind; the final flush is reported apart
+            "kept_up": (r["loop_seconds"] <= audio_s * 1.05 + admit_every * 0.02 and r["max_lag_s"] <= 0.1)
+            if pace else None,
             "peak_rss_mb": r["peak_rss_mb"]}
+
+
+def arrivals(concurrent: int, seconds: float, audio_frames: int, seed: int = 5) -> tuple[list[int], list[int]]:
+    """Replies as they arrive in conversations over `seconds`: each conversation's first
+    reply starts in the first second, then replies of 1 s to the whole sentence (uniform)
+    follow one another with a 0.1-0.6 s pause (the user's turn, the model's latency); a
+    reply that would run past `seconds` is not made. As many conversations as give
+    `concurrent` streams on average. Returns (start ticks, lengths in audio samples)."""
+    ticks = int(seconds * 50)
+
+    def make(slots):
+        rng = np.random.default_rng(seed)
+        starts, lengths = [], []
+        for _ in range(slots):
+            t = int(rng.integers(0, 50))
+            while True:
+                n = int(rng.integers(50, audio_frames + 1))
+                if t + n > ticks:
+                    break
+                starts.append(t)
+                lengths.append(n)
+                t += n + int(rng.integers(5, 31))
+        return starts, lengths
+
+    starts, lengths = make(concurrent)
+    starts, lengths = make(round(concurrent * concurrent * ticks / sum(lengths)))
+    return starts, [n * 320 for n in lengths]
+
+
+def paced_line(name, r) -> str:
+    return (f"paced, {name}: {r['streams']} utterances ({r['mean_concurrent_streams']:.0f} concurrent on average, "
+            f"{r['peak_concurrent_streams']} at most), "
+            f"{r['audio_s']:.2f}s audio -> tick loop {r['loop_s']:.2f}s, worst tick {1000 * r['max_tick_lag_s']:.0f} ms "
+            f"late, final flush {r['final_flush_s']:.2f}s -> kept up: {r['kept_up']}; {r['frames_per_s']:.0f} frames/s; "
+            f"process CPU {r['process_cpu_s']:.1f}s = {r['process_core_share']:.0%} of a core "
+            f"(encode {r['encode_s']:.1f}s, queue max {r['encode_queue_max']} runs), server CPU "
+            f"{r['server_cpu_s']:.1f}s; {r['streams_per_process_cpu_core']:.0f} streams per process core")
 
 
 def peak_memory(url, turns) -> dict:
@@ -234,14 +300,18 @@ def main() -> None:
             f"{res['full_unpaced']['streams_per_core_process_plus_server']:.0f} per core counting the server")
         reset(conn)
         turns = make_turns(conn, args.streams, "paced")
-        res["full_paced"] = full_process(url, turns, audio, pace=True)
-        say(f"full process paced, {args.streams} streams x {res['full_paced']['audio_s_per_stream']:.1f}s: "
-            f"{res['full_paced']['wall_s']:.2f}s wall (tick loop {res['full_paced']['loop_s']:.2f}s, worst tick "
-            f"{1000 * res['full_paced']['max_tick_lag_s']:.0f} ms late, final flush "
-            f"{res['full_paced']['final_flush_s']:.2f}s) -> kept up: {res['full_paced']['kept_up']}; "
-            f"process CPU {res['full_paced']['process_cpu_s']:.1f}s ({res['full_paced']['process_core_share']:.0%} "
-            f"of a core), server CPU {res['full_paced']['server_cpu_s']:.1f}s; "
-            f"peak RSS {res['full_paced']['peak_rss_mb']:.0f} MB")
+        res["paced_together"] = full_process(url, turns, audio, pace=True)
+        say(paced_line(f"{args.streams} streams x {args.seconds:.0f}s starting together", res["paced_together"]))
+        reset(conn)
+        full_audio = speak(TEXT, geo.sample_rate)
+        starts, lengths = arrivals(args.streams, 2 * args.seconds, len(full_audio) // 320)
+        turns = make_turns(conn, len(starts), "stagger")
+        for name, k in (("staggered", 1), ("staggered, admitted every 100 ms", 5),
+                        ("staggered, admitted every 250 ms", 12)):
+            reset_psi(conn)
+            res[name.replace(", ", "_").replace(" ", "_")] = r = full_process(
+                url, turns, full_audio, pace=True, starts=starts, lengths=lengths, admit_every=k)
+            say(paced_line(f"{name} (replies 1-{len(full_audio) / 16000:.1f}s arriving 0.1-0.6s apart)", r))
         reset(conn)
         turns = make_turns(conn, 3, "mem")
         res["peak_memory_mb"] = peak_memory(url, turns)

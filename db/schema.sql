@@ -1796,6 +1796,7 @@ Codec v1 -- quantisation from the error budget, packing, prediction, zstd level 
 Decoding reproduces the encoder''s own reconstruction bit for bit.
 """
 import struct
+import threading
 import unicodedata
 
 import numpy as np
@@ -1908,12 +1909,20 @@ def _unplanes(buf, count):
     a = a.reshape(3, count).astype(np.uint32)
     return a[0] | (a[1] << 8) | (a[2] << 16)
 
+_zstd = threading.local()      # one compressor / decompressor per thread (they are not thread-safe)
+
 def _zc(data):
-    return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    c = getattr(_zstd, "c", None)
+    if c is None:
+        c = _zstd.c = zstandard.ZstdCompressor(level=ZSTD_LEVEL)
+    return c.compress(data)
 
 def _zd(data, size):
+    d = getattr(_zstd, "d", None)
+    if d is None:
+        d = _zstd.d = zstandard.ZstdDecompressor()
     try:
-        out = zstandard.ZstdDecompressor().decompress(bytes(data), max_output_size=size)
+        out = d.decompress(bytes(data), max_output_size=size)
     except zstandard.ZstdError as e:
         raise CodecError(f"psi_blob: zstd stream is corrupt ({e})")
     if len(out) != size:
@@ -2043,10 +2052,11 @@ def _amp_section(idx):
             best = cand
     return best
 
-def encode_v1(phases, amps):
+def encode_v1(phases, amps, reconstruct=True):
     """Encode a run of F micro frames (F x N phases and amplitudes) with codec v1.
     Returns (blob, phases, amplitudes): the blob and the encoder''s own reconstruction,
-    which decode(blob) reproduces bit for bit."""
+    which decode(blob) reproduces bit for bit (None, None with reconstruct=False, for
+    callers that only store the blob)."""
     phases, amps = _check_frames(phases, amps)
     F, N = phases.shape
     q = quantize_phases(phases)
@@ -2055,6 +2065,8 @@ def encode_v1(phases, amps):
     amode, asec = _amp_section(idx)
     head = _V1_HEADER.pack(1, KIND_PHASE_AMP, N, F, PHASE_LEVELS, AMP_MANTISSA_BITS, AMP_FLOOR_EXP,
                            pmode, amode, len(psec))
+    if not reconstruct:
+        return head + psec + asec, None, None
     return head + psec + asec, dequantize_phases(q), dequantize_amplitudes(idx)
 
 def encode_vector(vectors, version=1):
@@ -2131,9 +2143,10 @@ V0_PHASE_SCALE = 32767.0 / TWO_PI
 V0_LOGAMP_SCALE = 2048.0
 V0_LOGAMP_MIN = -15.99
 
-def encode_v0(phases, amps, level=22):
+def encode_v0(phases, amps, level=22, reconstruct=True):
     """The seed''s pipeline: float32 -> int16 (phase mod 2π; amplitude log-scaled), delta
-    along the oscillator index, zstd --ultra -22. Returns (blob, phases, amplitudes)."""
+    along the oscillator index, zstd --ultra -22. Returns (blob, phases, amplitudes), the
+    last two None with reconstruct=False."""
     phases, amps = _check_frames(phases, amps)
     F, N = phases.shape
     p16 = np.rint(np.mod(phases.astype(np.float64), TWO_PI) * V0_PHASE_SCALE).astype(np.int64)
@@ -2145,6 +2158,8 @@ def encode_v0(phases, amps, level=22):
     delta[:, 1:] = both[:, 1:] - both[:, :-1]          # wraps in int16, as the seed''s would
     body = zstandard.ZstdCompressor(level=level).compress(delta.astype("<i2").tobytes())
     blob = _V0_HEADER.pack(0, KIND_PHASE_AMP, N, F) + body
+    if not reconstruct:
+        return blob, None, None
     return (blob,) + _v0_values(both, N)
 
 def _v0_values(both, N):
@@ -2187,12 +2202,12 @@ def decode(blob):
     version = blob_info(blob)[0]
     return _decode_v0(blob) if version == 0 else _decode_v1(blob)
 
-def encode(phases, amps, version=1):
+def encode(phases, amps, version=1, reconstruct=True):
     """Encode a run of micro frames with codec `version` (0 or 1); see encode_v0/encode_v1."""
     if version == 0:
-        return encode_v0(phases, amps)
+        return encode_v0(phases, amps, reconstruct=reconstruct)
     if version == 1:
-        return encode_v1(phases, amps)
+        return encode_v1(phases, amps, reconstruct=reconstruct)
     raise CodecError(f"version: codec {version} is unknown (known: 0, 1)")
 '::text;
 
@@ -2200,7 +2215,7 @@ COMMENT ON FUNCTION psi._codec_source() IS 'The ψ-frame codec module (realtime/
 
 CREATE FUNCTION psi._codec_version() RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
-    RETURN '4a7fd5cc0d36b2b7'::text;
+    RETURN '0c3a43cea3a79460'::text;
 
 COMMENT ON FUNCTION psi._codec_version() IS 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
 

@@ -2,10 +2,12 @@
 
 Each utterance is a stream: analysis mode speaks the turn with espeak-ng (or reads a
 WAV) and locks the micro band to its STFT; synthesis mode steps the network from the
-text's prosody events. All streams advance together one 20 ms tick at a time, their
-oscillator networks stepped as one batched computation (core.CoreBatch), paced to the
-wall clock with --pace; the writer buffers micro frames and writes on utterance end
-or 2 s idle. SIGTERM flushes before exit. The process reports its peak memory.
+text's prosody events. Streams advance one 20 ms tick at a time; streams that start on
+the same tick share a clock and their oscillator networks are stepped as one batched
+computation (core.CoreBatch); a stream may start later than tick 0 (start_tick), as
+replies arrive. Paced to the wall clock with --pace. The writer buffers micro frames,
+encodes closed runs in the slack of each tick and writes on utterance end or 2 s idle
+from its own thread. SIGTERM flushes before exit. The process reports its peak memory.
 """
 from __future__ import annotations
 
@@ -92,8 +94,10 @@ class Stream:
     with its own core, bit for bit the same. A stream is driven one way or the other."""
 
     def __init__(self, turn: Turn, n: int, mode: str, codec_version: int, start_ms: int,
-                 audio: np.ndarray | None = None, seed: int = 0, surprise_sigma: float = 5.0):
+                 audio: np.ndarray | None = None, seed: int = 0, surprise_sigma: float = 5.0,
+                 start_tick: int = 0):
         self.turn = turn
+        self.start_tick = start_tick          # run_streams' tick on which the stream arrives
         self.core = OscillatorCore(n, seed=seed, surprise_sigma=surprise_sigma)
         self.geo: Geometry = self.core.geo
         self.mode = mode
@@ -152,8 +156,9 @@ class Stream:
 class _Group:
     """Streams of one N and mode that started together, stepped as one CoreBatch: a tick is
     a few numpy calls on (streams, N) arrays however many streams there are. The per-stream
-    work left per tick is handing each frame to the writer (which encodes a stream's run
-    once per 50 frames) and, in analysis mode, picking each stream's observed frame."""
+    work left per tick is handing each frame to the writer (which queues a stream's run
+    for encoding once per 50 frames) and, in analysis mode, picking each stream's
+    observed frame."""
 
     def __init__(self, streams: list[Stream]):
         self.streams = streams                      # batch row k is self.streams[k]
@@ -229,24 +234,38 @@ class Stop:
             signal.signal(sig, h)
 
 
-def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, say=None) -> dict:
+def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, say=None,
+                encode_margin_s: float = 0.003, admit_every: int = 1) -> dict:
     """Advance every stream one 20 ms tick at a time until all are done (or SIGTERM), then
-    flush. Returns timings and the peak memory."""
+    flush. A stream joins on its start_tick, or with admit_every = k on the next tick that
+    is a multiple of k: streams joining on the same tick share a CoreBatch, so admitting
+    arrivals every k ticks batches them at the cost of up to k - 1 ticks of delay before a
+    stream's first frame (its timestamps stay those of its start). Each tick, after the
+    cores step, the writer encodes queued runs until encode_margin_s before the tick's
+    deadline (at least one run), so encoding fills the tick's slack instead of piling up
+    on the ticks where runs close; the database write runs on the writer's thread.
+    Returns timings and the peak memory."""
     say = say or (lambda m: None)
     t0 = time.perf_counter()
     ticks = 0
     max_lag = 0.0          # how far behind its 20 ms deadline a tick's work finished, at worst
+    arriving = sorted(streams, key=lambda s: s.start_tick)     # not begun yet
     with Stop() as stop:
-        for s in streams:
-            writer.begin(s.utt)
-        todo = groups(streams)
-        while not stop.requested and todo:
+        todo: list[_Group] = []
+        while not stop.requested and (todo or arriving):
+            if arriving and arriving[0].start_tick <= ticks and ticks % admit_every == 0:
+                k = next((i for i, s in enumerate(arriving) if s.start_tick > ticks), len(arriving))
+                new, arriving = arriving[:k], arriving[k:]
+                for s in new:
+                    writer.begin(s.utt)
+                todo += groups(new)
             for g in todo:
                 g.step(writer)
             todo = [g for g in todo if not g.done]
-            writer.tick()
             ticks += 1
-            delay = t0 + ticks * 0.02 - time.perf_counter()
+            deadline = t0 + ticks * 0.02
+            writer.tick(deadline - encode_margin_s)
+            delay = deadline - time.perf_counter()
             max_lag = max(max_lag, -delay)
             if pace and delay > 0:
                 time.sleep(delay)

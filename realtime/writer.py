@@ -8,14 +8,29 @@ Rows go through per-connection temporary staging tables (binary COPY) and then
 transaction per flush, so a batch that was committed just before the connection broke
 (and so was also spooled) is not written twice, and a refused row leaves nothing of its
 batch written.
+
+Two things keep the caller's 20 ms tick loop smooth:
+* encoding is queued: a closed run of micro frames waits in a FIFO and tick(deadline)
+  encodes queued runs until the deadline (at least one per tick), so the runs that all
+  streams close on the same tick are spread over the following ticks; an utterance's rows
+  are written once all its runs are encoded, and flush() / close() encode whatever is
+  still queued first;
+* the database write runs on a writer thread fed by a queue of batches (the batches
+  waiting when it wakes are written as one transaction, so a refused row loses them all,
+  as a refused row lost its own flush before), so a COPY, a reconnect or spooling never
+  stalls a tick. flush() and close() wait for it; an error it meets (a refused row) is
+  raised in the caller at the next tick, flush or close.
 """
 from __future__ import annotations
 
 import base64
 import json
 import os
+import queue
+import threading
 import time
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -61,13 +76,23 @@ class Utterance:
                 self.sample_rate, 20, self.started_at_ms)
 
 
-@dataclass
+@dataclass(eq=False)
+class _Run:
+    """A closed run of micro frames: raw until encoded, then its psi_frames row."""
+    utt: Utterance
+    run_start: int
+    phases: list | None
+    amps: list | None
+    row: tuple | None = None
+
+
+@dataclass(eq=False)
 class _Micro:
     utt: Utterance
     run_start: int | None = None
     phases: list = field(default_factory=list)
     amps: list = field(default_factory=list)
-    rows: list = field(default_factory=list)      # encoded runs held in RAM until the utterance flushes
+    runs: list = field(default_factory=list)      # closed runs held in RAM until the utterance flushes
     last_ms: float = 0.0
 
 
@@ -88,9 +113,15 @@ class PsiWriter:
         self._last_attempt = -1e9
         self._pending: dict[str, list] = {t: [] for t in ORDER}
         self._micro: dict[bytes, _Micro] = {}
+        self._encq: deque[_Run] = deque()          # closed runs waiting to be encoded, oldest first
+        self._held: list[list[_Run]] = []          # released runs waiting for their encodes
         self._bypass_rls = False
+        self._q: queue.Queue = queue.Queue()       # batches for the writer thread; None stops it
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
         self.stats = {"rows": 0, "frames": 0, "flushes": 0, "spooled_rows": 0, "replayed_rows": 0,
-                      "blob_bytes": 0, "copy_seconds": 0.0}
+                      "blob_bytes": 0, "copy_seconds": 0.0, "encode_seconds": 0.0, "encode_queue_max": 0,
+                      "write_queue_max": 0}
 
     # ------------------------------------------------------------ connection
     def _connect(self) -> bool:
@@ -162,12 +193,30 @@ class PsiWriter:
     def _close_run(self, m: _Micro) -> None:
         if not m.phases:
             return
-        blob, _, _ = cc.encode(np.stack(m.phases), np.stack(m.amps), self.codec_version)
-        m.rows.append((m.utt.uttr_hash, m.utt.user_id, m.run_start, 0, 20, len(m.phases),
-                       blob, None, cc.crc32c(blob)))
-        self.stats["frames"] += len(m.phases)
-        self.stats["blob_bytes"] += len(blob)
+        run = _Run(m.utt, m.run_start, m.phases, m.amps)
+        m.runs.append(run)
+        self._encq.append(run)
+        self.stats["encode_queue_max"] = max(self.stats["encode_queue_max"], len(self._encq))
         m.phases, m.amps, m.run_start = [], [], None
+
+    def _encode(self, run: _Run) -> None:
+        t0 = time.perf_counter()
+        blob = cc.encode(np.stack(run.phases), np.stack(run.amps), self.codec_version, reconstruct=False)[0]
+        run.row = (run.utt.uttr_hash, run.utt.user_id, run.run_start, 0, 20, len(run.phases),
+                   blob, None, cc.crc32c(blob))
+        self.stats["frames"] += len(run.phases)
+        self.stats["blob_bytes"] += len(blob)
+        run.phases = run.amps = None
+        self.stats["encode_seconds"] += time.perf_counter() - t0
+
+    def encode_queued(self, deadline: float | None = None) -> int:
+        """Encode queued runs, oldest first: all of them, or (deadline, a time.perf_counter()
+        value) until the deadline has passed, but at least one. Returns how many."""
+        n = 0
+        while self._encq and (deadline is None or n == 0 or time.perf_counter() < deadline):
+            self._encode(self._encq.popleft())
+            n += 1
+        return n
 
     def band_frame(self, uttr_hash: bytes, user_id: str, band: int, ts_epoch_ms: int, vector, emo_vec=None) -> None:
         """A meso (1) or macro (2) frame: appended on event."""
@@ -184,8 +233,9 @@ class PsiWriter:
                                                 [float(x) for x in vector], 1.0))
 
     def end(self, uttr_hash: bytes, flush: bool = True) -> None:
-        """The utterance is over: its last partial run is encoded and its frames written
-        (now, or with flush=False at the next tick, together with other streams' ends)."""
+        """The utterance is over: its last partial run is closed and its frames written
+        (now, or with flush=False by a later tick once its runs are encoded, together with
+        other streams' ends)."""
         m = self._micro.pop(uttr_hash, None)
         if m is not None:
             self._release(m)
@@ -194,34 +244,107 @@ class PsiWriter:
 
     def _release(self, m: _Micro) -> None:
         self._close_run(m)
-        self._pending["psi_frames"].extend(m.rows)
-        m.rows = []
+        if m.runs:
+            self._held.append(m.runs)
+            m.runs = []
 
-    def tick(self) -> None:
-        """Call every micro frame: flushes utterances idle for flush_idle_s and pending events
-        (meso/macro frames, surprise events, centroids are written on event)."""
+    def _settle(self) -> None:
+        """Released runs whose encodes are all done become pending psi_frames rows."""
+        waiting = []
+        for runs in self._held:
+            if all(r.row is not None for r in runs):
+                self._pending["psi_frames"].extend(r.row for r in runs)
+            else:
+                waiting.append(runs)
+        self._held = waiting
+
+    def tick(self, deadline: float | None = None) -> None:
+        """Call every micro frame: encodes queued runs (until `deadline`, a time.perf_counter()
+        value, but at least one; all of them without a deadline), releases utterances idle
+        for flush_idle_s, and hands pending rows (ended utterances whose runs are encoded,
+        meso/macro frames, surprise events, centroids: written on event) to the writer thread."""
+        self._check_error()
+        self.encode_queued(deadline)
         now = self.clock()
         for m in self._micro.values():
-            if (m.phases or m.rows) and now - m.last_ms >= self.flush_idle_s:
+            if (m.phases or m.runs) and now - m.last_ms >= self.flush_idle_s:
                 self._release(m)
+        self._settle()
         if any(self._pending.values()):
-            self.flush()
+            self._submit()
+
+    def flush(self) -> None:
+        """Write everything released so far, encoding what is still queued, and wait until it
+        is written (or spooled). With nothing to write, replays a spool left behind."""
+        self.encode_queued()
+        self._settle()
+        self._submit()
+        self.wait()
 
     def close(self) -> None:
-        """Flush everything (SIGTERM path): open utterances' partial runs too."""
+        """Flush everything (SIGTERM path): open utterances' partial runs too; stop the writer
+        thread. The writer stays usable (a later write starts the thread again)."""
         for h in list(self._micro):
             self._release(self._micro.pop(h))
-        self.flush()
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
+        try:
+            self.flush()
+        finally:
+            if self._thread is not None:
+                self._q.put(None)
+                self._thread.join()
+                self._thread = None
+            if self.conn is not None:
+                self.conn.close()
+                self.conn = None
+
+    # ------------------------------------------------------------ the writer thread
+    def _submit(self) -> None:
+        batch, self._pending = self._pending, {t: [] for t in ORDER}
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="psi-writer", daemon=True)
+            self._thread.start()
+        self._q.put(batch)
+        self.stats["write_queue_max"] = max(self.stats["write_queue_max"], self._q.qsize())
+
+    def wait(self) -> None:
+        """Until the writer thread has written (or spooled) every batch handed to it."""
+        if self._thread is not None:
+            self._q.join()
+        self._check_error()
+
+    def _check_error(self) -> None:
+        if self._error is not None:
+            e, self._error = self._error, None
+            raise e
+
+    def _run(self) -> None:
+        stop = False
+        while not stop:
+            items = [self._q.get()]
+            while True:                    # batches that queued up meanwhile go in one transaction
+                try:
+                    items.append(self._q.get_nowait())
+                except queue.Empty:
+                    break
+            batches = [b for b in items if b is not None]
+            stop = len(batches) < len(items)
+            try:
+                if batches:
+                    merged = {t: [r for b in batches for r in b[t]] for t in ORDER}
+                    self._flush_batch(merged)
+            except BaseException as e:      # raised in the caller's thread (tick / flush / close)
+                self._error = e
+            finally:
+                for _ in items:
+                    self._q.task_done()
 
     # ------------------------------------------------------------ output
-    def flush(self) -> None:
-        batch, self._pending = self._pending, {t: [] for t in ORDER}
+    def _flush_batch(self, batch: dict[str, list]) -> None:
+        """Write one batch (on the writer thread): spool it if the database is unreachable,
+        after writing an earlier spool first if there is one."""
         if not any(batch.values()):
-            if self.spool_path.exists():
-                self.replay_spool()
+            if self.spool_path.exists() and self._connect():
+                self._replay_spool()
             return
         if not self._connect():
             self._spool(batch)
@@ -301,6 +424,7 @@ class PsiWriter:
 
     def replay_spool(self) -> int:
         """Write a spool left by an earlier run, if any and the database is reachable."""
+        self.wait()
         before = self.stats["replayed_rows"]
         if self.spool_path.exists() and self._connect():
             self._replay_spool()

@@ -157,3 +157,46 @@ def test_cli_sigterm_flushes_then_replay_writes_wav_and_verifies(env_url, tmp_pa
     with wave.open(str(tmp_path / "out.wav")) as w:
         assert w.getframerate() == 16000 and abs(w.getnframes() - frames * 320) <= 320
     drop_user(env_url, turn.user_id)
+
+
+def test_staggered_streams_with_spread_encoding_store_the_same_bytes(db_url, tmp_path):
+    """Streams arriving on different ticks with different lengths; the writer encodes one
+    queued run per tick (a deadline always past), so runs that close together are encoded
+    over later ticks, and ends wait for their encodes. Every frame is stored once, in rows
+    byte for byte what encoding each run directly gives."""
+    from realtime.process import Stream, run_streams
+    from realtime.writer import PsiWriter
+
+    geo = Geometry.for_oscillators(128)
+    plan = [(0, 0.7), (0, 1.2), (7, 0.5), (30, 0.9)]          # (start tick, seconds)
+    turns = [committed_turn(db_url, f"Staggered reply {i}.") for i in range(len(plan))]
+    streams = [Stream(t, 128, "analysis", 1, 1700000100000 + 20 * tick, audio=tone_switch(geo.sample_rate, sec),
+                      seed=i, start_tick=tick) for i, (t, (tick, sec)) in enumerate(zip(turns, plan))]
+    writer = PsiWriter(db_url, tmp_path / "spool.jsonl", frames_per_row=10)
+    r = run_streams(streams, writer, encode_margin_s=10.0)
+    assert writer.stats["encode_queue_max"] > 1 and writer.stats["spooled_rows"] == 0
+    assert r["frames"] == sum(s.total for s in streams) == writer.stats["frames"]
+    with psycopg.connect(db_url) as c:
+        for s in streams:
+            rows = c.execute("SELECT ts_epoch_ms, frame_count, psi_blob FROM psi.psi_frames WHERE uttr_hash = %s "
+                             "AND band = 0 ORDER BY ts_epoch_ms", (s.utt.uttr_hash,)).fetchall()
+            want = [(s.utt.started_at_ms + MICRO_MS * i, len(s.live_phases[i:i + 10]),
+                     cc.encode(s.live_phases[i:i + 10], s.live_amps[i:i + 10], 1)[0]) for i in range(0, s.total, 10)]
+            assert [(ts, n, bytes(b)) for ts, n, b in rows] == want
+    for t in turns:
+        drop_user(db_url, t.user_id)
+
+
+def test_a_refused_row_on_the_writer_thread_is_raised_in_the_caller(db_url, tmp_path):
+    from realtime.writer import PsiWriter, Utterance
+
+    turn = committed_turn(db_url, "The real words.")
+    wrong = cc.utterance_hash(uuid.UUID(turn.entry_id).bytes, "Other words.")
+    writer = PsiWriter(db_url, tmp_path / "spool.jsonl")
+    writer.begin(Utterance(wrong, turn.user_id, turn.entry_id, "analysis", 128, 1, 8000, 1700000000000))
+    writer.tick()
+    with pytest.raises(psycopg.errors.CheckViolation):
+        writer.flush()
+    writer.close()
+    assert not (tmp_path / "spool.jsonl").exists()
+    drop_user(db_url, turn.user_id)
