@@ -14,6 +14,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import numpy as np
+from psycopg.types.json import Jsonb
 from common import (Timer, bench_database, embedding_like, orthogonal_clusters, percentile_ms, report, reset_day_table,
                     say, with_connection)
 
@@ -26,6 +27,14 @@ PER_SESSION = 100
 def owner(i: int, n: int) -> str:
     """Rows [0, n/2) belong to the large user; the rest to 50 users of n/100 rows each."""
     return "big" if i < n // 2 else f"small{(i - n // 2) // (n // 100)}"
+
+
+def entry_ids(conn, n: int) -> np.ndarray:
+    ids = np.empty(n, dtype=object)
+    for eid, ref, turn in conn.execute("SELECT d.entry_id, s.external_ref, d.turn_number FROM memory.day_table d "
+                                       "JOIN memory.sessions s USING (session_id)"):
+        ids[int(ref[1:]) * PER_SESSION + turn - 1] = eid
+    return ids
 
 
 def load(conn, n: int, spaces: dict[str, np.ndarray]) -> np.ndarray:
@@ -53,11 +62,7 @@ def load(conn, n: int, spaces: dict[str, np.ndarray]) -> np.ndarray:
         say(f"  {HNSW[s]} built in {t.seconds:.0f}s")
     conn.execute("ANALYZE memory.day_table")
     conn.commit()
-    ids = np.empty(n, dtype=object)
-    for eid, ref, turn in conn.execute("SELECT d.entry_id, s.external_ref, d.turn_number FROM memory.day_table d "
-                                       "JOIN memory.sessions s USING (session_id)"):
-        ids[int(ref[1:]) * PER_SESSION + turn - 1] = eid
-    return ids
+    return entry_ids(conn, n)
 
 
 def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict:
@@ -71,6 +76,9 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict
     out = {}
     for label, pick in (("filter keeps 50%", lambda j: "big"), ("filter keeps 1%", lambda j: f"small{j % 50}")):
         lat, rec, exact_lat = [], [], []
+        for j, q in enumerate(queries[:20]):  # warm the caches: a serving database is warm
+            conn.execute(f"SELECT entry_id FROM memory.{fn}(%s, %s, %s, %s)",
+                         (q, first_session[pick(j)], users[pick(j)], k)).fetchall()
         for j, q in enumerate(queries):
             who = pick(j)
             t = time.perf_counter()
@@ -101,22 +109,33 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict
 GENERATORS = {"embedding-like": embedding_like, "orthogonal": orthogonal_clusters}
 
 
-def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like) -> dict:
+def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list=(), reuse=False) -> dict:
     data = {s: generator(n + queries_n, dim, seed=10 + i) for i, (s, dim) in enumerate(spaces.items())}
     vectors = {s: v[:n] for s, v in data.items()}
     queries = {s: v[n:] for s, v in data.items()}
     with with_connection(url) as conn:
-        ids = load(conn, n, vectors)
-        return {s: measure(conn, n, ids, s, vectors[s], queries[s], k, exact_n) for s in spaces}
+        have = conn.execute("SELECT count(*) FROM memory.day_table").fetchone()[0]
+        ids = entry_ids(conn, n) if reuse and have == n else load(conn, n, vectors)
+        default_ef = conn.execute("SELECT value FROM ops.settings WHERE key = 'recall.ef_search'").fetchone()[0]
+        out = {}
+        for s in spaces:
+            out[s] = measure(conn, n, ids, s, vectors[s], queries[s], k, exact_n)
+            for ef in ef_list:  # the speed/recall trade-off of hnsw.ef_search, same queries
+                conn.execute("UPDATE ops.settings SET value = to_jsonb(%s::int) WHERE key = 'recall.ef_search'", (ef,))
+                out[f"{s} ef_search={ef}"] = measure(conn, n, ids, s, vectors[s], queries[s], k, 0)
+            conn.execute("UPDATE ops.settings SET value = %s::jsonb WHERE key = 'recall.ef_search'", (Jsonb(default_ef),))
+            conn.commit()
+        return out
 
 
 def show(title, res):
     print(f"\n{title}")
-    print(f"  {'space':<10}{'filter':<18}{'p50 ms':>8}{'p95 ms':>8}{'recall@10':>11}{'exact SQL p50':>15}{'speed-up':>10}")
+    print(f"  {'space':<24}{'filter':<18}{'p50 ms':>8}{'p95 ms':>8}{'recall@10':>11}{'exact SQL p50':>15}{'speed-up':>10}")
     for space, by in res.items():
         for label, r in by.items():
-            print(f"  {space:<10}{label:<18}{r['p50_ms']:>8.2f}{r['p95_ms']:>8.2f}{r['recall_at_10']:>11.3f}"
-                  f"{r['exact_sql_p50_ms']:>13.1f}ms{r['speedup_vs_exact_sql']:>9.1f}x")
+            exact = (f"{r['exact_sql_p50_ms']:>13.1f}ms{r['speedup_vs_exact_sql']:>9.1f}x"
+                     if r["exact_sql_p50_ms"] is not None else "")
+            print(f"  {space:<24}{label:<18}{r['p50_ms']:>8.2f}{r['p95_ms']:>8.2f}{r['recall_at_10']:>11.3f}{exact}")
 
 
 def main() -> None:
@@ -128,18 +147,21 @@ def main() -> None:
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--data", choices=GENERATORS, default="embedding-like",
                     help="vectors with real sentence-embedding statistics, or the orthogonal-clusters hard case")
+    ap.add_argument("--ef-search", default="", help="also measure these hnsw.ef_search values, e.g. 40,64")
+    ap.add_argument("--reuse", action="store_true", help="keep the loaded rows if the table holds --rows turns")
     args = ap.parse_args()
+    efs = [int(x) for x in args.ef_search.split(",") if x]
     url = bench_database()
     gen = GENERATORS[args.data]
     results = {"data": f"synthetic, {args.data}: {gen.__doc__.splitlines()[0]}",
                "targets": "p95 <= 10 ms, recall@10 >= 0.95"}
     results[f"{args.rows}_rows"] = run(url, args.rows, {"universal": 768, "native": 4096},
-                                       args.queries, args.k, args.exact_queries, gen)
+                                       args.queries, args.k, args.exact_queries, gen, efs, args.reuse)
     show(f"recall_recent at {args.rows} rows (768-d vector HNSW; 4096-d binary-quantized HNSW + re-rank)",
          results[f"{args.rows}_rows"])
     if args.rows_1m:
         results[f"{args.rows_1m}_rows"] = run(url, args.rows_1m, {"universal": 768}, args.queries, args.k,
-                                              args.exact_queries, gen)
+                                              args.exact_queries, gen, efs)
         show(f"recall_recent at {args.rows_1m} rows (universal)", results[f"{args.rows_1m}_rows"])
     report(f"recall-{args.data}", results)
 

@@ -12,6 +12,12 @@ APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgres
               python3-numpy python3-zstandard python3-crc32c espeak-ng sox dpkg-dev build-essential)
 SRC_LIST=/etc/apt/sources.list.d/psimem-trixie-src.sources
 BUILD_DIR=${PSIMEM_BUILD_DIR:-/var/cache/psimem-build}
+# Built on the machine that runs it, so upstream's default -march=native stands (Debian's
+# no-native patch is for portable binary packages): vector distances use the CPU's SIMD,
+# 2-4x faster HNSW builds, inserts and searches. The stamp says which build is installed.
+PGVECTOR_OPTFLAGS="-march=native"
+STAMP="$BUILD_DIR/pgvector-$PGVECTOR_VERSION.built"
+STAMP_TEXT="pgvector $PGVECTOR_VERSION OPTFLAGS=$PGVECTOR_OPTFLAGS $(uname -m) $(awk -F': ' '/^model name/{print $2; exit}' /proc/cpuinfo)"
 
 say() { printf '[setup] %s\n' "$*"; }
 need_root() { [ "$(id -u)" = 0 ] || { echo "setup-system: run as root (apt-get, make install)" >&2; exit 1; }; }
@@ -35,7 +41,8 @@ else
 fi
 
 ext_dir=$("$PG_CONFIG" --sharedir)/extension
-if [ -f "$ext_dir/vector--$PGVECTOR_VERSION.sql" ] && [ -f "$("$PG_CONFIG" --pkglibdir)/vector.so" ]; then
+if [ -f "$ext_dir/vector--$PGVECTOR_VERSION.sql" ] && [ -f "$("$PG_CONFIG" --pkglibdir)/vector.so" ] \
+   && [ "$(cat "$STAMP" 2>/dev/null)" = "$STAMP_TEXT" ]; then
   say "pgvector $PGVECTOR_VERSION: ok"
   exit 0
 fi
@@ -59,18 +66,20 @@ if [ ! -f "$SRC_LIST" ]; then
   printf 'Types: deb-src\nURIs: %s\nSuites: trixie\nComponents: main\nSigned-By: %s\n' "$uri" "$keyring" > "$SRC_LIST"
   APT_UPDATED=0
 fi
-apt_update_once
 
 mkdir -p "$BUILD_DIR"
 cd "$BUILD_DIR"
 src=$(ls -d pgvector-"$PGVECTOR_VERSION"*/ 2>/dev/null | head -1 || true)
 if [ -z "$src" ]; then
+  apt_update_once
   say "apt-get source pgvector"
   apt-get source -qq pgvector >/dev/null
   src=$(ls -d pgvector-"$PGVECTOR_VERSION"*/ 2>/dev/null | head -1 || true)
   [ -n "$src" ] || { echo "setup-system: Debian's pgvector source is not version $PGVECTOR_VERSION: $(ls -d pgvector-*/)" >&2; exit 1; }
 fi
-say "building pgvector in $BUILD_DIR/$src"
-make -s -C "$src" PG_CONFIG="$PG_CONFIG" >/dev/null
-make -s -C "$src" PG_CONFIG="$PG_CONFIG" install >/dev/null
+say "building pgvector in $BUILD_DIR/$src (OPTFLAGS=$PGVECTOR_OPTFLAGS)"
+make -s -C "$src" clean >/dev/null
+make -s -C "$src" PG_CONFIG="$PG_CONFIG" OPTFLAGS="$PGVECTOR_OPTFLAGS" >/dev/null
+make -s -C "$src" PG_CONFIG="$PG_CONFIG" OPTFLAGS="$PGVECTOR_OPTFLAGS" install >/dev/null
+echo "$STAMP_TEXT" > "$STAMP"
 say "pgvector $PGVECTOR_VERSION: installed"

@@ -26,7 +26,7 @@ BEGIN
     FROM _night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
     JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
-          FROM _night_turns t GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
+          FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
         PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);

@@ -25,11 +25,14 @@ BEGIN
     END IF;
     INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run_id;
 
-    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, consolidated_turn int) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS _night_turns (
-        entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
-        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8,
-        PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_found_arcs (
+        user_id uuid, session_id uuid, start_turn int, end_turn int, peak_turn int, resolved boolean, baseline float8,
+        sigma float8, peak float8, final float8, start_time timestamptz, end_time timestamptz) ON COMMIT DROP;
+    CREATE INDEX IF NOT EXISTS _night_found_arcs_user ON _night_found_arcs (user_id);
+    CREATE TEMP TABLE IF NOT EXISTS _night_turns (  -- every user's; indexed once filled (_night_select_sessions)
+        user_id uuid, entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
+        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
         arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
         universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
@@ -46,6 +49,17 @@ BEGIN
         arc_id uuid, session_id uuid, live boolean, first_turn int, last_turn int, content text) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_chain (root uuid, block_id uuid, pos int) ON COMMIT DROP;
 
+    -- Stage 0 and the finding half of stage 1 read only, so they run once for every user;
+    -- what writes runs per user, below, so that a failure rolls back one user's work.
+    v_t := clock_timestamp();
+    v_rows := memory._night_select_sessions(p_user_id, v_cutoff);
+    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+    VALUES (v_run_id, NULL, 0, 'select sessions', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    v_t := clock_timestamp();
+    v_rows := memory._night_find_arcs();
+    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+    VALUES (v_run_id, NULL, 1, v_names[1], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+
     SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
     FOR v_user IN
         SELECT u.user_id FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id ORDER BY u.user_id
@@ -55,10 +69,11 @@ BEGIN
         END IF;
         v_log := '[]';
         v_stage := 0;
+        -- The per-user work tables, emptied outside the subtransaction (cheaper there).
+        TRUNCATE _night_arcs, _night_blocks, _night_chain, _night_zones, _night_block_turns;
         BEGIN
-            TRUNCATE _night_chain, _night_zones, _night_block_turns;
             v_t := clock_timestamp();
-            v_rows := memory._night_prepare(v_user.user_id, v_cutoff);
+            v_rows := memory._night_prepare(v_user.user_id);
             v_log := v_log || jsonb_build_object('stage', 0, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             IF v_rows > 0 THEN
                 v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
