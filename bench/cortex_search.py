@@ -138,7 +138,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=9)
     ap.add_argument("--skip-pgvector", action="store_true")
     ap.add_argument("--brute-force-queries", type=int, default=200,
-                    help="queries for LanceDB without an index (each scans every row)")
+                    help="queries for LanceDB without an index (each scans every row; at most 20 above 200k rows)")
     args = ap.parse_args()
     url = None if args.skip_pgvector else bench_database("/var/tmp/psimem-bench-cortex", 55438)
     results = {}

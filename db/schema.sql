@@ -199,7 +199,61 @@ END $$;
 
 COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
 
-CREATE FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) RETURNS integer
+CREATE FUNCTION memory._night_find_arcs() RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    -- Arcs from the live flux_state, for every listed turn at once: a spike after a baseline
+    -- or stable turn opens one; the first stable turn closes it; an arc still open at the
+    -- session's last turn is unresolved.
+    TRUNCATE _night_found_arcs;
+    WITH scored AS (
+        SELECT t.*, lag(t.flux_state) OVER (PARTITION BY t.session_id ORDER BY t.turn_number) AS prev_state
+        FROM _night_turns t WHERE t.flux_state IS NOT NULL),
+    numbered AS (
+        SELECT s.*, sum((s.flux_state = 'spike' AND coalesce(s.prev_state, 'baseline') IN ('baseline', 'stable'))::int)
+                    OVER (PARTITION BY s.session_id ORDER BY s.turn_number) AS arc_no
+        FROM scored s),
+    inside AS (
+        SELECT n.*, coalesce(bool_or(n.flux_state = 'stable') OVER (PARTITION BY n.session_id, n.arc_no ORDER BY n.turn_number
+                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS closed_before
+        FROM numbered n WHERE n.arc_no > 0)
+    INSERT INTO _night_found_arcs (user_id, session_id, start_turn, end_turn, peak_turn, resolved, baseline, sigma,
+                                   peak, final, start_time, end_time)
+    SELECT i.user_id, i.session_id, min(i.turn_number), max(i.turn_number),
+           (array_agg(i.turn_number ORDER BY i.perplexity_score DESC, i.turn_number))[1],
+           bool_or(i.flux_state = 'stable'),
+           (array_agg(i.local_mean ORDER BY i.turn_number))[1],
+           (array_agg(i.local_sd ORDER BY i.turn_number))[1],
+           max(i.perplexity_score),
+           (array_agg(i.perplexity_score ORDER BY i.turn_number DESC))[1],
+           min(i.created_at), max(i.created_at)
+    FROM inside i WHERE NOT i.closed_before
+    GROUP BY i.user_id, i.session_id, i.arc_no;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    ANALYZE _night_found_arcs;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_find_arcs() IS 'Internal, Night Cycle stage 1, once per run: finds the flux arcs of every listed turn from the flux_state the day_table trigger set live (parameters flux.*). A spike after a baseline or stable turn opens an arc, the first stable turn closes it, and an arc open at the session''s last turn is unresolved. baseline = mean perplexity of the flux.baseline_window turns before the spike, peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. Returns the number of arcs found.';
+
+CREATE FUNCTION memory._night_prepare(p_user_id uuid) RETURNS integer
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_n int;
+BEGIN
+    SELECT count(*) INTO v_n FROM _night_turns t WHERE t.user_id = p_user_id;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid) IS 'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions listed.';
+
+CREATE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
     AS $$
 DECLARE
@@ -207,36 +261,58 @@ DECLARE
     v_window int := (ops.setting('flux.baseline_window'))::int;
     v_n int;
 BEGIN
-    TRUNCATE _night_sessions, _night_turns, _night_arcs, _night_blocks;
-    -- A session is taken whole or not at all: only idle ones, none with turns past the
+    -- Set-based, once per run for every user (per-user statements cost more than the work):
+    -- a session is taken whole or not at all: only idle ones, none with turns past the
     -- cycle's end, none a writer holds right now (SKIP LOCKED leaves it for next time).
-    INSERT INTO _night_sessions (session_id, consolidated_turn)
-    SELECT s.session_id, s.consolidated_turn FROM memory.sessions s
-    WHERE s.user_id = p_user_id AND s.turn_count > s.consolidated_turn
+    TRUNCATE _night_sessions, _night_turns;
+    INSERT INTO _night_sessions (session_id, user_id, consolidated_turn)
+    SELECT s.session_id, s.user_id, s.consolidated_turn FROM memory.sessions s
+    WHERE (p_user_id IS NULL OR s.user_id = p_user_id) AND s.turn_count > s.consolidated_turn
       AND s.last_turn_at < p_cutoff AND s.last_turn_at <= now() - v_idle
     FOR SHARE OF s SKIP LOCKED;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
+    ANALYZE _night_sessions;  -- temp tables have no statistics otherwise
     -- Light columns for every turn; content and vectors are read later, for block turns only.
-    INSERT INTO _night_turns (entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
+    -- The baseline window's mean and sample stddev from running sums (O(n); a sliding frame
+    -- would recompute each row's window): over the previous v_window turns with a perplexity.
+    INSERT INTO _night_turns (user_id, entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
                               local_mean, local_sd, prev_perplexity)
-    SELECT d.entry_id, d.session_id, d.turn_number, d.created_at, d.perplexity_score, d.flux_state,
-           avg(d.perplexity_score) OVER w, coalesce(stddev_samp(d.perplexity_score) OVER w, 0),
-           lag(d.perplexity_score) OVER o
-    FROM memory.day_table d
-    JOIN _night_sessions s ON s.session_id = d.session_id
-    WHERE d.user_id = p_user_id  -- redundant, but lets the planner use the user's index (temp tables have no statistics)
-      AND d.turn_number > s.consolidated_turn
-    WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number),
-           w AS (o ROWS BETWEEN v_window PRECEDING AND 1 PRECEDING);
+    SELECT r.user_id, r.entry_id, r.session_id, r.turn_number, r.created_at, r.perplexity_score, r.flux_state,
+           r.s / nullif(r.n, 0),
+           CASE WHEN r.n > 1 THEN sqrt(greatest(0, (r.q - r.s * r.s / r.n) / (r.n - 1))) ELSE 0 END,
+           r.prev
+    FROM (
+        SELECT c.*, c.s_run - c.s_old AS s, c.q_run - c.q_old AS q, c.n_run - c.n_old AS n
+        FROM (
+            SELECT w.*,
+                   coalesce(lag(w.s_to) OVER o, 0) AS s_run, coalesce(lag(w.s_to, v_window + 1) OVER o, 0) AS s_old,
+                   coalesce(lag(w.q_to) OVER o, 0) AS q_run, coalesce(lag(w.q_to, v_window + 1) OVER o, 0) AS q_old,
+                   coalesce(lag(w.n_to) OVER o, 0) AS n_run, coalesce(lag(w.n_to, v_window + 1) OVER o, 0) AS n_old,
+                   lag(w.perplexity_score) OVER o AS prev
+            FROM (
+                SELECT s.user_id, d.entry_id, d.session_id, d.turn_number, d.created_at, d.perplexity_score, d.flux_state,
+                       coalesce(sum(d.perplexity_score) OVER o, 0) AS s_to,
+                       coalesce(sum(d.perplexity_score * d.perplexity_score) OVER o, 0) AS q_to,
+                       count(d.perplexity_score) OVER o AS n_to
+                FROM memory.day_table d
+                JOIN _night_sessions s ON s.session_id = d.session_id
+                WHERE d.turn_number > s.consolidated_turn
+                WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number ROWS UNBOUNDED PRECEDING)) w
+            WINDOW o AS (PARTITION BY w.session_id ORDER BY w.turn_number)) c) r;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    -- Built after the load (cheaper than maintained row by row); the per-user stages read a
+    -- user's rows through them, which the planner does only with statistics.
+    CREATE UNIQUE INDEX IF NOT EXISTS _night_turns_key ON _night_turns (session_id, turn_number);
+    CREATE INDEX IF NOT EXISTS _night_turns_user ON _night_turns (user_id);
+    ANALYZE _night_turns;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle. Picks the user''s sessions to consolidate (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
+COMMENT ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
 
 CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
@@ -248,30 +324,8 @@ DECLARE
     v_csim float8 := (ops.setting('continuity.similarity'))::float8;
     v_n int;
 BEGIN
-    -- Arcs from the live flux_state: a spike after a baseline or stable turn opens one; the
-    -- first stable turn closes it; an arc still open at the session's last turn is unresolved.
-    WITH scored AS (
-        SELECT t.*, lag(t.flux_state) OVER (PARTITION BY t.session_id ORDER BY t.turn_number) AS prev_state
-        FROM _night_turns t WHERE t.flux_state IS NOT NULL),
-    numbered AS (
-        SELECT s.*, sum((s.flux_state = 'spike' AND coalesce(s.prev_state, 'baseline') IN ('baseline', 'stable'))::int)
-                    OVER (PARTITION BY s.session_id ORDER BY s.turn_number) AS arc_no
-        FROM scored s),
-    inside AS (
-        SELECT n.*, coalesce(bool_or(n.flux_state = 'stable') OVER (PARTITION BY n.session_id, n.arc_no ORDER BY n.turn_number
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS closed_before
-        FROM numbered n WHERE n.arc_no > 0),
-    arcs AS (
-        SELECT i.session_id, min(i.turn_number) AS start_turn, max(i.turn_number) AS end_turn,
-               (array_agg(i.turn_number ORDER BY i.perplexity_score DESC, i.turn_number))[1] AS peak_turn,
-               bool_or(i.flux_state = 'stable') AS resolved,
-               (array_agg(i.local_mean ORDER BY i.turn_number))[1] AS baseline,
-               (array_agg(i.local_sd ORDER BY i.turn_number))[1] AS sigma,
-               max(i.perplexity_score) AS peak,
-               (array_agg(i.perplexity_score ORDER BY i.turn_number DESC))[1] AS final,
-               min(i.created_at) AS start_time, max(i.created_at) AS end_time
-        FROM inside i WHERE NOT i.closed_before
-        GROUP BY i.session_id, i.arc_no),
+    -- The user's arcs, found for every user at once by memory._night_find_arcs().
+    WITH arcs AS (SELECT * FROM _night_found_arcs a WHERE a.user_id = p_user_id),
     ins AS (
         INSERT INTO memory.flux_arcs AS f (session_id, user_id, cycle_date, start_turn, peak_turn, end_turn, resolved,
             open_at_session_end, baseline_perplexity, baseline_sigma, peak_perplexity, final_perplexity,
@@ -294,7 +348,7 @@ BEGIN
     WITH opening AS (
         SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
         FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
-        WHERE t.turn_number <= v_opening AND d.user_id = p_user_id GROUP BY t.session_id),
+        WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id),
     matched AS (
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o
@@ -304,7 +358,7 @@ BEGIN
         ORDER BY o.session_id, a.open_arc_embedding <=> o.emb),
     linked AS (
         UPDATE memory.sessions s SET continues_session_id = m.open_session_id
-        FROM matched m WHERE s.session_id = m.session_id
+        FROM matched m WHERE s.session_id = m.session_id AND s.user_id = p_user_id  -- user: never a scan of all sessions
         RETURNING m.session_id, m.open_arc_id)
     UPDATE memory.flux_arcs f SET continued_by_arc_id = (
         SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = l.session_id ORDER BY a.start_turn LIMIT 1)
@@ -313,7 +367,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 1, flux detection, for one user. Assembles flux arcs from the flux_state the day_table trigger set live (parameters flux.*): a spike after a baseline or stable turn opens an arc, the first stable turn closes it, and an arc open at the session''s last turn is unresolved (open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns). Metrics: baseline = mean perplexity of the flux.baseline_window turns before the spike, peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn, flux_reversal_quality = (peak - final) x arc_duration_turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs found.';
+COMMENT ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 1, flux detection, for one user: stores the arcs memory._night_find_arcs() found for the user''s turns in memory.flux_arcs. An arc open at the session''s last turn sets open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns. flux_reversal_quality = (peak - final) x arc_duration_turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs found.';
 
 CREATE FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
@@ -335,7 +389,7 @@ BEGIN
     FROM _night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
     JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
-          FROM _night_turns t GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
+          FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
         PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);
@@ -586,9 +640,9 @@ BEGIN
 
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
     INSERT INTO memory.consolidations (session_id, first_turn, last_turn, cycle_date)
-    SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t GROUP BY t.session_id;
+    SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id;
     UPDATE memory.sessions s SET consolidated_turn = x.last_turn
-    FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t GROUP BY t.session_id) x
+    FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) x
     WHERE s.session_id = x.session_id AND s.user_id = p_user_id;
     RETURN v_n;
 END
@@ -1099,11 +1153,14 @@ BEGIN
     END IF;
     INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run_id;
 
-    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, consolidated_turn int) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS _night_turns (
-        entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
-        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8,
-        PRIMARY KEY (session_id, turn_number)) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_found_arcs (
+        user_id uuid, session_id uuid, start_turn int, end_turn int, peak_turn int, resolved boolean, baseline float8,
+        sigma float8, peak float8, final float8, start_time timestamptz, end_time timestamptz) ON COMMIT DROP;
+    CREATE INDEX IF NOT EXISTS _night_found_arcs_user ON _night_found_arcs (user_id);
+    CREATE TEMP TABLE IF NOT EXISTS _night_turns (  -- every user's; indexed once filled (_night_select_sessions)
+        user_id uuid, entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
+        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
         arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
         universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
@@ -1120,6 +1177,17 @@ BEGIN
         arc_id uuid, session_id uuid, live boolean, first_turn int, last_turn int, content text) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_chain (root uuid, block_id uuid, pos int) ON COMMIT DROP;
 
+    -- Stage 0 and the finding half of stage 1 read only, so they run once for every user;
+    -- what writes runs per user, below, so that a failure rolls back one user's work.
+    v_t := clock_timestamp();
+    v_rows := memory._night_select_sessions(p_user_id, v_cutoff);
+    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+    VALUES (v_run_id, NULL, 0, 'select sessions', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    v_t := clock_timestamp();
+    v_rows := memory._night_find_arcs();
+    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+    VALUES (v_run_id, NULL, 1, v_names[1], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+
     SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
     FOR v_user IN
         SELECT u.user_id FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id ORDER BY u.user_id
@@ -1129,10 +1197,11 @@ BEGIN
         END IF;
         v_log := '[]';
         v_stage := 0;
+        -- The per-user work tables, emptied outside the subtransaction (cheaper there).
+        TRUNCATE _night_arcs, _night_blocks, _night_chain, _night_zones, _night_block_turns;
         BEGIN
-            TRUNCATE _night_chain, _night_zones, _night_block_turns;
             v_t := clock_timestamp();
-            v_rows := memory._night_prepare(v_user.user_id, v_cutoff);
+            v_rows := memory._night_prepare(v_user.user_id);
             v_log := v_log || jsonb_build_object('stage', 0, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             IF v_rows > 0 THEN
                 v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
@@ -2617,14 +2686,14 @@ CREATE VIEW bi.cycle_stages AS
     l.stage,
     l.stage_name,
     count(l.user_id) AS users,
-    sum(l.rows) AS rows,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.user_id IS NOT NULL)), sum(l.rows)) AS rows,
     round((sum(l.duration_ms))::numeric, 1) AS duration_ms,
     count(*) FILTER (WHERE (NOT l.ok)) AS failures,
     max(l.error) AS an_error
    FROM ops.cycle_stage_log l
   GROUP BY l.run_id, l.stage, l.stage_name;
 
-COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration, failures.';
+COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1 and 8 included), failures.';
 
 CREATE TABLE memory.day_table (
     entry_id uuid DEFAULT gen_random_uuid() NOT NULL,
