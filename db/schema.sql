@@ -1831,6 +1831,25 @@ $$;
 
 COMMENT ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone) IS 'Records one use of a reflex: success or failure counts, total_count, last_accessed and (on success) last_success. Returns the new success_rate.';
 
+CREATE FUNCTION psi._codec_install() RETURNS void
+    LANGUAGE plpython3u
+    AS $$
+def load():
+    digest = plpy.execute(GD['psi_codec_plan'])[0]['v']
+    codec = GD.get('psi_codec')
+    if codec is None or codec['_digest'] != digest:
+        codec = {'__name__': 'psi_codec'}
+        exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+        codec['_digest'] = digest
+        GD['psi_codec'] = codec
+    return codec
+
+GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+GD['psi_codec_load'] = load
+$$;
+
+COMMENT ON FUNCTION psi._codec_install() IS 'Puts the codec loader in PL/Python''s session-wide GD: GD[''psi_codec_load'']() returns the codec module, exec''d from psi._codec_source() once per session and again when psi._codec_version() changes.';
+
 CREATE FUNCTION psi._codec_source() RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     RETURN '"""ψ-frame codec: the one source of the decoder that Python and PL/Python both run.
@@ -2291,16 +2310,9 @@ COMMENT ON FUNCTION psi._codec_version() IS 'Digest of the codec source psi._cod
 CREATE FUNCTION psi._psi_frames_check() RETURNS trigger
     LANGUAGE plpython3u
     AS $$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 import datetime
 new = TD['new']
@@ -2332,16 +2344,9 @@ COMMENT ON FUNCTION psi._psi_frames_check() IS 'BEFORE INSERT/UPDATE trigger on 
 CREATE FUNCTION psi._utterances_check() RETURNS trigger
     LANGUAGE plpython3u
     AS $_$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 import uuid
 new = TD['new']
@@ -2403,16 +2408,9 @@ COMMENT ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) IS 'Fade
 CREATE FUNCTION psi.decode_frame(p_blob bytea) RETURNS TABLE(frame_no integer, phases real[], amplitudes real[], state real[])
     LANGUAGE plpython3u IMMUTABLE STRICT
     AS $$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 try:
     ph, amp, vec = codec['decode'](p_blob)
@@ -2445,16 +2443,9 @@ COMMENT ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigi
 CREATE FUNCTION psi.verify(p_uttr_hash bytea) RETURNS TABLE(band smallint, ts_epoch_ms bigint, frame_count integer, stored_crc bigint, computed_crc bigint, ok boolean, problem text)
     LANGUAGE plpython3u STABLE
     AS $_$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 plan = plpy.prepare("SELECT band, ts_epoch_ms, frame_count, integrity_crc, psi_blob FROM psi.psi_frames "
                     "WHERE uttr_hash = $1 ORDER BY band, ts_epoch_ms", ["bytea"])

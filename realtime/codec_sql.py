@@ -18,18 +18,28 @@ from . import codec_core
 SQL_FILE = Path(__file__).resolve().parent.parent / "db" / "functions" / "psi_codec.sql"
 TAG = "$psi_codec$"
 
-# The few lines each PL/Python function starts with to get the codec module.
+# What psi._codec_install() puts in GD (shared by every PL/Python function of the session):
+# a loader that execs the codec source once and again only when its digest changes.
+INSTALL = """\
+def load():
+    digest = plpy.execute(GD['psi_codec_plan'])[0]['v']
+    codec = GD.get('psi_codec')
+    if codec is None or codec['_digest'] != digest:
+        codec = {'__name__': 'psi_codec'}
+        exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+        codec['_digest'] = digest
+        GD['psi_codec'] = codec
+    return codec
+
+GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+GD['psi_codec_load'] = load
+"""
+
+# The lines each PL/Python function starts with to get the codec module.
 LOADER = """\
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 """
 
 
@@ -58,6 +68,14 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN {TAG}{src}{TAG};
 COMMENT ON FUNCTION psi._codec_source() IS
 'The ψ-frame codec module (realtime/codec_core.py, versions 0 and 1, SipHash-2-4-128, CRC-32C) that PL/Python functions exec: the same decoder the realtime process and replay run.';
+
+CREATE OR REPLACE FUNCTION psi._codec_install()
+RETURNS void
+LANGUAGE plpython3u
+AS $$
+{INSTALL}$$;
+COMMENT ON FUNCTION psi._codec_install() IS
+'Puts the codec loader in PL/Python''s session-wide GD: GD[''psi_codec_load'']() returns the codec module, exec''d from psi._codec_source() once per session and again when psi._codec_version() changes.';
 """
 
 

@@ -493,3 +493,23 @@ def encode(phases, amps, version=1, reconstruct=True):
 $psi_codec$;
 COMMENT ON FUNCTION psi._codec_source() IS
 'The ψ-frame codec module (realtime/codec_core.py, versions 0 and 1, SipHash-2-4-128, CRC-32C) that PL/Python functions exec: the same decoder the realtime process and replay run.';
+
+CREATE OR REPLACE FUNCTION psi._codec_install()
+RETURNS void
+LANGUAGE plpython3u
+AS $$
+def load():
+    digest = plpy.execute(GD['psi_codec_plan'])[0]['v']
+    codec = GD.get('psi_codec')
+    if codec is None or codec['_digest'] != digest:
+        codec = {'__name__': 'psi_codec'}
+        exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
+        codec['_digest'] = digest
+        GD['psi_codec'] = codec
+    return codec
+
+GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
+GD['psi_codec_load'] = load
+$$;
+COMMENT ON FUNCTION psi._codec_install() IS
+'Puts the codec loader in PL/Python''s session-wide GD: GD[''psi_codec_load'']() returns the codec module, exec''d from psi._codec_source() once per session and again when psi._codec_version() changes.';

@@ -6,16 +6,9 @@ CREATE OR REPLACE FUNCTION psi.decode_frame(p_blob bytea)
 RETURNS TABLE (frame_no int, phases real[], amplitudes real[], state real[])
 LANGUAGE plpython3u IMMUTABLE STRICT
 AS $$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 try:
     ph, amp, vec = codec['decode'](p_blob)
@@ -55,16 +48,9 @@ RETURNS TABLE (band smallint, ts_epoch_ms bigint, frame_count int, stored_crc bi
                ok boolean, problem text)
 LANGUAGE plpython3u STABLE
 AS $$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 plan = plpy.prepare("SELECT band, ts_epoch_ms, frame_count, integrity_crc, psi_blob FROM psi.psi_frames "
                     "WHERE uttr_hash = $1 ORDER BY band, ts_epoch_ms", ["bytea"])

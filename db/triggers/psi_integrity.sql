@@ -7,16 +7,9 @@ CREATE OR REPLACE FUNCTION psi._psi_frames_check()
 RETURNS trigger
 LANGUAGE plpython3u
 AS $$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 import datetime
 new = TD['new']
@@ -54,16 +47,9 @@ CREATE OR REPLACE FUNCTION psi._utterances_check()
 RETURNS trigger
 LANGUAGE plpython3u
 AS $$
-_plan = GD.get('psi_codec_plan')
-if _plan is None:
-    _plan = GD['psi_codec_plan'] = plpy.prepare("SELECT psi._codec_version() AS v")
-_digest = plpy.execute(_plan)[0]['v']
-codec = GD.get('psi_codec')
-if codec is None or codec['_digest'] != _digest:
-    codec = {'__name__': 'psi_codec'}
-    exec(compile(plpy.execute("SELECT psi._codec_source() AS s")[0]['s'], 'psi_codec', 'exec'), codec)
-    codec['_digest'] = _digest
-    GD['psi_codec'] = codec
+if 'psi_codec_load' not in GD:
+    plpy.execute("SELECT psi._codec_install()")
+codec = GD['psi_codec_load']()
 
 import uuid
 new = TD['new']
