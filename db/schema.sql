@@ -199,6 +199,39 @@ END $$;
 
 COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
 
+CREATE FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) RETURNS text[]
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_min bigint := (ops.setting('night.index_rebuild_min_blocks'))::bigint;
+    v_ratio float8 := (ops.setting('night.index_rebuild_ratio'))::float8;
+    v_have bigint;
+    v_defs text[] := '{}';
+    v_index record;
+BEGIN
+    IF p_new_blocks < v_min THEN
+        RETURN v_defs;
+    END IF;
+    SELECT count(*) INTO v_have FROM memory.holographic_blocks;
+    IF p_new_blocks <= v_ratio * v_have THEN
+        RETURN v_defs;
+    END IF;
+    FOR v_index IN
+        SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
+        FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+        WHERE i.indrelid = 'memory.holographic_blocks'::regclass AND a.amname = 'hnsw'
+        ORDER BY 1
+    LOOP
+        v_defs := v_defs || v_index.def;
+        EXECUTE 'DROP INDEX ' || v_index.name;
+    END LOOP;
+    RAISE NOTICE 'night cycle: % new blocks against % stored: the blocks'' HNSW indexes are rebuilt at the end', p_new_blocks, v_have;
+    RETURN v_defs;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) IS 'Internal, Night Cycle bulk mode. When the cycle is about to form at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times the blocks already stored, drops the HNSW indexes of memory.holographic_blocks (one build at the end costs far less than that many inserts) and returns their definitions for memory._night_restore_block_indexes; otherwise returns an empty array. Readers of holographic_blocks wait until the cycle commits.';
+
 CREATE FUNCTION memory._night_find_arcs() RETURNS integer
     LANGUAGE plpgsql
     AS $$
@@ -252,6 +285,34 @@ END
 $$;
 
 COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid) IS 'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions listed.';
+
+CREATE FUNCTION memory._night_restore_block_indexes(p_defs text[]) RETURNS bigint
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_def text;
+    v_blocks bigint;
+    v_udim int := (ops.setting('embedding.universal_dim'))::int;
+    v_ndim int := (ops.setting('embedding.native_dim'))::int;
+    v_need bigint;
+BEGIN
+    IF coalesce(cardinality(p_defs), 0) = 0 THEN
+        RETURN 0;
+    END IF;
+    SELECT count(*) INTO v_blocks FROM memory.holographic_blocks;
+    -- The graph is built in memory when it fits (pgvector writes it tuple by tuple otherwise).
+    v_need := least(4096, 1 + v_blocks * (4 * v_udim + v_ndim / 8 + 1024) * 3 / 2 / 1048576);
+    IF v_need > pg_size_bytes(current_setting('maintenance_work_mem')) / 1048576 THEN
+        PERFORM set_config('maintenance_work_mem', v_need || 'MB', true);
+    END IF;
+    FOREACH v_def IN ARRAY p_defs LOOP
+        EXECUTE v_def;
+    END LOOP;
+    RETURN v_blocks;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) IS 'Internal, Night Cycle bulk mode: builds the indexes memory._night_drop_block_indexes dropped (raising maintenance_work_mem for this transaction, up to 4 GB, so the graph is built in memory). Returns the number of blocks indexed, 0 when nothing was dropped.';
 
 CREATE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
@@ -1146,6 +1207,7 @@ DECLARE
     v_migrations bigint := 0;
     v_user_migrations bigint;
     v_err text;
+    v_block_indexes text[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
         RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
@@ -1187,6 +1249,7 @@ BEGIN
     v_rows := memory._night_find_arcs();
     INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
     VALUES (v_run_id, NULL, 1, v_names[1], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    v_block_indexes := memory._night_drop_block_indexes(v_rows);  -- bulk mode: one build at the end
 
     SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
     FOR v_user IN
@@ -1240,6 +1303,13 @@ BEGIN
         FROM jsonb_array_elements(v_log) e;
     END LOOP;
 
+    IF cardinality(v_block_indexes) > 0 THEN
+        v_t := clock_timestamp();
+        v_rows := memory._night_restore_block_indexes(v_block_indexes);
+        INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+        VALUES (v_run_id, NULL, 6, v_names[6], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    END IF;
+
     v_t := clock_timestamp();
     v_rows := memory._night_stage8_clustering(v_run_id, v_migrations);
     INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
@@ -1253,7 +1323,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions, listing turns with their baselines) and the finding of arcs run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
 
 CREATE FUNCTION memory.start_session(p_user_id uuid, p_external_ref text DEFAULT NULL::text, p_started_at timestamp with time zone DEFAULT now()) RETURNS uuid
     LANGUAGE plpgsql
@@ -2684,7 +2754,7 @@ CREATE VIEW bi.cycle_stages AS
    FROM ops.cycle_stage_log l
   GROUP BY l.run_id, l.stage, l.stage_name;
 
-COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1 and 8 included), failures.';
+COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1, 6 and 8 included), failures.';
 
 CREATE TABLE memory.day_table (
     entry_id uuid DEFAULT gen_random_uuid() NOT NULL,

@@ -242,3 +242,35 @@ def test_a_later_cycle_cites_instead_of_merging(conn):
     assert rel == [("cites",)]
     rows = conn.execute("SELECT block_id, reason FROM memory.recall_blocks(%s, 1, %s)", (b3["universal_embedding"], user)).fetchall()
     assert (open1["block_id"], "cited by a match") in rows
+
+
+def test_a_bulk_cycle_rebuilds_the_block_indexes_once_with_the_same_blocks(conn):
+    """A cycle forming more blocks than the table holds (bulk mode) builds the HNSW indexes at
+    its end: same definitions, valid, used by recall_blocks, and the same blocks as inserting."""
+    hnsw = ("SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
+            "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
+            "WHERE i.indrelid = 'memory.holographic_blocks'::regclass AND a.amname = 'hnsw' ORDER BY 1")
+    before = conn.execute(hnsw).fetchall()
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
+    conn.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1')")
+    night_script.build(conn)
+    run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
+    assert conn.execute(hnsw).fetchall() == before and all(valid for _, _, valid in before)
+    rebuilt = conn.execute("SELECT rows FROM ops.cycle_stage_log WHERE run_id = %s AND stage = 6 AND user_id IS NULL",
+                           (run_id,)).fetchone()
+    blocks = conn.execute("SELECT count(*) FROM memory.holographic_blocks").fetchone()[0]
+    assert rebuilt == (blocks,) and blocks == 5  # 4 arc blocks and the compound of the continued arc
+    # the rebuilt index answers: the nearest block to a block's own embedding is itself
+    bid, emb = conn.execute("SELECT block_id, universal_embedding::real[] FROM memory.holographic_blocks "
+                            "WHERE block_kind = 'arc' LIMIT 1").fetchone()
+    conn.execute("SET enable_seqscan = off")
+    got = conn.execute("SELECT block_id FROM memory.holographic_blocks ORDER BY universal_embedding <=> %s::vector "
+                       "LIMIT 1", (emb,)).fetchone()[0]
+    plan = "\n".join(r[0] for r in conn.execute(
+        "EXPLAIN SELECT block_id FROM memory.holographic_blocks ORDER BY universal_embedding <=> %s::vector LIMIT 1",
+        (emb,)))
+    assert got == bid and "idx_blocks_universal" in plan
+    # a second, small cycle (nothing new) leaves the indexes alone
+    run2 = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM ops.cycle_stage_log WHERE run_id = %s AND stage = 6 AND user_id IS NULL",
+                        (run2,)).fetchone()[0] == 0

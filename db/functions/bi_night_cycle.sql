@@ -53,13 +53,13 @@ COMMENT ON VIEW bi.cycle_runs IS 'Night Cycle runs: status, users consolidated a
 
 CREATE OR REPLACE VIEW bi.cycle_stages AS
 SELECT l.run_id, l.stage, l.stage_name, count(l.user_id) AS users,
-       -- stages 0 and 1 also log a run-wide row (user_id NULL) that counts the same rows again
+       -- stages 0, 1 and 6 also log a run-wide row (user_id NULL) that counts the same rows again
        coalesce(sum(l.rows) FILTER (WHERE l.user_id IS NOT NULL), sum(l.rows)) AS rows,
        round(sum(l.duration_ms)::numeric, 1) AS duration_ms, count(*) FILTER (WHERE NOT l.ok) AS failures,
        max(l.error) AS an_error
 FROM ops.cycle_stage_log l
 GROUP BY 1, 2, 3;
-COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1 and 8 included), failures.';
+COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1, 6 and 8 included), failures.';
 
 CREATE OR REPLACE VIEW bi.cron_runs AS
 SELECT j.jobname, d.status, count(*) AS runs, max(d.start_time) AS last_start,

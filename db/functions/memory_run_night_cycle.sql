@@ -18,6 +18,7 @@ DECLARE
     v_migrations bigint := 0;
     v_user_migrations bigint;
     v_err text;
+    v_block_indexes text[];
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
         RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
@@ -59,6 +60,7 @@ BEGIN
     v_rows := memory._night_find_arcs();
     INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
     VALUES (v_run_id, NULL, 1, v_names[1], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    v_block_indexes := memory._night_drop_block_indexes(v_rows);  -- bulk mode: one build at the end
 
     SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
     FOR v_user IN
@@ -112,6 +114,13 @@ BEGIN
         FROM jsonb_array_elements(v_log) e;
     END LOOP;
 
+    IF cardinality(v_block_indexes) > 0 THEN
+        v_t := clock_timestamp();
+        v_rows := memory._night_restore_block_indexes(v_block_indexes);
+        INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
+        VALUES (v_run_id, NULL, 6, v_names[6], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    END IF;
+
     v_t := clock_timestamp();
     v_rows := memory._night_stage8_clustering(v_run_id, v_migrations);
     INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
@@ -125,4 +134,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory.run_night_cycle(date, uuid) IS
-'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions, listing turns with their baselines) and the finding of arcs run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
