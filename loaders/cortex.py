@@ -7,8 +7,8 @@ so writing the same block twice leaves one row: that is what makes a crash betwe
 LanceDB write and the PostgreSQL mark harmless.
 
 Indexes follow LanceDB's guidance (no index where ~100 ms brute force is acceptable) and
-this machine's measurements (brute force 486 ms at 100k rows): the vector index on
-universal_embedding appears from cortex.index_min_rows rows (20k; type cortex.index_type,
+this machine's measurements (brute force 486 ms at 100k rows): a vector index on each
+embedding appears once cortex.index_min_rows blocks have it (20k; type cortex.index_type,
 chosen by bench/cortex_search.py); block_id and user_id get BTree scalar indexes at once
 (merge-insert joins and per-user prefiltered search).
 
@@ -30,6 +30,7 @@ from psimem.settings import Settings
 BLOCKS = "cortex_blocks"
 CLUSTERS = "cortex_clusters"
 LEVELS = {0: "leaf", 1: "branch", 2: "trunk", 3: "canopy"}
+SPACES = ("universal", "native")
 
 _LEVEL = pa.struct([("P", pa.float64()), ("C", pa.float64()), ("ID", pa.float64())])
 SALIENCE = pa.struct([("utterance_level", _LEVEL), ("exchange_level", _LEVEL), ("theme_level", _LEVEL),
@@ -279,23 +280,28 @@ class Cortex:
             q = q.bypass_vector_index()
         return q.to_list()
 
-    def vector_index(self):
+    def vector_index(self, space: str = "universal"):
         tbl = self.blocks()
         if tbl is None:
             return None
         for i in tbl.list_indices():
-            if list(i.columns) == ["universal_embedding"]:
+            if list(i.columns) == [f"{space}_embedding"]:
                 return i
         return None
 
     def ensure_vector_index(self, min_rows: int, index_type: str) -> dict:
-        """Creates the vector index once the table reaches min_rows; afterwards optimize() keeps it current."""
-        n = self.count()
-        idx = self.vector_index()
-        if idx is not None or n < min_rows:
-            return {"rows": n, "vector_index": None if idx is None else idx.index_type, "created": False}
-        self.blocks().create_index("universal_embedding", config=index_config(index_type, n), replace=True)
-        return {"rows": n, "vector_index": index_type, "created": True}
+        """Creates each space's vector index once min_rows blocks have that embedding (native ones
+        may be missing); afterwards optimize() keeps them current. Says what exists, what is new."""
+        n, made = self.count(), []
+        for space in SPACES:
+            if self.vector_index(space) is not None:
+                continue
+            have = n if space == "universal" else self.count(f"{space}_embedding IS NOT NULL")
+            if have >= min_rows:
+                self.blocks().create_index(f"{space}_embedding", config=index_config(index_type, have), replace=True)
+                made.append(space)
+        return {"rows": n, "created": made,
+                "vector_index": {s: i.index_type for s in SPACES if (i := self.vector_index(s)) is not None}}
 
     def optimize(self) -> None:
         """Compacts the fragments many small merge-inserts leave and brings indexes up to date."""

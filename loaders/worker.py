@@ -247,6 +247,6 @@ class Worker:
         self.cortex.optimize()
         info = self.cortex.ensure_vector_index(int(self.settings["cortex.index_min_rows"]),
                                                str(self.settings["cortex.index_type"]))
-        if info["created"]:
-            self.say(f"vector index {info['vector_index']} built on {info['rows']} Cortex blocks")
+        for space in info["created"]:
+            self.say(f"vector index {info['vector_index'][space]} on {space}_embedding built ({info['rows']} Cortex blocks)")
         self._dirty = False

@@ -10,6 +10,7 @@ AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_window int := (ops.setting('flux.baseline_window'))::int;
+    v_stats text := current_setting('default_statistics_target');
     v_n int;
 BEGIN
     -- Set-based, once per run for every user (per-user statements cost more than the work):
@@ -58,7 +59,9 @@ BEGIN
     -- user's rows through them, which the planner does only with statistics.
     CREATE UNIQUE INDEX IF NOT EXISTS _night_turns_key ON _night_turns (session_id, turn_number);
     CREATE INDEX IF NOT EXISTS _night_turns_user ON _night_turns (user_id);
+    PERFORM set_config('default_statistics_target', '10', true);  -- a 3,000-row sample serves user_id
     ANALYZE _night_turns;
+    PERFORM set_config('default_statistics_target', v_stats, true);
     RETURN v_n;
 END
 $$;
