@@ -19,6 +19,8 @@ DECLARE
     v_user_migrations bigint;
     v_err text;
     v_block_indexes text[];
+    v_blocks_made bigint := 0;
+    v_next_analyze bigint := 1000;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
         RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
@@ -73,6 +75,12 @@ BEGIN
         v_stage := 0;
         -- The per-user work tables, emptied outside the subtransaction (cheaper there).
         TRUNCATE _night_arcs, _night_blocks, _night_chain, _night_zones, _night_block_turns;
+        -- The tables this run grows get fresh statistics each time its blocks double: plans
+        -- (plpgsql caches them) made while they looked empty would scan them for every user.
+        IF v_blocks_made >= v_next_analyze THEN
+            ANALYZE memory.flux_arcs, memory.holographic_blocks, memory.block_relationships, memory.consolidations;
+            v_next_analyze := 2 * v_blocks_made;
+        END IF;
         BEGIN
             v_t := clock_timestamp();
             v_rows := memory._night_prepare(v_user.user_id);
@@ -97,6 +105,8 @@ BEGIN
             v_t := clock_timestamp(); v_stage := 9; v_rows := memory._night_stage9_cleanup(v_user.user_id, p_cycle_date);
             v_log := v_log || jsonb_build_object('stage', 9, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             v_done := v_done + 1;
+            v_blocks_made := v_blocks_made + coalesce((SELECT sum((e ->> 'rows')::bigint) FROM jsonb_array_elements(v_log) e
+                                                       WHERE (e ->> 'stage')::int = 6), 0);
             v_migrations := v_migrations + v_user_migrations;  -- counted only once the user's work stands
         EXCEPTION WHEN OTHERS THEN
             -- This user's work is rolled back; the others go on. The failure is logged and raised as a warning.
