@@ -134,6 +134,7 @@ DECLARE
     v_cwindow interval := (ops.setting('continuity.window') #>> '{}')::interval;
     v_csim float8 := (ops.setting('continuity.similarity'))::float8;
     v_n int;
+    v_link record;
 BEGIN
     -- The user's arcs, found for every user at once by memory._night_find_arcs().
     WITH arcs AS (SELECT * FROM _night_found_arcs a WHERE a.user_id = p_user_id),
@@ -155,25 +156,25 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
-    -- user that ended shortly before link the new session (and its first arc) to it.
-    WITH opening AS (
-        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-        FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
-        WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id),
-    matched AS (
+    -- user that ended shortly before link the new session (and its first arc) to it. Row by
+    -- row by primary key: a join plan made while statistics were stale scanned all sessions.
+    FOR v_link IN
+        WITH opening AS (
+            SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+            FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
+            WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o
         JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id
              AND a.continued_by_arc_id IS NULL AND a.end_time <= o.started AND a.end_time > o.started - v_cwindow
         WHERE 1 - (a.open_arc_embedding <=> o.emb) > v_csim
-        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb),
-    linked AS (
-        UPDATE memory.sessions s SET continues_session_id = m.open_session_id
-        FROM matched m WHERE s.session_id = m.session_id AND s.user_id = p_user_id  -- user: never a scan of all sessions
-        RETURNING m.session_id, m.open_arc_id)
-    UPDATE memory.flux_arcs f SET continued_by_arc_id = (
-        SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = l.session_id ORDER BY a.start_turn LIMIT 1)
-    FROM linked l WHERE f.arc_id = l.open_arc_id;
+        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb
+    LOOP
+        UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
+        UPDATE memory.flux_arcs SET continued_by_arc_id = (
+            SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = v_link.session_id ORDER BY a.start_turn LIMIT 1)
+        WHERE arc_id = v_link.open_arc_id;
+    END LOOP;
     RETURN v_n;
 END
 $$;
