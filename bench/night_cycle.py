@@ -82,9 +82,11 @@ def python_stage1(conn, window: int = 20, closing: int = 5) -> tuple[float, int]
             if state == "spike" and (prev_state in (None, "baseline", "stable")):
                 if cur_arc:
                     arcs.append(cur_arc)
-                mean = sum(hist[-window:]) / len(hist[-window:]) if hist else p
+                w = hist[-window:]
+                mean = sum(w) / len(w) if w else None
+                sigma = (sum((x - mean) ** 2 for x in w) / (len(w) - 1)) ** 0.5 if len(w) > 1 else 0.0
                 cur_arc = {"session": sid, "start": turn, "peak_turn": turn, "peak": p, "end": turn, "final": p,
-                           "baseline": mean, "resolved": False, "start_time": at, "end_time": at}
+                           "baseline": mean, "sigma": sigma, "resolved": False, "start_time": at, "end_time": at}
             elif cur_arc and not cur_arc["resolved"]:
                 cur_arc.update(end=turn, final=p, end_time=at)
                 if p > cur_arc["peak"]:
@@ -105,12 +107,12 @@ def python_stage1(conn, window: int = 20, closing: int = 5) -> tuple[float, int]
                 "WHERE d.session_id = ANY(%s)) x WHERE r <= %s GROUP BY s", (open_sessions, closing)):
             emb[sid] = v
     conn.execute("CREATE TEMP TABLE py_arcs (session_id uuid, start_turn int, peak_turn int, end_turn int, resolved bool, "
-                 "baseline float8, peak float8, final float8, quality float8, duration int, start_time timestamptz, "
+                 "baseline float8, sigma float8, peak float8, final float8, quality float8, duration int, start_time timestamptz, "
                  "end_time timestamptz, open_arc_embedding vector)")
     with conn.cursor() as cur, cur.copy("COPY py_arcs FROM STDIN") as cp:
         for a in arcs:
             d = a["end"] - a["start"] + 1
-            cp.write_row((a["session"], a["start"], a["peak_turn"], a["end"], a["resolved"], a["baseline"], a["peak"],
+            cp.write_row((a["session"], a["start"], a["peak_turn"], a["end"], a["resolved"], a["baseline"], a["sigma"], a["peak"],
                           a["final"], (a["peak"] - a["final"]) * d, d, a["start_time"], a["end_time"], emb.get(a["session"])))
     conn.execute("DROP TABLE py_arcs")
     conn.commit()

@@ -237,6 +237,7 @@ CREATE FUNCTION memory._night_find_arcs() RETURNS integer
     AS $$
 DECLARE
     v_n int;
+    v_stats text := current_setting('default_statistics_target');
 BEGIN
     -- Arcs from the live flux_state, for every listed turn at once: a spike after a baseline
     -- or stable turn opens one; the first stable turn closes it; an arc still open at the
@@ -266,7 +267,9 @@ BEGIN
     FROM inside i WHERE NOT i.closed_before
     GROUP BY i.user_id, i.session_id, i.arc_no;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    PERFORM set_config('default_statistics_target', '10', true);
     ANALYZE _night_found_arcs;
+    PERFORM set_config('default_statistics_target', v_stats, true);
     RETURN v_n;
 END
 $$;
@@ -320,6 +323,7 @@ CREATE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_window int := (ops.setting('flux.baseline_window'))::int;
+    v_stats text := current_setting('default_statistics_target');
     v_n int;
 BEGIN
     -- Set-based, once per run for every user (per-user statements cost more than the work):
@@ -368,7 +372,9 @@ BEGIN
     -- user's rows through them, which the planner does only with statistics.
     CREATE UNIQUE INDEX IF NOT EXISTS _night_turns_key ON _night_turns (session_id, turn_number);
     CREATE INDEX IF NOT EXISTS _night_turns_user ON _night_turns (user_id);
+    PERFORM set_config('default_statistics_target', '10', true);  -- a 3,000-row sample serves user_id
     ANALYZE _night_turns;
+    PERFORM set_config('default_statistics_target', v_stats, true);
     RETURN v_n;
 END
 $$;
@@ -384,6 +390,7 @@ DECLARE
     v_cwindow interval := (ops.setting('continuity.window') #>> '{}')::interval;
     v_csim float8 := (ops.setting('continuity.similarity'))::float8;
     v_n int;
+    v_link record;
 BEGIN
     -- The user's arcs, found for every user at once by memory._night_find_arcs().
     WITH arcs AS (SELECT * FROM _night_found_arcs a WHERE a.user_id = p_user_id),
@@ -405,25 +412,25 @@ BEGIN
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
-    -- user that ended shortly before link the new session (and its first arc) to it.
-    WITH opening AS (
-        SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-        FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
-        WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id),
-    matched AS (
+    -- user that ended shortly before link the new session (and its first arc) to it. Row by
+    -- row by primary key: a join plan made while statistics were stale scanned all sessions.
+    FOR v_link IN
+        WITH opening AS (
+            SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+            FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
+            WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o
         JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id
              AND a.continued_by_arc_id IS NULL AND a.end_time <= o.started AND a.end_time > o.started - v_cwindow
         WHERE 1 - (a.open_arc_embedding <=> o.emb) > v_csim
-        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb),
-    linked AS (
-        UPDATE memory.sessions s SET continues_session_id = m.open_session_id
-        FROM matched m WHERE s.session_id = m.session_id AND s.user_id = p_user_id  -- user: never a scan of all sessions
-        RETURNING m.session_id, m.open_arc_id)
-    UPDATE memory.flux_arcs f SET continued_by_arc_id = (
-        SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = l.session_id ORDER BY a.start_turn LIMIT 1)
-    FROM linked l WHERE f.arc_id = l.open_arc_id;
+        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb
+    LOOP
+        UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
+        UPDATE memory.flux_arcs SET continued_by_arc_id = (
+            SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = v_link.session_id ORDER BY a.start_turn LIMIT 1)
+        WHERE arc_id = v_link.open_arc_id;
+    END LOOP;
     RETURN v_n;
 END
 $$;
@@ -1208,6 +1215,8 @@ DECLARE
     v_user_migrations bigint;
     v_err text;
     v_block_indexes text[];
+    v_blocks_made bigint := 0;
+    v_next_analyze bigint := 1000;
 BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
         RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
@@ -1262,6 +1271,12 @@ BEGIN
         v_stage := 0;
         -- The per-user work tables, emptied outside the subtransaction (cheaper there).
         TRUNCATE _night_arcs, _night_blocks, _night_chain, _night_zones, _night_block_turns;
+        -- The tables this run grows get fresh statistics each time its blocks double: plans
+        -- (plpgsql caches them) made while they looked empty would scan them for every user.
+        IF v_blocks_made >= v_next_analyze THEN
+            ANALYZE memory.flux_arcs, memory.holographic_blocks, memory.block_relationships, memory.consolidations;
+            v_next_analyze := 2 * v_blocks_made;
+        END IF;
         BEGIN
             v_t := clock_timestamp();
             v_rows := memory._night_prepare(v_user.user_id);
@@ -1286,6 +1301,8 @@ BEGIN
             v_t := clock_timestamp(); v_stage := 9; v_rows := memory._night_stage9_cleanup(v_user.user_id, p_cycle_date);
             v_log := v_log || jsonb_build_object('stage', 9, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             v_done := v_done + 1;
+            v_blocks_made := v_blocks_made + coalesce((SELECT sum((e ->> 'rows')::bigint) FROM jsonb_array_elements(v_log) e
+                                                       WHERE (e ->> 'stage')::int = 6), 0);
             v_migrations := v_migrations + v_user_migrations;  -- counted only once the user's work stands
         EXCEPTION WHEN OTHERS THEN
             -- This user's work is rolled back; the others go on. The failure is logged and raised as a warning.

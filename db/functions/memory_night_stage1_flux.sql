@@ -74,6 +74,7 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_n int;
+    v_stats text := current_setting('default_statistics_target');
 BEGIN
     -- Arcs from the live flux_state, for every listed turn at once: a spike after a baseline
     -- or stable turn opens one; the first stable turn closes it; an arc still open at the
@@ -103,7 +104,9 @@ BEGIN
     FROM inside i WHERE NOT i.closed_before
     GROUP BY i.user_id, i.session_id, i.arc_no;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    PERFORM set_config('default_statistics_target', '10', true);
     ANALYZE _night_found_arcs;
+    PERFORM set_config('default_statistics_target', v_stats, true);
     RETURN v_n;
 END
 $$;
