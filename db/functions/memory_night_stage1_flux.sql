@@ -3,6 +3,23 @@ DROP FUNCTION IF EXISTS memory._night_prepare(uuid, timestamptz);
 
 -- Night Cycle stage 1: which sessions this cycle takes, their turns, flux arcs, continuity.
 
+CREATE OR REPLACE FUNCTION memory._night_analyze(p_table regclass)
+RETURNS void
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_stats text := current_setting('default_statistics_target');
+BEGIN
+    -- Statistics for a work table the per-user stages read by index: a 3,000-row sample
+    -- tells the planner enough about user_id, at a tenth of the default sample's cost.
+    PERFORM set_config('default_statistics_target', '10', true);
+    EXECUTE 'ANALYZE ' || p_table;
+    PERFORM set_config('default_statistics_target', v_stats, true);
+END
+$$;
+COMMENT ON FUNCTION memory._night_analyze(regclass) IS
+'Internal, Night Cycle: ANALYZE of a work table with a small sample (default_statistics_target 10), the caller''s setting restored.';
+
 CREATE OR REPLACE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamptz)
 RETURNS int
 LANGUAGE plpgsql
@@ -10,7 +27,6 @@ AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_window int := (ops.setting('flux.baseline_window'))::int;
-    v_stats text := current_setting('default_statistics_target');
     v_n int;
 BEGIN
     -- Set-based, once per run for every user (per-user statements cost more than the work):
@@ -59,9 +75,7 @@ BEGIN
     -- user's rows through them, which the planner does only with statistics.
     CREATE UNIQUE INDEX IF NOT EXISTS _night_turns_key ON _night_turns (session_id, turn_number);
     CREATE INDEX IF NOT EXISTS _night_turns_user ON _night_turns (user_id);
-    PERFORM set_config('default_statistics_target', '10', true);  -- a 3,000-row sample serves user_id
-    ANALYZE _night_turns;
-    PERFORM set_config('default_statistics_target', v_stats, true);
+    PERFORM memory._night_analyze('_night_turns');
     RETURN v_n;
 END
 $$;
@@ -74,7 +88,6 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_n int;
-    v_stats text := current_setting('default_statistics_target');
 BEGIN
     -- Arcs from the live flux_state, for every listed turn at once: a spike after a baseline
     -- or stable turn opens one; the first stable turn closes it; an arc still open at the
@@ -104,9 +117,7 @@ BEGIN
     FROM inside i WHERE NOT i.closed_before
     GROUP BY i.user_id, i.session_id, i.arc_no;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    PERFORM set_config('default_statistics_target', '10', true);
-    ANALYZE _night_found_arcs;
-    PERFORM set_config('default_statistics_target', v_stats, true);
+    PERFORM memory._night_analyze('_night_found_arcs');
     RETURN v_n;
 END
 $$;
