@@ -78,7 +78,7 @@ if [ -z "$src" ]; then
   [ -n "$src" ] || { echo "setup-system: Debian's pgvector source is not version $PGVECTOR_VERSION: $(ls -d pgvector-*/)" >&2; exit 1; }
 fi
 say "building pgvector in $BUILD_DIR/$src (OPTFLAGS=$PGVECTOR_OPTFLAGS)"
-make -s -C "$src" clean >/dev/null
+make -s -C "$src" PG_CONFIG="$PG_CONFIG" clean >/dev/null
 make -s -C "$src" PG_CONFIG="$PG_CONFIG" OPTFLAGS="$PGVECTOR_OPTFLAGS" >/dev/null
 make -s -C "$src" PG_CONFIG="$PG_CONFIG" OPTFLAGS="$PGVECTOR_OPTFLAGS" install >/dev/null
 echo "$STAMP_TEXT" > "$STAMP"
