@@ -6,9 +6,9 @@ universal vectors; native vectors are left out (NULL) to keep the 1M load in bud
 The day table's HNSW indexes are dropped while loading (the cycle does not use them).
 For each size it times memory.run_night_cycle(), reports the time per stage from
 ops.cycle_stage_log, and runs the same stage-1 flux detection in Python over rows
-fetched from the database (arcs written back with COPY), same data, same run, against
-the database's stages 0 and 1 (which also pick sessions, refresh Preoccupation
-Centroids and link continuations).
+fetched from the database (the turns grouped by the flux window the day_table trigger
+marked, arcs written back with COPY), same data, same run, against the database's
+stages 0 and 1 (which also pick and lock sessions and link continuations).
 """
 from __future__ import annotations
 
@@ -63,40 +63,26 @@ def load(conn, n: int) -> None:
     conn.commit()
 
 
-def python_stage1(conn, window: int = 20, closing: int = 5) -> tuple[float, int]:
-    """Stage 1 done client-side: fetch, detect arcs, write them back."""
+def python_stage1(conn, closing: int = 5) -> tuple[float, int]:
+    """Stage 1 done client-side from the same trigger output the database groups: fetch
+    the turns, group each flux window's turns into an arc, write the arcs back."""
     t0 = time.perf_counter()
     arcs = []
     with conn.cursor(name="turns") as cur:
         cur.itersize = 20000
-        cur.execute("SELECT session_id, turn_number, perplexity_score, flux_state, created_at FROM memory.day_table "
-                    "ORDER BY session_id, turn_number")
-        session, hist, prev_state, cur_arc = None, [], None, None
-        for sid, turn, p, state, at in cur:
-            if sid != session:
-                if cur_arc:
-                    arcs.append(cur_arc)
-                session, hist, prev_state, cur_arc = sid, [], None, None
-            if state is None:
+        cur.execute("SELECT session_id, turn_number, perplexity_score, flux_state, flux_arc_start, flux_baseline_mean, "
+                    "flux_baseline_sd, created_at FROM memory.day_table ORDER BY session_id, turn_number")
+        arc = None
+        for sid, turn, p, state, start, mean, sd, at in cur:
+            if start is None:
                 continue
-            if state == "spike" and (prev_state in (None, "baseline", "stable")):
-                if cur_arc:
-                    arcs.append(cur_arc)
-                w = hist[-window:]
-                mean = sum(w) / len(w) if w else None
-                sigma = (sum((x - mean) ** 2 for x in w) / (len(w) - 1)) ** 0.5 if len(w) > 1 else 0.0
-                cur_arc = {"session": sid, "start": turn, "peak_turn": turn, "peak": p, "end": turn, "final": p,
-                           "baseline": mean, "sigma": sigma, "resolved": False, "start_time": at, "end_time": at}
-            elif cur_arc and not cur_arc["resolved"]:
-                cur_arc.update(end=turn, final=p, end_time=at)
-                if p > cur_arc["peak"]:
-                    cur_arc.update(peak=p, peak_turn=turn)
-                if state == "stable":
-                    cur_arc["resolved"] = True
-            hist.append(p)
-            prev_state = state
-        if cur_arc:
-            arcs.append(cur_arc)
+            if arc is None or arc["session"] != sid or arc["start"] != start:
+                arc = {"session": sid, "start": start, "peak_turn": turn, "peak": p, "baseline": mean, "sigma": sd,
+                       "resolved": False, "start_time": at}
+                arcs.append(arc)
+            if p > arc["peak"]:
+                arc.update(peak=p, peak_turn=turn)
+            arc.update(end=turn, final=p, end_time=at, resolved=state == "stable")
     conn.commit()
     open_sessions = [a["session"] for a in arcs if not a["resolved"]]
     emb = {}

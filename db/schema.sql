@@ -131,12 +131,17 @@ BEGIN
     NEW.turn_number := coalesce(NEW.turn_number, v_session.turn_count + 1);
     NEW.created_at := coalesce(NEW.created_at, now());
     NEW.flux_state := NULL;
+    NEW.flux_baseline_mean := NULL;
+    NEW.flux_baseline_sd := NULL;
+    NEW.flux_arc_start := NULL;
 
     IF v_p IS NOT NULL THEN
         v_recent := v_session.flux_recent;
         v_n := coalesce(cardinality(v_recent), 0);
         SELECT avg(x), coalesce(stddev_samp(x), 0) INTO v_mean, v_sd FROM unnest(v_recent) AS x;
         v_prev := v_recent[v_n];
+        NEW.flux_baseline_mean := v_mean;
+        NEW.flux_baseline_sd := v_sd;
         IF NOT v_session.flux_window_open THEN
             IF v_n >= (v_cfg->>'flux.min_baseline_turns')::int
                AND v_p > v_mean + (v_cfg->>'flux.spike_sigma')::float8 * v_sd THEN
@@ -145,6 +150,8 @@ BEGIN
                 v_session.flux_baseline := v_mean;
                 v_session.flux_peak := v_p;
                 v_session.flux_stable_count := 0;
+                v_session.flux_arc_start := NEW.turn_number;
+                NEW.flux_arc_start := NEW.turn_number;
             ELSE
                 NEW.flux_state := 'baseline';
             END IF;
@@ -155,6 +162,7 @@ BEGIN
                 v_session.flux_stable_count := 0;
             END IF;
             v_session.flux_peak := greatest(v_session.flux_peak, v_p);
+            NEW.flux_arc_start := v_session.flux_arc_start;
             IF v_session.flux_stable_count >= (v_cfg->>'flux.stabilization_count')::int THEN
                 NEW.flux_state := 'stable';
                 v_session.flux_window_open := false;
@@ -177,13 +185,14 @@ BEGIN
         flux_window_open = v_session.flux_window_open,
         flux_stable_count = v_session.flux_stable_count,
         flux_baseline = v_session.flux_baseline,
-        flux_peak = v_session.flux_peak
+        flux_peak = v_session.flux_peak,
+        flux_arc_start = v_session.flux_arc_start
     WHERE s.session_id = NEW.session_id;
     RETURN NEW;
 END
 $$;
 
-COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Turns without perplexity get no flux_state.';
+COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
 
 CREATE FUNCTION memory._mean_salience(p_scores jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
@@ -254,40 +263,30 @@ CREATE FUNCTION memory._night_find_arcs() RETURNS integer
 DECLARE
     v_n int;
 BEGIN
-    -- Arcs from the live flux_state, for every listed turn at once: a spike after a baseline
-    -- or stable turn opens one; the first stable turn closes it; an arc still open at the
-    -- session's last turn is unresolved.
+    -- The day_table trigger marked each turn of a flux window with the turn number of the
+    -- spike that opened it (flux_arc_start), so an arc is a group of turns.
     TRUNCATE _night_found_arcs;
-    WITH scored AS (
-        SELECT t.*, lag(t.flux_state) OVER (PARTITION BY t.session_id ORDER BY t.turn_number) AS prev_state
-        FROM _night_turns t WHERE t.flux_state IS NOT NULL),
-    numbered AS (
-        SELECT s.*, sum((s.flux_state = 'spike' AND coalesce(s.prev_state, 'baseline') IN ('baseline', 'stable'))::int)
-                    OVER (PARTITION BY s.session_id ORDER BY s.turn_number) AS arc_no
-        FROM scored s),
-    inside AS (
-        SELECT n.*, coalesce(bool_or(n.flux_state = 'stable') OVER (PARTITION BY n.session_id, n.arc_no ORDER BY n.turn_number
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS closed_before
-        FROM numbered n WHERE n.arc_no > 0)
     INSERT INTO _night_found_arcs (user_id, session_id, start_turn, end_turn, peak_turn, resolved, baseline, sigma,
                                    peak, final, start_time, end_time)
-    SELECT i.user_id, i.session_id, min(i.turn_number), max(i.turn_number),
-           (array_agg(i.turn_number ORDER BY i.perplexity_score DESC, i.turn_number))[1],
-           bool_or(i.flux_state = 'stable'),
-           (array_agg(i.local_mean ORDER BY i.turn_number))[1],
-           (array_agg(i.local_sd ORDER BY i.turn_number))[1],
-           max(i.perplexity_score),
-           (array_agg(i.perplexity_score ORDER BY i.turn_number DESC))[1],
-           min(i.created_at), max(i.created_at)
-    FROM inside i WHERE NOT i.closed_before
-    GROUP BY i.user_id, i.session_id, i.arc_no;
+    SELECT s.user_id, d.session_id, d.flux_arc_start, max(d.turn_number),
+           (array_agg(d.turn_number ORDER BY d.perplexity_score DESC, d.turn_number))[1],
+           bool_or(d.flux_state = 'stable'),
+           min(d.flux_baseline_mean) FILTER (WHERE d.turn_number = d.flux_arc_start),
+           min(d.flux_baseline_sd) FILTER (WHERE d.turn_number = d.flux_arc_start),
+           max(d.perplexity_score),
+           (array_agg(d.perplexity_score ORDER BY d.turn_number DESC))[1],
+           min(d.created_at), max(d.created_at)
+    FROM _night_sessions s
+    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+    WHERE d.flux_arc_start > s.consolidated_turn
+    GROUP BY s.user_id, d.session_id, d.flux_arc_start;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     PERFORM memory._night_analyze('_night_found_arcs');
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_find_arcs() IS 'Internal, Night Cycle stage 1, once per run: finds the flux arcs of every listed turn from the flux_state the day_table trigger set live (parameters flux.*). A spike after a baseline or stable turn opens an arc, the first stable turn closes it, and an arc open at the session''s last turn is unresolved. baseline = mean perplexity of the flux.baseline_window turns before the spike, peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. Returns the number of arcs found.';
+COMMENT ON FUNCTION memory._night_find_arcs() IS 'Internal, Night Cycle stage 1, once per run: the flux arcs of the picked sessions'' turns, from what the day_table trigger set live (parameters flux.*): an arc is the turns sharing a flux_arc_start, from the spike that opened a flux window to the first stable turn (resolved) or the session''s last turn (unresolved). baseline and sigma = the spike''s live baseline (mean and sample stddev of the flux.baseline_window turns before it), peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. An arc opened before the turns this cycle takes is left alone. Returns the number of arcs found.';
 
 CREATE FUNCTION memory._night_prepare(p_user_id uuid) RETURNS integer
     LANGUAGE plpgsql
@@ -295,12 +294,12 @@ CREATE FUNCTION memory._night_prepare(p_user_id uuid) RETURNS integer
 DECLARE
     v_n int;
 BEGIN
-    SELECT count(*) INTO v_n FROM _night_turns t WHERE t.user_id = p_user_id;
+    SELECT coalesce(sum(s.turns), 0) INTO v_n FROM _night_sessions s WHERE s.user_id = p_user_id;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid) IS 'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions listed.';
+COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid) IS 'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions picked.';
 
 CREATE FUNCTION memory._night_restore_block_indexes(p_defs text[]) RETURNS bigint
     LANGUAGE plpgsql
@@ -335,61 +334,30 @@ CREATE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp
     AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
-    v_window int := (ops.setting('flux.baseline_window'))::int;
     v_n int;
 BEGIN
     -- Set-based, once per run for every user (per-user statements cost more than the work):
     -- a session is taken whole or not at all: only idle ones, none with turns past the
     -- cycle's end, none a writer holds right now (SKIP LOCKED leaves it for next time).
-    TRUNCATE _night_sessions, _night_turns;
+    TRUNCATE _night_sessions;
     INSERT INTO _night_sessions (session_id, user_id, consolidated_turn)
     SELECT s.session_id, s.user_id, s.consolidated_turn FROM memory.sessions s
     WHERE (p_user_id IS NULL OR s.user_id = p_user_id) AND s.turn_count > s.consolidated_turn
       AND s.last_turn_at < p_cutoff AND s.last_turn_at <= now() - v_idle
     FOR SHARE OF s SKIP LOCKED;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    IF v_n = 0 THEN
-        RETURN 0;
-    END IF;
-    ANALYZE _night_sessions;  -- temp tables have no statistics otherwise
-    -- Light columns for every turn; content and vectors are read later, for block turns only.
-    -- The baseline window's mean and sample stddev from running sums (O(n); a sliding frame
-    -- would recompute each row's window): over the previous v_window turns with a perplexity.
-    INSERT INTO _night_turns (user_id, entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
-                              local_mean, local_sd, prev_perplexity)
-    SELECT r.user_id, r.entry_id, r.session_id, r.turn_number, r.created_at, r.perplexity_score, r.flux_state,
-           r.s / nullif(r.n, 0),
-           CASE WHEN r.n > 1 THEN sqrt(greatest(0, (r.q - r.s * r.s / r.n) / (r.n - 1))) ELSE 0 END,
-           r.prev
-    FROM (
-        SELECT c.*, c.s_run - c.s_old AS s, c.q_run - c.q_old AS q, c.n_run - c.n_old AS n
-        FROM (
-            SELECT w.*,
-                   coalesce(lag(w.s_to) OVER o, 0) AS s_run, coalesce(lag(w.s_to, v_window + 1) OVER o, 0) AS s_old,
-                   coalesce(lag(w.q_to) OVER o, 0) AS q_run, coalesce(lag(w.q_to, v_window + 1) OVER o, 0) AS q_old,
-                   coalesce(lag(w.n_to) OVER o, 0) AS n_run, coalesce(lag(w.n_to, v_window + 1) OVER o, 0) AS n_old,
-                   lag(w.perplexity_score) OVER o AS prev
-            FROM (
-                SELECT s.user_id, d.entry_id, d.session_id, d.turn_number, d.created_at, d.perplexity_score, d.flux_state,
-                       coalesce(sum(d.perplexity_score) OVER o, 0) AS s_to,
-                       coalesce(sum(d.perplexity_score * d.perplexity_score) OVER o, 0) AS q_to,
-                       count(d.perplexity_score) OVER o AS n_to
-                FROM memory.day_table d
-                JOIN _night_sessions s ON s.session_id = d.session_id
-                WHERE d.turn_number > s.consolidated_turn
-                WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number ROWS UNBOUNDED PRECEDING)) w
-            WINDOW o AS (PARTITION BY w.session_id ORDER BY w.turn_number)) c) r;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    -- Built after the load (cheaper than maintained row by row); the per-user stages read a
-    -- user's rows through them, which the planner does only with statistics.
-    CREATE UNIQUE INDEX IF NOT EXISTS _night_turns_key ON _night_turns (session_id, turn_number);
-    CREATE INDEX IF NOT EXISTS _night_turns_user ON _night_turns (user_id);
-    PERFORM memory._night_analyze('_night_turns');
+    ANALYZE _night_sessions;  -- temp tables have no statistics otherwise (and the join below needs them)
+    UPDATE _night_sessions n SET first_turn = r.first_turn, last_turn = r.last_turn, turns = r.turns
+    FROM (SELECT d.session_id, min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
+          FROM _night_sessions s JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+          GROUP BY d.session_id) r
+    WHERE r.session_id = n.session_id;
+    DELETE FROM _night_sessions WHERE turns IS NULL;  -- no turn left to take (a deleted history)
+    SELECT coalesce(sum(s.turns), 0) INTO v_n FROM _night_sessions s;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
+COMMENT ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), with the range and number of their unconsolidated turns. Returns the number of turns.';
 
 CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
@@ -426,9 +394,10 @@ BEGIN
     -- row by primary key: a join plan made while statistics were stale scanned all sessions.
     FOR v_link IN
         WITH opening AS (
-            SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-            FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
-            WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id)
+            SELECT s.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+            FROM _night_sessions s JOIN memory.day_table d ON d.session_id = s.session_id
+                 AND d.turn_number > s.consolidated_turn AND d.turn_number <= v_opening
+            WHERE s.user_id = p_user_id GROUP BY s.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o
         JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id
@@ -461,13 +430,12 @@ BEGIN
     INSERT INTO _night_blocks (arc_id, session_id, start_turn, peak_turn, end_turn, first_turn, last_turn, resolved,
                                baseline, peak, final, quality, duration, start_time, end_time)
     SELECT f.arc_id, f.session_id, f.start_turn, f.peak_turn, f.end_turn,
-           greatest(f.start_turn - v_margin, bounds.lo), least(f.end_turn + v_margin, bounds.hi), f.resolved,
+           greatest(f.start_turn - v_margin, s.first_turn), least(f.end_turn + v_margin, s.last_turn), f.resolved,
            f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
            f.arc_duration_turns, f.start_time, f.end_time
     FROM _night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
-          FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
+    JOIN _night_sessions s ON s.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
         PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);
@@ -480,14 +448,13 @@ BEGIN
            greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
            least(1, d.universal_embedding <=> c.universal_centroid),
            d.turn_number BETWEEN b.start_turn AND b.end_turn
-             AND (d.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
-                  OR (t.prev_perplexity - d.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
+             AND (d.perplexity_score > d.flux_baseline_mean + v_live_sigma * d.flux_baseline_sd
+                  OR (lag(d.perplexity_score) OVER o - d.perplexity_score) / nullif(lag(d.perplexity_score) OVER o, 0) > v_live_arrete
                   OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
                   OR d.content ~* v_markers) IS TRUE
     FROM _night_blocks b
     JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
          AND d.user_id = p_user_id
-    JOIN _night_turns t ON t.session_id = d.session_id AND t.turn_number = d.turn_number
     LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.arc_id ORDER BY d.turn_number);
 
@@ -718,10 +685,9 @@ BEGIN
 
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
     INSERT INTO memory.consolidations (session_id, first_turn, last_turn, cycle_date)
-    SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id;
-    UPDATE memory.sessions s SET consolidated_turn = x.last_turn
-    FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) x
-    WHERE s.session_id = x.session_id AND s.user_id = p_user_id;
+    SELECT n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
+    UPDATE memory.sessions s SET consolidated_turn = n.last_turn
+    FROM _night_sessions n WHERE s.session_id = n.session_id AND n.user_id = p_user_id;
     RETURN v_n;
 END
 $$;
@@ -1234,14 +1200,13 @@ BEGIN
     END IF;
     INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run_id;
 
-    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (
+        session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int, first_turn int, last_turn int, turns int) ON COMMIT DROP;
+    CREATE INDEX IF NOT EXISTS _night_sessions_user ON _night_sessions (user_id);
     CREATE TEMP TABLE IF NOT EXISTS _night_found_arcs (
         user_id uuid, session_id uuid, start_turn int, end_turn int, peak_turn int, resolved boolean, baseline float8,
         sigma float8, peak float8, final float8, start_time timestamptz, end_time timestamptz) ON COMMIT DROP;
     CREATE INDEX IF NOT EXISTS _night_found_arcs_user ON _night_found_arcs (user_id);
-    CREATE TEMP TABLE IF NOT EXISTS _night_turns (  -- every user's; indexed once filled (_night_select_sessions)
-        user_id uuid, entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
-        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
         arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
         universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
@@ -1350,7 +1315,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions, listing turns with their baselines) and the finding of arcs run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions) and the finding of arcs (groups of the turns the day_table trigger marked with their flux window) run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
 
 CREATE FUNCTION memory.start_session(p_user_id uuid, p_external_ref text DEFAULT NULL::text, p_started_at timestamp with time zone DEFAULT now()) RETURNS uuid
     LANGUAGE plpgsql
@@ -2798,6 +2763,9 @@ CREATE TABLE memory.day_table (
     turn_number integer NOT NULL,
     token_count integer,
     native_embedding_bq bit(4096) GENERATED ALWAYS AS ((public.binary_quantize(native_embedding))::bit(4096)) STORED,
+    flux_baseline_mean double precision,
+    flux_baseline_sd double precision,
+    flux_arc_start integer,
     CONSTRAINT day_table_content_not_blank CHECK ((content ~ '\S'::text)),
     CONSTRAINT day_table_flux_state_known CHECK ((flux_state = ANY (ARRAY['baseline'::text, 'spike'::text, 'resolution'::text, 'stable'::text]))),
     CONSTRAINT day_table_perplexity_nonnegative CHECK ((perplexity_score >= (0)::double precision)),
@@ -2808,6 +2776,12 @@ CREATE TABLE memory.day_table (
 );
 
 COMMENT ON TABLE memory.day_table IS 'The Hippocampus day table (spec 004 section 2.2): every turn with its embeddings and perplexity';
+
+COMMENT ON COLUMN memory.day_table.flux_baseline_mean IS 'set by the trigger: mean perplexity of the previous flux.baseline_window turns that have one (the live baseline)';
+
+COMMENT ON COLUMN memory.day_table.flux_baseline_sd IS 'set by the trigger: sample standard deviation of those turns (0 with fewer than two)';
+
+COMMENT ON COLUMN memory.day_table.flux_arc_start IS 'set by the trigger: turn number of the spike that opened the flux window this turn is in, from that spike to the stable turn closing it; NULL outside a window';
 
 CREATE VIEW bi.hippocampus_daily AS
  SELECT (date_trunc('day'::text, d.created_at))::date AS day,
@@ -3019,12 +2993,15 @@ CREATE TABLE memory.sessions (
     flux_peak real,
     consolidated_turn integer DEFAULT 0 NOT NULL,
     continues_session_id uuid,
+    flux_arc_start integer,
     CONSTRAINT sessions_turn_count_nonnegative CHECK ((turn_count >= 0))
 );
 
 COMMENT ON TABLE memory.sessions IS 'Conversations; each acts for one user';
 
 COMMENT ON COLUMN memory.sessions.consolidated_turn IS 'turns up to this number have been consolidated by a Night Cycle';
+
+COMMENT ON COLUMN memory.sessions.flux_arc_start IS 'turn number of the spike that opened the current flux window (trigger state)';
 
 CREATE TABLE ops.applied_sql (
     path text NOT NULL,

@@ -1,4 +1,6 @@
 """The day_table trigger sets flux_state live from the session's rolling perplexity."""
+import statistics
+
 from helpers import new_session, new_user, record
 
 # 5 baseline turns, a spike, a fall, two stable turns that close the window, then calm.
@@ -55,3 +57,17 @@ def test_turns_are_numbered_per_session(conn):
         record(conn, s, content="x")
     nums = [r[0] for r in conn.execute("SELECT turn_number FROM memory.day_table WHERE session_id = %s ORDER BY 1", (s,))]
     assert nums == [1, 2, 3]
+
+
+def test_each_turn_keeps_its_live_baseline_and_the_spike_that_opened_its_window(conn):
+    sid = new_session(conn, new_user(conn, "flux-f"))
+    for p in SCRIPT:
+        record(conn, sid, content="x", perplexity=p)
+    rows = conn.execute("SELECT flux_baseline_mean, flux_baseline_sd, flux_arc_start FROM memory.day_table "
+                        "WHERE session_id = %s ORDER BY turn_number", (sid,)).fetchall()
+    # the spike (turn 6) to the stable turn closing its window (turn 10) belong to arc 6
+    assert [r[2] for r in rows] == [None] * 5 + [6] * 5 + [None]
+    assert rows[0][0] is None and rows[0][1] == 0
+    assert abs(rows[5][0] - statistics.mean(SCRIPT[:5])) < 1e-6
+    assert abs(rows[5][1] - statistics.stdev(SCRIPT[:5])) < 1e-6
+    assert abs(rows[10][0] - statistics.mean(SCRIPT[:10])) < 1e-5  # window of up to 20 earlier turns

@@ -10,7 +10,7 @@ from psimem.settings import DB_DIR
 from psimem.sqlfiles import apply_sql_files
 
 
-HEAD = "0006"  # the newest revision; test_cli checks `db status` reports it
+HEAD = "0007"  # the newest revision; test_cli checks `db status` reports it
 
 
 def applied(url):
@@ -77,3 +77,31 @@ def test_first_migration_creates_the_four_extensions_and_plpython_has_numpy(conn
     assert conn.execute("SELECT pg_temp.np_norm(ARRAY[3,4]::real[])").fetchone()[0] == 5.0
     job = conn.execute("SELECT cron.schedule('psimem-test-job', '0 3 * * *', 'SELECT 1')").fetchone()[0]
     assert conn.execute("SELECT schedule FROM cron.job WHERE jobid = %s", (job,)).fetchone()[0] == "0 3 * * *"
+
+
+def test_revision_0007_backfills_the_live_arc_columns_as_the_trigger_sets_them(db_url):
+    """Turns recorded before the upgrade get what the trigger now keeps on each turn."""
+    cols = "turn_number, flux_baseline_mean, flux_baseline_sd, flux_arc_start"
+    with psycopg.connect(db_url) as c:
+        sid = c.execute("SELECT memory.start_session(memory.ensure_user('backfill-0007', 'normal'), NULL, now())").fetchone()[0]
+        script = [10, 11, 10, 11, 10, 30, 25, 15, 14.5, 14.4, 10, 11, 10, 40, 30, 20]  # one closed arc, one open
+        for p in script:
+            c.execute("SELECT memory.record_turn(p_session_id => %s, p_role => 'user', p_content => 'x', "
+                      "p_perplexity_score => %s)", (sid, p))
+        c.commit()
+        live = c.execute(f"SELECT {cols} FROM memory.day_table WHERE session_id = %s ORDER BY 1", (sid,)).fetchall()
+        live_open = c.execute("SELECT flux_arc_start FROM memory.sessions WHERE session_id = %s", (sid,)).fetchone()
+    try:
+        migrate.downgrade(db_url, "0006")
+        migrate.upgrade(db_url)
+        with psycopg.connect(db_url) as c:
+            got = c.execute(f"SELECT {cols} FROM memory.day_table WHERE session_id = %s ORDER BY 1", (sid,)).fetchall()
+            got_open = c.execute("SELECT flux_arc_start FROM memory.sessions WHERE session_id = %s", (sid,)).fetchone()
+    finally:
+        with psycopg.connect(db_url) as c:
+            c.execute("DELETE FROM memory.users WHERE external_ref = 'backfill-0007'")
+    assert [r[3] for r in live] == [None] * 5 + [6] * 5 + [None] * 3 + [14] * 3
+    assert [r[3] for r in got] == [r[3] for r in live] and got_open == live_open == (14,)
+    for (_, m1, s1, _), (_, m2, s2, _) in zip(live, got):
+        assert (m1 is None and m2 is None) or abs(m1 - m2) < 1e-5
+        assert abs(s1 - s2) < 1e-5

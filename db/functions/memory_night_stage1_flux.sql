@@ -26,61 +26,30 @@ LANGUAGE plpgsql
 AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
-    v_window int := (ops.setting('flux.baseline_window'))::int;
     v_n int;
 BEGIN
     -- Set-based, once per run for every user (per-user statements cost more than the work):
     -- a session is taken whole or not at all: only idle ones, none with turns past the
     -- cycle's end, none a writer holds right now (SKIP LOCKED leaves it for next time).
-    TRUNCATE _night_sessions, _night_turns;
+    TRUNCATE _night_sessions;
     INSERT INTO _night_sessions (session_id, user_id, consolidated_turn)
     SELECT s.session_id, s.user_id, s.consolidated_turn FROM memory.sessions s
     WHERE (p_user_id IS NULL OR s.user_id = p_user_id) AND s.turn_count > s.consolidated_turn
       AND s.last_turn_at < p_cutoff AND s.last_turn_at <= now() - v_idle
     FOR SHARE OF s SKIP LOCKED;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    IF v_n = 0 THEN
-        RETURN 0;
-    END IF;
-    ANALYZE _night_sessions;  -- temp tables have no statistics otherwise
-    -- Light columns for every turn; content and vectors are read later, for block turns only.
-    -- The baseline window's mean and sample stddev from running sums (O(n); a sliding frame
-    -- would recompute each row's window): over the previous v_window turns with a perplexity.
-    INSERT INTO _night_turns (user_id, entry_id, session_id, turn_number, created_at, perplexity_score, flux_state,
-                              local_mean, local_sd, prev_perplexity)
-    SELECT r.user_id, r.entry_id, r.session_id, r.turn_number, r.created_at, r.perplexity_score, r.flux_state,
-           r.s / nullif(r.n, 0),
-           CASE WHEN r.n > 1 THEN sqrt(greatest(0, (r.q - r.s * r.s / r.n) / (r.n - 1))) ELSE 0 END,
-           r.prev
-    FROM (
-        SELECT c.*, c.s_run - c.s_old AS s, c.q_run - c.q_old AS q, c.n_run - c.n_old AS n
-        FROM (
-            SELECT w.*,
-                   coalesce(lag(w.s_to) OVER o, 0) AS s_run, coalesce(lag(w.s_to, v_window + 1) OVER o, 0) AS s_old,
-                   coalesce(lag(w.q_to) OVER o, 0) AS q_run, coalesce(lag(w.q_to, v_window + 1) OVER o, 0) AS q_old,
-                   coalesce(lag(w.n_to) OVER o, 0) AS n_run, coalesce(lag(w.n_to, v_window + 1) OVER o, 0) AS n_old,
-                   lag(w.perplexity_score) OVER o AS prev
-            FROM (
-                SELECT s.user_id, d.entry_id, d.session_id, d.turn_number, d.created_at, d.perplexity_score, d.flux_state,
-                       coalesce(sum(d.perplexity_score) OVER o, 0) AS s_to,
-                       coalesce(sum(d.perplexity_score * d.perplexity_score) OVER o, 0) AS q_to,
-                       count(d.perplexity_score) OVER o AS n_to
-                FROM memory.day_table d
-                JOIN _night_sessions s ON s.session_id = d.session_id
-                WHERE d.turn_number > s.consolidated_turn
-                WINDOW o AS (PARTITION BY d.session_id ORDER BY d.turn_number ROWS UNBOUNDED PRECEDING)) w
-            WINDOW o AS (PARTITION BY w.session_id ORDER BY w.turn_number)) c) r;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    -- Built after the load (cheaper than maintained row by row); the per-user stages read a
-    -- user's rows through them, which the planner does only with statistics.
-    CREATE UNIQUE INDEX IF NOT EXISTS _night_turns_key ON _night_turns (session_id, turn_number);
-    CREATE INDEX IF NOT EXISTS _night_turns_user ON _night_turns (user_id);
-    PERFORM memory._night_analyze('_night_turns');
+    ANALYZE _night_sessions;  -- temp tables have no statistics otherwise (and the join below needs them)
+    UPDATE _night_sessions n SET first_turn = r.first_turn, last_turn = r.last_turn, turns = r.turns
+    FROM (SELECT d.session_id, min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
+          FROM _night_sessions s JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+          GROUP BY d.session_id) r
+    WHERE r.session_id = n.session_id;
+    DELETE FROM _night_sessions WHERE turns IS NULL;  -- no turn left to take (a deleted history)
+    SELECT coalesce(sum(s.turns), 0) INTO v_n FROM _night_sessions s;
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION memory._night_select_sessions(uuid, timestamptz) IS
-'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), and lists their unconsolidated turns with the local perplexity baseline (mean and sample stddev of the previous flux.baseline_window turns) and the previous turn''s perplexity. Returns the number of turns listed.';
+'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), with the range and number of their unconsolidated turns. Returns the number of turns.';
 
 CREATE OR REPLACE FUNCTION memory._night_find_arcs()
 RETURNS int
@@ -89,40 +58,30 @@ AS $$
 DECLARE
     v_n int;
 BEGIN
-    -- Arcs from the live flux_state, for every listed turn at once: a spike after a baseline
-    -- or stable turn opens one; the first stable turn closes it; an arc still open at the
-    -- session's last turn is unresolved.
+    -- The day_table trigger marked each turn of a flux window with the turn number of the
+    -- spike that opened it (flux_arc_start), so an arc is a group of turns.
     TRUNCATE _night_found_arcs;
-    WITH scored AS (
-        SELECT t.*, lag(t.flux_state) OVER (PARTITION BY t.session_id ORDER BY t.turn_number) AS prev_state
-        FROM _night_turns t WHERE t.flux_state IS NOT NULL),
-    numbered AS (
-        SELECT s.*, sum((s.flux_state = 'spike' AND coalesce(s.prev_state, 'baseline') IN ('baseline', 'stable'))::int)
-                    OVER (PARTITION BY s.session_id ORDER BY s.turn_number) AS arc_no
-        FROM scored s),
-    inside AS (
-        SELECT n.*, coalesce(bool_or(n.flux_state = 'stable') OVER (PARTITION BY n.session_id, n.arc_no ORDER BY n.turn_number
-                    ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), false) AS closed_before
-        FROM numbered n WHERE n.arc_no > 0)
     INSERT INTO _night_found_arcs (user_id, session_id, start_turn, end_turn, peak_turn, resolved, baseline, sigma,
                                    peak, final, start_time, end_time)
-    SELECT i.user_id, i.session_id, min(i.turn_number), max(i.turn_number),
-           (array_agg(i.turn_number ORDER BY i.perplexity_score DESC, i.turn_number))[1],
-           bool_or(i.flux_state = 'stable'),
-           (array_agg(i.local_mean ORDER BY i.turn_number))[1],
-           (array_agg(i.local_sd ORDER BY i.turn_number))[1],
-           max(i.perplexity_score),
-           (array_agg(i.perplexity_score ORDER BY i.turn_number DESC))[1],
-           min(i.created_at), max(i.created_at)
-    FROM inside i WHERE NOT i.closed_before
-    GROUP BY i.user_id, i.session_id, i.arc_no;
+    SELECT s.user_id, d.session_id, d.flux_arc_start, max(d.turn_number),
+           (array_agg(d.turn_number ORDER BY d.perplexity_score DESC, d.turn_number))[1],
+           bool_or(d.flux_state = 'stable'),
+           min(d.flux_baseline_mean) FILTER (WHERE d.turn_number = d.flux_arc_start),
+           min(d.flux_baseline_sd) FILTER (WHERE d.turn_number = d.flux_arc_start),
+           max(d.perplexity_score),
+           (array_agg(d.perplexity_score ORDER BY d.turn_number DESC))[1],
+           min(d.created_at), max(d.created_at)
+    FROM _night_sessions s
+    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+    WHERE d.flux_arc_start > s.consolidated_turn
+    GROUP BY s.user_id, d.session_id, d.flux_arc_start;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     PERFORM memory._night_analyze('_night_found_arcs');
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION memory._night_find_arcs() IS
-'Internal, Night Cycle stage 1, once per run: finds the flux arcs of every listed turn from the flux_state the day_table trigger set live (parameters flux.*). A spike after a baseline or stable turn opens an arc, the first stable turn closes it, and an arc open at the session''s last turn is unresolved. baseline = mean perplexity of the flux.baseline_window turns before the spike, peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. Returns the number of arcs found.';
+'Internal, Night Cycle stage 1, once per run: the flux arcs of the picked sessions'' turns, from what the day_table trigger set live (parameters flux.*): an arc is the turns sharing a flux_arc_start, from the spike that opened a flux window to the first stable turn (resolved) or the session''s last turn (unresolved). baseline and sigma = the spike''s live baseline (mean and sample stddev of the flux.baseline_window turns before it), peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. An arc opened before the turns this cycle takes is left alone. Returns the number of arcs found.';
 
 CREATE OR REPLACE FUNCTION memory._night_prepare(p_user_id uuid)
 RETURNS int
@@ -131,12 +90,12 @@ AS $$
 DECLARE
     v_n int;
 BEGIN
-    SELECT count(*) INTO v_n FROM _night_turns t WHERE t.user_id = p_user_id;
+    SELECT coalesce(sum(s.turns), 0) INTO v_n FROM _night_sessions s WHERE s.user_id = p_user_id;
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION memory._night_prepare(uuid) IS
-'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions listed.';
+'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions picked.';
 
 CREATE OR REPLACE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date)
 RETURNS int
@@ -174,9 +133,10 @@ BEGIN
     -- row by primary key: a join plan made while statistics were stale scanned all sessions.
     FOR v_link IN
         WITH opening AS (
-            SELECT t.session_id, min(t.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-            FROM _night_turns t JOIN memory.day_table d ON d.session_id = t.session_id AND d.turn_number = t.turn_number
-            WHERE t.user_id = p_user_id AND t.turn_number <= v_opening GROUP BY t.session_id)
+            SELECT s.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+            FROM _night_sessions s JOIN memory.day_table d ON d.session_id = s.session_id
+                 AND d.turn_number > s.consolidated_turn AND d.turn_number <= v_opening
+            WHERE s.user_id = p_user_id GROUP BY s.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
         FROM opening o
         JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id

@@ -20,13 +20,12 @@ BEGIN
     INSERT INTO _night_blocks (arc_id, session_id, start_turn, peak_turn, end_turn, first_turn, last_turn, resolved,
                                baseline, peak, final, quality, duration, start_time, end_time)
     SELECT f.arc_id, f.session_id, f.start_turn, f.peak_turn, f.end_turn,
-           greatest(f.start_turn - v_margin, bounds.lo), least(f.end_turn + v_margin, bounds.hi), f.resolved,
+           greatest(f.start_turn - v_margin, s.first_turn), least(f.end_turn + v_margin, s.last_turn), f.resolved,
            f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
            f.arc_duration_turns, f.start_time, f.end_time
     FROM _night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    JOIN (SELECT t.session_id, min(t.turn_number) AS lo, max(t.turn_number) AS hi
-          FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) bounds ON bounds.session_id = f.session_id;
+    JOIN _night_sessions s ON s.session_id = f.session_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
         PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);
@@ -39,14 +38,13 @@ BEGIN
            greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
            least(1, d.universal_embedding <=> c.universal_centroid),
            d.turn_number BETWEEN b.start_turn AND b.end_turn
-             AND (d.perplexity_score > t.local_mean + v_live_sigma * t.local_sd
-                  OR (t.prev_perplexity - d.perplexity_score) / nullif(t.prev_perplexity, 0) > v_live_arrete
+             AND (d.perplexity_score > d.flux_baseline_mean + v_live_sigma * d.flux_baseline_sd
+                  OR (lag(d.perplexity_score) OVER o - d.perplexity_score) / nullif(lag(d.perplexity_score) OVER o, 0) > v_live_arrete
                   OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
                   OR d.content ~* v_markers) IS TRUE
     FROM _night_blocks b
     JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
          AND d.user_id = p_user_id
-    JOIN _night_turns t ON t.session_id = d.session_id AND t.turn_number = d.turn_number
     LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.arc_id ORDER BY d.turn_number);
 

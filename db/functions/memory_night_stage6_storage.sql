@@ -128,10 +128,9 @@ BEGIN
 
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
     INSERT INTO memory.consolidations (session_id, first_turn, last_turn, cycle_date)
-    SELECT t.session_id, min(t.turn_number), max(t.turn_number), p_cycle_date FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id;
-    UPDATE memory.sessions s SET consolidated_turn = x.last_turn
-    FROM (SELECT t.session_id, max(t.turn_number) AS last_turn FROM _night_turns t WHERE t.user_id = p_user_id GROUP BY t.session_id) x
-    WHERE s.session_id = x.session_id AND s.user_id = p_user_id;
+    SELECT n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
+    UPDATE memory.sessions s SET consolidated_turn = n.last_turn
+    FROM _night_sessions n WHERE s.session_id = n.session_id AND n.user_id = p_user_id;
     RETURN v_n;
 END
 $$;

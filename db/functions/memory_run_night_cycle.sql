@@ -28,14 +28,13 @@ BEGIN
     END IF;
     INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run_id;
 
-    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int) ON COMMIT DROP;
+    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (
+        session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int, first_turn int, last_turn int, turns int) ON COMMIT DROP;
+    CREATE INDEX IF NOT EXISTS _night_sessions_user ON _night_sessions (user_id);
     CREATE TEMP TABLE IF NOT EXISTS _night_found_arcs (
         user_id uuid, session_id uuid, start_turn int, end_turn int, peak_turn int, resolved boolean, baseline float8,
         sigma float8, peak float8, final float8, start_time timestamptz, end_time timestamptz) ON COMMIT DROP;
     CREATE INDEX IF NOT EXISTS _night_found_arcs_user ON _night_found_arcs (user_id);
-    CREATE TEMP TABLE IF NOT EXISTS _night_turns (  -- every user's; indexed once filled (_night_select_sessions)
-        user_id uuid, entry_id uuid, session_id uuid, turn_number int, created_at timestamptz, perplexity_score float8,
-        flux_state text, local_mean float8, local_sd float8, prev_perplexity float8) ON COMMIT DROP;
     CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
         arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
         universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
@@ -144,4 +143,4 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory.run_night_cycle(date, uuid) IS
-'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions, listing turns with their baselines) and the finding of arcs run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions) and the finding of arcs (groups of the turns the day_table trigger marked with their flux window) run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';

@@ -59,12 +59,17 @@ BEGIN
     NEW.turn_number := coalesce(NEW.turn_number, v_session.turn_count + 1);
     NEW.created_at := coalesce(NEW.created_at, now());
     NEW.flux_state := NULL;
+    NEW.flux_baseline_mean := NULL;
+    NEW.flux_baseline_sd := NULL;
+    NEW.flux_arc_start := NULL;
 
     IF v_p IS NOT NULL THEN
         v_recent := v_session.flux_recent;
         v_n := coalesce(cardinality(v_recent), 0);
         SELECT avg(x), coalesce(stddev_samp(x), 0) INTO v_mean, v_sd FROM unnest(v_recent) AS x;
         v_prev := v_recent[v_n];
+        NEW.flux_baseline_mean := v_mean;
+        NEW.flux_baseline_sd := v_sd;
         IF NOT v_session.flux_window_open THEN
             IF v_n >= (v_cfg->>'flux.min_baseline_turns')::int
                AND v_p > v_mean + (v_cfg->>'flux.spike_sigma')::float8 * v_sd THEN
@@ -73,6 +78,8 @@ BEGIN
                 v_session.flux_baseline := v_mean;
                 v_session.flux_peak := v_p;
                 v_session.flux_stable_count := 0;
+                v_session.flux_arc_start := NEW.turn_number;
+                NEW.flux_arc_start := NEW.turn_number;
             ELSE
                 NEW.flux_state := 'baseline';
             END IF;
@@ -83,6 +90,7 @@ BEGIN
                 v_session.flux_stable_count := 0;
             END IF;
             v_session.flux_peak := greatest(v_session.flux_peak, v_p);
+            NEW.flux_arc_start := v_session.flux_arc_start;
             IF v_session.flux_stable_count >= (v_cfg->>'flux.stabilization_count')::int THEN
                 NEW.flux_state := 'stable';
                 v_session.flux_window_open := false;
@@ -105,13 +113,14 @@ BEGIN
         flux_window_open = v_session.flux_window_open,
         flux_stable_count = v_session.flux_stable_count,
         flux_baseline = v_session.flux_baseline,
-        flux_peak = v_session.flux_peak
+        flux_peak = v_session.flux_peak,
+        flux_arc_start = v_session.flux_arc_start
     WHERE s.session_id = NEW.session_id;
     RETURN NEW;
 END
 $$;
 COMMENT ON FUNCTION memory._day_table_before_insert() IS
-'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Turns without perplexity get no flux_state.';
+'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
 
 CREATE OR REPLACE TRIGGER day_table_before_insert
     BEFORE INSERT ON memory.day_table
