@@ -70,8 +70,11 @@ def python_stage1(conn, closing: int = 5) -> tuple[float, int]:
     arcs = []
     with conn.cursor(name="turns") as cur:
         cur.itersize = 20000
-        cur.execute("SELECT session_id, turn_number, perplexity_score, flux_state, flux_arc_start, flux_baseline_mean, "
-                    "flux_baseline_sd, created_at FROM memory.day_table ORDER BY session_id, turn_number")
+        cur.execute("SELECT d.session_id, d.turn_number, d.perplexity_score, d.flux_state, d.flux_arc_start, "
+                    "d.flux_baseline_mean, d.flux_baseline_sd, d.created_at FROM memory.day_table d "
+                    "JOIN memory.sessions s USING (session_id) "  # the sessions the cycle takes: idle ones
+                    "WHERE s.last_turn_at <= now() - (SELECT (value #>> '{}')::interval FROM ops.settings "
+                    "WHERE key = 'night.session_idle') ORDER BY d.session_id, d.turn_number")
         arc = None
         for sid, turn, p, state, start, mean, sd, at in cur:
             if start is None:
