@@ -15,7 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from psycopg.types.json import Jsonb
-from common import (Timer, bench_database, embedding_like, orthogonal_clusters, percentile_ms, report, reset_day_table,
+from common import (Timer, bench_database, embedding_like, orthogonal_clusters, percentile_ms, report,
                     say, with_connection)
 
 from loaders.turns import ingest_rows
@@ -40,10 +40,11 @@ def entry_ids(conn, n: int) -> np.ndarray:
 def load(conn, n: int, spaces: dict[str, np.ndarray]) -> np.ndarray:
     defs = {s: conn.execute("SELECT pg_get_indexdef(%s::regclass)", (f"memory.{HNSW[s]}",)).fetchone()[0]
             for s in HNSW}
-    reset_day_table(conn)
+    # One transaction from here to the built indexes: an interrupted run leaves the table
+    # and its indexes as they were.
+    conn.execute("TRUNCATE memory.day_table, memory.sessions, memory.users CASCADE")
     for s in HNSW:
         conn.execute(f"DROP INDEX memory.{HNSW[s]}")
-    conn.commit()
     t0 = datetime.now(timezone.utc) - timedelta(days=6)
     step = timedelta(days=6) / n
     recs = ({"user": owner(i, n), "session": f"s{i // PER_SESSION}", "role": "user",
@@ -58,7 +59,6 @@ def load(conn, n: int, spaces: dict[str, np.ndarray]) -> np.ndarray:
     for s, d in defs.items():
         with Timer() as t:
             conn.execute(d)
-            conn.commit()
         say(f"  {HNSW[s]} built in {t.seconds:.0f}s")
     conn.execute("ANALYZE memory.day_table")
     conn.commit()
