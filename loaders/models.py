@@ -13,6 +13,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -71,8 +72,14 @@ class UniversalEmbedder:
         keys = [Cache.key("minilm", t) for t in texts]
         todo = sorted({t for t, k in zip(texts, keys) if k not in self.cache.data})
         if todo:
-            vecs = self._load().encode(todo, batch_size=64, normalize_embeddings=True,
-                                       show_progress_bar=progress, convert_to_numpy=True)
+            model = self._load()
+            threads = Threads()
+            threads.adjust()
+            try:
+                vecs = model.encode(todo, batch_size=64, normalize_embeddings=True,
+                                    show_progress_bar=progress, convert_to_numpy=True)
+            finally:
+                threads.restore()
             for t, v in zip(todo, vecs):
                 self.cache.data[Cache.key("minilm", t)] = v.astype(np.float32)
         return np.stack([self.cache.data[k] for k in keys])
@@ -82,6 +89,8 @@ class SmolScorer:
     """Perplexity of a turn given its context, and a native hidden-state embedding."""
 
     dim = NATIVE_DIM
+    BATCH = 8
+    SORT_RUN = 128
 
     def __init__(self, cache: Cache):
         self.cache, self._model, self._tok = cache, None, None
@@ -107,17 +116,106 @@ class SmolScorer:
             import torch
 
             model, tok = self._load()
-            for i in tqdm(todo, desc="scoring turns", unit="turn", disable=not progress, file=sys.stderr):
-                ctx_ids = tok(contexts[i][-1000:] + "\n", add_special_tokens=False)["input_ids"] if contexts[i] else []
-                ids = tok(texts[i][:2000], add_special_tokens=False)["input_ids"] or [tok.eos_token_id]
-                inp = torch.tensor([ctx_ids + ids])
-                labels = inp.clone()
-                labels[0, : len(ctx_ids)] = -100
-                with torch.no_grad():
-                    out = model(input_ids=inp, labels=labels if len(ids) > 1 or ctx_ids else None,
-                                output_hidden_states=True)
-                loss = float(out.loss) if out.loss is not None else 0.0
-                hidden = out.hidden_states[-1][0, len(ctx_ids):].mean(0).numpy()
-                self.cache.data[keys[i]] = np.concatenate([[np.exp(loss)], hidden]).astype(np.float32)
+            enc = {}
+            for i in todo:
+                ctx = tok(contexts[i][-1000:] + "\n", add_special_tokens=False)["input_ids"] if contexts[i] else []
+                enc[i] = (ctx, tok(texts[i][:2000], add_special_tokens=False)["input_ids"] or [tok.eos_token_id])
+            threads = Threads()
+            bar = tqdm(total=len(todo), desc="scoring turns", unit="turn", disable=not progress, file=sys.stderr)
+            try:
+                # Batches of turns of similar length (sorted within runs of SORT_RUN turns, so the
+                # progress rate stays even), padded on the right and masked.
+                for run in range(0, len(todo), self.SORT_RUN):
+                    chunk = sorted(todo[run:run + self.SORT_RUN], key=lambda i: len(enc[i][0]) + len(enc[i][1]))
+                    for b in range(0, len(chunk), self.BATCH):
+                        batch = chunk[b:b + self.BATCH]
+                        threads.adjust()
+                        for i, (loss, native) in zip(batch, self._forward(torch, model, [enc[i] for i in batch])):
+                            self.cache.data[keys[i]] = np.concatenate([[np.exp(loss)], native]).astype(np.float32)
+                        bar.update(len(batch))
+            finally:
+                bar.set_postfix_str(threads.restore())
+                bar.close()
         rows = np.stack([self.cache.data[k] for k in keys])
         return rows[:, 0].astype(float), rows[:, 1:]
+
+    @staticmethod
+    def _forward(torch, model, items: list[tuple[list[int], list[int]]]) -> list[tuple[float, np.ndarray]]:
+        """(loss, native embedding) for each (context ids, turn ids): the loss is the mean cross-entropy
+        of the turn's tokens given the context and the turn's earlier tokens (the first token of a turn
+        without context is not predicted), the embedding the mean last hidden state over the turn."""
+        width = max(len(c) + len(t) for c, t in items)
+        inp = torch.zeros((len(items), width), dtype=torch.long)
+        mask = torch.zeros((len(items), width), dtype=torch.long)
+        for r, (c, t) in enumerate(items):
+            inp[r, :len(c) + len(t)] = torch.tensor(c + t)
+            mask[r, :len(c) + len(t)] = 1
+        out = []
+        with torch.inference_mode():
+            hidden = model.model(input_ids=inp, attention_mask=mask).last_hidden_state
+            for r, (c, t) in enumerate(items):
+                n, first = len(c) + len(t), max(len(c) - 1, 0)
+                if n - 1 > first:
+                    # The LM head only where it predicts the turn: most tokens are context, and
+                    # logits over 49,152 tokens at every position were a fifth of the work.
+                    logits = model.lm_head(hidden[r, first:n - 1]).float()
+                    loss = float(torch.nn.functional.cross_entropy(logits, inp[r, first + 1:n]))
+                else:
+                    loss = 0.0  # a one-token turn without context: nothing to predict
+                out.append((loss, hidden[r, len(c):n].mean(0).numpy()))
+        return out
+
+
+class Threads:
+    """torch's intra-op threads for the models: the cores no other process is using, checked every
+    CHECK_EVERY seconds (PSIMEM_TORCH_THREADS fixes the number). On this 2-core machine, with
+    one core busy elsewhere, two threads scored 4-10x slower than one: each operation waits
+    for the thread that has to share its core."""
+
+    CHECK_EVERY = 10.0
+
+    def __init__(self):
+        import torch
+
+        self.torch = torch
+        self.before = torch.get_num_threads()
+        self.fixed = int(os.environ["PSIMEM_TORCH_THREADS"]) if os.environ.get("PSIMEM_TORCH_THREADS") else None
+        self.most = self.fixed or self.before
+        self.n = self.most
+        self.last = -self.CHECK_EVERY
+        self.used: dict[int, int] = {}
+
+    @staticmethod
+    def _others_running() -> int | None:
+        """Runnable tasks on the machine now, other than this process's threads (median of a few looks)."""
+        looks = []
+        try:
+            for _ in range(5):
+                total = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0])
+                mine = 0
+                for stat in Path("/proc/self/task").glob("*/stat"):
+                    try:
+                        mine += stat.read_text().rsplit(")", 1)[1].split()[0] == "R"
+                    except OSError:
+                        pass
+                looks.append(max(total - mine, 0))
+                time.sleep(0.005)
+        except (OSError, ValueError, IndexError):
+            return None
+        return sorted(looks)[len(looks) // 2]
+
+    def adjust(self) -> None:
+        now = time.monotonic()
+        if now - self.last < self.CHECK_EVERY:
+            self.used[self.n] = self.used.get(self.n, 0) + 1
+            return
+        self.last = now
+        others = None if self.fixed else self._others_running()
+        self.n = self.most if others is None else max(1, min(self.most, (os.cpu_count() or 1) - others))
+        self.torch.set_num_threads(self.n)
+        self.used[self.n] = self.used.get(self.n, 0) + 1
+
+    def restore(self) -> str:
+        """Puts torch's thread count back and says how many batches ran on how many threads."""
+        self.torch.set_num_threads(self.before)
+        return "threads " + ", ".join(f"{n}: {k} batches" for n, k in sorted(self.used.items()))
