@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import time
 
-from .cortex import LEVELS, Cortex
+from .cortex import LEVELS, Cortex, _quote
 
 
-def show_tree(cortex: Cortex, summaries: int = 5) -> None:
+def show_tree(cortex: Cortex, summaries: int = 5, names: dict[str, str] | None = None) -> int:
+    """Prints the Cortex's size and RAPTOR tree: counts per level, per user with a tree, and the
+    summaries of the biggest clusters. Returns the number of branches."""
     n = cortex.count()
     idx = cortex.vector_index()
     print(f"  cortex_blocks: {n} blocks at {cortex.uri}; vector index: "
@@ -15,8 +17,8 @@ def show_tree(cortex: Cortex, summaries: int = 5) -> None:
     tbl = cortex.clusters()
     if tbl is None:
         print("  cortex_clusters: no RAPTOR tree yet")
-        return
-    rows = tbl.search().select(["level", "level_name", "member_count", "leaf_count", "summary_text",
+        return 0
+    rows = tbl.search().select(["user_id", "level", "level_name", "member_count", "leaf_count", "summary_text",
                                 "parent_cluster_id"]).limit(None).to_list()
     counts = {name: 0 for name in LEVELS.values()}
     counts["leaf"] = n
@@ -25,9 +27,17 @@ def show_tree(cortex: Cortex, summaries: int = 5) -> None:
     in_branch = sum(r["member_count"] for r in rows if r["level"] == 1)
     print("  RAPTOR tree (HDBSCAN over PCA-reduced universal embeddings, per user): " +
           ", ".join(f"{k} {v}" for k, v in counts.items()) + f"; {n - in_branch} leaves are noise (no branch)")
+    names = names or {}
+    for user in sorted({r["user_id"] for r in rows}, key=lambda u: names.get(u, u)):
+        mine = [r for r in rows if r["user_id"] == user]
+        levels = {name: sum(r["level_name"] == name for r in mine) for name in list(LEVELS.values())[1:]}
+        print(f"    user {names.get(user, user)}: {cortex.count(f'user_id = {_quote([user])}')} blocks -> " +
+              ", ".join(f"{k} {v}" for k, v in levels.items() if v) +
+              f" ({sum(r['member_count'] for r in mine if r['level'] == 1)} blocks in a branch)")
     top = sorted(rows, key=lambda r: (-r["level"], -r["leaf_count"]))[:summaries]
     for r in top:
         print(f"    {r['level_name']:<6} {r['leaf_count']:>4} blocks: {r['summary_text'][:150]!r}")
+    return counts["branch"]
 
 
 def run_after_night_cycle(conn, embedder, queries: list[str]) -> None:
@@ -48,13 +58,14 @@ def run_after_night_cycle(conn, embedder, queries: list[str]) -> None:
     if row[0]:
         print(f"  prose on the way: {row[0]} -> {row[1]} bytes (dead zones condensed, margins trimmed, live zones verbatim)")
     cortex = Cortex.for_database(conn)
-    show_tree(cortex)
-    biggest = conn.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM memory.holographic_blocks "
-                           "WHERE migrated_at IS NOT NULL GROUP BY user_id) x").fetchone()[0] or 0
-    if biggest < 10:
-        print(f"  (trees are per user, so no summary mixes two people's memories; HDBSCAN with min_cluster_size 5 "
-              f"needs at least 10 of a user's blocks and the most any user has here is {biggest}: "
-              f"a longer history grows branches)")
+    names = {str(u): f"{ref.removeprefix('chitchat:')[:8]}… ({tier})" for u, ref, tier in
+             conn.execute("SELECT user_id, external_ref, tier FROM memory.users").fetchall()}
+    if not show_tree(cortex, names=names):
+        biggest = conn.execute("SELECT max(n) FROM (SELECT count(*) AS n FROM memory.holographic_blocks "
+                               "WHERE migrated_at IS NOT NULL GROUP BY user_id) x").fetchone()[0] or 0
+        print(f"  (no branch: trees are per user, so no summary mixes two people's memories, and the most blocks "
+              f"any user has in the Cortex here is {biggest}; on this data HDBSCAN with min_cluster_size 5 "
+              f"found branches from about 35 of one user's blocks)")
     # the user with most blocks in the Cortex, acting in their newest session (its turns are Hippocampus)
     user = conn.execute(
         "SELECT b.user_id, count(*) FILTER (WHERE b.migrated_at IS NOT NULL), count(*) FILTER (WHERE b.migrated_at IS NULL), "

@@ -313,7 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Start the embedded database, migrate, load conversations from chitchat-dataset "
                                     "with MiniLM embeddings and SmolLM2 perplexity (cached under PSIMEM_HOME), "
                                     "and show recall with its reasons.")
-    dm.add_argument("--turns", type=int, default=400, help="about how many turns to load (default 400)")
+    dm.add_argument("--turns", type=int, default=400,
+                    help="about how many turns to take from the most talkative pairs (default 400); "
+                         "one user's long history comes on top")
     dm.add_argument("--stop", action="store_true", help="stop the embedded cluster afterwards")
     dm.set_defaults(func=cmd_demo)
 

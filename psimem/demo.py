@@ -148,8 +148,12 @@ def run_demo(turns: int = 400, keep_running: bool = True) -> int:
             say(f"conversations already loaded ({loaded} sessions); skipping the load")
         else:
             picked = pick_turns(turns)
+            long = max(sorted({t.user for t in picked}), key=lambda u: sum(t.user == u for t in picked))
+            mine = [t for t in picked if t.user == long]
             say(f"picked {len(picked)} turns from {len({t.session for t in picked})} conversations of "
-                f"{len({t.user for t in picked})} speaker pairs in chitchat-dataset")
+                f"{len({t.user for t in picked})} users in chitchat-dataset; the longest history, "
+                f"{long.removeprefix('chitchat:')[:8]}…'s, is {len(mine)} turns in {len({t.session for t in mine})} "
+                f"conversations over {(max(t.created_at for t in mine) - min(t.created_at for t in mine)).days} days")
             _load(conn, picked, embedder, scorer)
             cache.save()
         _show_overview(conn)

@@ -1,12 +1,16 @@
 """The demo's real parts: conversation picking and the offline models with their cache."""
+from collections import defaultdict
+from datetime import timedelta
+
 import numpy as np
+from chitchat_dataset import Dataset
 
 from loaders.chitchat import pick_turns
 from loaders.models import Cache, SmolScorer, UniversalEmbedder
 
 
 def conv(a, b, day, n=3):
-    return {"messages": [[{"text": f"m{i}", "timestamp": f"2018-05-0{day}T10:0{i}:00Z",
+    return {"messages": [[{"text": f"m{i}", "timestamp": f"2018-05-{day:02d}T10:{i:02d}:00Z",
                            "sender": a if i % 2 == 0 else b}] for i in range(n)]}
 
 
@@ -18,6 +22,53 @@ def test_pick_turns_takes_repeat_pairs_as_users_with_sessions():
     assert [t.session for t in turns[::3]] == ["chitchat:c1", "chitchat:c2", "chitchat:c3"]
     c2 = [t for t in turns if t.session == "chitchat:c2"]
     assert [(t.role, t.turn_number) for t in c2] == [("assistant", 1), ("user", 2), ("assistant", 3)]
+
+
+def sessions_of(turns):
+    return list(dict.fromkeys(t.session.removeprefix("chitchat:") for t in turns))
+
+
+def test_pick_turns_adds_the_long_history_of_the_most_talkative_pairs_user():
+    data = {"c1": conv("ann", "bob", 1), "c2": conv("bob", "ann", 2, n=4), "c3": conv("ann", "bob", 3, n=2),
+            "c4": conv("ann", "bob", 4, n=9), "c5": conv("bob", "ann", 9, n=5),
+            "e1": conv("ann", "eve", 5, n=4), "e2": conv("eve", "ann", 6), "e3": conv("ann", "eve", 7, n=3),
+            "d1": conv("cat", "dan", 1), "d2": conv("dan", "cat", 2), "d3": conv("cat", "dan", 8, n=5)}
+    short = pick_turns(100, per_pair=2, data=data, long_history=None)
+    turns = pick_turns(100, per_pair=2, data=data, long_history=(3, 5))
+    assert sessions_of(short) == ["c1", "c2", "e1", "e2", "d1", "d2"]  # two of each pair, most talkative first
+    assert turns[:len(short)] == short
+    # then the rest of ann's conversations (ann opened both her pairs) of 3-5 turns, in time order:
+    # not c3 (2 turns) nor c4 (9), and nothing more of cat's
+    extra = turns[len(short):]
+    assert sessions_of(extra) == ["e3", "c5"]
+    assert {t.user for t in extra} == {"chitchat:ann"}
+    assert [(t.role, t.turn_number) for t in extra if t.session == "chitchat:c5"] == \
+        [("assistant", 1), ("user", 2), ("assistant", 3), ("user", 4), ("assistant", 5)]
+
+
+def test_demo_conversations_give_one_user_a_history_long_enough_for_a_cortex_tree():
+    """The Cortex's RAPTOR tree is per user and HDBSCAN found branches here from about 35 of one
+    user's blocks: the demo needs one user with dozens of conversations that can hold a flux arc,
+    most of them more than 7 days older than the newest turn (the elder's blocks reach the Cortex
+    only then), without changing the other users' picks."""
+    data = Dataset()
+    turns, others = pick_turns(data=data), pick_turns(data=data, long_history=None)
+    assert turns[:len(others)] == others
+    newest = max(t.created_at for t in turns)
+    sessions = defaultdict(list)
+    for t in turns:
+        sessions[t.user, t.session].append(t)
+    by_user = defaultdict(list)
+    for (user, _), ts in sessions.items():
+        by_user[user].append(ts)
+    long_user = max(by_user, key=lambda u: len(by_user[u]))
+    mine = by_user[long_user]
+    assert turns[0].user == long_user  # first user: the demo makes them elder
+    days = (max(t.created_at for ts in mine for t in ts) - min(t.created_at for ts in mine for t in ts)).days
+    old_with_room_for_an_arc = [ts for ts in mine if len(ts) >= 11 and ts[-1].created_at < newest - timedelta(days=7)]
+    assert len(mine) >= 50 and days >= 21
+    assert len(old_with_room_for_an_arc) >= 40
+    assert len(turns) <= 2400  # scoring them all is what a fresh `make demo` waits for
 
 
 def test_offline_models_give_sizes_sensible_perplexity_and_cache(tmp_path):
