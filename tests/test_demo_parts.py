@@ -1,8 +1,10 @@
 """The demo's real parts: conversation picking and the offline models with their cache."""
+import copy
 from collections import defaultdict
 from datetime import timedelta
 
 import numpy as np
+import torch
 from chitchat_dataset import Dataset
 
 from loaders.chitchat import pick_turns
@@ -86,3 +88,26 @@ def test_offline_models_give_sizes_sensible_perplexity_and_cache(tmp_path):
     ppl2, native2 = scorer.score(texts, progress=False)
     assert scorer._model is None  # answered from the cache, no model load
     assert np.array_equal(native2, native) and np.allclose(ppl2, ppl)
+
+
+def test_bfloat16_scoring_stays_close_to_float32():
+    """Where the CPU has native bfloat16 the scorer runs in it (twice as fast here); its
+    perplexities and native embeddings must stay those of the float32 model, near enough that
+    the demo's flux spikes do not move."""
+    texts = ["hey, how was your weekend?", "pretty good, I went hiking with my sister up north",
+             "oh nice! was it cold up there?", "freezing, but the view from the top was worth it",
+             "I have never been hiking, I get tired just walking to class lol",
+             "haha you should try it, start with something short", "quantum toaster banana regulation",
+             "what are you studying anyway?", "information technology, mostly user experience design",
+             "that sounds fun, do you like it?"]
+    contexts = [""] + texts[:-1]
+    f32, b16 = SmolScorer(Cache(None)), SmolScorer(Cache(None))
+    f32.dtype = b16.dtype = "float32"
+    p32, n32 = f32.score(texts, contexts, progress=False)
+    b16.dtype, b16._tok, b16._model = "bfloat16", f32._tok, copy.deepcopy(f32._model).to(torch.bfloat16)
+    p16, n16 = b16.score(texts, contexts, progress=False)
+    rel = np.abs(p16 - p32) / p32
+    assert np.median(rel) < 0.03 and rel.max() < 0.5
+    assert np.corrcoef(np.log(p16), np.log(p32))[0, 1] > 0.99
+    cos = (n16 * n32).sum(1) / np.linalg.norm(n16, axis=1) / np.linalg.norm(n32, axis=1)
+    assert cos.min() > 0.99
