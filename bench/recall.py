@@ -73,14 +73,18 @@ def prewarm(conn) -> None:
     # Indexes last: where shared_buffers cannot hold everything (1M rows), they matter most.
     rels = ["memory.day_table"] + [r[0] for r in conn.execute(
         "SELECT reltoastrelid::regclass::text FROM pg_class WHERE oid = 'memory.day_table'::regclass")]
-    rels += [f"memory.{i}" for i in HNSW.values()]
+    rels += [r[0] for i in HNSW.values() for r in conn.execute("SELECT to_regclass(%s)::text", (f"memory.{i}",))
+             if r[0]]
     with Timer() as t:
         pages = sum(conn.execute("SELECT pg_prewarm(%s::regclass)", (r,)).fetchone()[0] for r in rels)
     conn.commit()
     say(f"prewarmed {pages * 8 // 1024} MB in {t.seconds:.0f}s")
 
 
-def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict:
+FILTERS = {"50": ("filter keeps 50%", lambda j: "big"), "1": ("filter keeps 1%", lambda j: f"small{j % 50}")}
+
+
+def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries, filters=tuple(FILTERS)) -> dict:
     fn = "recall_recent" if space == "universal" else "recall_recent_native"
     users = dict(conn.execute("SELECT external_ref, user_id FROM memory.users"))
     first_session = {}
@@ -89,7 +93,7 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict
         first_session[ref] = sid
     owners = np.array([owner(i, n) for i in range(n)])
     out = {}
-    for label, pick in (("filter keeps 50%", lambda j: "big"), ("filter keeps 1%", lambda j: f"small{j % 50}")):
+    for label, pick in (FILTERS[f] for f in filters):
         lat, rec, exact_lat = [], [], []
         for j, q in enumerate(queries[:20]):  # warm the caches: a serving database is warm
             conn.execute(f"SELECT entry_id FROM memory.{fn}(%s, %s, %s, %s)",
@@ -131,7 +135,8 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries) -> dict
 GENERATORS = {"embedding-like": embedding_like, "orthogonal": orthogonal_clusters}
 
 
-def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list=(), reuse=False, warm=True) -> dict:
+def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list=(), reuse=False, warm=True,
+        filters=tuple(FILTERS)) -> dict:
     data = {s: generator(n + queries_n, dim, seed=10 + i) for i, (s, dim) in enumerate(spaces.items())}
     vectors = {s: v[:n] for s, v in data.items()}
     queries = {s: v[n:] for s, v in data.items()}
@@ -143,10 +148,10 @@ def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list
         default_ef = conn.execute("SELECT value FROM ops.settings WHERE key = 'recall.ef_search'").fetchone()[0]
         out = {}
         for s in spaces:
-            out[s] = measure(conn, n, ids, s, vectors[s], queries[s], k, exact_n)
+            out[s] = measure(conn, n, ids, s, vectors[s], queries[s], k, exact_n, filters)
             for ef in ef_list:  # the speed/recall trade-off of hnsw.ef_search, same queries
                 conn.execute("UPDATE ops.settings SET value = to_jsonb(%s::int) WHERE key = 'recall.ef_search'", (ef,))
-                out[f"{s} ef_search={ef}"] = measure(conn, n, ids, s, vectors[s], queries[s], k, 0)
+                out[f"{s} ef_search={ef}"] = measure(conn, n, ids, s, vectors[s], queries[s], k, 0, filters)
             conn.execute("UPDATE ops.settings SET value = %s::jsonb WHERE key = 'recall.ef_search'", (Jsonb(default_ef),))
             conn.commit()
         return out
@@ -173,9 +178,13 @@ def main() -> None:
                     help="vectors with real sentence-embedding statistics, or the orthogonal-clusters hard case")
     ap.add_argument("--ef-search", default="", help="also measure these hnsw.ef_search values, e.g. 40,64")
     ap.add_argument("--reuse", action="store_true", help="keep the loaded rows if the table holds --rows turns")
+    ap.add_argument("--filters", default="50,1", help="which filters to measure: 50 (one large user), 1 (small users)")
     ap.add_argument("--no-prewarm", action="store_true", help="measure without reading indexes and vectors into shared buffers first")
     args = ap.parse_args()
     efs = [int(x) for x in args.ef_search.split(",") if x]
+    filters = tuple(f for f in args.filters.split(",") if f)
+    if not filters or set(filters) - set(FILTERS):
+        ap.error(f"--filters: give some of {', '.join(FILTERS)}, comma-separated")
     url = bench_database()
     gen = GENERATORS[args.data]
     results = {"data": f"synthetic, {args.data}: {gen.__doc__.splitlines()[0]}",
@@ -183,12 +192,13 @@ def main() -> None:
     if args.rows:
         results[f"{args.rows}_rows"] = run(url, args.rows, {"universal": 768, "native": 4096},
                                            args.queries, args.k, args.exact_queries, gen, efs, args.reuse,
-                                           not args.no_prewarm)
+                                           not args.no_prewarm, filters)
         show(f"recall_recent at {args.rows} rows (768-d vector HNSW; 4096-d binary-quantized HNSW + re-rank)",
              results[f"{args.rows}_rows"])
     if args.rows_1m:
         results[f"{args.rows_1m}_rows"] = run(url, args.rows_1m, {"universal": 768}, args.queries, args.k,
-                                              args.exact_queries, gen, efs, args.reuse, not args.no_prewarm)
+                                              args.exact_queries, gen, efs, args.reuse, not args.no_prewarm,
+                                              filters)
         show(f"recall_recent at {args.rows_1m} rows (universal)", results[f"{args.rows_1m}_rows"])
     report(f"recall-{args.data}" + ("" if args.rows else "-1m"), results)
 

@@ -45,9 +45,15 @@ def test_recall_covers_current_session_or_the_users_last_7_days(conn):
     assert e_cur_old in {r[0] for r in recall(conn, "recall_recent", q, current, alice)}
 
 
-@pytest.mark.parametrize("fn,dim,col", [("recall_recent", UDIM, "universal"), ("recall_recent_native", NDIM, "native")])
-def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(conn, fn, dim, col):
-    """Force the HNSW path (no btree indexes, no seq scan): iterative scans must still fill k."""
+@pytest.mark.parametrize("fn,dim,col,exact_rows", [("recall_recent", UDIM, "universal", 0),
+                                                    ("recall_recent", UDIM, "universal", None),
+                                                    ("recall_recent_native", NDIM, "native", None)])
+def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(conn, fn, dim, col, exact_rows):
+    """Force the HNSW path (no btree indexes, no seq scan; for universal vectors also
+    recall.exact_rows 0, since a filter keeping fewer rows is ranked exactly without the
+    index): iterative scans must still fill k. With the default, the 10 rows are ranked exactly."""
+    if exact_rows is not None:
+        conn.execute("UPDATE ops.settings SET value = to_jsonb(%s::int) WHERE key = 'recall.exact_rows'", (exact_rows,))
     rng = np.random.default_rng(3)
     users = [new_user(conn, f"rec-many-{i}") for i in range(50)]
     sessions = [new_session(conn, u) for u in users]
@@ -85,3 +91,34 @@ def test_recall_refuses_bad_arguments_by_name(conn):
     nan = [float("nan")] * UDIM
     with pytest.raises(Exception, match="p_query_vector: must hold finite numbers"), conn.transaction():
         conn.execute("SELECT * FROM memory.recall_recent(%s::real[], %s, %s, 5)", (nan, s, u))
+
+
+def test_recall_judges_a_filters_size_from_session_turn_counts_and_then_rows(conn):
+    """recall_recent ranks exactly below recall.exact_rows rows: the bound must count the
+    current session (however old) and the user's sessions active within the window, not
+    older ones, and fall back to counting rows when there are hundreds of short sessions."""
+    u = new_user(conn, "rec-size")
+    current = new_session(conn, u)
+    for i in range(5):
+        record(conn, current, f"old {i}", created_at=NOW - timedelta(days=10))
+    for _ in range(3):
+        s = new_session(conn, u)
+        for i in range(4):
+            record(conn, s, f"recent {i}", created_at=NOW - timedelta(days=2))
+    stale = new_session(conn, u)
+    for i in range(6):
+        record(conn, stale, f"stale {i}", created_at=NOW - timedelta(days=9))
+
+    def below(session, rows):
+        return conn.execute("SELECT memory._recall_filter_below(%s, %s, interval '7 days', %s)",
+                            (session, u, rows)).fetchone()[0]
+
+    assert below(current, 18) and not below(current, 17)  # 5 + 3 x 4 rows
+    assert below(None, 13) and not below(None, 12)
+    many = new_user(conn, "rec-size-many")
+    with conn.cursor() as cur:
+        for _ in range(300):
+            record(cur, new_session(cur, many), "one turn", created_at=NOW - timedelta(hours=1))
+    counted = lambda rows: conn.execute(  # noqa: E731
+        "SELECT memory._recall_filter_below(NULL, %s, interval '7 days', %s)", (many, rows)).fetchone()[0]
+    assert counted(301) and not counted(300)

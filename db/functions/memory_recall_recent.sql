@@ -1,6 +1,42 @@
 -- Real-time retrieval (spec 004 section 2.4): the nearest turns of the current session
 -- or of the same user's recent sessions.
 
+CREATE OR REPLACE FUNCTION memory._recall_filter_below(
+    p_session_id uuid,
+    p_user_id uuid,
+    p_window interval,
+    p_rows int)
+RETURNS boolean
+LANGUAGE plpgsql STABLE
+AS $$
+DECLARE
+    v_sessions int;
+    v_turns bigint;
+BEGIN
+    -- A session holds at most turn_count rows (turn numbers are positive and unique), so the
+    -- turn counts of the current session and of the user's sessions active within the window
+    -- bound the filter's rows: a few index entries, not one per turn.
+    SELECT count(*), coalesce(sum(x.turn_count), 0) INTO v_sessions, v_turns FROM (
+        SELECT s.turn_count FROM memory.sessions s
+        WHERE s.user_id = p_user_id AND s.last_turn_at > now() - p_window
+        ORDER BY s.last_turn_at DESC
+        LIMIT 256) x;
+    v_turns := v_turns + coalesce((SELECT s.turn_count FROM memory.sessions s WHERE s.session_id = p_session_id), 0);
+    IF v_turns >= p_rows THEN
+        RETURN false;
+    ELSIF v_sessions < 256 THEN
+        RETURN true;
+    END IF;
+    -- Hundreds of short recent sessions: count the rows themselves.
+    RETURN (SELECT count(*) FROM (
+                SELECT 1 FROM memory.day_table d
+                WHERE d.session_id = p_session_id OR (d.user_id = p_user_id AND d.created_at > now() - p_window)
+                LIMIT p_rows) x) < p_rows;
+END
+$$;
+COMMENT ON FUNCTION memory._recall_filter_below(uuid, uuid, interval, int) IS
+'Internal. Whether recall''s filter (the session, or the user''s turns within p_window) keeps fewer than p_rows rows, judged from session turn counts where they decide it.';
+
 CREATE OR REPLACE FUNCTION memory._recall_recent(
     p_space text,
     p_query_vector real[],
@@ -21,8 +57,6 @@ DECLARE
     v_query vector;
     v_order text;
     v_fetch int := p_k;
-    v_selective int;
-    v_rows int;
 BEGIN
     IF p_k IS NULL OR p_k < 1 OR p_k > 1000 THEN
         RAISE EXCEPTION 'p_k: must be between 1 and 1000, got %', coalesce(p_k::text, 'null')
@@ -43,6 +77,24 @@ BEGIN
     v_query := memory._checked_vector(p_query_vector, 'p_query_vector', p_space);
     PERFORM set_config('hnsw.ef_search', ops.setting('recall.ef_search')::text, true);
 
+    IF v_kind IN ('vector', 'halfvec')
+       AND memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.exact_rows'))::int) THEN
+        -- Few rows: rank them all exactly. An HNSW walk would visit far more of the graph than
+        -- the filter keeps to find them, and miss some (OFFSET 0 keeps the index out).
+        RETURN QUERY EXECUTE format($q$
+            SELECT d.entry_id, d.session_id, d.user_id, d.role, d.content, d.created_at, d.turn_number,
+                   (d.%1$I <=> $1)::double precision AS distance,
+                   CASE WHEN d.session_id = $2 THEN 'current session'
+                        ELSE 'same user, within ' || $5::text END AS reason
+            FROM (SELECT * FROM memory.day_table d
+                  WHERE (d.session_id = $2 OR (d.user_id = $3 AND d.created_at > now() - $5)) AND d.%1$I IS NOT NULL
+                  OFFSET 0) d
+            ORDER BY distance, d.entry_id
+            LIMIT $4 $q$, v_col)
+        USING v_query, p_session_id, p_user_id, p_k, v_window;
+        RETURN;
+    END IF;
+
     -- The ORDER BY expression must match the index expression chosen at install time.
     IF v_kind = 'vector' THEN
         v_order := format('d.%I <=> $1', v_col);
@@ -54,12 +106,7 @@ BEGIN
         v_fetch := p_k * (ops.setting('recall.binary_overfetch'))::int;
         -- A selective filter is ranked exactly on the codes of all its rows (bitmap path), where
         -- Hamming order is coarser than the graph's neighbourhoods: re-rank a larger pool there.
-        v_selective := (ops.setting('recall.selective_rows'))::int;
-        SELECT count(*) INTO v_rows FROM (
-            SELECT 1 FROM memory.day_table d
-            WHERE d.session_id = p_session_id OR (d.user_id = p_user_id AND d.created_at > now() - v_window)
-            LIMIT v_selective) x;
-        IF v_rows < v_selective THEN
+        IF memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.selective_rows'))::int) THEN
             v_fetch := p_k * (ops.setting('recall.binary_overfetch_selective'))::int;
         END IF;
     END IF;
@@ -85,7 +132,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) IS
-'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window, using the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row, recall.binary_overfetch_selective when the filter keeps fewer than recall.selective_rows rows) and pgvector iterative scans, then exact cosine re-rank.';
+'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.exact_rows rows is ranked exactly (vector and halfvec kinds); otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row, recall.binary_overfetch_selective when the filter keeps fewer than recall.selective_rows rows) with pgvector iterative scans, then exact cosine re-rank.';
 
 CREATE OR REPLACE FUNCTION memory.recall_recent(
     p_query_vector real[],
