@@ -2816,7 +2816,6 @@ CREATE TABLE memory.day_table (
     CONSTRAINT day_table_turn_number_positive CHECK ((turn_number > 0)),
     CONSTRAINT day_table_user_tier_known CHECK ((user_tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
 );
-ALTER TABLE ONLY memory.day_table ALTER COLUMN universal_embedding SET STORAGE MAIN;
 
 COMMENT ON TABLE memory.day_table IS 'The Hippocampus day table (spec 004 section 2.2): every turn with its embeddings and perplexity';
 
@@ -3350,7 +3349,7 @@ CREATE INDEX idx_relationships_type ON memory.block_relationships USING btree (r
 
 CREATE INDEX idx_sessions_user ON memory.sessions USING btree (user_id, started_at);
 
-CREATE INDEX idx_sessions_user_last_turn ON memory.sessions USING btree (user_id, last_turn_at);
+CREATE INDEX idx_sessions_user_last_turn ON memory.sessions USING btree (user_id, last_turn_at) INCLUDE (turn_count);
 
 CREATE INDEX idx_cleanup_log_date ON ops.cleanup_log USING btree (cycle_date);
 
