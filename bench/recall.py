@@ -60,9 +60,22 @@ def load(conn, n: int, spaces: dict[str, np.ndarray]) -> np.ndarray:
         with Timer() as t:
             conn.execute(d)
         say(f"  {HNSW[s]} built in {t.seconds:.0f}s")
-    conn.execute("ANALYZE memory.day_table")
     conn.commit()
     return entry_ids(conn, n)
+
+
+def settle(conn) -> None:
+    """Leave the table as a serving database has it: vacuumed (hint bits and visibility map
+    set, which a fresh load's first reads would otherwise write) and checkpointed. Runs timed
+    while the checkpointer was still flushing a load gave 11-12 ms p50 for universal recall
+    at a 50% filter; the same 200 queries on a settled table, 8.4-8.8 ms."""
+    conn.commit()
+    conn.autocommit = True
+    with Timer() as t:
+        conn.execute("VACUUM (ANALYZE) memory.day_table")
+        conn.execute("CHECKPOINT")
+    conn.autocommit = False
+    say(f"vacuumed and checkpointed in {t.seconds:.0f}s")
 
 
 def prewarm(conn) -> None:
@@ -143,6 +156,7 @@ def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list
     with with_connection(url) as conn:
         have = conn.execute("SELECT count(*) FROM memory.day_table").fetchone()[0]
         ids = entry_ids(conn, n) if reuse and have == n else load(conn, n, vectors)
+        settle(conn)
         if warm:
             prewarm(conn)
         default_ef = conn.execute("SELECT value FROM ops.settings WHERE key = 'recall.ef_search'").fetchone()[0]
