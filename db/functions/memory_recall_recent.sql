@@ -77,26 +77,13 @@ BEGIN
     v_query := memory._checked_vector(p_query_vector, 'p_query_vector', p_space);
     PERFORM set_config('hnsw.ef_search', ops.setting('recall.ef_search')::text, true);
 
+    -- The ORDER BY expression must match the index expression chosen at install time.
     IF v_kind IN ('vector', 'halfvec')
        AND memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.exact_rows'))::int) THEN
-        -- Few rows: rank them all exactly. An HNSW walk would visit far more of the graph than
-        -- the filter keeps to find them, and miss some (OFFSET 0 keeps the index out).
-        RETURN QUERY EXECUTE format($q$
-            SELECT d.entry_id, d.session_id, d.user_id, d.role, d.content, d.created_at, d.turn_number,
-                   (d.%1$I <=> $1)::double precision AS distance,
-                   CASE WHEN d.session_id = $2 THEN 'current session'
-                        ELSE 'same user, within ' || $5::text END AS reason
-            FROM (SELECT * FROM memory.day_table d
-                  WHERE (d.session_id = $2 OR (d.user_id = $3 AND d.created_at > now() - $5)) AND d.%1$I IS NOT NULL
-                  OFFSET 0) d
-            ORDER BY distance, d.entry_id
-            LIMIT $4 $q$, v_col)
-        USING v_query, p_session_id, p_user_id, p_k, v_window;
-        RETURN;
-    END IF;
-
-    -- The ORDER BY expression must match the index expression chosen at install time.
-    IF v_kind = 'vector' THEN
+        -- Few rows: rank them all exactly, by an expression no index serves. An HNSW walk
+        -- would visit far more of the graph than the filter keeps to find them, and miss some.
+        v_order := format('(d.%I <=> $1) + 0', v_col);
+    ELSIF v_kind = 'vector' THEN
         v_order := format('d.%I <=> $1', v_col);
     ELSIF v_kind = 'halfvec' THEN
         v_order := format('d.%I::halfvec(%s) <=> $1::halfvec(%s)', v_col, v_dim, v_dim);
