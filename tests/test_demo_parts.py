@@ -102,8 +102,9 @@ def test_bfloat16_scoring_stays_close_to_float32():
              "that sounds fun, do you like it?"]
     contexts = [""] + texts[:-1]
     f32, b16 = SmolScorer(Cache(None)), SmolScorer(Cache(None))
-    f32.dtype = b16.dtype = "float32"
+    f32.dtype = "float32"
     p32, n32 = f32.score(texts, contexts, progress=False)
+    # one model load: the bfloat16 scorer gets a converted copy of the float32 model
     b16.dtype, b16._tok, b16._model = "bfloat16", f32._tok, copy.deepcopy(f32._model).to(torch.bfloat16)
     p16, n16 = b16.score(texts, contexts, progress=False)
     rel = np.abs(p16 - p32) / p32
