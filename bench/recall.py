@@ -20,6 +20,9 @@ from common import (Timer, bench_database, embedding_like, orthogonal_clusters, 
 
 from loaders.turns import ingest_rows
 
+# Queries are drawn with the rows (same clusters) from a pool of this size. The rows depend
+# on it, so it is fixed: --reuse needs the same rows whatever --queries says.
+QUERY_POOL = 200
 HNSW = {"universal": "idx_day_table_universal_embedding", "native": "idx_day_table_native_embedding"}
 PER_SESSION = 100
 
@@ -150,9 +153,9 @@ GENERATORS = {"embedding-like": embedding_like, "orthogonal": orthogonal_cluster
 
 def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list=(), reuse=False, warm=True,
         filters=tuple(FILTERS)) -> dict:
-    data = {s: generator(n + queries_n, dim, seed=10 + i) for i, (s, dim) in enumerate(spaces.items())}
+    data = {s: generator(n + QUERY_POOL, dim, seed=10 + i) for i, (s, dim) in enumerate(spaces.items())}
     vectors = {s: v[:n] for s, v in data.items()}
-    queries = {s: v[n:] for s, v in data.items()}
+    queries = {s: v[n:n + queries_n] for s, v in data.items()}
     with with_connection(url) as conn:
         have = conn.execute("SELECT count(*) FROM memory.day_table").fetchone()[0]
         ids = entry_ids(conn, n) if reuse and have == n else load(conn, n, vectors)
@@ -185,7 +188,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=100_000, help="turns for the universal + native run (0 skips)")
     ap.add_argument("--rows-1m", type=int, default=1_000_000, help="turns for the universal-only run (0 skips)")
-    ap.add_argument("--queries", type=int, default=200, help="queries per configuration")
+    ap.add_argument("--queries", type=int, default=QUERY_POOL, help=f"queries per configuration (at most {QUERY_POOL})")
     ap.add_argument("--exact-queries", type=int, default=10, help="queries also run as exact SQL")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--data", choices=GENERATORS, default="embedding-like",
@@ -195,6 +198,8 @@ def main() -> None:
     ap.add_argument("--filters", default="50,1", help="which filters to measure: 50 (one large user), 1 (small users)")
     ap.add_argument("--no-prewarm", action="store_true", help="measure without reading indexes and vectors into shared buffers first")
     args = ap.parse_args()
+    if not 1 <= args.queries <= QUERY_POOL:
+        ap.error(f"--queries: must be between 1 and {QUERY_POOL}, got {args.queries}")
     efs = [int(x) for x in args.ef_search.split(",") if x]
     filters = tuple(f for f in args.filters.split(",") if f)
     if not filters or set(filters) - set(FILTERS):

@@ -45,15 +45,17 @@ def test_recall_covers_current_session_or_the_users_last_7_days(conn):
     assert e_cur_old in {r[0] for r in recall(conn, "recall_recent", q, current, alice)}
 
 
-@pytest.mark.parametrize("fn,dim,col,exact_rows", [("recall_recent", UDIM, "universal", 0),
-                                                    ("recall_recent", UDIM, "universal", None),
-                                                    ("recall_recent_native", NDIM, "native", None)])
-def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(conn, fn, dim, col, exact_rows):
-    """Force the HNSW path (no btree indexes, no seq scan; for universal vectors also
-    recall.exact_rows 0, since a filter keeping fewer rows is ranked exactly without the
-    index): iterative scans must still fill k. With the default, the 10 rows are ranked exactly."""
-    if exact_rows is not None:
-        conn.execute("UPDATE ops.settings SET value = to_jsonb(%s::int) WHERE key = 'recall.exact_rows'", (exact_rows,))
+@pytest.mark.parametrize("fn,dim,col,selective_rows", [("recall_recent", UDIM, "universal", 0),
+                                                        ("recall_recent", UDIM, "universal", None),
+                                                        ("recall_recent_native", NDIM, "native", 0),
+                                                        ("recall_recent_native", NDIM, "native", None)])
+def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(conn, fn, dim, col, selective_rows):
+    """Force the HNSW path (no btree indexes, no seq scan, recall.selective_rows 0 so the
+    filter does not count as selective): iterative scans must still fill k. With the
+    default, the filter is selective and its 10 rows are all re-ranked exactly."""
+    if selective_rows is not None:
+        conn.execute("UPDATE ops.settings SET value = to_jsonb(%s::int) WHERE key = 'recall.selective_rows'",
+                     (selective_rows,))
     rng = np.random.default_rng(3)
     users = [new_user(conn, f"rec-many-{i}") for i in range(50)]
     sessions = [new_session(conn, u) for u in users]
@@ -75,6 +77,35 @@ def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(con
     assert all(abs(r[2] - (1 - float(np.dot(vecs[r[0]], q)))) < 1e-5 for r in rows)
 
 
+def test_a_selective_filter_is_ranked_by_stored_code_then_exactly(conn):
+    """Below recall.selective_rows, every row of the filter is ranked by the Hamming distance
+    of its stored sign code, and the best recall.binary_overfetch_selective per wanted row are
+    re-ranked by exact cosine distance: with a pool of k, the k rows of smallest Hamming
+    distance come back in cosine order; with the default pool, the exact k nearest."""
+    rng = np.random.default_rng(5)
+    u = new_user(conn, "rec-code")
+    s = new_session(conn, u)
+    vecs = {}
+    with conn.cursor() as cur:
+        for i in range(120):
+            v = unit(rng, UDIM)
+            vecs[record(cur, s, f"t{i}", universal=v)] = v
+    q = unit(rng, UDIM)
+    cosine = {e: 1 - float(np.dot(v, q)) for e, v in vecs.items()}
+    hamming = {e: int(np.count_nonzero((v > 0) != (q > 0))) for e, v in vecs.items()}
+    exact = sorted(vecs, key=cosine.get)[:5]
+
+    conn.execute("UPDATE ops.settings SET value = '1' WHERE key = 'recall.binary_overfetch_selective'")
+    got = [r[0] for r in recall(conn, "recall_recent", q, s, u, k=5)]
+    fifth = sorted(hamming.values())[4]
+    assert all(hamming[e] <= fifth for e in got) and len(got) == 5
+    assert got == sorted(got, key=cosine.get)
+    assert got != exact  # the code's order is not cosine's: the pool decided
+
+    conn.execute("UPDATE ops.settings SET value = '40' WHERE key = 'recall.binary_overfetch_selective'")
+    assert [r[0] for r in recall(conn, "recall_recent", q, s, u, k=5)] == exact
+
+
 def test_recall_refuses_bad_arguments_by_name(conn):
     u = new_user(conn, "rec-bad")
     s = new_session(conn, u)
@@ -94,7 +125,7 @@ def test_recall_refuses_bad_arguments_by_name(conn):
 
 
 def test_recall_judges_a_filters_size_from_session_turn_counts_and_then_rows(conn):
-    """recall_recent ranks exactly below recall.exact_rows rows: the bound must count the
+    """A filter under recall.selective_rows rows is ranked on codes: the bound must count the
     current session (however old) and the user's sessions active within the window, not
     older ones, and fall back to counting rows when there are hundreds of short sessions."""
     u = new_user(conn, "rec-size")

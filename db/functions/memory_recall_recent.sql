@@ -78,48 +78,50 @@ BEGIN
     PERFORM set_config('hnsw.ef_search', ops.setting('recall.ef_search')::text, true);
 
     -- The ORDER BY expression must match the index expression chosen at install time.
-    IF v_kind IN ('vector', 'halfvec')
-       AND memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.exact_rows'))::int) THEN
-        -- Few rows: rank them all exactly, by an expression no index serves. An HNSW walk
-        -- would visit far more of the graph than the filter keeps to find them, and miss some.
-        v_order := format('(d.%I <=> $1) + 0', v_col);
+    IF memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.selective_rows'))::int) THEN
+        -- Few rows: rank them all by the binary code stored in the row (the vectors are
+        -- TOASTed, the codes are not), then the best exactly. An HNSW walk would visit far
+        -- more of the graph than the filter keeps to find them, and miss some. Only
+        -- binary-quantized spaces have an index on the code; the planner takes the bitmap
+        -- path there when it is cheaper.
+        v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');
+        v_fetch := p_k * (ops.setting('recall.binary_overfetch_selective'))::int;
     ELSIF v_kind = 'vector' THEN
         v_order := format('d.%I <=> $1', v_col);
     ELSIF v_kind = 'halfvec' THEN
         v_order := format('d.%I::halfvec(%s) <=> $1::halfvec(%s)', v_col, v_dim, v_dim);
         v_fetch := p_k * 2;
     ELSE
-        v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');  -- the stored code, never detoasted
+        v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');
         v_fetch := p_k * (ops.setting('recall.binary_overfetch'))::int;
-        -- A selective filter is ranked exactly on the codes of all its rows (bitmap path), where
-        -- Hamming order is coarser than the graph's neighbourhoods: re-rank a larger pool there.
-        IF memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.selective_rows'))::int) THEN
-            v_fetch := p_k * (ops.setting('recall.binary_overfetch_selective'))::int;
-        END IF;
     END IF;
 
     -- Candidates from the index (iterative scans keep going until the filter yields
-    -- enough rows), then exact cosine distance decides the order.
+    -- enough rows) or from the codes, then exact cosine distance decides the order. The
+    -- candidates carry their vectors' TOAST pointers, so only the k best are looked up again.
     RETURN QUERY EXECUTE format($q$
         WITH candidates AS MATERIALIZED (
-            SELECT d.entry_id
+            SELECT d.entry_id, d.%1$I AS v
             FROM memory.day_table d
             WHERE d.session_id = $2 OR (d.user_id = $3 AND d.created_at > now() - $5)
             ORDER BY %2$s
-            LIMIT $4)
-        SELECT d.entry_id, d.session_id, d.user_id, d.role, d.content, d.created_at, d.turn_number,
-               (d.%1$I <=> $1)::double precision AS distance,
+            LIMIT $4),
+        best AS MATERIALIZED (
+            SELECT c.entry_id, (c.v <=> $1)::double precision AS distance
+            FROM candidates c
+            WHERE c.v IS NOT NULL
+            ORDER BY distance, c.entry_id
+            LIMIT $6)
+        SELECT d.entry_id, d.session_id, d.user_id, d.role, d.content, d.created_at, d.turn_number, b.distance,
                CASE WHEN d.session_id = $2 THEN 'current session'
                     ELSE 'same user, within ' || $5::text END AS reason
-        FROM candidates c JOIN memory.day_table d ON d.entry_id = c.entry_id
-        WHERE d.%1$I IS NOT NULL
-        ORDER BY distance, d.entry_id
-        LIMIT $6 $q$, v_col, v_order)
+        FROM best b JOIN memory.day_table d ON d.entry_id = b.entry_id
+        ORDER BY b.distance, d.entry_id $q$, v_col, v_order)
     USING v_query, p_session_id, p_user_id, v_fetch, v_window, p_k;
 END
 $$;
 COMMENT ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) IS
-'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.exact_rows rows is ranked exactly (vector and halfvec kinds); otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary-quantized code with recall.binary_overfetch candidates per row, recall.binary_overfetch_selective when the filter keeps fewer than recall.selective_rows rows) with pgvector iterative scans, then exact cosine re-rank.';
+'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.selective_rows rows is ranked on the binary codes stored in its rows, and the best recall.binary_overfetch_selective per wanted row are re-ranked exactly; otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary code with recall.binary_overfetch candidates per wanted row) with pgvector iterative scans, then exact cosine re-rank.';
 
 CREATE OR REPLACE FUNCTION memory.recall_recent(
     p_query_vector real[],
