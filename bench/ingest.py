@@ -76,10 +76,17 @@ def run_floor(conn, recs) -> float:
     return t.seconds
 
 
+def missing_hnsw(conn) -> list[str]:
+    return [i for i in HNSW if conn.execute("SELECT to_regclass(%s)", (f"memory.{i}",)).fetchone()[0] is None]
+
+
 def live(url: str, n: int) -> dict:
     recs = make_records(n, seed=1)
     out = {}
     with with_connection(url) as conn:
+        if missing := missing_hnsw(conn):  # the floor copies day_table's indexes: without HNSW it measures nothing
+            raise SystemExit(f"bench database lacks {', '.join(missing)}: run `psimem db migrate` on a fresh "
+                             "cluster, or recreate them")
         for name, fn in (("bare_copy_floor", run_floor), ("bulk_copy", run_bulk), ("record_turn", run_record_turn)):
             reset_day_table(conn)
             say(f"live ingest: {name}, {n} turns")
@@ -104,19 +111,26 @@ def load(url: str, n: int) -> dict:
         for i in HNSW:
             conn.execute(f"DROP INDEX memory.{i}")
         conn.commit()
-        say(f"load {n} turns, then build the HNSW indexes")
-        copy_s = run_bulk(conn, recs)
-        conn.execute("SET max_parallel_maintenance_workers = 2")
-        build = {}
-        for i, d in zip(HNSW, defs):
-            with Timer() as t:
-                conn.execute(d)
-                conn.commit()
-            build[i] = round(t.seconds, 1)
+        try:
+            say(f"load {n} turns, then build the HNSW indexes")
+            copy_s = run_bulk(conn, recs)
+            conn.execute("SET max_parallel_maintenance_workers = 2")
+            build = {}
+            for i, d in zip(HNSW, defs):
+                with Timer() as t:
+                    conn.execute(d)
+                    conn.commit()
+                build[i] = round(t.seconds, 1)
+        finally:  # an interrupted run must not leave the database without its indexes
+            conn.rollback()
+            reset_day_table(conn)
+            for i, d in zip(HNSW, defs):
+                if i in missing_hnsw(conn):
+                    conn.execute(d)
+            conn.commit()
         out["load_then_build"] = {"copy_s": round(copy_s, 1), "index_build_s": build,
                                   "total_s": round(copy_s + sum(build.values()), 1)}
         out["speedup_load_then_build"] = round(out["insert_with_indexes_s"] / out["load_then_build"]["total_s"], 2)
-        reset_day_table(conn)
     return out
 
 
