@@ -28,8 +28,10 @@ def hnsw_index(name: str, table: str, column: str, dim: int, kind: str | None = 
 
 
 def binary_code_column(table: str, column: str, dim: int, kind: str | None = None) -> str:
-    """For binary-quantized embeddings, a stored generated column with the code (dim/8 bytes,
-    kept in the row) next to the vector (TOASTed past 2,000 dims)."""
+    """A stored generated column with the embedding's sign code (dim/8 bytes, kept in the row)
+    next to the vector (TOASTed past 2,000 dims). Created with the table only for
+    binary-quantized spaces, whose HNSW index is on it; revision 0010 passes kind="binary"
+    to give the other spaces one too, for ranking selective recall filters."""
     if (kind or index_kind(dim)) != "binary":
         return ""
     return (f"ALTER TABLE {table} ADD COLUMN {column}_bq bit({dim}) "

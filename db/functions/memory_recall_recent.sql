@@ -77,7 +77,6 @@ BEGIN
     v_query := memory._checked_vector(p_query_vector, 'p_query_vector', p_space);
     PERFORM set_config('hnsw.ef_search', ops.setting('recall.ef_search')::text, true);
 
-    -- The ORDER BY expression must match the index expression chosen at install time.
     IF memory._recall_filter_below(p_session_id, p_user_id, v_window, (ops.setting('recall.selective_rows'))::int) THEN
         -- Few rows: rank them all by the binary code stored in the row (the vectors are
         -- TOASTed, the codes are not), then the best exactly. An HNSW walk would visit far
@@ -86,6 +85,7 @@ BEGIN
         -- path there when it is cheaper.
         v_order := format('d.%I <~> binary_quantize($1)', v_col || '_bq');
         v_fetch := p_k * (ops.setting('recall.binary_overfetch_selective'))::int;
+    -- Otherwise the ORDER BY expression must match the index expression chosen at install time.
     ELSIF v_kind = 'vector' THEN
         v_order := format('d.%I <=> $1', v_col);
     ELSIF v_kind = 'halfvec' THEN
