@@ -36,11 +36,45 @@ CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;
 
 COMMENT ON EXTENSION vector IS 'vector data type and ivfflat and hnsw access methods';
 
+CREATE FUNCTION memory._acting_user() RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+    SELECT v.user_id
+    FROM (SELECT CASE WHEN s ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN s::uuid END AS user_id
+          FROM coalesce(current_setting('psimem.user_id', true), '') AS s) v
+    WHERE memory._may_act_for(v.user_id)
+$_$;
+
+COMMENT ON FUNCTION memory._acting_user() IS 'Internal; every row-level security policy calls it. The user named by the setting psimem.user_id if this login may act for that user (memory._may_act_for), otherwise NULL, so that setting psimem.user_id by hand to a user the login is not bound to shows nothing.';
+
+CREATE FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_skew interval := (ops.setting('limits.future_skew') #>> '{}')::interval;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF NOT isfinite(p_value) OR p_value < '1970-01-01 00:00:00+00' OR p_value > now() + v_skew THEN
+        RAISE EXCEPTION '%: must lie between 1970-01-01 and now() + % (limits.future_skew), got %', p_field, v_skew, p_value
+            USING ERRCODE = 'datetime_field_overflow';
+    END IF;
+    RETURN p_value;
+END
+$$;
+
+COMMENT ON FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) IS 'Internal. Returns the timestamp if it lies between 1970-01-01 and now() plus limits.future_skew; otherwise raises an error naming p_field. A turn dated years ahead would never be consolidated or cleaned up.';
+
 CREATE FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) RETURNS public.vector
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_dim int := (ops.setting('embedding.' || p_space || '_dim'))::int;
+    v_vector vector;
 BEGIN
     IF p_value IS NULL THEN
         RETURN NULL;
@@ -51,18 +85,24 @@ BEGIN
             USING ERRCODE = 'data_exception';
     END IF;
     BEGIN
-        RETURN p_value::vector;
+        v_vector := p_value::vector;
     EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
         -- pgvector refuses NaN, infinity and NULL elements; say which argument held them.
         RAISE EXCEPTION '%: must hold finite numbers only (%)', p_field, SQLERRM USING ERRCODE = 'data_exception';
     END;
+    -- A zero vector has no direction: every cosine distance to it is NaN.
+    IF vector_norm(v_vector) = 0 THEN
+        RAISE EXCEPTION '%: must not be all zeros (cosine distance to it is undefined)', p_field USING ERRCODE = 'data_exception';
+    END IF;
+    RETURN v_vector;
 END
 $$;
 
-COMMENT ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) IS 'Internal. Turns a real[] into a vector after checking it against the installed size of the universal or native space (p_space) and for NaN, infinity and NULL elements; errors name p_field.';
+COMMENT ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) IS 'Internal. Turns a real[] into a vector after checking it against the installed size of the universal or native space (p_space) and for NaN, infinity and NULL elements and for all zeros; errors name p_field.';
 
 CREATE FUNCTION memory._condense(p_text text, p_max integer, p_from_end boolean DEFAULT false) RETURNS text
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT CASE
         WHEN p_text IS NULL THEN NULL
@@ -76,6 +116,7 @@ COMMENT ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end bool
 
 CREATE FUNCTION memory._day_table_before_insert() RETURNS trigger
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_session memory.sessions%ROWTYPE;
@@ -87,9 +128,10 @@ DECLARE
     v_prev double precision;
     v_p double precision := NEW.perplexity_score;
     v_window int;
+    v_same boolean;
 BEGIN
     SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg
-    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key = 'limits.content_max_chars';
+    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key LIKE 'limits.%';
 
     IF NEW.role IS NULL OR NEW.role NOT IN ('user', 'assistant', 'system') THEN
         RAISE EXCEPTION 'role: must be one of user, assistant, system (got %)', quote_nullable(NEW.role)
@@ -103,17 +145,37 @@ BEGIN
             v_cfg->>'limits.content_max_chars', length(NEW.content)
             USING ERRCODE = 'check_violation', COLUMN = 'content';
     END IF;
-    IF v_p IS NOT NULL AND (v_p < 0 OR v_p = 'NaN' OR v_p = 'Infinity') THEN
-        RAISE EXCEPTION 'perplexity_score: must be a finite number >= 0, got %', v_p
+    IF v_p IS NOT NULL AND (v_p < 0 OR v_p = 'NaN' OR v_p > (v_cfg->>'limits.perplexity_max')::float8) THEN
+        RAISE EXCEPTION 'perplexity_score: must be a finite number between 0 and % (limits.perplexity_max), got %',
+            v_cfg->>'limits.perplexity_max', v_p
             USING ERRCODE = 'check_violation', COLUMN = 'perplexity_score';
     END IF;
-    IF NEW.token_count < 0 THEN
-        RAISE EXCEPTION 'token_count: must be >= 0, got %', NEW.token_count
+    IF NEW.token_count < 0 OR NEW.token_count > (v_cfg->>'limits.content_max_chars')::int THEN
+        RAISE EXCEPTION 'token_count: must be between 0 and % (limits.content_max_chars), got %',
+            v_cfg->>'limits.content_max_chars', NEW.token_count
             USING ERRCODE = 'check_violation', COLUMN = 'token_count';
     END IF;
-    IF NEW.turn_number < 1 THEN
-        RAISE EXCEPTION 'turn_number: must be >= 1, got %', NEW.turn_number
+    IF NEW.turn_number < 1 OR NEW.turn_number > (v_cfg->>'limits.turn_number_max')::int THEN
+        RAISE EXCEPTION 'turn_number: must be between 1 and % (limits.turn_number_max), got %',
+            v_cfg->>'limits.turn_number_max', NEW.turn_number
             USING ERRCODE = 'check_violation', COLUMN = 'turn_number';
+    END IF;
+    IF NEW.created_at IS NOT NULL AND (NOT isfinite(NEW.created_at) OR NEW.created_at < '1970-01-01 00:00:00+00'
+                                      OR NEW.created_at > now() + (v_cfg->>'limits.future_skew')::interval) THEN
+        RAISE EXCEPTION 'created_at: must lie between 1970-01-01 and now() + % (limits.future_skew), got %',
+            v_cfg->>'limits.future_skew', NEW.created_at
+            USING ERRCODE = 'check_violation', COLUMN = 'created_at';
+    END IF;
+    IF NEW.external_ref IS NOT NULL AND (NEW.external_ref !~ '\S' OR length(NEW.external_ref) > 200) THEN
+        RAISE EXCEPTION 'external_ref: must be null or 1 to 200 characters, not blank'
+            USING ERRCODE = 'check_violation', COLUMN = 'external_ref';
+    END IF;
+    -- A zero vector has no direction (every cosine distance to it is NaN). COPY skips
+    -- memory._checked_vector, so the check is here too.
+    IF vector_norm(NEW.universal_embedding) = 0 OR vector_norm(NEW.native_embedding) = 0 THEN
+        RAISE EXCEPTION '%: must not be all zeros', CASE WHEN vector_norm(NEW.universal_embedding) = 0
+                                                         THEN 'universal_embedding' ELSE 'native_embedding' END
+            USING ERRCODE = 'check_violation';
     END IF;
 
     -- The row lock orders concurrent writers of one session (turn numbers, flux state).
@@ -122,12 +184,28 @@ BEGIN
         RAISE EXCEPTION 'session_id: unknown session %', quote_nullable(NEW.session_id)
             USING ERRCODE = 'foreign_key_violation', COLUMN = 'session_id';
     END IF;
+    -- The agent's own id for a turn makes a retried write a no-op: skip the row (after the
+    -- session lock, so a concurrent retry sees the first one's commit).
+    IF NEW.external_ref IS NOT NULL THEN
+        SELECT d.role = NEW.role AND d.content = NEW.content INTO v_same
+        FROM memory.day_table d WHERE d.session_id = NEW.session_id AND d.external_ref = NEW.external_ref;
+        IF v_same THEN
+            RETURN NULL;
+        ELSIF NOT v_same THEN
+            RAISE EXCEPTION 'external_ref: % is already a turn of session % with another role or content', quote_literal(NEW.external_ref), NEW.session_id
+                USING ERRCODE = 'unique_violation', COLUMN = 'external_ref';
+        END IF;
+    END IF;
     IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
         RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
             USING ERRCODE = 'check_violation', COLUMN = 'user_id';
     END IF;
     NEW.user_id := v_session.user_id;
     SELECT u.tier INTO NEW.user_tier FROM memory.users u WHERE u.user_id = v_session.user_id;
+    IF NEW.turn_number IS NULL AND v_session.turn_count >= (v_cfg->>'limits.turn_number_max')::int THEN
+        RAISE EXCEPTION 'turn_number: session % holds % turns, the most limits.turn_number_max allows', NEW.session_id, v_session.turn_count
+            USING ERRCODE = 'check_violation', COLUMN = 'turn_number';
+    END IF;
     NEW.turn_number := coalesce(NEW.turn_number, v_session.turn_count + 1);
     NEW.created_at := coalesce(NEW.created_at, now());
     NEW.flux_state := NULL;
@@ -192,10 +270,23 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role, content empty or over limits.content_max_chars, perplexity negative or not finite, unknown session, user mismatch). Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
+COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
+
+CREATE FUNCTION memory._may_act_for(p_user_id uuid) RETURNS boolean
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    SELECT p_user_id IS NOT NULL
+       AND (pg_has_role(session_user, 'psimem_admin', 'MEMBER')
+            OR EXISTS (SELECT 1 FROM memory.user_bindings b
+                       WHERE b.user_id = p_user_id AND pg_has_role(session_user, b.grantee, 'MEMBER')))
+$$;
+
+COMMENT ON FUNCTION memory._may_act_for(p_user_id uuid) IS 'Internal. True when the login of this session (session_user, which a non-superuser cannot change) may act for the user: it, or a role it is a member of, is bound to the user in memory.user_bindings, or it is a member of psimem_admin.';
 
 CREATE FUNCTION memory._mean_salience(p_scores jsonb) RETURNS jsonb
     LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$ BEGIN RETURN (
     SELECT jsonb_object_agg(lvl, (
                SELECT jsonb_object_agg(x.k, x.v) FROM (
@@ -210,6 +301,7 @@ COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of 
 
 CREATE FUNCTION memory._night_analyze(p_table regclass) RETURNS void
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_stats text := current_setting('default_statistics_target');
@@ -226,6 +318,7 @@ COMMENT ON FUNCTION memory._night_analyze(p_table regclass) IS 'Internal, Night 
 
 CREATE FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) RETURNS text[]
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_min bigint := (ops.setting('night.index_rebuild_min_blocks'))::bigint;
@@ -259,6 +352,7 @@ COMMENT ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) IS 'In
 
 CREATE FUNCTION memory._night_find_arcs() RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -290,6 +384,7 @@ COMMENT ON FUNCTION memory._night_find_arcs() IS 'Internal, Night Cycle stage 1,
 
 CREATE FUNCTION memory._night_prepare(p_user_id uuid) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -303,6 +398,7 @@ COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid) IS 'Internal, Night Cy
 
 CREATE FUNCTION memory._night_restore_block_indexes(p_defs text[]) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_def text;
@@ -331,6 +427,7 @@ COMMENT ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) IS 'Inter
 
 CREATE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
@@ -361,6 +458,7 @@ COMMENT ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff times
 
 CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_closing int := (ops.setting('continuity.closing_turns'))::int;
@@ -418,6 +516,7 @@ COMMENT ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date)
 
 CREATE FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_margin int := (ops.setting('night.margin_turns'))::int;
@@ -476,6 +575,7 @@ COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestam
 
 CREATE FUNCTION memory._night_stage3_salience() RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -519,6 +619,7 @@ COMMENT ON FUNCTION memory._night_stage3_salience() IS 'Night Cycle stage 3, sal
 
 CREATE FUNCTION memory._night_stage4_compression() RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_summariser regproc := (ops.setting('night.summariser') #>> '{}')::regproc;
@@ -546,6 +647,7 @@ COMMENT ON FUNCTION memory._night_stage4_compression() IS 'Night Cycle stage 4, 
 
 CREATE FUNCTION memory._night_stage5_embeddings() RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_udim int := (ops.setting('embedding.universal_dim'))::int;
@@ -573,6 +675,7 @@ COMMENT ON FUNCTION memory._night_stage5_embeddings() IS 'Night Cycle stage 5, b
 
 CREATE FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_thematic float8 := (ops.setting('night.thematic_similarity'))::float8;
@@ -670,22 +773,22 @@ BEGIN
     LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
-    INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type, strength)
-    SELECT b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
+    INSERT INTO memory.block_relationships (user_id, source_block_id, target_block_id, relationship_type, strength)
+    SELECT p_user_id, b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
     UNION ALL
-    SELECT b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
+    SELECT p_user_id, b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
     UNION ALL
-    SELECT b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM _night_blocks b WHERE b.parent_metablock_id IS NOT NULL
+    SELECT p_user_id, b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM _night_blocks b WHERE b.parent_metablock_id IS NOT NULL
     UNION ALL
-    SELECT b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
+    SELECT p_user_id, b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
     FROM _night_blocks b1 JOIN _night_blocks b2 ON b1.start_time < b2.start_time
          OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
     WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
     ON CONFLICT DO NOTHING;
 
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
-    INSERT INTO memory.consolidations (session_id, first_turn, last_turn, cycle_date)
-    SELECT n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
+    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date)
+    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
     UPDATE memory.sessions s SET consolidated_turn = n.last_turn
     FROM _night_sessions n WHERE s.session_id = n.session_id AND n.user_id = p_user_id;
     RETURN v_n;
@@ -696,6 +799,7 @@ COMMENT ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date da
 
 CREATE FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_gain float8 := (ops.setting('cortex.coherence_gain_threshold'))::float8;
@@ -719,6 +823,7 @@ COMMENT ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date 
 
 CREATE FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -741,6 +846,7 @@ COMMENT ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migration
 
 CREATE FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_tier text;
@@ -776,12 +882,14 @@ COMMENT ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date da
 
 CREATE FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) RETURNS double precision
     LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$ SELECT coalesce(1 - exp(-least(50, greatest(0, p_value / nullif(p_baseline, 0) - 1))), 0) $$;
 
 COMMENT ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) IS 'Internal. P salience of a perplexity against a baseline: 1 - exp(-max(0, value / baseline - 1)); 0 at or below the baseline, towards 1 for large spikes.';
 
 CREATE FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) RETURNS boolean
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_sessions int;
@@ -815,6 +923,7 @@ CREATE FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_ses
     LANGUAGE plpgsql STABLE
     SET "hnsw.iterative_scan" TO 'relaxed_order'
     SET "hnsw.ef_search" TO '40'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $_$
 DECLARE
     v_col text := p_space || '_embedding';
@@ -891,15 +1000,48 @@ $_$;
 COMMENT ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.selective_rows rows is ranked on the binary codes stored in its rows, and the best recall.binary_overfetch_selective per wanted row are re-ranked exactly; otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary code with recall.binary_overfetch candidates per wanted row) with pgvector iterative scans, then exact cosine re-rank.';
 
 CREATE FUNCTION memory.act_for(p_user_id uuid) RETURNS uuid
-    LANGUAGE sql
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
-    SELECT set_config('psimem.user_id', coalesce(p_user_id::text, ''), false)::uuid
+BEGIN
+    IF p_user_id IS NOT NULL AND NOT memory._may_act_for(p_user_id) THEN
+        -- The same words whether or not the user exists: the error is no existence oracle.
+        RAISE EXCEPTION 'p_user_id: this login (%) may not act for user %', session_user, p_user_id
+            USING ERRCODE = 'insufficient_privilege',
+                  HINT = 'psimem_admin binds logins to users with memory.bind_user()';
+    END IF;
+    PERFORM set_config('psimem.user_id', coalesce(p_user_id::text, ''), false);
+    RETURN p_user_id;
+END
 $$;
 
-COMMENT ON FUNCTION memory.act_for(p_user_id uuid) IS 'Makes this database session act for one user (sets psimem.user_id). Row-level security shows psimem_writer and psimem_reader only that user''s users, sessions and turns; with no user set they see nothing.';
+COMMENT ON FUNCTION memory.act_for(p_user_id uuid) IS 'Makes this database session act for one user, if its login may (a binding in memory.user_bindings for the login or a role it belongs to, or membership of psimem_admin); otherwise raises insufficient_privilege, with the same message whether or not the user exists. NULL stops acting for anyone. Row-level security then shows psimem_writer and psimem_reader that user''s rows only.';
+
+CREATE FUNCTION memory.bind_user(p_user_id uuid, p_grantee regrole) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_new int;
+BEGIN
+    IF p_grantee IS NULL THEN
+        RAISE EXCEPTION 'p_grantee: must name a role' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_user_id: unknown user %', p_user_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    INSERT INTO memory.user_bindings (user_id, grantee) VALUES (p_user_id, p_grantee)
+    ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_new = ROW_COUNT;
+    RETURN v_new > 0;
+END
+$$;
+
+COMMENT ON FUNCTION memory.bind_user(p_user_id uuid, p_grantee regrole) IS 'psimem_admin: lets a role (a login, or a group role: its members inherit the binding) act for a user. Returns false when the binding existed already.';
 
 CREATE FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, user_id uuid, session_id uuid, user_tier text, prose jsonb, prose_bytes_before integer, prose_bytes_after integer, universal_embedding public.vector, native_embedding public.vector, flux_metrics jsonb, salience_scores jsonb, coherence_gain double precision, ties_merge_weight double precision, arc_start_time timestamp with time zone, arc_end_time timestamp with time zone, created_at timestamp with time zone, cycle_date date, first_turn integer, last_turn integer, parent_metablock_id uuid, session_continuity_flag boolean, continues_from uuid, continued_by uuid, citations uuid[], preoccupation_centroid_id uuid, derived_from uuid, migrated_at timestamp with time zone)
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier, p.prose,
            octet_length(b.prose::text), octet_length(p.prose::text),
@@ -918,6 +1060,7 @@ COMMENT ON FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress bo
 
 CREATE FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) RETURNS jsonb
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $_$
 DECLARE
     v_dead int := (ops.setting('cortex.dead_summary_chars'))::int;
@@ -946,34 +1089,74 @@ $_$;
 
 COMMENT ON FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) IS 'How a block''s prose compresses on its way to the Cortex (spec 004 sections 5.3 and 6.4): each dead-zone summary is condensed further to its first sentence and at most cortex.dead_summary_chars characters; the anterior margin keeps only its last turn and the posterior margin its first, each at most cortex.margin_chars characters; live zones pass through unchanged, byte for byte.';
 
-CREATE FUNCTION memory.ensure_user(p_external_ref text, p_tier text DEFAULT 'normal'::text, p_display_name text DEFAULT NULL::text) RETURNS uuid
-    LANGUAGE plpgsql
+CREATE FUNCTION memory.ensure_user(p_external_ref text, p_tier text DEFAULT 'normal'::text, p_display_name text DEFAULT NULL::text, p_realm regrole DEFAULT NULL::regrole) RETURNS uuid
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
+    v_realm oid := coalesce(p_realm, session_user::regrole);
+    v_realm_name name := (SELECT r.rolname FROM pg_roles r WHERE r.oid = v_realm);
     v_user_id uuid;
 BEGIN
-    IF p_external_ref IS NULL OR btrim(p_external_ref) = '' THEN
+    IF p_external_ref IS NULL OR p_external_ref !~ '\S' THEN
         RAISE EXCEPTION 'p_external_ref: must not be empty' USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF p_tier NOT IN ('normal', 'meso', 'elder') THEN
+    IF length(p_external_ref) > 200 THEN
+        RAISE EXCEPTION 'p_external_ref: must be at most 200 characters, got %', length(p_external_ref)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_tier IS NULL OR p_tier NOT IN ('normal', 'meso', 'elder') THEN
         RAISE EXCEPTION 'p_tier: must be one of normal, meso, elder (got %)', quote_nullable(p_tier)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO memory.users (external_ref, tier, display_name)
-    VALUES (p_external_ref, p_tier, p_display_name)
-    ON CONFLICT (external_ref) DO NOTHING
+    IF length(p_display_name) > 200 THEN
+        RAISE EXCEPTION 'p_display_name: must be at most 200 characters, got %', length(p_display_name)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pg_has_role(session_user, v_realm, 'MEMBER') THEN
+        RAISE EXCEPTION 'p_realm: this login (%) is not a member of role %', session_user, v_realm_name
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO memory.users (realm, external_ref, tier, display_name)
+    VALUES (v_realm_name, p_external_ref, p_tier, p_display_name)
+    ON CONFLICT (realm, external_ref) DO NOTHING
     RETURNING user_id INTO v_user_id;
-    IF v_user_id IS NULL THEN
-        SELECT u.user_id INTO v_user_id FROM memory.users u WHERE u.external_ref = p_external_ref;
+    IF v_user_id IS NOT NULL THEN
+        INSERT INTO memory.user_bindings (user_id, grantee, granted_by) VALUES (v_user_id, v_realm, session_user);
+        RETURN v_user_id;
+    END IF;
+    SELECT u.user_id INTO v_user_id FROM memory.users u WHERE u.realm = v_realm_name AND u.external_ref = p_external_ref;
+    IF NOT memory._may_act_for(v_user_id) THEN
+        -- Only reachable inside the caller's own realm, after psimem_admin unbound this user.
+        RAISE EXCEPTION 'p_external_ref: user % of realm % is no longer bound to this login', quote_literal(p_external_ref), v_realm_name
+            USING ERRCODE = 'insufficient_privilege';
     END IF;
     RETURN v_user_id;
 END
 $$;
 
-COMMENT ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text) IS 'Returns the user with this external reference, creating it with the given tier (normal, meso or elder) if it does not exist. Idempotent; an existing user keeps its tier.';
+COMMENT ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text, p_realm regrole) IS 'Returns the user with this external reference in the caller''s realm (its login, or p_realm: a role the login is a member of), creating it with the given tier (normal, meso or elder) and binding it to the realm role if it does not exist. Idempotent; an existing user keeps its tier. References of other realms are never seen, so the same reference in two realms is two users. Follow with memory.act_for(user_id).';
+
+CREATE FUNCTION memory.find_user(p_ref text) RETURNS uuid
+    LANGUAGE sql STABLE SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+    SELECT c.user_id FROM (
+        SELECT u.user_id, 0 AS rank, u.realm FROM memory.users u
+        WHERE p_ref ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' AND u.user_id = p_ref::uuid
+        UNION ALL
+        SELECT u.user_id, CASE WHEN u.realm = session_user THEN 1 ELSE 2 END, u.realm FROM memory.users u
+        WHERE u.external_ref = p_ref) c
+    WHERE memory._may_act_for(c.user_id)
+    ORDER BY c.rank, c.realm
+    LIMIT 1
+$_$;
+
+COMMENT ON FUNCTION memory.find_user(p_ref text) IS 'The user a user id or external reference names, among the users this login may act for (its own realm first), or NULL: the same NULL for a user that does not exist and one the login may not act for. For command-line tools that take --user.';
 
 CREATE FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision DEFAULT 0, p_salience_composite double precision DEFAULT NULL::double precision, p_preoccupation_centroid_id uuid DEFAULT NULL::uuid, p_citations uuid[] DEFAULT '{}'::uuid[], p_derived_from uuid DEFAULT NULL::uuid, p_continues_from uuid DEFAULT NULL::uuid) RETURNS boolean
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_user uuid;
@@ -999,7 +1182,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT x INTO v_missing FROM unnest(coalesce(p_citations, '{}') || p_derived_from || p_continues_from) x
-    WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = x)
+    WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = x AND b.user_id = v_user)
     LIMIT 1;
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'references: unknown block % (citations, derived_from and continues_from must name blocks in the Hippocampus)', v_missing
@@ -1018,21 +1201,28 @@ BEGIN
             p_at::date, 0, 0, p_at::date + v_cycles)
     ON CONFLICT (block_id) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
+                               WHERE b.block_id = p_block_id AND b.user_id = v_user AND b.block_kind = 'imported') THEN
+        -- Only a block this import created for the same user may stand in for it.
+        RAISE EXCEPTION 'p_block_id: block % exists already and was not imported for this user; nothing replaced', p_block_id
+            USING ERRCODE = 'unique_violation';
+    END IF;
     IF v_n > 0 THEN
-        INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type)
-        SELECT p_block_id, x, 'cites' FROM unnest(coalesce(p_citations, '{}')) x
-        UNION ALL SELECT p_block_id, p_derived_from, 'derived_from' WHERE p_derived_from IS NOT NULL
-        UNION ALL SELECT p_block_id, p_continues_from, 'continues' WHERE p_continues_from IS NOT NULL
+        INSERT INTO memory.block_relationships (user_id, source_block_id, target_block_id, relationship_type)
+        SELECT v_user, p_block_id, x, 'cites' FROM unnest(coalesce(p_citations, '{}')) x
+        UNION ALL SELECT v_user, p_block_id, p_derived_from, 'derived_from' WHERE p_derived_from IS NOT NULL
+        UNION ALL SELECT v_user, p_block_id, p_continues_from, 'continues' WHERE p_continues_from IS NOT NULL
         ON CONFLICT DO NOTHING;
     END IF;
     RETURN v_n > 0;
 END
 $$;
 
-COMMENT ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision, p_salience_composite double precision, p_preoccupation_centroid_id uuid, p_citations uuid[], p_derived_from uuid, p_continues_from uuid) IS 'Stores a block received in a Bifocal Packet in the Hippocampus, in an existing session of the receiving user (block_kind imported, times from the packet, retention by the user''s tier). Vectors are checked like every other (dimensions, NaN/Inf, named by parameter); citations, derived_from and continues_from must name blocks the Hippocampus knows, and become relationships. A block id already present is left unchanged (returns false), so importing a packet twice is harmless.';
+COMMENT ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision, p_salience_composite double precision, p_preoccupation_centroid_id uuid, p_citations uuid[], p_derived_from uuid, p_continues_from uuid) IS 'Stores a block received in a Bifocal Packet in the Hippocampus, in an existing session of the receiving user (block_kind imported, times from the packet, retention by the user''s tier). Vectors are checked like every other (dimensions, NaN/Inf, named by parameter); citations, derived_from and continues_from must name blocks the Hippocampus knows, and become relationships. A block id already imported for the same user is left unchanged (returns false), so importing a packet twice is harmless; any other block with that id is an error naming it, and nothing is replaced.';
 
 CREATE FUNCTION memory.mark_migrated(p_block_ids uuid[]) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -1051,6 +1241,7 @@ CREATE FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer DEFAULT 
     LANGUAGE plpgsql STABLE
     SET "hnsw.iterative_scan" TO 'relaxed_order'
     SET "hnsw.ef_search" TO '40'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $_$
 DECLARE
     v_kind text := ops.setting('embedding.universal_index') #>> '{}';
@@ -1112,6 +1303,7 @@ COMMENT ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_u
 
 CREATE FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(item_kind text, item_id uuid, session_id uuid, created_at timestamp with time zone, distance double precision, reason text, via_id uuid, migrated boolean, content text, prose jsonb, universal_embedding real[])
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     WITH turns AS (
         SELECT r.* FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, p_k) r),
@@ -1140,6 +1332,7 @@ COMMENT ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id u
 
 CREATE FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT * FROM memory._recall_recent('universal', p_query_vector, p_session_id, p_user_id, p_k)
 $$;
@@ -1148,33 +1341,41 @@ COMMENT ON FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uui
 
 CREATE FUNCTION memory.recall_recent_native(p_query_vector real[], p_session_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT * FROM memory._recall_recent('native', p_query_vector, p_session_id, p_user_id, p_k)
 $$;
 
 COMMENT ON FUNCTION memory.recall_recent_native(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'recall_recent on native embeddings. Native vectors over 2,000 dimensions are indexed by binary quantization (bit Hamming HNSW); the function over-fetches recall.binary_overfetch candidates per wanted row and re-ranks them by exact cosine distance.';
 
-CREATE FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[] DEFAULT NULL::real[], p_native_embedding real[] DEFAULT NULL::real[], p_perplexity_score double precision DEFAULT NULL::double precision, p_token_count integer DEFAULT NULL::integer, p_turn_number integer DEFAULT NULL::integer, p_created_at timestamp with time zone DEFAULT now()) RETURNS uuid
+CREATE FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[] DEFAULT NULL::real[], p_native_embedding real[] DEFAULT NULL::real[], p_perplexity_score double precision DEFAULT NULL::double precision, p_token_count integer DEFAULT NULL::integer, p_turn_number integer DEFAULT NULL::integer, p_created_at timestamp with time zone DEFAULT now(), p_external_ref text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_entry_id uuid;
 BEGIN
     INSERT INTO memory.day_table (session_id, role, content, universal_embedding, native_embedding,
-                                  perplexity_score, token_count, turn_number, created_at)
+                                  perplexity_score, token_count, turn_number, created_at, external_ref)
     VALUES (p_session_id, p_role, p_content,
             memory._checked_vector(p_universal_embedding, 'p_universal_embedding', 'universal'),
             memory._checked_vector(p_native_embedding, 'p_native_embedding', 'native'),
-            p_perplexity_score, p_token_count, p_turn_number, coalesce(p_created_at, now()))
+            p_perplexity_score, p_token_count, p_turn_number, coalesce(p_created_at, now()), p_external_ref)
     RETURNING entry_id INTO v_entry_id;
+    IF v_entry_id IS NULL THEN
+        -- The trigger skipped a retry of a turn already recorded under this external_ref.
+        SELECT d.entry_id INTO v_entry_id FROM memory.day_table d
+        WHERE d.session_id = p_session_id AND d.external_ref = p_external_ref;
+    END IF;
     RETURN v_entry_id;
 END
 $$;
 
-COMMENT ON FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[], p_native_embedding real[], p_perplexity_score double precision, p_token_count integer, p_turn_number integer, p_created_at timestamp with time zone) IS 'Records one turn of a session in the day table and returns its entry_id. Embeddings are real[] (a vector argument casts implicitly) of the installed universal and native sizes; perplexity is the agent''s own per-turn score. The day_table trigger checks the row, numbers the turn when p_turn_number is null, fills user and tier from the session, and sets flux_state live. Errors name the argument and the rule.';
+COMMENT ON FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[], p_native_embedding real[], p_perplexity_score double precision, p_token_count integer, p_turn_number integer, p_created_at timestamp with time zone, p_external_ref text) IS 'Records one turn of a session in the day table and returns its entry_id. Embeddings are real[] (a vector argument casts implicitly) of the installed universal and native sizes; perplexity is the agent''s own per-turn score. The day_table trigger checks the row, numbers the turn when p_turn_number is null, fills user and tier from the session, and sets flux_state live. p_external_ref, the agent''s own id for the turn (unique within the session), makes a retry of an unacknowledged commit return the turn already recorded instead of a second one. Errors name the argument and the rule.';
 
 CREATE FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_of timestamp with time zone DEFAULT now()) RETURNS uuid
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_window interval := (ops.setting('preoccupation.window') #>> '{}')::interval;
@@ -1204,6 +1405,7 @@ COMMENT ON FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_o
 
 CREATE FUNCTION memory.run_night_cycle(p_cycle_date date DEFAULT CURRENT_DATE, p_user_id uuid DEFAULT NULL::uuid) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_cutoff timestamptz := (p_cycle_date + 1)::timestamptz;
@@ -1350,33 +1552,35 @@ COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS
 
 CREATE FUNCTION memory.start_session(p_user_id uuid, p_external_ref text DEFAULT NULL::text, p_started_at timestamp with time zone DEFAULT now()) RETURNS uuid
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
     AS $$
 DECLARE
     v_session_id uuid;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
-        RAISE EXCEPTION 'p_user_id: unknown user %', p_user_id USING ERRCODE = 'foreign_key_violation';
+    -- Row-level security hides users this session does not act for: "unknown" either way.
+    IF p_user_id IS NULL OR NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_user_id: unknown user %', quote_nullable(p_user_id) USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF p_external_ref IS NOT NULL AND (p_external_ref !~ '\S' OR length(p_external_ref) > 200) THEN
+        RAISE EXCEPTION 'p_external_ref: must be null or 1 to 200 characters, not blank' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO memory.sessions (user_id, external_ref, started_at)
-    VALUES (p_user_id, p_external_ref, p_started_at)
-    ON CONFLICT (external_ref) DO NOTHING
+    VALUES (p_user_id, p_external_ref, coalesce(memory._checked_time(p_started_at, 'p_started_at'), now()))
+    ON CONFLICT (user_id, external_ref) DO NOTHING
     RETURNING session_id INTO v_session_id;
     IF v_session_id IS NULL THEN
         SELECT s.session_id INTO v_session_id FROM memory.sessions s
-        WHERE s.external_ref = p_external_ref AND s.user_id = p_user_id;
-        IF v_session_id IS NULL THEN
-            RAISE EXCEPTION 'p_external_ref: session % belongs to another user', quote_literal(p_external_ref)
-                USING ERRCODE = 'unique_violation';
-        END IF;
+        WHERE s.user_id = p_user_id AND s.external_ref = p_external_ref;
     END IF;
     RETURN v_session_id;
 END
 $$;
 
-COMMENT ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) IS 'Opens a conversation session for a user and returns its id. With an external reference it is idempotent: the same reference returns the same session.';
+COMMENT ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) IS 'Opens a conversation session for a user this database session acts for and returns its id. With an external reference (unique per user) it is idempotent: the same reference returns the same session. p_started_at must lie between 1970 and now() + limits.future_skew.';
 
 CREATE FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) RETURNS text
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $_$
     WITH zone AS (
         SELECT d.turn_number, d.content, d.universal_embedding
@@ -1394,8 +1598,24 @@ $_$;
 
 COMMENT ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) IS 'The default dead-zone summariser (the night.summariser setting names it): extractive, no LLM. Takes the night.summary_sentences turns of the zone closest (cosine) to the zone''s mean universal embedding and keeps the first sentence of each (at most 200 characters), in turn order. Any function with this signature can replace it, an LLM-backed one included.';
 
+CREATE FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_gone int;
+BEGIN
+    DELETE FROM memory.user_bindings b WHERE b.user_id = p_user_id AND b.grantee = p_grantee;
+    GET DIAGNOSTICS v_gone = ROW_COUNT;
+    RETURN v_gone > 0;
+END
+$$;
+
+COMMENT ON FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) IS 'psimem_admin: removes a role''s binding to a user; sessions of that role acting for the user see nothing from their next query on. Returns false when there was no such binding.';
+
 CREATE FUNCTION ops._reclaim_stale_jobs() RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_stale interval := (ops.setting('worker.stale_after') #>> '{}')::interval;
@@ -1423,8 +1643,82 @@ $$;
 
 COMMENT ON FUNCTION ops._reclaim_stale_jobs() IS 'Internal. Running jobs whose worker has not heartbeaten for worker.stale_after (it crashed or was killed), or is stopped or unknown, go back to the queue, or to failed when they have used all their attempts; their open attempt is closed as abandoned. Returns the number reclaimed.';
 
+CREATE FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_text text := p_value #>> '{}';
+    v_num numeric;
+    v_range text := CASE WHEN p_min IS NOT NULL THEN format(' between %s and %s', p_min, p_max) ELSE '' END;
+BEGIN
+    IF p_type IN ('integer', 'number') THEN
+        IF jsonb_typeof(p_value) <> 'number' THEN
+            RETURN format('must be a JSON number%s', v_range);
+        END IF;
+        v_num := v_text::numeric;
+        IF p_type = 'integer' AND v_num <> trunc(v_num) THEN
+            RETURN format('must be an integer%s', v_range);
+        END IF;
+    ELSIF jsonb_typeof(p_value) <> 'string' THEN
+        RETURN format('must be a JSON string (%s)', p_type);
+    ELSIF p_type = 'interval' THEN
+        BEGIN
+            v_num := extract(epoch FROM v_text::interval);
+        EXCEPTION WHEN OTHERS THEN
+            RETURN 'must be an interval such as "30 minutes"';
+        END;
+        v_range := CASE WHEN p_min IS NOT NULL THEN format(' between %s and %s seconds', p_min, p_max) ELSE '' END;
+    ELSIF p_type = 'regex' THEN
+        BEGIN
+            PERFORM '' ~ v_text;
+        EXCEPTION WHEN OTHERS THEN
+            RETURN format('must be a valid regular expression (%s)', SQLERRM);
+        END;
+    ELSIF p_type = 'function' THEN
+        IF to_regproc(v_text) IS NULL THEN
+            RETURN 'must name an existing function';
+        END IF;
+    ELSIF p_type = 'cron' THEN
+        IF v_text !~ '^\s*(\S+\s+){4}\S+\s*$' AND v_text !~ '^\s*[1-5]?[0-9] seconds?\s*$'
+           AND v_text !~ '^@(yearly|annually|monthly|weekly|daily|hourly|reboot)$' THEN
+            RETURN 'must be a pg_cron schedule: five cron fields, "N seconds" (1-59) or @daily and the like';
+        END IF;
+    ELSIF p_type = 'enum' AND NOT v_text = ANY(p_allowed) THEN
+        RETURN format('must be one of %s', array_to_string(p_allowed, ', '));
+    END IF;
+    IF v_num IS NOT NULL AND (v_num < p_min OR v_num > p_max) THEN
+        RETURN format('must be%s, got %s', v_range, v_text);
+    END IF;
+    RETURN NULL;
+END
+$_$;
+
+COMMENT ON FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) IS 'Internal. What is wrong with a setting value for its type and range (ops.settings value_type, min_value, max_value, allowed), or NULL when nothing is.';
+
+CREATE FUNCTION ops._settings_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_problem text := ops._setting_problem(NEW.value, NEW.value_type, NEW.min_value, NEW.max_value, NEW.allowed);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'p_value: setting % %', NEW.key, v_problem USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF TG_OP = 'UPDATE' AND NEW.key LIKE 'embedding.%' AND NEW.value IS DISTINCT FROM OLD.value THEN
+        RAISE EXCEPTION 'p_key: % is fixed at install time (it shapes columns and indexes)', NEW.key
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION ops._settings_check() IS 'Trigger on ops.settings, before insert or update: refuses a value that does not fit its value_type, range or allowed values, naming the key and the rule, and any change of an embedding.* setting (fixed at install).';
+
 CREATE FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text) RETURNS text
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_base interval := (ops.setting('worker.retry_base') #>> '{}')::interval;
@@ -1461,6 +1755,7 @@ COMMENT ON FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text
 
 CREATE FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb DEFAULT '{}'::jsonb) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -1489,6 +1784,7 @@ COMMENT ON FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_resu
 
 CREATE FUNCTION ops.install_cron_jobs() RETURNS TABLE(jobname text, schedule text, command text)
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_job record;
@@ -1512,6 +1808,7 @@ COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg
 
 CREATE FUNCTION ops.queue_job(p_kind text, p_payload jsonb DEFAULT '{}'::jsonb, p_dedupe_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT 5) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_id bigint;
@@ -1550,6 +1847,7 @@ COMMENT ON TABLE ops.workers IS 'One row per worker process (psimem worker): its
 
 CREATE FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid integer, p_code_version text, p_cortex_uri text) RETURNS ops.workers
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_db_version text;
@@ -1580,6 +1878,7 @@ COMMENT ON FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid int
 
 CREATE FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text DEFAULT 'worker shut down'::text) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
@@ -1602,6 +1901,7 @@ COMMENT ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_rea
 
 CREATE FUNCTION ops.set_schedule(p_job text, p_schedule text) RETURNS text
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_key text := 'cron.' || p_job;
@@ -1620,6 +1920,7 @@ COMMENT ON FUNCTION ops.set_schedule(p_job text, p_schedule text) IS 'Changes th
 
 CREATE FUNCTION ops.set_setting(p_key text, p_value jsonb) RETURNS jsonb
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_old jsonb;
@@ -1629,19 +1930,19 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     v_old := ops.setting(p_key);
-    IF jsonb_typeof(v_old) <> jsonb_typeof(p_value) THEN
-        RAISE EXCEPTION 'p_value: % must be a JSON %, got %', p_key, jsonb_typeof(v_old), jsonb_typeof(p_value)
-            USING ERRCODE = 'invalid_parameter_value';
+    IF p_value IS NULL THEN
+        RAISE EXCEPTION 'p_value: must not be null' USING ERRCODE = 'null_value_not_allowed';
     END IF;
     UPDATE ops.settings SET value = p_value, updated_at = now() WHERE key = p_key;
     RETURN v_old;
 END
 $$;
 
-COMMENT ON FUNCTION ops.set_setting(p_key text, p_value jsonb) IS 'Changes an existing setting and returns its previous value. The new value must have the same JSON type as the old one; embedding.* settings are fixed at install time and refused.';
+COMMENT ON FUNCTION ops.set_setting(p_key text, p_value jsonb) IS 'Changes an existing setting and returns its previous value. The trigger on ops.settings checks the new value against the setting''s value_type and range (min_value, max_value, allowed) and names the rule it breaks; embedding.* settings are fixed at install time and refused.';
 
 CREATE FUNCTION ops.setting(p_key text) RETURNS jsonb
     LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_value jsonb;
@@ -1659,6 +1960,7 @@ COMMENT ON FUNCTION ops.setting(p_key text) IS 'Returns the jsonb value of one o
 
 CREATE FUNCTION ops.stop_worker(p_worker_id text) RETURNS integer
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_released int;
@@ -1697,6 +1999,7 @@ COMMENT ON TABLE ops.jobs IS 'Work for the Python worker (psimem worker), queued
 
 CREATE FUNCTION ops.take_jobs(p_worker_id text, p_limit integer DEFAULT 1) RETURNS SETOF ops.jobs
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_kind text;
@@ -1748,6 +2051,7 @@ COMMENT ON FUNCTION ops.take_jobs(p_worker_id text, p_limit integer) IS 'Takes r
 
 CREATE FUNCTION ops.trim_history(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_keep interval := (ops.setting('ops.keep_history') #>> '{}')::interval;
@@ -1770,6 +2074,7 @@ COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Delet
 
 CREATE FUNCTION ops.worker_heartbeat(p_worker_id text) RETURNS timestamp with time zone
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
@@ -1788,6 +2093,7 @@ COMMENT ON FUNCTION ops.worker_heartbeat(p_worker_id text) IS 'Records that a wo
 
 CREATE FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n bigint;
@@ -1813,11 +2119,43 @@ $$;
 
 COMMENT ON FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone) IS 'Causal-edge decay (spec 004 section 10.5): edges not observed within procedural.decay_after (7 days) before p_as_of are multiplied by procedural.decay_factor (0.9), then edges below procedural.min_strength (0.1) are deleted. Runs at most once per day of p_as_of (procedural.maintenance_runs), so running it twice in a day does not decay twice; advisory-locked. Returns the number of edges decayed.';
 
+CREATE FUNCTION procedural.learn_reflex(p_action text, p_action_type text, p_context_description text DEFAULT NULL::text, p_context_embedding real[] DEFAULT NULL::real[], p_owner_agent_id uuid DEFAULT NULL::uuid, p_at timestamp with time zone DEFAULT now()) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := memory._acting_user();
+    v_reflex_id uuid;
+BEGIN
+    IF v_user IS NULL THEN
+        RAISE EXCEPTION 'user: this session acts for no user; call memory.act_for() first' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF p_action IS NULL OR p_action !~ '\S' OR length(p_action) > 10000 THEN
+        RAISE EXCEPTION 'p_action: must be 1 to 10000 characters, not blank' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_action_type IS NULL OR p_action_type NOT IN ('tool_call', 'response_pattern', 'delegation') THEN
+        RAISE EXCEPTION 'p_action_type: must be one of tool_call, response_pattern, delegation (got %)', quote_nullable(p_action_type)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO procedural.procedural_memory (user_id, action, action_type, context_description, context_embedding,
+                                              owner_agent_id, created_at, last_accessed)
+    VALUES (v_user, p_action, p_action_type, p_context_description,
+            memory._checked_vector(p_context_embedding, 'p_context_embedding', 'universal'), p_owner_agent_id,
+            coalesce(p_at, now()), coalesce(p_at, now()))
+    RETURNING reflex_id INTO v_reflex_id;
+    RETURN v_reflex_id;
+END
+$$;
+
+COMMENT ON FUNCTION procedural.learn_reflex(p_action text, p_action_type text, p_context_description text, p_context_embedding real[], p_owner_agent_id uuid, p_at timestamp with time zone) IS 'Stores a new reflex (an action of type tool_call, response_pattern or delegation, with its context) for the user this session acts for, learnt at p_at, with no uses yet, and returns its reflex_id. procedural.record_outcome then counts its successes and failures.';
+
 CREATE FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_description text, p_worker_generation integer, p_success boolean, p_failure_mode text DEFAULT NULL::text, p_task_embedding real[] DEFAULT NULL::real[], p_worker_mutation_id uuid DEFAULT NULL::uuid, p_parent_mutation_id uuid DEFAULT NULL::uuid, p_execution_turns integer DEFAULT NULL::integer, p_mutation_description text DEFAULT NULL::text) RETURNS uuid
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_entry_id uuid;
+    v_user uuid := memory._acting_user();
 BEGIN
     IF p_task_description IS NULL OR p_task_description !~ '\S' THEN
         RAISE EXCEPTION 'p_task_description: must not be empty' USING ERRCODE = 'invalid_parameter_value';
@@ -1830,9 +2168,12 @@ BEGIN
         RAISE EXCEPTION 'p_failure_mode: must be one of timeout, error, wrong_output, resource_exceeded (got %)',
             quote_literal(p_failure_mode) USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO procedural.frustration_ledger (lieutenant_id, task_description, task_embedding, worker_generation,
+    IF v_user IS NULL THEN
+        RAISE EXCEPTION 'user: this session acts for no user; call memory.act_for() first' USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    INSERT INTO procedural.frustration_ledger (user_id, lieutenant_id, task_description, task_embedding, worker_generation,
         worker_mutation_id, parent_mutation_id, success, failure_mode, execution_turns, mutation_description)
-    VALUES (p_lieutenant_id, p_task_description,
+    VALUES (v_user, p_lieutenant_id, p_task_description,
             memory._checked_vector(p_task_embedding, 'p_task_embedding', 'universal'), p_worker_generation,
             p_worker_mutation_id, p_parent_mutation_id, p_success, p_failure_mode, p_execution_turns, p_mutation_description)
     RETURNING entry_id INTO v_entry_id;
@@ -1844,10 +2185,12 @@ COMMENT ON FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_descript
 
 CREATE FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_target_reflex_id uuid, p_gap_seconds double precision, p_observed_strength double precision DEFAULT 1.0, p_at timestamp with time zone DEFAULT now()) RETURNS double precision
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_rate double precision := (ops.setting('procedural.edge_learning_rate'))::float8;
     v_strength double precision;
+    v_user uuid;
 BEGIN
     IF p_gap_seconds IS NULL OR p_gap_seconds < 0 OR p_gap_seconds = 'Infinity' OR p_gap_seconds = 'NaN' THEN
         RAISE EXCEPTION 'p_gap_seconds: must be a finite number >= 0, got %', p_gap_seconds USING ERRCODE = 'invalid_parameter_value';
@@ -1855,13 +2198,17 @@ BEGIN
     IF p_observed_strength IS NULL OR NOT (p_observed_strength BETWEEN 0 AND 1) THEN
         RAISE EXCEPTION 'p_observed_strength: must be between 0 and 1, got %', p_observed_strength USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    IF (SELECT count(*) FROM procedural.procedural_memory WHERE reflex_id IN (p_source_reflex_id, p_target_reflex_id))
-       < (CASE WHEN p_source_reflex_id = p_target_reflex_id THEN 1 ELSE 2 END) THEN
+    -- Both reflexes must be visible and belong to one user (an edge never joins two people).
+    SELECT min(m.user_id::text)::uuid INTO v_user FROM procedural.procedural_memory m
+    WHERE m.reflex_id IN (p_source_reflex_id, p_target_reflex_id)
+    HAVING count(*) = (CASE WHEN p_source_reflex_id = p_target_reflex_id THEN 1 ELSE 2 END)
+       AND count(DISTINCT m.user_id) = 1;
+    IF v_user IS NULL THEN
         RAISE EXCEPTION 'p_source_reflex_id, p_target_reflex_id: unknown reflex' USING ERRCODE = 'foreign_key_violation';
     END IF;
-    INSERT INTO procedural.causal_edges AS e (source_reflex_id, target_reflex_id, causal_strength, temporal_gap_avg,
+    INSERT INTO procedural.causal_edges AS e (user_id, source_reflex_id, target_reflex_id, causal_strength, temporal_gap_avg,
                                               observation_count, last_observed)
-    VALUES (p_source_reflex_id, p_target_reflex_id, p_observed_strength, p_gap_seconds, 1, p_at)
+    VALUES (v_user, p_source_reflex_id, p_target_reflex_id, p_observed_strength, p_gap_seconds, 1, p_at)
     ON CONFLICT (source_reflex_id, target_reflex_id) DO UPDATE SET
         causal_strength = e.causal_strength + v_rate * (EXCLUDED.causal_strength - e.causal_strength),
         temporal_gap_avg = e.temporal_gap_avg + (EXCLUDED.temporal_gap_avg - e.temporal_gap_avg) / (e.observation_count + 1),
@@ -1876,6 +2223,7 @@ COMMENT ON FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_ta
 
 CREATE FUNCTION procedural.prune_reflexes(p_as_of timestamp with time zone DEFAULT now()) RETURNS bigint
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n bigint;
@@ -1900,6 +2248,7 @@ COMMENT ON FUNCTION procedural.prune_reflexes(p_as_of timestamp with time zone) 
 
 CREATE FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone DEFAULT now()) RETURNS double precision
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_rate double precision;
@@ -1926,6 +2275,7 @@ COMMENT ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolea
 
 CREATE FUNCTION psi._codec_install() RETURNS void
     LANGUAGE plpython3u
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 def load():
     digest = plpy.execute(GD['psi_codec_plan'])[0]['v']
@@ -1945,6 +2295,7 @@ COMMENT ON FUNCTION psi._codec_install() IS 'Puts the codec loader in PL/Python'
 
 CREATE FUNCTION psi._codec_source() RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     RETURN '"""ψ-frame codec: the one source of the decoder that Python and PL/Python both run.
 
 This module is embedded verbatim in db/functions/psi_codec.sql (regenerate with
@@ -2396,12 +2747,14 @@ COMMENT ON FUNCTION psi._codec_source() IS 'The ψ-frame codec module (realtime/
 
 CREATE FUNCTION psi._codec_version() RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     RETURN '0c3a43cea3a79460'::text;
 
 COMMENT ON FUNCTION psi._codec_version() IS 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
 
 CREATE FUNCTION psi._psi_frames_check() RETURNS trigger
     LANGUAGE plpython3u
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -2436,6 +2789,7 @@ COMMENT ON FUNCTION psi._psi_frames_check() IS 'BEFORE INSERT/UPDATE trigger on 
 
 CREATE FUNCTION psi._utterances_check() RETURNS trigger
     LANGUAGE plpython3u
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $_$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -2466,6 +2820,7 @@ COMMENT ON FUNCTION psi._utterances_check() IS 'BEFORE INSERT trigger on psi.utt
 
 CREATE FUNCTION psi.decay_centroids(p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(faded bigint, pruned bigint)
     LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_now_ms bigint := (extract(epoch FROM p_now) * 1000)::bigint;
@@ -2500,6 +2855,7 @@ COMMENT ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) IS 'Fade
 
 CREATE FUNCTION psi.decode_frame(p_blob bytea) RETURNS TABLE(frame_no integer, phases real[], amplitudes real[], state real[])
     LANGUAGE plpython3u IMMUTABLE STRICT
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -2518,6 +2874,7 @@ COMMENT ON FUNCTION psi.decode_frame(p_blob bytea) IS 'Decodes one psi_blob (any
 
 CREATE FUNCTION psi.frames(p_uttr_hash bytea, p_band integer DEFAULT 0, p_from_ms bigint DEFAULT NULL::bigint, p_to_ms bigint DEFAULT NULL::bigint) RETURNS TABLE(ts_epoch_ms bigint, duration_ms integer, phases real[], amplitudes real[], state real[], emo_vec real[])
     LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
     SELECT f.ts_epoch_ms + d.frame_no * f.duration_ms, f.duration_ms::int, d.phases, d.amplitudes, d.state, f.emo_vec
     FROM psi.psi_frames f
@@ -2535,6 +2892,7 @@ COMMENT ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigi
 
 CREATE FUNCTION psi.verify(p_uttr_hash bytea) RETURNS TABLE(band smallint, ts_epoch_ms bigint, frame_count integer, stored_crc bigint, computed_crc bigint, ok boolean, problem text)
     LANGUAGE plpython3u STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $_$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -2594,10 +2952,13 @@ CREATE TABLE memory.users (
     display_name text,
     tier text DEFAULT 'normal'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    realm name NOT NULL,
     CONSTRAINT users_tier_known CHECK ((tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
 );
 
 COMMENT ON TABLE memory.users IS 'People the agent talks to; tier sets how long the Hippocampus keeps their memories';
+
+COMMENT ON COLUMN memory.users.realm IS 'the role whose namespace external_ref is unique in: the login (or group role) that created the user';
 
 CREATE VIEW bi.arcs_daily AS
  SELECT a.cycle_date,
@@ -2798,6 +3159,7 @@ CREATE TABLE memory.day_table (
     flux_baseline_sd double precision,
     flux_arc_start integer,
     universal_embedding_bq bit(768) GENERATED ALWAYS AS ((public.binary_quantize(universal_embedding))::bit(768)) STORED,
+    external_ref text,
     CONSTRAINT day_table_content_not_blank CHECK ((content ~ '\S'::text)),
     CONSTRAINT day_table_flux_state_known CHECK ((flux_state = ANY (ARRAY['baseline'::text, 'spike'::text, 'resolution'::text, 'stable'::text]))),
     CONSTRAINT day_table_perplexity_nonnegative CHECK ((perplexity_score >= (0)::double precision)),
@@ -2814,6 +3176,8 @@ COMMENT ON COLUMN memory.day_table.flux_baseline_mean IS 'set by the trigger: me
 COMMENT ON COLUMN memory.day_table.flux_baseline_sd IS 'set by the trigger: sample standard deviation of those turns (0 with fewer than two)';
 
 COMMENT ON COLUMN memory.day_table.flux_arc_start IS 'set by the trigger: turn number of the spike that opened the flux window this turn is in, from that spike to the stable turn closing it; NULL outside a window';
+
+COMMENT ON COLUMN memory.day_table.external_ref IS 'the agent''s own id for this turn, unique within the session';
 
 CREATE VIEW bi.hippocampus_daily AS
  SELECT (date_trunc('day'::text, d.created_at))::date AS day,
@@ -2892,6 +3256,7 @@ END) STORED,
     last_success timestamp with time zone,
     created_at timestamp with time zone DEFAULT now(),
     owner_agent_id uuid,
+    user_id uuid DEFAULT memory._acting_user() NOT NULL,
     CONSTRAINT procedural_memory_action_type_known CHECK ((action_type = ANY (ARRAY['tool_call'::text, 'response_pattern'::text, 'delegation'::text]))),
     CONSTRAINT procedural_memory_counts_consistent CHECK (((success_count >= 0) AND (failure_count >= 0) AND (total_count = (success_count + failure_count))))
 );
@@ -2952,10 +3317,23 @@ CREATE TABLE ops.settings (
     value jsonb NOT NULL,
     description text NOT NULL,
     updated_at timestamp with time zone DEFAULT now() NOT NULL,
-    CONSTRAINT settings_key_dotted CHECK ((key ~ '^[a-z_]+(\.[a-z_0-9]+)+$'::text))
+    value_type text NOT NULL,
+    min_value numeric,
+    max_value numeric,
+    allowed text[],
+    CONSTRAINT settings_enum_has_values CHECK (((value_type = 'enum'::text) = (allowed IS NOT NULL))),
+    CONSTRAINT settings_key_dotted CHECK ((key ~ '^[a-z_]+(\.[a-z_0-9]+)+$'::text)),
+    CONSTRAINT settings_range_ordered CHECK ((min_value <= max_value)),
+    CONSTRAINT settings_value_type_known CHECK ((value_type = ANY (ARRAY['integer'::text, 'number'::text, 'text'::text, 'interval'::text, 'regex'::text, 'function'::text, 'cron'::text, 'enum'::text])))
 );
 
 COMMENT ON TABLE ops.settings IS 'Tunable parameters read by psimem functions; change with UPDATE or ops.set_setting()';
+
+COMMENT ON COLUMN ops.settings.value_type IS 'integer, number, text, interval, regex (a valid regular expression), function (a regproc), cron (a pg_cron schedule) or enum (one of allowed)';
+
+COMMENT ON COLUMN ops.settings.min_value IS 'smallest value accepted (for an interval: in seconds)';
+
+COMMENT ON COLUMN ops.settings.max_value IS 'largest value accepted (for an interval: in seconds)';
 
 CREATE VIEW bi.workers AS
  SELECT w.worker_id,
@@ -2986,6 +3364,7 @@ CREATE TABLE memory.block_relationships (
     relationship_type text NOT NULL,
     strength double precision,
     created_at timestamp with time zone DEFAULT now(),
+    user_id uuid NOT NULL,
     CONSTRAINT block_relationships_type_known CHECK ((relationship_type = ANY (ARRAY['cites'::text, 'continues'::text, 'derived_from'::text, 'thematic'::text])))
 );
 
@@ -2994,6 +3373,7 @@ CREATE TABLE memory.consolidations (
     first_turn integer NOT NULL,
     last_turn integer NOT NULL,
     cycle_date date NOT NULL,
+    user_id uuid NOT NULL,
     CONSTRAINT consolidations_turns_ordered CHECK ((first_turn <= last_turn))
 );
 
@@ -3035,13 +3415,25 @@ COMMENT ON COLUMN memory.sessions.consolidated_turn IS 'turns up to this number 
 
 COMMENT ON COLUMN memory.sessions.flux_arc_start IS 'turn number of the spike that opened the current flux window (trigger state)';
 
+CREATE TABLE memory.user_bindings (
+    user_id uuid NOT NULL,
+    grantee oid NOT NULL,
+    granted_by name DEFAULT SESSION_USER NOT NULL,
+    granted_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+COMMENT ON TABLE memory.user_bindings IS 'Which role (a login, or a group role whose members inherit it) may act for which user. Written by memory.ensure_user for the users a writer creates and by psimem_admin through memory.bind_user / memory.unbind_user.';
+
 CREATE TABLE ops.applied_sql (
     path text NOT NULL,
     checksum text NOT NULL,
-    applied_at timestamp with time zone DEFAULT now() NOT NULL
+    applied_at timestamp with time zone DEFAULT now() NOT NULL,
+    objects text[]
 );
 
 COMMENT ON TABLE ops.applied_sql IS 'Checksums of db/functions and db/triggers files as last applied';
+
+COMMENT ON COLUMN ops.applied_sql.objects IS 'functions and procedures the file defined when last applied (regprocedure)';
 
 ALTER TABLE ops.cycle_runs ALTER COLUMN run_id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME ops.cycle_runs_run_id_seq
@@ -3078,6 +3470,7 @@ CREATE TABLE procedural.causal_edges (
     temporal_gap_avg double precision,
     observation_count integer DEFAULT 1,
     last_observed timestamp with time zone DEFAULT now(),
+    user_id uuid DEFAULT memory._acting_user() NOT NULL,
     CONSTRAINT causal_edges_strength_range CHECK (((causal_strength >= (0)::double precision) AND (causal_strength <= (1)::double precision)))
 );
 
@@ -3095,6 +3488,7 @@ CREATE TABLE procedural.frustration_ledger (
     mutation_description text,
     propagated boolean DEFAULT false,
     created_at timestamp with time zone DEFAULT now(),
+    user_id uuid DEFAULT memory._acting_user() NOT NULL,
     CONSTRAINT frustration_ledger_failure_has_mode CHECK ((success OR (failure_mode IS NOT NULL))),
     CONSTRAINT frustration_ledger_failure_mode_known CHECK ((failure_mode = ANY (ARRAY['timeout'::text, 'error'::text, 'wrong_output'::text, 'resource_exceeded'::text])))
 );
@@ -3227,16 +3621,19 @@ ALTER TABLE ONLY memory.retention_policy
     ADD CONSTRAINT retention_policy_pkey PRIMARY KEY (tier);
 
 ALTER TABLE ONLY memory.sessions
-    ADD CONSTRAINT sessions_external_ref_key UNIQUE (external_ref);
-
-ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_pkey PRIMARY KEY (session_id);
 
-ALTER TABLE ONLY memory.users
-    ADD CONSTRAINT users_external_ref_key UNIQUE (external_ref);
+ALTER TABLE ONLY memory.sessions
+    ADD CONSTRAINT sessions_user_external_ref_unique UNIQUE (user_id, external_ref);
+
+ALTER TABLE ONLY memory.user_bindings
+    ADD CONSTRAINT user_bindings_pkey PRIMARY KEY (user_id, grantee);
 
 ALTER TABLE ONLY memory.users
     ADD CONSTRAINT users_pkey PRIMARY KEY (user_id);
+
+ALTER TABLE ONLY memory.users
+    ADD CONSTRAINT users_realm_external_ref_unique UNIQUE (realm, external_ref);
 
 ALTER TABLE ONLY ops.applied_sql
     ADD CONSTRAINT applied_sql_pkey PRIMARY KEY (path);
@@ -3273,6 +3670,9 @@ ALTER TABLE ONLY procedural.maintenance_runs
 
 ALTER TABLE ONLY procedural.procedural_memory
     ADD CONSTRAINT procedural_memory_pkey PRIMARY KEY (reflex_id);
+
+ALTER TABLE ONLY procedural.procedural_memory
+    ADD CONSTRAINT procedural_memory_reflex_user_unique UNIQUE (reflex_id, user_id);
 
 ALTER TABLE ONLY psi.band_centroids
     ADD CONSTRAINT band_centroids_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms);
@@ -3315,9 +3715,13 @@ CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
 
 CREATE INDEX idx_consolidations_cycle ON memory.consolidations USING btree (cycle_date);
 
+CREATE INDEX idx_consolidations_user ON memory.consolidations USING btree (user_id);
+
 CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops) WITH (m='32', ef_construction='128');
 
 CREATE INDEX idx_day_table_session ON memory.day_table USING btree (session_id);
+
+CREATE UNIQUE INDEX idx_day_table_session_external_ref ON memory.day_table USING btree (session_id, external_ref) WHERE (external_ref IS NOT NULL);
 
 CREATE INDEX idx_day_table_time ON memory.day_table USING btree (created_at);
 
@@ -3336,6 +3740,8 @@ CREATE INDEX idx_relationships_source ON memory.block_relationships USING btree 
 CREATE INDEX idx_relationships_target ON memory.block_relationships USING btree (target_block_id);
 
 CREATE INDEX idx_relationships_type ON memory.block_relationships USING btree (relationship_type);
+
+CREATE INDEX idx_relationships_user ON memory.block_relationships USING btree (user_id);
 
 CREATE INDEX idx_sessions_user ON memory.sessions USING btree (user_id, started_at);
 
@@ -3361,17 +3767,23 @@ CREATE INDEX idx_causal_source ON procedural.causal_edges USING btree (source_re
 
 CREATE INDEX idx_causal_target ON procedural.causal_edges USING btree (target_reflex_id);
 
+CREATE INDEX idx_causal_user ON procedural.causal_edges USING btree (user_id);
+
 CREATE INDEX idx_frustration_lieutenant ON procedural.frustration_ledger USING btree (lieutenant_id);
 
 CREATE INDEX idx_frustration_success ON procedural.frustration_ledger USING btree (success);
 
 CREATE INDEX idx_frustration_task ON procedural.frustration_ledger USING hnsw (task_embedding public.vector_cosine_ops);
 
+CREATE INDEX idx_frustration_user ON procedural.frustration_ledger USING btree (user_id);
+
 CREATE INDEX idx_procedural_context ON procedural.procedural_memory USING hnsw (context_embedding public.vector_cosine_ops);
 
 CREATE INDEX idx_procedural_owner ON procedural.procedural_memory USING btree (owner_agent_id);
 
 CREATE INDEX idx_procedural_success ON procedural.procedural_memory USING btree (success_rate DESC);
+
+CREATE INDEX idx_procedural_user ON procedural.procedural_memory USING btree (user_id);
 
 CREATE INDEX idx_band_centroids_time ON psi.band_centroids USING btree (ts_epoch_ms);
 
@@ -3387,6 +3799,8 @@ CREATE INDEX idx_utterances_user_time ON psi.utterances USING btree (user_id, st
 
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
 
+CREATE TRIGGER settings_check BEFORE INSERT OR UPDATE ON ops.settings FOR EACH ROW EXECUTE FUNCTION ops._settings_check();
+
 CREATE TRIGGER psi_frames_integrity BEFORE INSERT OR UPDATE OF psi_blob, integrity_crc, frame_count ON psi.psi_frames FOR EACH ROW EXECUTE FUNCTION psi._psi_frames_check();
 
 CREATE TRIGGER utterances_check BEFORE INSERT ON psi.utterances FOR EACH ROW EXECUTE FUNCTION psi._utterances_check();
@@ -3397,8 +3811,14 @@ ALTER TABLE ONLY memory.block_relationships
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_target_block_id_fkey FOREIGN KEY (target_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY memory.block_relationships
+    ADD CONSTRAINT block_relationships_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY memory.consolidations
     ADD CONSTRAINT consolidations_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.consolidations
+    ADD CONSTRAINT consolidations_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.day_table
     ADD CONSTRAINT day_table_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
@@ -3445,6 +3865,9 @@ ALTER TABLE ONLY memory.sessions
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY memory.user_bindings
+    ADD CONSTRAINT user_bindings_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY ops.cycle_stage_log
     ADD CONSTRAINT cycle_stage_log_run_id_fkey FOREIGN KEY (run_id) REFERENCES ops.cycle_runs(run_id) ON DELETE CASCADE;
 
@@ -3452,10 +3875,16 @@ ALTER TABLE ONLY ops.job_attempts
     ADD CONSTRAINT job_attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES ops.jobs(job_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY procedural.causal_edges
-    ADD CONSTRAINT causal_edges_source_reflex_id_fkey FOREIGN KEY (source_reflex_id) REFERENCES procedural.procedural_memory(reflex_id) ON DELETE CASCADE;
+    ADD CONSTRAINT causal_edges_source_same_user FOREIGN KEY (source_reflex_id, user_id) REFERENCES procedural.procedural_memory(reflex_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY procedural.causal_edges
-    ADD CONSTRAINT causal_edges_target_reflex_id_fkey FOREIGN KEY (target_reflex_id) REFERENCES procedural.procedural_memory(reflex_id) ON DELETE CASCADE;
+    ADD CONSTRAINT causal_edges_target_same_user FOREIGN KEY (target_reflex_id, user_id) REFERENCES procedural.procedural_memory(reflex_id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY procedural.frustration_ledger
+    ADD CONSTRAINT frustration_ledger_user_fk FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY procedural.procedural_memory
+    ADD CONSTRAINT procedural_memory_user_fk FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY psi.band_centroids
     ADD CONSTRAINT band_centroids_utterance_fk FOREIGN KEY (uttr_hash, user_id) REFERENCES psi.utterances(uttr_hash, user_id) ON DELETE CASCADE;
@@ -3472,63 +3901,105 @@ ALTER TABLE ONLY psi.utterances
 ALTER TABLE ONLY psi.utterances
     ADD CONSTRAINT utterances_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
+ALTER TABLE memory.block_relationships ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY block_relationships_acting_user ON memory.block_relationships TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY block_relationships_admin ON memory.block_relationships TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.consolidations ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY consolidations_acting_user ON memory.consolidations TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY consolidations_admin ON memory.consolidations TO psimem_admin USING (true) WITH CHECK (true);
+
 ALTER TABLE memory.day_table ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY day_table_acting_user ON memory.day_table TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY day_table_acting_user ON memory.day_table TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY day_table_admin ON memory.day_table TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.flux_arcs ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY flux_arcs_acting_user ON memory.flux_arcs TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY flux_arcs_acting_user ON memory.flux_arcs TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY flux_arcs_admin ON memory.flux_arcs TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.holographic_blocks ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY holographic_blocks_acting_user ON memory.holographic_blocks TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY holographic_blocks_acting_user ON memory.holographic_blocks TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY holographic_blocks_admin ON memory.holographic_blocks TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.preoccupation_centroids ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY preoccupation_centroids_acting_user ON memory.preoccupation_centroids TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY preoccupation_centroids_acting_user ON memory.preoccupation_centroids TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY preoccupation_centroids_admin ON memory.preoccupation_centroids TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.sessions ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY sessions_acting_user ON memory.sessions TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY sessions_acting_user ON memory.sessions TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY sessions_admin ON memory.sessions TO psimem_admin USING (true) WITH CHECK (true);
 
+ALTER TABLE memory.user_bindings ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY user_bindings_admin ON memory.user_bindings TO psimem_admin USING (true) WITH CHECK (true);
+
 ALTER TABLE memory.users ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY users_acting_user ON memory.users TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY users_acting_user ON memory.users TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY users_admin ON memory.users TO psimem_admin USING (true) WITH CHECK (true);
 
+ALTER TABLE ops.cycle_runs ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY cycle_runs_admin ON ops.cycle_runs TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE ops.cycle_stage_log ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY cycle_stage_log_admin ON ops.cycle_stage_log TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE procedural.causal_edges ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY causal_edges_acting_user ON procedural.causal_edges TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY causal_edges_admin ON procedural.causal_edges TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE procedural.frustration_ledger ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY frustration_ledger_acting_user ON procedural.frustration_ledger TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY frustration_ledger_admin ON procedural.frustration_ledger TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE procedural.procedural_memory ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY procedural_memory_acting_user ON procedural.procedural_memory TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY procedural_memory_admin ON procedural.procedural_memory TO psimem_admin USING (true) WITH CHECK (true);
+
 ALTER TABLE psi.band_centroids ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY band_centroids_acting_user ON psi.band_centroids TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY band_centroids_acting_user ON psi.band_centroids TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY band_centroids_admin ON psi.band_centroids TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE psi.psi_frames ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY psi_frames_acting_user ON psi.psi_frames TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY psi_frames_acting_user ON psi.psi_frames TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY psi_frames_admin ON psi.psi_frames TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE psi.surprise_events ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY surprise_events_acting_user ON psi.surprise_events TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY surprise_events_acting_user ON psi.surprise_events TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY surprise_events_admin ON psi.surprise_events TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE psi.utterances ENABLE ROW LEVEL SECURITY;
 
-CREATE POLICY utterances_acting_user ON psi.utterances TO psimem_writer, psimem_reader USING ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid)) WITH CHECK ((user_id = (NULLIF(current_setting('psimem.user_id'::text, true), ''::text))::uuid));
+CREATE POLICY utterances_acting_user ON psi.utterances TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY utterances_admin ON psi.utterances TO psimem_admin USING (true) WITH CHECK (true);
 
@@ -3551,9 +4022,262 @@ GRANT USAGE ON SCHEMA psi TO psimem_writer;
 GRANT USAGE ON SCHEMA psi TO psimem_reader;
 GRANT USAGE ON SCHEMA psi TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._acting_user() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._acting_user() TO psimem_writer;
+GRANT ALL ON FUNCTION memory._acting_user() TO psimem_reader;
+GRANT ALL ON FUNCTION memory._acting_user() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) TO psimem_writer;
+GRANT ALL ON FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) TO psimem_writer;
+GRANT ALL ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end boolean) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._day_table_before_insert() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION memory._mean_salience(p_scores jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._mean_salience(p_scores jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_analyze(p_table regclass) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_analyze(p_table regclass) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_find_arcs() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_find_arcs() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_prepare(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_prepare(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage3_salience() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage3_salience() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage4_compression() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage4_compression() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage5_embeddings() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage5_embeddings() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.act_for(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.act_for(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION memory.act_for(p_user_id uuid) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.act_for(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.bind_user(p_user_id uuid, p_grantee regrole) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.bind_user(p_user_id uuid, p_grantee regrole) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.compress_prose_for_cortex(p_prose jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text, p_realm regrole) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text, p_realm regrole) TO psimem_writer;
+GRANT ALL ON FUNCTION memory.ensure_user(p_external_ref text, p_tier text, p_display_name text, p_realm regrole) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.find_user(p_ref text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.find_user(p_ref text) TO psimem_writer;
+GRANT ALL ON FUNCTION memory.find_user(p_ref text) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.find_user(p_ref text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision, p_salience_composite double precision, p_preoccupation_centroid_id uuid, p_citations uuid[], p_derived_from uuid, p_continues_from uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose jsonb, p_universal_embedding real[], p_native_embedding real[], p_at timestamp with time zone, p_coherence_gain double precision, p_salience_composite double precision, p_preoccupation_centroid_id uuid, p_citations uuid[], p_derived_from uuid, p_continues_from uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.recall_recent_native(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall_recent_native(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall_recent_native(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[], p_native_embedding real[], p_perplexity_score double precision, p_token_count integer, p_turn_number integer, p_created_at timestamp with time zone, p_external_ref text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[], p_native_embedding real[], p_perplexity_score double precision, p_token_count integer, p_turn_number integer, p_created_at timestamp with time zone, p_external_ref text) TO psimem_writer;
+GRANT ALL ON FUNCTION memory.record_turn(p_session_id uuid, p_role text, p_content text, p_universal_embedding real[], p_native_embedding real[], p_perplexity_score double precision, p_token_count integer, p_turn_number integer, p_created_at timestamp with time zone, p_external_ref text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_of timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops._reclaim_stale_jobs() FROM PUBLIC;
+GRANT ALL ON FUNCTION ops._reclaim_stale_jobs() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops._settings_check() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.install_cron_jobs() FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.install_cron_jobs() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.queue_job(p_kind text, p_payload jsonb, p_dedupe_key text, p_max_attempts integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.queue_job(p_kind text, p_payload jsonb, p_dedupe_key text, p_max_attempts integer) TO psimem_admin;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.workers TO psimem_admin;
 
+REVOKE ALL ON FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid integer, p_code_version text, p_cortex_uri text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid integer, p_code_version text, p_cortex_uri text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.set_schedule(p_job text, p_schedule text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.set_schedule(p_job text, p_schedule text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.set_setting(p_key text, p_value jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.set_setting(p_key text, p_value jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.setting(p_key text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.setting(p_key text) TO psimem_writer;
+GRANT ALL ON FUNCTION ops.setting(p_key text) TO psimem_reader;
+GRANT ALL ON FUNCTION ops.setting(p_key text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.stop_worker(p_worker_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.stop_worker(p_worker_id text) TO psimem_admin;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.jobs TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.take_jobs(p_worker_id text, p_limit integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.take_jobs(p_worker_id text, p_limit integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.worker_heartbeat(p_worker_id text) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.worker_heartbeat(p_worker_id text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION procedural.decay_causal_edges(p_as_of timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION procedural.learn_reflex(p_action text, p_action_type text, p_context_description text, p_context_embedding real[], p_owner_agent_id uuid, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION procedural.learn_reflex(p_action text, p_action_type text, p_context_description text, p_context_embedding real[], p_owner_agent_id uuid, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION procedural.learn_reflex(p_action text, p_action_type text, p_context_description text, p_context_embedding real[], p_owner_agent_id uuid, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_description text, p_worker_generation integer, p_success boolean, p_failure_mode text, p_task_embedding real[], p_worker_mutation_id uuid, p_parent_mutation_id uuid, p_execution_turns integer, p_mutation_description text) FROM PUBLIC;
+GRANT ALL ON FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_description text, p_worker_generation integer, p_success boolean, p_failure_mode text, p_task_embedding real[], p_worker_mutation_id uuid, p_parent_mutation_id uuid, p_execution_turns integer, p_mutation_description text) TO psimem_writer;
+GRANT ALL ON FUNCTION procedural.log_attempt(p_lieutenant_id uuid, p_task_description text, p_worker_generation integer, p_success boolean, p_failure_mode text, p_task_embedding real[], p_worker_mutation_id uuid, p_parent_mutation_id uuid, p_execution_turns integer, p_mutation_description text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_target_reflex_id uuid, p_gap_seconds double precision, p_observed_strength double precision, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_target_reflex_id uuid, p_gap_seconds double precision, p_observed_strength double precision, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION procedural.observe_causal_edge(p_source_reflex_id uuid, p_target_reflex_id uuid, p_gap_seconds double precision, p_observed_strength double precision, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION procedural.prune_reflexes(p_as_of timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION procedural.prune_reflexes(p_as_of timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION procedural.record_outcome(p_reflex_id uuid, p_success boolean, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi._codec_install() FROM PUBLIC;
+GRANT ALL ON FUNCTION psi._codec_install() TO psimem_writer;
+GRANT ALL ON FUNCTION psi._codec_install() TO psimem_reader;
+GRANT ALL ON FUNCTION psi._codec_install() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi._codec_source() FROM PUBLIC;
+GRANT ALL ON FUNCTION psi._codec_source() TO psimem_writer;
+GRANT ALL ON FUNCTION psi._codec_source() TO psimem_reader;
+GRANT ALL ON FUNCTION psi._codec_source() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi._codec_version() FROM PUBLIC;
+GRANT ALL ON FUNCTION psi._codec_version() TO psimem_writer;
+GRANT ALL ON FUNCTION psi._codec_version() TO psimem_reader;
+GRANT ALL ON FUNCTION psi._codec_version() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi._psi_frames_check() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION psi._utterances_check() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi.decode_frame(p_blob bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea) TO psimem_writer;
+GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea) TO psimem_reader;
+GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) TO psimem_writer;
+GRANT ALL ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) TO psimem_reader;
+GRANT ALL ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION psi.verify(p_uttr_hash bytea) FROM PUBLIC;
+GRANT ALL ON FUNCTION psi.verify(p_uttr_hash bytea) TO psimem_writer;
+GRANT ALL ON FUNCTION psi.verify(p_uttr_hash bytea) TO psimem_reader;
+GRANT ALL ON FUNCTION psi.verify(p_uttr_hash bytea) TO psimem_admin;
 
 GRANT SELECT ON TABLE memory.flux_arcs TO psimem_reader;
 GRANT SELECT ON TABLE memory.flux_arcs TO psimem_writer;
@@ -3632,6 +4356,8 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.preoccupation_centroids TO psi
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.sessions TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE memory.sessions TO psimem_writer;
 GRANT SELECT ON TABLE memory.sessions TO psimem_reader;
+
+GRANT SELECT,INSERT,DELETE ON TABLE memory.user_bindings TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.applied_sql TO psimem_admin;
 

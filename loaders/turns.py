@@ -4,6 +4,10 @@ The database checks every row (the day_table trigger and pgvector's input checks
 this module only shapes rows and turns the server's error into one that names the
 input line. Users and sessions given by reference are created first, in the same
 transaction, so a refused load leaves nothing behind.
+
+Row-level security lets a writer write only the user it acts for, so rows are copied
+user by user, each after memory.act_for(); rows that name a session_id directly are
+written as whichever user the connection already acts for.
 """
 from __future__ import annotations
 
@@ -20,8 +24,10 @@ import psycopg
 from tqdm import tqdm
 
 COLUMNS = ("session_id", "role", "content", "universal_embedding", "native_embedding",
-           "perplexity_score", "token_count", "turn_number", "created_at")
-TYPES = ("uuid", "text", "text", "vector", "vector", "float8", "int4", "int4", "timestamptz")
+           "perplexity_score", "token_count", "turn_number", "created_at", "external_ref")
+TYPES = ("uuid", "text", "text", "vector", "vector", "float8", "int4", "int4", "timestamptz", "text")
+# Every key a line may hold: a misspelt one ("perplexity") must not load as a silent NULL.
+KEYS = frozenset(COLUMNS) | {"user", "session", "user_tier"}
 
 
 class BadInput(ValueError):
@@ -49,6 +55,12 @@ def read_jsonl(fh: IO[str]) -> list[Turn]:
     return turns
 
 
+def _check_keys(t: Turn) -> None:
+    unknown = sorted(set(t.fields) - KEYS)
+    if unknown:
+        raise BadInput(f"line {t.line}: {unknown[0]}: unknown key (known: {', '.join(sorted(KEYS))})")
+
+
 def _vector(t: Turn, field: str):
     v = t.fields.get(field)
     if v is None:
@@ -74,15 +86,17 @@ def _typed(t: Turn, field: str, kind: type, convert=None):
         raise BadInput(f"line {t.line}: {field}: {e}") from None
 
 
-def _resolve_sessions(conn: psycopg.Connection, turns: list[Turn]) -> list[uuid.UUID]:
-    """Session id per turn: given directly, or created from user/session references."""
+def _resolve_sessions(conn: psycopg.Connection, turns: list[Turn]) -> list[tuple[uuid.UUID | None, uuid.UUID]]:
+    """(user id or None, session id) per turn: the session given directly (its user is the
+    one the connection acts for), or created from user/session references."""
     users: dict[str, uuid.UUID] = {}
-    sessions: dict[str, uuid.UUID] = {}
+    sessions: dict[tuple[str, str], uuid.UUID] = {}
     out = []
     for t in turns:
+        _check_keys(t)
         sid = t.fields.get("session_id")
         if sid is not None:
-            out.append(_typed(t, "session_id", str, uuid.UUID))
+            out.append((None, _typed(t, "session_id", str, uuid.UUID)))
             continue
         sref, uref = t.fields.get("session"), t.fields.get("user")
         if not isinstance(sref, str) or not isinstance(uref, str) or not sref or not uref:
@@ -90,15 +104,23 @@ def _resolve_sessions(conn: psycopg.Connection, turns: list[Turn]) -> list[uuid.
         if uref not in users:
             tier = t.fields.get("user_tier", "normal")
             try:
-                users[uref] = conn.execute("SELECT memory.ensure_user(%s, %s)", (uref, tier)).fetchone()[0]
+                users[uref] = conn.execute("SELECT memory.act_for(memory.ensure_user(%s, %s))", (uref, tier)).fetchone()[0]
             except psycopg.errors.InvalidParameterValue as e:
-                raise BadInput(f"line {t.line}: user_tier: {e.diag.message_primary.split(': ', 1)[-1]}") from None
-        if sref not in sessions:
+                field = e.diag.message_primary.split(":", 1)[0]
+                field = {"p_tier": "user_tier", "p_external_ref": "user"}.get(field, field)
+                raise BadInput(f"line {t.line}: {field}: {e.diag.message_primary.split(': ', 1)[-1]}") from None
+        if (uref, sref) not in sessions:
             started = _typed(t, "created_at", str, datetime.fromisoformat)
-            sessions[sref] = conn.execute(
-                "SELECT memory.start_session(%s, %s, coalesce(%s, now()))", (users[uref], sref, started)
-            ).fetchone()[0]
-        out.append(sessions[sref])
+            conn.execute("SELECT memory.act_for(%s)", (users[uref],))
+            try:
+                sessions[uref, sref] = conn.execute(
+                    "SELECT memory.start_session(%s, %s, coalesce(%s, now()))", (users[uref], sref, started)
+                ).fetchone()[0]
+            except (psycopg.errors.InvalidParameterValue, psycopg.errors.DatetimeFieldOverflow) as e:
+                field = {"p_external_ref": "session", "p_started_at": "created_at"}.get(
+                    e.diag.message_primary.split(":", 1)[0], "session")
+                raise BadInput(f"line {t.line}: {field}: {e.diag.message_primary.split(': ', 1)[-1]}") from None
+        out.append((users[uref], sessions[uref, sref]))
     return out
 
 
@@ -113,17 +135,14 @@ def _row(t: Turn, session_id: uuid.UUID) -> tuple:
         _typed(t, "token_count", int),
         _typed(t, "turn_number", int),
         _typed(t, "created_at", str, datetime.fromisoformat),
+        _typed(t, "external_ref", str),
     )
 
 
 _COPY_LINE = re.compile(r"COPY \S+, line (\d+)(?:, column (\w+))?")
 
 
-def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = False) -> int:
-    """Load turns in the caller's transaction; raise BadInput naming the row on refusal."""
-    session_ids = _resolve_sessions(conn, turns)
-    rows = [_row(t, sid) for t, sid in zip(turns, session_ids)]
-    bar = tqdm(total=len(rows), unit="turn", desc="copy", disable=not progress, file=sys.stderr)
+def _copy(conn: psycopg.Connection, turns: list[Turn], rows: list[tuple], bar) -> None:
     try:
         with conn.cursor() as cur:
             with cur.copy(f"COPY memory.day_table ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
@@ -132,7 +151,7 @@ def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = Fal
                     cp.write_row(row)
                     if i % 64 == 63:
                         bar.update(64)
-        bar.update(len(rows) - bar.n)
+        bar.update(len(rows) % 64)
     except psycopg.Error as e:
         m = _COPY_LINE.search(e.diag.context or "")
         if not m:
@@ -140,9 +159,25 @@ def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = Fal
         t = turns[int(m.group(1)) - 1]
         field = f" (column {m.group(2)})" if m.group(2) and m.group(2) not in (e.diag.message_primary or "") else ""
         raise BadInput(f"line {t.line}: {e.diag.message_primary}{field}") from None
+
+
+def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = False) -> int:
+    """Load turns in the caller's transaction; raise BadInput naming the row on refusal."""
+    acting = conn.execute("SELECT nullif(current_setting('psimem.user_id', true), '')::uuid").fetchone()[0]
+    owners = _resolve_sessions(conn, turns)
+    groups: dict[uuid.UUID | None, list[int]] = {}
+    for i, (user, _) in enumerate(owners):
+        groups.setdefault(user or acting, []).append(i)
+    bar = tqdm(total=len(turns), unit="turn", desc="copy", disable=not progress, file=sys.stderr)
+    try:
+        for user, idx in groups.items():
+            conn.execute("SELECT memory.act_for(%s)", (user,))
+            _copy(conn, [turns[i] for i in idx], [_row(turns[i], owners[i][1]) for i in idx], bar)
     finally:
         bar.close()
-    return len(rows)
+    # On failure the transaction's rollback restores the setting act_for changed.
+    conn.execute("SELECT memory.act_for(%s)", (acting,))
+    return len(turns)
 
 
 def ingest_jsonl(conn: psycopg.Connection, path: str, progress: bool = False) -> int:

@@ -114,16 +114,20 @@ def cmd_worker(args) -> int:
 
 
 def _resolve_user(conn, ref: str):
-    row = conn.execute("SELECT user_id FROM memory.users WHERE user_id::text = %s OR external_ref = %s",
-                       (ref, ref)).fetchone()
-    if row is None:
-        raise SystemExit(f"psimem: --user: no user {ref!r} (give a user id or external reference)")
-    return row[0]
+    """The user --user names (id or external reference), and act for it from here on."""
+    user = conn.execute("SELECT memory.find_user(%s)", (ref,)).fetchone()[0]
+    if user is None:
+        raise SystemExit(f"psimem: --user: no user {ref!r} that this login may act for "
+                         "(give a user id or external reference)")
+    conn.execute("SELECT memory.act_for(%s)", (user,))
+    return user
 
 
-def _resolve_session(conn, ref: str):
-    row = conn.execute("SELECT session_id FROM memory.sessions WHERE session_id::text = %s OR external_ref = %s",
-                       (ref, ref)).fetchone()
+def _resolve_session(conn, ref: str, user=None):
+    """A session id, or an external reference of the acting user's sessions."""
+    row = conn.execute("SELECT session_id FROM memory.sessions WHERE (session_id::text = lower(%s) OR external_ref = %s) "
+                       "AND (%s::uuid IS NULL OR user_id = %s) ORDER BY session_id::text = lower(%s) DESC LIMIT 1",
+                       (ref, ref, user, user, ref)).fetchone()
     if row is None:
         raise SystemExit(f"psimem: --session: no session {ref!r} (give a session id or external reference)")
     return row[0]
@@ -141,7 +145,7 @@ def cmd_recall(args) -> int:
 
     with connect() as conn:
         user = _resolve_user(conn, args.user)
-        session = _resolve_session(conn, args.session) if args.session else None
+        session = _resolve_session(conn, args.session, user) if args.session else None
         cortex = Cortex.for_database(conn, args.cortex)
         if args.vector:
             vec = np.asarray(json.loads(open(args.vector).read() if args.vector != "-" else sys.stdin.read()),
@@ -193,7 +197,7 @@ def cmd_packet(args) -> int:
                 except json.JSONDecodeError as e:
                     raise BadPacket(None, "(file)", f"not JSON: {e}") from None
                 user = _resolve_user(conn, args.user) if args.user else None
-                session = _resolve_session(conn, args.session) if args.session else None
+                session = _resolve_session(conn, args.session, user) if args.session else None
                 if args.into == "hippocampus" and session is None:
                     raise BadPacket(None, "--session", "importing into the Hippocampus needs a session")
                 if args.into == "cortex" and user is None:

@@ -47,3 +47,24 @@ def acting_user_policies(table: str) -> str:
         USING (user_id = {ACTING_USER}) WITH CHECK (user_id = {ACTING_USER});
     CREATE POLICY {short}_admin ON {table} TO psimem_admin USING (true) WITH CHECK (true);
     """
+
+
+ACTING_USER_VERIFIED = "(SELECT memory._acting_user())"
+
+
+def user_policies(table: str, acting_roles: tuple[str, ...] = ("psimem_writer", "psimem_reader")) -> str:
+    """Row-level security from revision 0011 on: the acting roles see the rows of the user
+    memory._acting_user() returns (psimem.user_id, only where this login is bound to that
+    user); psimem_admin sees all. The sub-select makes the check one InitPlan per query,
+    not one call per row. With no acting roles, only the owner and psimem_admin see rows."""
+    short = table.split(".")[-1]
+    acting = (f"""
+    CREATE POLICY {short}_acting_user ON {table} TO {", ".join(acting_roles)}
+        USING (user_id = {ACTING_USER_VERIFIED}) WITH CHECK (user_id = {ACTING_USER_VERIFIED});"""
+              if acting_roles else "")
+    return f"""
+    ALTER TABLE {table} ENABLE ROW LEVEL SECURITY;
+    DROP POLICY IF EXISTS {short}_acting_user ON {table};
+    DROP POLICY IF EXISTS {short}_admin ON {table};{acting}
+    CREATE POLICY {short}_admin ON {table} TO psimem_admin USING (true) WITH CHECK (true);
+    """

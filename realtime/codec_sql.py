@@ -58,24 +58,33 @@ def render() -> str:
 CREATE OR REPLACE FUNCTION psi._codec_version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, public, pg_temp
 RETURN '{digest}';
 COMMENT ON FUNCTION psi._codec_version() IS
 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
+REVOKE ALL ON FUNCTION psi._codec_version() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi._codec_version() TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi._codec_source()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, public, pg_temp
 RETURN {TAG}{src}{TAG};
 COMMENT ON FUNCTION psi._codec_source() IS
 'The ψ-frame codec module (realtime/codec_core.py, versions 0 and 1, SipHash-2-4-128, CRC-32C) that PL/Python functions exec: the same decoder the realtime process and replay run.';
+REVOKE ALL ON FUNCTION psi._codec_source() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi._codec_source() TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi._codec_install()
 RETURNS void
 LANGUAGE plpython3u
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 {INSTALL}$$;
 COMMENT ON FUNCTION psi._codec_install() IS
 'Puts the codec loader in PL/Python''s session-wide GD: GD[''psi_codec_load'']() returns the codec module, exec''d from psi._codec_source() once per session and again when psi._codec_version() changes.';
+REVOKE ALL ON FUNCTION psi._codec_install() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi._codec_install() TO psimem_writer, psimem_reader, psimem_admin;
 """
 
 

@@ -22,9 +22,9 @@ def count(conn, table="memory.day_table"):
     (dict(content="   \n"), "content: must not be empty"),
     (dict(content="x" * 100001), "content: must be at most 100000 characters"),
     (dict(role="robot"), "role: must be one of user, assistant, system"),
-    (dict(perplexity=-0.5), "perplexity_score: must be a finite number >= 0"),
-    (dict(perplexity=float("nan")), "perplexity_score: must be a finite number >= 0"),
-    (dict(turn_number=0), "turn_number: must be >= 1"),
+    (dict(perplexity=-0.5), "perplexity_score: must be a finite number between 0 and 1000000000"),
+    (dict(perplexity=float("nan")), "perplexity_score: must be a finite number between 0 and 1000000000"),
+    (dict(turn_number=0), "turn_number: must be between 1 and 1000000"),
 ])
 def test_record_turn_refuses_bad_fields(conn, kwargs, message):
     s = new_session(conn, new_user(conn, "bad-a"))
@@ -57,7 +57,7 @@ def rows(n, rng, **bad):
     (dict(universal_embedding=["a"] * UDIM), "line 3: universal_embedding: must be a list of numbers"),
     (dict(role="narrator"), "line 3: role: must be one of user, assistant, system"),
     (dict(content=""), "line 3: content: must not be empty"),
-    (dict(perplexity_score=-1), "line 3: perplexity_score: must be a finite number >= 0"),
+    (dict(perplexity_score=-1), "line 3: perplexity_score: must be a finite number between 0"),
     (dict(session_id="00000000-0000-0000-0000-0000000000cc"), "line 3: session_id: unknown session"),
     (dict(created_at="yesterday"), "line 3: created_at: Invalid isoformat"),
 ])

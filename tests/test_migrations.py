@@ -10,7 +10,7 @@ from psimem.settings import DB_DIR
 from psimem.sqlfiles import apply_sql_files
 
 
-HEAD = "0010"  # the newest revision; test_cli checks `db status` reports it
+HEAD = "0012"  # the newest revision; test_cli checks `db status` reports it
 
 
 def applied(url):

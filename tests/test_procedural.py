@@ -4,12 +4,22 @@ from datetime import datetime, timedelta, timezone
 import psycopg
 import pytest
 
+from helpers import new_user
+
 NOW = datetime(2026, 6, 1, 3, 30, tzinfo=timezone.utc)
 
 
+@pytest.fixture(autouse=True)
+def acting(conn):
+    """Procedural memory belongs to the user a session acts for."""
+    user = new_user(conn, "procedural-owner")
+    conn.execute("SELECT memory.act_for(%s)", (user,))
+    return user
+
+
 def reflex(conn, action="search the docs", last_accessed=None, successes=0):
-    rid = conn.execute("INSERT INTO procedural.procedural_memory (action, action_type, last_accessed) "
-                       "VALUES (%s, 'tool_call', %s) RETURNING reflex_id", (action, last_accessed)).fetchone()[0]
+    rid = conn.execute("SELECT procedural.learn_reflex(%s, 'tool_call', p_at => %s)",
+                       (action, last_accessed or NOW)).fetchone()[0]
     for _ in range(successes):
         conn.execute("SELECT procedural.record_outcome(%s, true, %s)", (rid, last_accessed or NOW))
     return rid

@@ -1,9 +1,11 @@
 CREATE OR REPLACE FUNCTION memory._checked_vector(p_value real[], p_field text, p_space text)
 RETURNS vector
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_dim int := (ops.setting('embedding.' || p_space || '_dim'))::int;
+    v_vector vector;
 BEGIN
     IF p_value IS NULL THEN
         RETURN NULL;
@@ -14,12 +16,19 @@ BEGIN
             USING ERRCODE = 'data_exception';
     END IF;
     BEGIN
-        RETURN p_value::vector;
+        v_vector := p_value::vector;
     EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
         -- pgvector refuses NaN, infinity and NULL elements; say which argument held them.
         RAISE EXCEPTION '%: must hold finite numbers only (%)', p_field, SQLERRM USING ERRCODE = 'data_exception';
     END;
+    -- A zero vector has no direction: every cosine distance to it is NaN.
+    IF vector_norm(v_vector) = 0 THEN
+        RAISE EXCEPTION '%: must not be all zeros (cosine distance to it is undefined)', p_field USING ERRCODE = 'data_exception';
+    END IF;
+    RETURN v_vector;
 END
 $$;
 COMMENT ON FUNCTION memory._checked_vector(real[], text, text) IS
-'Internal. Turns a real[] into a vector after checking it against the installed size of the universal or native space (p_space) and for NaN, infinity and NULL elements; errors name p_field.';
+'Internal. Turns a real[] into a vector after checking it against the installed size of the universal or native space (p_space) and for NaN, infinity and NULL elements and for all zeros; errors name p_field.';
+REVOKE ALL ON FUNCTION memory._checked_vector(real[], text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._checked_vector(real[], text, text) TO psimem_writer, psimem_reader, psimem_admin;

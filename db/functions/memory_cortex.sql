@@ -5,6 +5,7 @@
 CREATE OR REPLACE FUNCTION memory._condense(p_text text, p_max int, p_from_end boolean DEFAULT false)
 RETURNS text
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT CASE
         WHEN p_text IS NULL THEN NULL
@@ -15,10 +16,13 @@ AS $$
 $$;
 COMMENT ON FUNCTION memory._condense(text, int, boolean) IS
 'Internal. Shortens text to at most p_max characters: cut at the last word boundary and marked with an ellipsis, or with p_from_end its last characters after an ellipsis. Text already short enough is returned unchanged.';
+REVOKE ALL ON FUNCTION memory._condense(text, int, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._condense(text, int, boolean) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.compress_prose_for_cortex(p_prose jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_dead int := (ops.setting('cortex.dead_summary_chars'))::int;
@@ -46,6 +50,8 @@ END
 $$;
 COMMENT ON FUNCTION memory.compress_prose_for_cortex(jsonb) IS
 'How a block''s prose compresses on its way to the Cortex (spec 004 sections 5.3 and 6.4): each dead-zone summary is condensed further to its first sentence and at most cortex.dead_summary_chars characters; the anterior margin keeps only its last turn and the posterior margin its first, each at most cortex.margin_chars characters; live zones pass through unchanged, byte for byte.';
+REVOKE ALL ON FUNCTION memory.compress_prose_for_cortex(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.compress_prose_for_cortex(jsonb) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.blocks_for_transfer(p_block_ids uuid[], p_compress boolean DEFAULT true)
 RETURNS TABLE (block_id uuid, block_kind text, user_id uuid, session_id uuid, user_tier text, prose jsonb,
@@ -57,6 +63,7 @@ RETURNS TABLE (block_id uuid, block_kind text, user_id uuid, session_id uuid, us
                continues_from uuid, continued_by uuid, citations uuid[], preoccupation_centroid_id uuid,
                derived_from uuid, migrated_at timestamptz)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT b.block_id, b.block_kind, b.user_id, b.session_id, b.user_tier, p.prose,
            octet_length(b.prose::text), octet_length(p.prose::text),
@@ -72,10 +79,13 @@ AS $$
 $$;
 COMMENT ON FUNCTION memory.blocks_for_transfer(uuid[], boolean) IS
 'The blocks with these ids as they leave the Hippocampus: for the Cortex (p_compress, prose compressed by memory.compress_prose_for_cortex) or for a Bifocal Packet (full prose). Embeddings come as vectors (float32, full precision; binary transfer is cheapest); citations as uuid[]; prose sizes before and after compression in bytes. Unknown ids are simply absent.';
+REVOKE ALL ON FUNCTION memory.blocks_for_transfer(uuid[], boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.blocks_for_transfer(uuid[], boolean) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.mark_migrated(p_block_ids uuid[])
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -89,6 +99,8 @@ END
 $$;
 COMMENT ON FUNCTION memory.mark_migrated(uuid[]) IS
 'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their embeddings from the Hippocampus (the Cortex keeps them at full precision), so Hippocampus vector search stops returning them while the row stays as the anchor of their structural references. Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
+REVOKE ALL ON FUNCTION memory.mark_migrated(uuid[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.mark_migrated(uuid[]) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.recall_hippocampus(
     p_query_vector real[],
@@ -98,6 +110,7 @@ CREATE OR REPLACE FUNCTION memory.recall_hippocampus(
 RETURNS TABLE (item_kind text, item_id uuid, session_id uuid, created_at timestamptz, distance double precision,
                reason text, via_id uuid, migrated boolean, content text, prose jsonb, universal_embedding real[])
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
     WITH turns AS (
         SELECT r.* FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, p_k) r),
@@ -123,6 +136,8 @@ AS $$
 $$;
 COMMENT ON FUNCTION memory.recall_hippocampus(real[], uuid, uuid, int) IS
 'The Hippocampus half of the retrieval chain (spec 004 section 1.3, step 1): the p_k turns nearest the query (memory.recall_recent, the current session or the user''s recent ones), the p_k nearest blocks with their structural neighbours (memory.recall_blocks: citations, continuations, metablocks), and the blocks that cover matched turns. Each row says what it is, why it came back and through which item (via_id); migrated says the block has moved to the Cortex, where the caller reads it (its structural reference is the Cortex query of step 2).';
+REVOKE ALL ON FUNCTION memory.recall_hippocampus(real[], uuid, uuid, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.recall_hippocampus(real[], uuid, uuid, int) TO psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.import_block(
     p_block_id uuid,
@@ -139,6 +154,7 @@ CREATE OR REPLACE FUNCTION memory.import_block(
     p_continues_from uuid DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_user uuid;
@@ -164,7 +180,7 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     SELECT x INTO v_missing FROM unnest(coalesce(p_citations, '{}') || p_derived_from || p_continues_from) x
-    WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = x)
+    WHERE x IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = x AND b.user_id = v_user)
     LIMIT 1;
     IF v_missing IS NOT NULL THEN
         RAISE EXCEPTION 'references: unknown block % (citations, derived_from and continues_from must name blocks in the Hippocampus)', v_missing
@@ -183,15 +199,23 @@ BEGIN
             p_at::date, 0, 0, p_at::date + v_cycles)
     ON CONFLICT (block_id) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
+                               WHERE b.block_id = p_block_id AND b.user_id = v_user AND b.block_kind = 'imported') THEN
+        -- Only a block this import created for the same user may stand in for it.
+        RAISE EXCEPTION 'p_block_id: block % exists already and was not imported for this user; nothing replaced', p_block_id
+            USING ERRCODE = 'unique_violation';
+    END IF;
     IF v_n > 0 THEN
-        INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type)
-        SELECT p_block_id, x, 'cites' FROM unnest(coalesce(p_citations, '{}')) x
-        UNION ALL SELECT p_block_id, p_derived_from, 'derived_from' WHERE p_derived_from IS NOT NULL
-        UNION ALL SELECT p_block_id, p_continues_from, 'continues' WHERE p_continues_from IS NOT NULL
+        INSERT INTO memory.block_relationships (user_id, source_block_id, target_block_id, relationship_type)
+        SELECT v_user, p_block_id, x, 'cites' FROM unnest(coalesce(p_citations, '{}')) x
+        UNION ALL SELECT v_user, p_block_id, p_derived_from, 'derived_from' WHERE p_derived_from IS NOT NULL
+        UNION ALL SELECT v_user, p_block_id, p_continues_from, 'continues' WHERE p_continues_from IS NOT NULL
         ON CONFLICT DO NOTHING;
     END IF;
     RETURN v_n > 0;
 END
 $$;
 COMMENT ON FUNCTION memory.import_block(uuid, uuid, jsonb, real[], real[], timestamptz, double precision, double precision, uuid, uuid[], uuid, uuid) IS
-'Stores a block received in a Bifocal Packet in the Hippocampus, in an existing session of the receiving user (block_kind imported, times from the packet, retention by the user''s tier). Vectors are checked like every other (dimensions, NaN/Inf, named by parameter); citations, derived_from and continues_from must name blocks the Hippocampus knows, and become relationships. A block id already present is left unchanged (returns false), so importing a packet twice is harmless.';
+'Stores a block received in a Bifocal Packet in the Hippocampus, in an existing session of the receiving user (block_kind imported, times from the packet, retention by the user''s tier). Vectors are checked like every other (dimensions, NaN/Inf, named by parameter); citations, derived_from and continues_from must name blocks the Hippocampus knows, and become relationships. A block id already imported for the same user is left unchanged (returns false), so importing a packet twice is harmless; any other block with that id is an error naming it, and nothing is replaced.';
+REVOKE ALL ON FUNCTION memory.import_block(uuid, uuid, jsonb, real[], real[], timestamptz, double precision, double precision, uuid, uuid[], uuid, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.import_block(uuid, uuid, jsonb, real[], real[], timestamptz, double precision, double precision, uuid, uuid[], uuid, uuid) TO psimem_admin;

@@ -4,6 +4,7 @@
 CREATE OR REPLACE FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint)
 RETURNS text[]
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_min bigint := (ops.setting('night.index_rebuild_min_blocks'))::bigint;
@@ -34,10 +35,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_drop_block_indexes(bigint) IS
 'Internal, Night Cycle bulk mode. When the cycle is about to form at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times the blocks already stored, drops the HNSW indexes of memory.holographic_blocks (one build at the end costs far less than that many inserts) and returns their definitions for memory._night_restore_block_indexes; otherwise returns an empty array. Readers of holographic_blocks wait until the cycle commits.';
+REVOKE ALL ON FUNCTION memory._night_drop_block_indexes(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_drop_block_indexes(bigint) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_restore_block_indexes(p_defs text[])
 RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_def text;
@@ -63,3 +67,5 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_restore_block_indexes(text[]) IS
 'Internal, Night Cycle bulk mode: builds the indexes memory._night_drop_block_indexes dropped (raising maintenance_work_mem for this transaction, up to 4 GB, so the graph is built in memory). Returns the number of blocks indexed, 0 when nothing was dropped.';
+REVOKE ALL ON FUNCTION memory._night_restore_block_indexes(text[]) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_restore_block_indexes(text[]) TO psimem_admin;

@@ -6,6 +6,7 @@ DROP FUNCTION IF EXISTS memory._night_prepare(uuid, timestamptz);
 CREATE OR REPLACE FUNCTION memory._night_analyze(p_table regclass)
 RETURNS void
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_stats text := current_setting('default_statistics_target');
@@ -19,10 +20,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_analyze(regclass) IS
 'Internal, Night Cycle: ANALYZE of a work table with a small sample (default_statistics_target 10), the caller''s setting restored.';
+REVOKE ALL ON FUNCTION memory._night_analyze(regclass) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_analyze(regclass) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamptz)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
@@ -50,10 +54,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_select_sessions(uuid, timestamptz) IS
 'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), with the range and number of their unconsolidated turns. Returns the number of turns.';
+REVOKE ALL ON FUNCTION memory._night_select_sessions(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_select_sessions(uuid, timestamptz) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_find_arcs()
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -82,10 +89,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_find_arcs() IS
 'Internal, Night Cycle stage 1, once per run: the flux arcs of the picked sessions'' turns, from what the day_table trigger set live (parameters flux.*): an arc is the turns sharing a flux_arc_start, from the spike that opened a flux window to the first stable turn (resolved) or the session''s last turn (unresolved). baseline and sigma = the spike''s live baseline (mean and sample stddev of the flux.baseline_window turns before it), peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. An arc opened before the turns this cycle takes is left alone. Returns the number of arcs found.';
+REVOKE ALL ON FUNCTION memory._night_find_arcs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_find_arcs() TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_prepare(p_user_id uuid)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -96,10 +106,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_prepare(uuid) IS
 'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions picked.';
+REVOKE ALL ON FUNCTION memory._night_prepare(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_prepare(uuid) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_closing int := (ops.setting('continuity.closing_turns'))::int;
@@ -154,3 +167,5 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage1_flux(uuid, date) IS
 'Night Cycle stage 1, flux detection, for one user: stores the arcs memory._night_find_arcs() found for the user''s turns in memory.flux_arcs. An arc open at the session''s last turn sets open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns. flux_reversal_quality = (peak - final) x arc_duration_turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs found.';
+REVOKE ALL ON FUNCTION memory._night_stage1_flux(uuid, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage1_flux(uuid, date) TO psimem_admin;

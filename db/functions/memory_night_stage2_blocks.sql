@@ -1,13 +1,17 @@
 CREATE OR REPLACE FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision)
 RETURNS double precision
 LANGUAGE sql IMMUTABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$ SELECT coalesce(1 - exp(-least(50, greatest(0, p_value / nullif(p_baseline, 0) - 1))), 0) $$;  -- least(): exp() underflow is an error
 COMMENT ON FUNCTION memory._perplexity_salience(double precision, double precision) IS
 'Internal. P salience of a perplexity against a baseline: 1 - exp(-max(0, value / baseline - 1)); 0 at or below the baseline, towards 1 for large spikes.';
+REVOKE ALL ON FUNCTION memory._perplexity_salience(double precision, double precision) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._perplexity_salience(double precision, double precision) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamptz)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_margin int := (ops.setting('night.margin_turns'))::int;
@@ -63,10 +67,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage2_blocks(uuid, timestamptz) IS
 'Night Cycle stage 2, block formation. Refreshes the user''s Preoccupation Centroid as of p_as_of. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
+REVOKE ALL ON FUNCTION memory._night_stage2_blocks(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage2_blocks(uuid, timestamptz) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage3_salience()
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -107,10 +114,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage3_salience() IS
 'Night Cycle stage 3, salience, at three levels. Utterance: the peak turn; exchange: the peak turn and the turn answering it; theme: the whole arc (for C, the whole block). P = 1 - exp(-max(0, perplexity / baseline - 1)) of the peak, of the exchange''s mean and of the arc''s mean perplexity. C = coherence: cosine similarity (floored at 0) of a turn''s universal embedding with the previous turn''s, for the answer to the peak, averaged over the exchange, averaged over the block. ID = Interrogative Distance: cosine distance to the user''s Preoccupation Centroid (1 when unknown), at the peak, averaged over the exchange and over the arc. composite = mean over the three levels of (P + C + (1 - ID)) / 3. Arreté = (baseline - final) / baseline. coherence_gain = mean C of the turns after the peak - mean C of the block''s turns up to the peak. ties_merge_weight = 0.5 composite + 0.5 Arreté clamped to [0, 1].';
+REVOKE ALL ON FUNCTION memory._night_stage3_salience() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage3_salience() TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage4_compression()
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_summariser regproc := (ops.setting('night.summariser') #>> '{}')::regproc;
@@ -135,10 +145,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage4_compression() IS
 'Night Cycle stage 4, compression. Dead zones are summarised by the function the night.summariser setting names (memory.summarise_extractive by default); live zones stay verbatim. Builds each block''s prose in the spec''s shape: anterior_margin, live_zones [{start, end, content}], dead_zone_summaries [{start, end, summary}], posterior_margin, with start and end as 0-based turn offsets within the block. Returns the number of dead zones summarised.';
+REVOKE ALL ON FUNCTION memory._night_stage4_compression() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage4_compression() TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage5_embeddings()
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_udim int := (ops.setting('embedding.universal_dim'))::int;
@@ -163,3 +176,5 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage5_embeddings() IS
 'Night Cycle stage 5, block embeddings: in both spaces, the normalised salience-weighted centroid of the block''s turns (margins included), weight = 1 + P of the turn''s perplexity against the arc baseline + 1 for turns in a live zone. Turns without an embedding in a space do not count in it.';
+REVOKE ALL ON FUNCTION memory._night_stage5_embeddings() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage5_embeddings() TO psimem_admin;

@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION memory._mean_salience(p_scores jsonb)
 RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE  -- plpgsql: never inlined into the caller's aggregate
+SET search_path = pg_catalog, public, pg_temp
 AS $$ BEGIN RETURN (
     SELECT jsonb_object_agg(lvl, (
                SELECT jsonb_object_agg(x.k, x.v) FROM (
@@ -12,10 +13,13 @@ AS $$ BEGIN RETURN (
 END $$;
 COMMENT ON FUNCTION memory._mean_salience(jsonb) IS
 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
+REVOKE ALL ON FUNCTION memory._mean_salience(jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._mean_salience(jsonb) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_thematic float8 := (ops.setting('night.thematic_similarity'))::float8;
@@ -113,22 +117,22 @@ BEGIN
     LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
 
-    INSERT INTO memory.block_relationships (source_block_id, target_block_id, relationship_type, strength)
-    SELECT b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
+    INSERT INTO memory.block_relationships (user_id, source_block_id, target_block_id, relationship_type, strength)
+    SELECT p_user_id, b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
     UNION ALL
-    SELECT b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
+    SELECT p_user_id, b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
     UNION ALL
-    SELECT b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM _night_blocks b WHERE b.parent_metablock_id IS NOT NULL
+    SELECT p_user_id, b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM _night_blocks b WHERE b.parent_metablock_id IS NOT NULL
     UNION ALL
-    SELECT b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
+    SELECT p_user_id, b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
     FROM _night_blocks b1 JOIN _night_blocks b2 ON b1.start_time < b2.start_time
          OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
     WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
     ON CONFLICT DO NOTHING;
 
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
-    INSERT INTO memory.consolidations (session_id, first_turn, last_turn, cycle_date)
-    SELECT n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
+    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date)
+    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
     UPDATE memory.sessions s SET consolidated_turn = n.last_turn
     FROM _night_sessions n WHERE s.session_id = n.session_id AND n.user_id = p_user_id;
     RETURN v_n;
@@ -136,3 +140,5 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage6_storage(uuid, date) IS
 'Night Cycle stage 6, storage. Writes the blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; hippocampus_until = cycle date + the tier''s block_cycles). A continuation whose earlier block forms in the same cycle links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents); one whose earlier block is from a previous cycle becomes a citation (citations and a cites relationship). Blocks of the cycle at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session. Returns the number of arc blocks stored.';
+REVOKE ALL ON FUNCTION memory._night_stage6_storage(uuid, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage6_storage(uuid, date) TO psimem_admin;

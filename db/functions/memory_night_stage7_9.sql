@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_gain float8 := (ops.setting('cortex.coherence_gain_threshold'))::float8;
@@ -21,10 +22,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage7_migration(uuid, date) IS
 'Night Cycle stage 7, migration check: queues a cortex_migrate job in ops.jobs (once per block) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention). Returns the number queued.';
+REVOKE ALL ON FUNCTION memory._night_stage7_migration(uuid, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage7_migration(uuid, date) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -44,10 +48,13 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage8_clustering(bigint, bigint) IS
 'Night Cycle stage 8: when this run queued blocks for the Cortex and no re-clustering is pending, queues one cluster_update job (RAPTOR re-clustering, run by the worker after the migrations); wakes the worker with NOTIFY psimem_jobs when work is queued.';
+REVOKE ALL ON FUNCTION memory._night_stage8_clustering(bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage8_clustering(bigint, bigint) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_tier text;
@@ -80,3 +87,5 @@ END
 $$;
 COMMENT ON FUNCTION memory._night_stage9_cleanup(uuid, date) IS
 'Night Cycle stage 9, day table cleanup by memory.retention_policy for the user''s tier, counting cycles from the consolidation of each turn. A turn that a block covers goes once raw_cycles have passed and no block still in the Hippocampus (not yet migrated to the Cortex) covers it; a turn no block covers goes after raw_cycles + block_cycles (1 / 3 / 7 cycles for normal / meso / elder by default). What it removes is logged per tier in ops.cleanup_log.';
+REVOKE ALL ON FUNCTION memory._night_stage9_cleanup(uuid, date) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_stage9_cleanup(uuid, date) TO psimem_admin;

@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION memory.refresh_preoccupation_centroid(p_user_id uuid, p_as_of timestamptz DEFAULT now())
 RETURNS uuid
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_window interval := (ops.setting('preoccupation.window') #>> '{}')::interval;
@@ -27,3 +28,5 @@ END
 $$;
 COMMENT ON FUNCTION memory.refresh_preoccupation_centroid(uuid, timestamptz) IS
 'Recomputes a user''s Preoccupation Centroid: the normalised mean (universal and native) of the user''s own turns (role user) within preoccupation.window before p_as_of. Keeps the previous centroid when the window holds no turns. Returns the centroid id. Interrogative Distance (ID) is the cosine distance of a turn or block to this centroid.';
+REVOKE ALL ON FUNCTION memory.refresh_preoccupation_centroid(uuid, timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.refresh_preoccupation_centroid(uuid, timestamptz) TO psimem_admin;

@@ -8,6 +8,7 @@ RETURNS TABLE (block_id uuid, block_kind text, session_id uuid, user_id uuid, ar
 LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = relaxed_order
 SET hnsw.ef_search = 40
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_kind text := ops.setting('embedding.universal_index') #>> '{}';
@@ -66,3 +67,5 @@ END
 $$;
 COMMENT ON FUNCTION memory.recall_blocks(real[], int, uuid, boolean) IS
 'Hybrid block retrieval (spec 004 section 7.4): the p_k blocks nearest p_query_vector (universal, cosine; optionally one user''s), the union with blocks they cite, and with p_expand the structural neighbours along continuation edges (continues_from, continued_by) and their metablocks. Every row says why it came back (vector match, cited by a match, earlier or later part of a matched inquiry, metablock of a match) and through which block (via_block_id); vector matches come first, by distance.';
+REVOKE ALL ON FUNCTION memory.recall_blocks(real[], int, uuid, boolean) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.recall_blocks(real[], int, uuid, boolean) TO psimem_reader, psimem_admin;

@@ -8,6 +8,7 @@ CREATE OR REPLACE FUNCTION memory._recall_filter_below(
     p_rows int)
 RETURNS boolean
 LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_sessions int;
@@ -36,6 +37,8 @@ END
 $$;
 COMMENT ON FUNCTION memory._recall_filter_below(uuid, uuid, interval, int) IS
 'Internal. Whether recall''s filter (the session, or the user''s turns within p_window) keeps fewer than p_rows rows, judged from session turn counts where they decide it.';
+REVOKE ALL ON FUNCTION memory._recall_filter_below(uuid, uuid, interval, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._recall_filter_below(uuid, uuid, interval, int) TO psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory._recall_recent(
     p_space text,
@@ -48,6 +51,7 @@ RETURNS TABLE (entry_id uuid, session_id uuid, user_id uuid, role text, content 
 LANGUAGE plpgsql STABLE
 SET hnsw.iterative_scan = relaxed_order
 SET hnsw.ef_search = 40
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_col text := p_space || '_embedding';
@@ -122,6 +126,8 @@ END
 $$;
 COMMENT ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) IS
 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.selective_rows rows is ranked on the binary codes stored in its rows, and the best recall.binary_overfetch_selective per wanted row are re-ranked exactly; otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary code with recall.binary_overfetch candidates per wanted row) with pgvector iterative scans, then exact cosine re-rank.';
+REVOKE ALL ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._recall_recent(text, real[], uuid, uuid, int) TO psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.recall_recent(
     p_query_vector real[],
@@ -131,11 +137,14 @@ CREATE OR REPLACE FUNCTION memory.recall_recent(
 RETURNS TABLE (entry_id uuid, session_id uuid, user_id uuid, role text, content text,
                created_at timestamptz, turn_number int, distance double precision, reason text)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT * FROM memory._recall_recent('universal', p_query_vector, p_session_id, p_user_id, p_k)
 $$;
 COMMENT ON FUNCTION memory.recall_recent(real[], uuid, uuid, int) IS
 'Spec 004 section 2.4 real-time retrieval on universal embeddings: the p_k turns nearest to p_query_vector (cosine distance) from the current session OR the user''s turns within recall.window (7 days by default). Returns p_k rows whenever that many match, however selective the filter (pgvector 0.8 iterative index scans). Each row says why it came back: current session, or same user within the window.';
+REVOKE ALL ON FUNCTION memory.recall_recent(real[], uuid, uuid, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.recall_recent(real[], uuid, uuid, int) TO psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.recall_recent_native(
     p_query_vector real[],
@@ -145,8 +154,11 @@ CREATE OR REPLACE FUNCTION memory.recall_recent_native(
 RETURNS TABLE (entry_id uuid, session_id uuid, user_id uuid, role text, content text,
                created_at timestamptz, turn_number int, distance double precision, reason text)
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT * FROM memory._recall_recent('native', p_query_vector, p_session_id, p_user_id, p_k)
 $$;
 COMMENT ON FUNCTION memory.recall_recent_native(real[], uuid, uuid, int) IS
 'recall_recent on native embeddings. Native vectors over 2,000 dimensions are indexed by binary quantization (bit Hamming HNSW); the function over-fetches recall.binary_overfetch candidates per wanted row and re-ranks them by exact cosine distance.';
+REVOKE ALL ON FUNCTION memory.recall_recent_native(real[], uuid, uuid, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.recall_recent_native(real[], uuid, uuid, int) TO psimem_reader, psimem_admin;

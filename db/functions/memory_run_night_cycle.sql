@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION memory.run_night_cycle(p_cycle_date date DEFAULT current_date, p_user_id uuid DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_cutoff timestamptz := (p_cycle_date + 1)::timestamptz;
@@ -144,3 +145,5 @@ END
 $$;
 COMMENT ON FUNCTION memory.run_night_cycle(date, uuid) IS
 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions) and the finding of arcs (groups of the turns the day_table trigger marked with their flux window) run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+REVOKE ALL ON FUNCTION memory.run_night_cycle(date, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.run_night_cycle(date, uuid) TO psimem_admin;

@@ -9,6 +9,7 @@ CREATE OR REPLACE FUNCTION ops.register_worker(
     p_cortex_uri text)
 RETURNS ops.workers
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_db_version text;
@@ -36,10 +37,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.register_worker(text, text, int, text, text) IS
 'Registers a worker process in ops.workers (or re-registers one with the same id). Refuses with object_not_in_prerequisite_state, naming both versions, when the worker''s SQL code version (psimem.sqlfiles.code_version() of its checkout) differs from the sql.code_version the database was migrated with.';
+REVOKE ALL ON FUNCTION ops.register_worker(text, text, int, text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.register_worker(text, text, int, text, text) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.worker_heartbeat(p_worker_id text)
 RETURNS timestamptz
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_now timestamptz := clock_timestamp();
@@ -55,10 +59,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.worker_heartbeat(text) IS
 'Records that a worker is alive by stamping its ops.workers row. The jobs a worker runs are judged by it: when its heartbeat is older than worker.stale_after, ops.take_jobs takes them back.';
+REVOKE ALL ON FUNCTION ops.worker_heartbeat(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.worker_heartbeat(text) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops._reclaim_stale_jobs()
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_stale interval := (ops.setting('worker.stale_after') #>> '{}')::interval;
@@ -85,10 +92,13 @@ END
 $$;
 COMMENT ON FUNCTION ops._reclaim_stale_jobs() IS
 'Internal. Running jobs whose worker has not heartbeaten for worker.stale_after (it crashed or was killed), or is stopped or unknown, go back to the queue, or to failed when they have used all their attempts; their open attempt is closed as abandoned. Returns the number reclaimed.';
+REVOKE ALL ON FUNCTION ops._reclaim_stale_jobs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops._reclaim_stale_jobs() TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.take_jobs(p_worker_id text, p_limit int DEFAULT 1)
 RETURNS SETOF ops.jobs
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_kind text;
@@ -137,10 +147,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.take_jobs(text, int) IS
 'Takes ready jobs for a registered worker with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same job: up to p_limit cortex_migrate jobs at once (one LanceDB commit for the batch), or one job of another kind. The oldest ready job (run_after, then id) decides the kind; cluster_update waits while any cortex_migrate is queued or running. Running jobs of workers that stopped heartbeating (worker.stale_after) are reclaimed first. Each taken job is marked running, its attempts counted and an ops.job_attempts row opened.';
+REVOKE ALL ON FUNCTION ops.take_jobs(text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.take_jobs(text, int) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.finish_jobs(p_worker_id text, p_job_ids bigint[], p_result jsonb DEFAULT '{}')
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -166,10 +179,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.finish_jobs(text, bigint[], jsonb) IS
 'Marks jobs the worker is running as done with a result (kept in ops.jobs.result and the attempt row). Raises lock_not_available, and so rolls back the caller''s transaction, when any of them is no longer running under this worker.';
+REVOKE ALL ON FUNCTION ops.finish_jobs(text, bigint[], jsonb) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.finish_jobs(text, bigint[], jsonb) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.fail_job(p_worker_id text, p_job_id bigint, p_error text)
 RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_base interval := (ops.setting('worker.retry_base') #>> '{}')::interval;
@@ -203,10 +219,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.fail_job(text, bigint, text) IS
 'Records that a job failed under this worker, keeping the error. With attempts left it is queued again after an exponential backoff (worker.retry_base * 2^(attempt-1), at most worker.retry_max); after max_attempts it stays failed with the error in last_error. Returns the job''s new state: queued or failed.';
+REVOKE ALL ON FUNCTION ops.fail_job(text, bigint, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.fail_job(text, bigint, text) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text DEFAULT 'worker shut down')
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_n int;
@@ -226,10 +245,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.release_jobs(text, bigint[], text) IS
 'Gives jobs back to the queue, ready at once and without counting the interrupted attempt (it closes as released with p_reason): what a worker does when it is told to stop mid-job. Returns the number released.';
+REVOKE ALL ON FUNCTION ops.release_jobs(text, bigint[], text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.release_jobs(text, bigint[], text) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.stop_worker(p_worker_id text)
 RETURNS int
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_released int;
@@ -243,11 +265,14 @@ END
 $$;
 COMMENT ON FUNCTION ops.stop_worker(text) IS
 'Marks a worker stopped, first releasing any job it still holds (ops.release_jobs). Returns the number of jobs released.';
+REVOKE ALL ON FUNCTION ops.stop_worker(text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.stop_worker(text) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.queue_job(p_kind text, p_payload jsonb DEFAULT '{}', p_dedupe_key text DEFAULT NULL,
                                          p_max_attempts int DEFAULT 5)
 RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_id bigint;
@@ -262,3 +287,5 @@ END
 $$;
 COMMENT ON FUNCTION ops.queue_job(text, jsonb, text, int) IS
 'Queues a job for the worker (kind cortex_migrate with {"block_id": …} or cluster_update) and wakes it with NOTIFY psimem_jobs. A dedupe_key already queued or done makes it a no-op returning null.';
+REVOKE ALL ON FUNCTION ops.queue_job(text, jsonb, text, int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.queue_job(text, jsonb, text, int) TO psimem_admin;

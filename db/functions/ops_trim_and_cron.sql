@@ -4,6 +4,7 @@
 CREATE OR REPLACE FUNCTION ops.trim_history(p_as_of timestamptz DEFAULT now())
 RETURNS bigint
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_keep interval := (ops.setting('ops.keep_history') #>> '{}')::interval;
@@ -23,10 +24,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.trim_history(timestamptz) IS
 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
+REVOKE ALL ON FUNCTION ops.trim_history(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.trim_history(timestamptz) TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.install_cron_jobs()
 RETURNS TABLE (jobname text, schedule text, command text)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_job record;
@@ -47,10 +51,13 @@ END
 $$;
 COMMENT ON FUNCTION ops.install_cron_jobs() IS
 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
+REVOKE ALL ON FUNCTION ops.install_cron_jobs() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.install_cron_jobs() TO psimem_admin;
 
 CREATE OR REPLACE FUNCTION ops.set_schedule(p_job text, p_schedule text)
 RETURNS text
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_key text := 'cron.' || p_job;
@@ -66,5 +73,7 @@ END
 $$;
 COMMENT ON FUNCTION ops.set_schedule(text, text) IS
 'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history, psi_centroid_decay) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
+REVOKE ALL ON FUNCTION ops.set_schedule(text, text) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.set_schedule(text, text) TO psimem_admin;
 
 SELECT ops.install_cron_jobs();

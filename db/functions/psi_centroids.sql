@@ -5,6 +5,7 @@
 CREATE OR REPLACE FUNCTION psi.decay_centroids(p_now timestamptz DEFAULT now())
 RETURNS TABLE (faded bigint, pruned bigint)
 LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_now_ms bigint := (extract(epoch FROM p_now) * 1000)::bigint;
@@ -36,3 +37,5 @@ END
 $$;
 COMMENT ON FUNCTION psi.decay_centroids(timestamptz) IS
 'Fades band centroids older than psi.centroid_keep_ms: weight = 0.5 ^ ((age - keep) / psi.centroid_half_life_ms), and deletes those below psi.centroid_min_weight. Weight depends only on age at p_now, so the job is idempotent; advisory-locked; pg_cron runs it every minute. Returns rows faded and pruned.';
+REVOKE ALL ON FUNCTION psi.decay_centroids(timestamptz) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi.decay_centroids(timestamptz) TO psimem_admin;

@@ -4,13 +4,17 @@
 CREATE OR REPLACE FUNCTION psi._codec_version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, public, pg_temp
 RETURN '0c3a43cea3a79460';
 COMMENT ON FUNCTION psi._codec_version() IS
 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
+REVOKE ALL ON FUNCTION psi._codec_version() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi._codec_version() TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi._codec_source()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
+SET search_path = pg_catalog, public, pg_temp
 RETURN $psi_codec$"""ψ-frame codec: the one source of the decoder that Python and PL/Python both run.
 
 This module is embedded verbatim in db/functions/psi_codec.sql (regenerate with
@@ -493,10 +497,13 @@ def encode(phases, amps, version=1, reconstruct=True):
 $psi_codec$;
 COMMENT ON FUNCTION psi._codec_source() IS
 'The ψ-frame codec module (realtime/codec_core.py, versions 0 and 1, SipHash-2-4-128, CRC-32C) that PL/Python functions exec: the same decoder the realtime process and replay run.';
+REVOKE ALL ON FUNCTION psi._codec_source() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi._codec_source() TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi._codec_install()
 RETURNS void
 LANGUAGE plpython3u
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 def load():
     digest = plpy.execute(GD['psi_codec_plan'])[0]['v']
@@ -513,3 +520,5 @@ GD['psi_codec_load'] = load
 $$;
 COMMENT ON FUNCTION psi._codec_install() IS
 'Puts the codec loader in PL/Python''s session-wide GD: GD[''psi_codec_load'']() returns the codec module, exec''d from psi._codec_source() once per session and again when psi._codec_version() changes.';
+REVOKE ALL ON FUNCTION psi._codec_install() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi._codec_install() TO psimem_writer, psimem_reader, psimem_admin;

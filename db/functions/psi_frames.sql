@@ -5,6 +5,7 @@
 CREATE OR REPLACE FUNCTION psi.decode_frame(p_blob bytea)
 RETURNS TABLE (frame_no int, phases real[], amplitudes real[], state real[])
 LANGUAGE plpython3u IMMUTABLE STRICT
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -20,6 +21,8 @@ return [(i, ph[i].tolist(), amp[i].tolist(), None) for i in range(ph.shape[0])]
 $$;
 COMMENT ON FUNCTION psi.decode_frame(bytea) IS
 'Decodes one psi_blob (any codec version) into its frames: frame_no within the run, and phases and amplitudes (micro) or the state vector (meso: 32-d, macro: tempo and levels). A corrupt or unknown blob raises invalid_binary_representation naming the rule.';
+REVOKE ALL ON FUNCTION psi.decode_frame(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi.decode_frame(bytea) TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi.frames(
     p_uttr_hash bytea,
@@ -28,6 +31,7 @@ CREATE OR REPLACE FUNCTION psi.frames(
     p_to_ms bigint DEFAULT NULL)
 RETURNS TABLE (ts_epoch_ms bigint, duration_ms int, phases real[], amplitudes real[], state real[], emo_vec real[])
 LANGUAGE sql STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT f.ts_epoch_ms + d.frame_no * f.duration_ms, f.duration_ms::int, d.phases, d.amplitudes, d.state, f.emo_vec
     FROM psi.psi_frames f
@@ -42,11 +46,14 @@ AS $$
 $$;
 COMMENT ON FUNCTION psi.frames(bytea, int, bigint, bigint) IS
 'The frames of one utterance and band (0 micro, 1 meso, 2 macro) that overlap [p_from_ms, p_to_ms] (epoch ms; NULL = open), one row per frame with its own start time, decoded. Reads only the runs that can overlap the range, through the (uttr_hash, band, ts_epoch_ms) index.';
+REVOKE ALL ON FUNCTION psi.frames(bytea, int, bigint, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi.frames(bytea, int, bigint, bigint) TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi.verify(p_uttr_hash bytea)
 RETURNS TABLE (band smallint, ts_epoch_ms bigint, frame_count int, stored_crc bigint, computed_crc bigint,
                ok boolean, problem text)
 LANGUAGE plpython3u STABLE
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -74,3 +81,5 @@ return out
 $$;
 COMMENT ON FUNCTION psi.verify(bytea) IS
 'Re-checks every psi_frames row of one utterance: recomputes CRC-32C of psi_blob against integrity_crc and decodes the blob (frame count, codec rules). One row per stored run; ok is false with the problem named where a check fails. Sees only rows row-level security lets the caller see.';
+REVOKE ALL ON FUNCTION psi.verify(bytea) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi.verify(bytea) TO psimem_writer, psimem_reader, psimem_admin;

@@ -6,6 +6,7 @@
 CREATE OR REPLACE FUNCTION psi._psi_frames_check()
 RETURNS trigger
 LANGUAGE plpython3u
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -37,6 +38,7 @@ return None
 $$;
 COMMENT ON FUNCTION psi._psi_frames_check() IS
 'BEFORE INSERT/UPDATE trigger on psi.psi_frames: refuses a row whose integrity_crc is not the CRC-32C of psi_blob (data_corrupted, naming the utterance, band and time), whose blob header is unreadable or of an unknown codec version, or whose frame_count differs from the blob''s.';
+REVOKE ALL ON FUNCTION psi._psi_frames_check() FROM PUBLIC;
 
 DROP TRIGGER IF EXISTS psi_frames_integrity ON psi.psi_frames;
 CREATE TRIGGER psi_frames_integrity
@@ -46,6 +48,7 @@ CREATE TRIGGER psi_frames_integrity
 CREATE OR REPLACE FUNCTION psi._utterances_check()
 RETURNS trigger
 LANGUAGE plpython3u
+SET search_path = pg_catalog, public, pg_temp
 AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
@@ -73,6 +76,7 @@ return None
 $$;
 COMMENT ON FUNCTION psi._utterances_check() IS
 'BEFORE INSERT trigger on psi.utterances: the turn must exist and belong to the utterance''s user, and uttr_hash must be SipHash-2-4-128 of the turn''s canonical text keyed by its entry_id.';
+REVOKE ALL ON FUNCTION psi._utterances_check() FROM PUBLIC;
 
 DROP TRIGGER IF EXISTS utterances_check ON psi.utterances;
 CREATE TRIGGER utterances_check
