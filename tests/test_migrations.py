@@ -10,7 +10,15 @@ from psimem.settings import DB_DIR
 from psimem.sqlfiles import apply_sql_files
 
 
-HEAD = "0012"  # the newest revision; test_cli checks `db status` reports it
+def _head() -> str:
+    from alembic.script import ScriptDirectory
+
+    heads = ScriptDirectory.from_config(migrate.alembic_config("postgresql://unused")).get_heads()
+    assert len(heads) == 1, f"the revisions must form one chain, not branch into {heads}"
+    return heads[0]
+
+
+HEAD = _head()  # the newest revision; test_cli checks `db status` reports it
 
 
 def applied(url):
