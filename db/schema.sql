@@ -3006,7 +3006,7 @@ CREATE TABLE memory.holographic_blocks (
     long_term boolean DEFAULT false NOT NULL,
     migrated_at timestamp with time zone,
     native_embedding_bq bit(4096) GENERATED ALWAYS AS ((public.binary_quantize(native_embedding))::bit(4096)) STORED,
-    CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'compound'::text, 'imported'::text]))),
+    CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'gap'::text, 'compound'::text, 'imported'::text]))),
     CONSTRAINT holographic_blocks_prose_shape CHECK ((prose ?& ARRAY['anterior_margin'::text, 'live_zones'::text, 'dead_zone_summaries'::text, 'posterior_margin'::text])),
     CONSTRAINT holographic_blocks_times_ordered CHECK ((arc_start_time <= arc_end_time)),
     CONSTRAINT holographic_blocks_turns_ordered CHECK ((first_turn <= last_turn)),
@@ -3015,6 +3015,8 @@ CREATE TABLE memory.holographic_blocks (
 WITH (fillfactor='90');
 
 COMMENT ON TABLE memory.holographic_blocks IS 'Holographic Blocks (spec 004 section 3.4): a flux arc with margins, live zones verbatim and dead zones summarised, dual embeddings and salience';
+
+COMMENT ON COLUMN memory.holographic_blocks.block_kind IS 'arc: a flux arc with its margins; gap: a stretch of a session between arcs (dead-zone heavy); compound: a metablock; imported: from a Bifocal Packet';
 
 CREATE VIEW bi.blocks AS
  SELECT b.block_id,
@@ -3368,6 +3370,22 @@ CREATE TABLE memory.block_relationships (
     CONSTRAINT block_relationships_type_known CHECK ((relationship_type = ANY (ARRAY['cites'::text, 'continues'::text, 'derived_from'::text, 'thematic'::text])))
 );
 
+CREATE TABLE memory.block_zones (
+    block_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    zone_no smallint NOT NULL,
+    zone_kind text NOT NULL,
+    session_id uuid NOT NULL,
+    first_turn integer NOT NULL,
+    last_turn integer NOT NULL,
+    content text NOT NULL,
+    CONSTRAINT block_zones_kind_known CHECK ((zone_kind = ANY (ARRAY['anterior_margin'::text, 'live'::text, 'dead'::text, 'posterior_margin'::text]))),
+    CONSTRAINT block_zones_turns_ordered CHECK ((first_turn <= last_turn)),
+    CONSTRAINT block_zones_zone_no_nonnegative CHECK ((zone_no >= 0))
+);
+
+COMMENT ON TABLE memory.block_zones IS 'One row per zone of a Holographic Block, in order (zone_no): anterior_margin, live and dead zones, posterior_margin; first_turn..last_turn are the session turns it was made from; content is verbatim ("role: content" lines) except for a dead zone, whose content is its summary.';
+
 CREATE TABLE memory.consolidations (
     session_id uuid NOT NULL,
     first_turn integer NOT NULL,
@@ -3593,6 +3611,9 @@ ALTER TABLE ONLY memory.block_relationships
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type);
 
+ALTER TABLE ONLY memory.block_zones
+    ADD CONSTRAINT block_zones_pkey PRIMARY KEY (block_id, zone_no);
+
 ALTER TABLE ONLY memory.consolidations
     ADD CONSTRAINT consolidations_pkey PRIMARY KEY (session_id, first_turn);
 
@@ -3694,6 +3715,10 @@ ALTER TABLE ONLY psi.utterances
 
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
+
+CREATE INDEX idx_block_zones_session_turns ON memory.block_zones USING btree (session_id, first_turn);
+
+CREATE INDEX idx_block_zones_user ON memory.block_zones USING btree (user_id);
 
 CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks USING btree (arc_id) WHERE (block_kind = 'arc'::text);
 
@@ -3814,6 +3839,12 @@ ALTER TABLE ONLY memory.block_relationships
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY memory.block_zones
+    ADD CONSTRAINT block_zones_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_zones
+    ADD CONSTRAINT block_zones_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY memory.consolidations
     ADD CONSTRAINT consolidations_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
 
@@ -3906,6 +3937,12 @@ ALTER TABLE memory.block_relationships ENABLE ROW LEVEL SECURITY;
 CREATE POLICY block_relationships_acting_user ON memory.block_relationships TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY block_relationships_admin ON memory.block_relationships TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.block_zones ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY block_zones_acting_user ON memory.block_zones TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY block_zones_admin ON memory.block_zones TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.consolidations ENABLE ROW LEVEL SECURITY;
 
@@ -4344,6 +4381,10 @@ GRANT SELECT ON TABLE bi.workers TO psimem_bi;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_relationships TO psimem_admin;
+
+GRANT SELECT ON TABLE memory.block_zones TO psimem_reader;
+GRANT SELECT ON TABLE memory.block_zones TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_zones TO psimem_admin;
 
 GRANT SELECT ON TABLE memory.consolidations TO psimem_reader;
 GRANT SELECT ON TABLE memory.consolidations TO psimem_writer;
