@@ -309,13 +309,24 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
     if user_id is None:
         raise BadPacket(None, "user", "importing into the Cortex needs the receiving user")
 
-    def known(ids):
-        return _pg_known(conn, ids) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id"])}
+    def known(ids):  # only the receiving user's blocks count: references never reach another user's
+        return _pg_known(conn, ids) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id", "user_id"])
+                                       if r["user_id"] == str(user_id)}
 
     decoded = check(packets, cortex.udim, cortex.ndim, known)
+    ids = [d.block_id for d in decoded]
+    present = {r["block_id"]: r for r in cortex.get_blocks(ids, ["block_id", "user_id", "block_kind"])}
+    for i, d in enumerate(decoded):
+        p = present.get(d.block_id)
+        if p is not None and (p["user_id"] != str(user_id) or p["block_kind"] != "imported"):
+            # An import may stand in only for a block an import made for the same user.
+            raise BadPacket(i, "block_id", f"block {d.block_id} exists already and was not imported for this "
+                                           "user; nothing imported")
     now = datetime.now(timezone.utc)
     rows = []
     for d in decoded:
+        if d.block_id in present:
+            continue  # imported before for this user: importing twice changes nothing
         m, r = d.packet["metadata"], d.packet["references"]
         rows.append({
             "block_id": d.block_id, "user_id": str(user_id), "session_id": None, "block_kind": "imported",
@@ -327,5 +338,6 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
             "anterior_margin": d.prose["anterior_margin"], "live_zones": d.prose["live_zones"],
             "dead_zone_summaries": d.prose["dead_zone_summaries"], "posterior_margin": d.prose["posterior_margin"],
             "migrated_at": now})
-    version = cortex.upsert_blocks(rows)
-    return {"into": "cortex", "packets": len(decoded), "imported": len(rows), "cortex_version": version}
+    version = cortex.upsert_blocks(rows) if rows else None
+    return {"into": "cortex", "packets": len(decoded), "imported": len(rows),
+            "already_present": len(decoded) - len(rows), "cortex_version": version}

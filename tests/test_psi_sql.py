@@ -34,7 +34,8 @@ def test_sql_decode_equals_python_decode_for_both_codecs(conn):
     for ts, version in ((1700000000000, 0), (1700000000100, 1)):
         blob, rp, ra = cc.encode(ph, amp, version)
         insert_run(conn, user, h, ts, blob, 5)
-        rows = conn.execute("SELECT frame_no, phases, amplitudes FROM psi.decode_frame(%s)", (blob,)).fetchall()
+        rows = conn.execute("SELECT frame_no, phases, amplitudes FROM psi.decode_frame(%s, %s)",
+                            (blob, cc.crc32c(blob))).fetchall()
         dp, da, _ = cc.decode(blob)
         assert [r[0] for r in rows] == list(range(5))
         assert np.array_equal(np.array([r[1] for r in rows], dtype=np.float32), dp)
