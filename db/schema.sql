@@ -184,6 +184,10 @@ BEGIN
         RAISE EXCEPTION 'session_id: unknown session %', quote_nullable(NEW.session_id)
             USING ERRCODE = 'foreign_key_violation', COLUMN = 'session_id';
     END IF;
+    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
+        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
+            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
+    END IF;
     -- The agent's own id for a turn makes a retried write a no-op: skip the row (after the
     -- session lock, so a concurrent retry sees the first one's commit).
     IF NEW.external_ref IS NOT NULL THEN
@@ -195,10 +199,6 @@ BEGIN
             RAISE EXCEPTION 'external_ref: % is already a turn of session % with another role or content', quote_literal(NEW.external_ref), NEW.session_id
                 USING ERRCODE = 'unique_violation', COLUMN = 'external_ref';
         END IF;
-    END IF;
-    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
-        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
-            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
     END IF;
     NEW.user_id := v_session.user_id;
     SELECT u.tier INTO NEW.user_tier FROM memory.users u WHERE u.user_id = v_session.user_id;
@@ -2852,9 +2852,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- weight is a function of age alone, so running twice (or late) gives the same rows
+    -- weight < min  <=>  half-lives elapsed > log2(1 / min): compared on the exponent, because
+    -- 0.5 ^ (half-lives) underflows (an error, not 0) for a centroid left years behind
     DELETE FROM psi.band_centroids c
     WHERE c.ts_epoch_ms < v_now_ms - v_keep
-      AND power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half) < v_min;
+      AND (v_now_ms - v_keep - c.ts_epoch_ms) / v_half > log(2, (1 / v_min)::numeric)::float8;
     GET DIAGNOSTICS pruned = ROW_COUNT;
     UPDATE psi.band_centroids c
     SET weight = power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half)
@@ -3035,8 +3037,7 @@ COMMENT ON TABLE memory.holographic_blocks IS 'Holographic Blocks (spec 004 sect
 COMMENT ON COLUMN memory.holographic_blocks.block_kind IS 'arc: a flux arc with its margins; gap: a stretch of a session between arcs (dead-zone heavy); compound: a metablock; imported: from a Bifocal Packet';
 
 CREATE VIEW bi.blocks AS
- SELECT b.block_id,
-    b.block_kind,
+ SELECT b.block_kind,
     b.cycle_date,
     b.user_tier,
     b.arc_start_time,
@@ -4427,7 +4428,6 @@ GRANT SELECT,INSERT ON TABLE procedural.frustration_ledger TO psimem_writer;
 GRANT SELECT ON TABLE procedural.frustration_ledger TO psimem_reader;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.maintenance_runs TO psimem_admin;
-GRANT SELECT ON TABLE procedural.maintenance_runs TO psimem_reader;
 
 GRANT SELECT,INSERT ON TABLE psi.band_centroids TO psimem_writer;
 GRANT SELECT ON TABLE psi.band_centroids TO psimem_reader;

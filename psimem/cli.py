@@ -148,16 +148,6 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def _resolve_user(conn, ref: str):
-    """The user --user names (id or external reference), and act for it from here on."""
-    user = conn.execute("SELECT memory.find_user(%s)", (ref,)).fetchone()[0]
-    if user is None:
-        raise SystemExit(f"psimem: --user: no user {ref!r} that this login may act for "
-                         "(give a user id or external reference)")
-    conn.execute("SELECT memory.act_for(%s)", (user,))
-    return user
-
-
 def _resolve_session(conn, ref: str, user=None):
     """A session id, or an external reference of the acting user's sessions."""
     row = conn.execute("SELECT session_id FROM memory.sessions WHERE (session_id::text = lower(%s) OR external_ref = %s) "
@@ -198,10 +188,10 @@ def cmd_recall(args) -> int:
     from loaders.cortex import Cortex
     from loaders.recall import recall
 
-    from .connect import connect
+    from .connect import act_for_ref, connect
 
     with connect() as conn:
-        user = _resolve_user(conn, args.user)
+        user = act_for_ref(conn, args.user)
         session = _resolve_session(conn, args.session, user) if args.session else None
         cortex = Cortex.for_database(conn, args.cortex)
         if args.vector:
@@ -234,7 +224,7 @@ def cmd_packet(args) -> int:
     from loaders.cortex import Cortex
     from loaders.packets import BadPacket, export_blocks, import_packets
 
-    from .connect import connect
+    from .connect import act_for_ref, connect
 
     with connect() as conn:
         cortex = Cortex.for_database(conn, args.cortex)
@@ -252,7 +242,7 @@ def cmd_packet(args) -> int:
                     packets = json.loads(raw)
                 except json.JSONDecodeError as e:
                     raise BadPacket(None, "(file)", f"not JSON: {e}") from None
-                user = _resolve_user(conn, args.user) if args.user else None
+                user = act_for_ref(conn, args.user) if args.user else None
                 session = _resolve_session(conn, args.session, user) if args.session else None
                 if args.into == "hippocampus" and session is None:
                     raise BadPacket(None, "--session", "importing into the Hippocampus needs a session")
@@ -390,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     "the spool (the database was still unreachable at the end).")
     rt.add_argument("--entry", action="append", type=uuid_arg, metavar="ENTRY_ID",
                     help="a day_table turn to voice (repeatable)")
+    rt.add_argument("--user", help="act for this user (id or external reference): a psimem_writer login sees "
+                                   "only the turns of the user it acts for")
     rt.add_argument("--latest", type=positive_int, default=1, metavar="N",
                     help="without --entry: the N newest assistant turns not yet voiced (default 1)")
     rt.add_argument("--wav", type=Path, help="voice from this 16-bit WAV instead of espeak-ng (one turn)")
@@ -418,8 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
     import psycopg
 
+    # psycopg logs the lost connection again while unwinding a COPY; the one line below says it.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

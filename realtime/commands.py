@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from psimem.connect import connect, database_url
+from psimem.connect import act_for_ref, connect, database_url
 from psimem.settings import Settings
 
 
@@ -91,6 +91,8 @@ def cmd_realtime(args) -> int:
     if args.flush_spool:
         return flush_spool(url, args.spool)
     with connect(url) as conn:
+        if args.user:  # a writer login sees only the user it acts for
+            act_for_ref(conn, args.user)
         turns = load_turns(conn, args.entry, args.latest)
     if not turns:
         say("no assistant turns without a recording; nothing to voice")
