@@ -188,9 +188,9 @@ def cmd_recall(args) -> int:
     from loaders.cortex import Cortex
     from loaders.recall import recall
 
-    from .connect import act_for_ref, connect
+    from .connect import act_for_ref, connect, read_database_url
 
-    with connect() as conn:
+    with connect(read_database_url()) as conn:  # recall only reads: a hot standby serves it
         user = act_for_ref(conn, args.user)
         session = _resolve_session(conn, args.session, user) if args.session else None
         cortex = Cortex.for_database(conn, args.cortex)

@@ -13,6 +13,12 @@ def database_url(settings: Settings | None = None) -> str:
     return s.database_url or Cluster.from_settings(s).url()
 
 
+def read_database_url(settings: Settings | None = None) -> str:
+    """Where recall reads: PSIMEM_READ_DATABASE_URL (a hot standby), else the primary."""
+    s = settings or Settings.from_env()
+    return s.read_database_url or database_url(s)
+
+
 def connect(url: str | None = None, **kwargs) -> psycopg.Connection:
     conn = psycopg.connect(url or database_url(), **kwargs)
     try:
