@@ -101,6 +101,12 @@ def cmd_replay(args) -> int:
     return run(args)
 
 
+def cmd_export(args) -> int:
+    from realtime.commands import cmd_export as run
+
+    return run(args)
+
+
 def cmd_worker(args) -> int:
     from loaders.worker import Worker, WorkerRefused
 
@@ -217,8 +223,15 @@ def cmd_cortex(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (naming the argument) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="psimem", description=__doc__)
+    p = _Parser(prog="psimem", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     db = sub.add_parser("db", help="the database: embedded cluster, migrations, schema dump",
@@ -349,6 +362,23 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--verify", action="store_true", help="compare with the live recording and plot the per-frame error")
     rp.add_argument("--png", type=Path, help="where --verify writes its plot (default psi-error-<hash>.png)")
     rp.set_defaults(func=cmd_replay)
+
+    from realtime.psiarc_cli import add_parser as add_psiarc
+
+    add_psiarc(sub)
+
+    ce = sub.add_parser("export", help="export a recorded utterance as a video clip (WebM or MP4) with its face",
+                        description="Replay an utterance's stored ψ frames at fixed dt: audio from the micro "
+                                    "frames, video frames drawn off-screen from the ψ state (mouth and jaw from "
+                                    "the micro band energies and the meso state, brows and eyes from the macro "
+                                    "emotion vector and surprise events), both piped to ffmpeg (VP9 + Opus in "
+                                    "WebM, H.264 + AAC in MP4). Nothing but the output file is written.")
+    ce.add_argument("utterance", metavar="UTTERANCE",
+                    help="uttr_hash (hex, or a unique prefix) or the entry_id of the turn it voices")
+    ce.add_argument("-o", "--output", required=True, metavar="FILE", help="clip to write: .webm or .mp4")
+    ce.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
+    ce.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+    ce.set_defaults(func=cmd_export)
     return p
 
 

@@ -375,21 +375,6 @@ class ArchiveWriter:
         self._buf.append(b)
         self._buf_len += len(b)
 
-    def add_chunk(self, utterance: int, entries_payload: bytes, ts_min: int, ts_max: int, entries: int,
-                  micro_frames: int, frame_rows: dict, blob_bytes: int, surprises: int, centroids: int) -> None:
-        """A whole chunk at once, its entries already packed (psiarc encrypt/decrypt copy
-        chunks without unpacking them)."""
-        self._flush_chunk()
-        self._utt = None
-        self._emit_chunk(utterance, entries_payload, ts_min, ts_max, entries, micro_frames)
-        t = self.totals
-        for b, n in frame_rows.items():
-            t["frame_rows"][str(b)] += n
-        t["micro_frames"] += micro_frames
-        t["blob_bytes"] += blob_bytes
-        t["surprise_events"] += surprises
-        t["centroids"] += centroids
-
     def _flush_chunk(self) -> None:
         if not self._buf:
             return
@@ -688,6 +673,12 @@ class ArchiveReader:
         utt, n, ts_min, ts_max = CHUNK_HEAD.unpack_from(plain, 0)
         if utt >= n_utt:
             raise CorruptArchive(f"utterance index {utt} is not in the manifest ({n_utt} utterances)",
+                                 f"chunk {seq} (byte {off})")
+        if last_key and utt not in last_key and any(k > utt for k in last_key):
+            raise CorruptArchive(f"utterance {utt} after utterance {max(last_key)}: utterances go in manifest order",
+                                 f"chunk {seq} (byte {off})")
+        if last_key and utt in last_key and utt != max(last_key):
+            raise CorruptArchive(f"utterance {utt} resumes after another: an utterance's chunks are contiguous",
                                  f"chunk {seq} (byte {off})")
         where = self.where(utt, None, seq, off)
         entries = unpack_entries(plain[CHUNK_HEAD.size:], n, where)
