@@ -127,3 +127,29 @@ def cmd_replay(args) -> int:
             if v["rows_bad"] or v["frames_stored"] != v["frames_live"]:
                 return 1
     return 0
+
+
+def cmd_export(args) -> int:
+    """`psimem export UTTERANCE -o clip.webm`: the utterance as a video clip (realtime/clip.py)."""
+    from .clip import ClipError, export_clip, parse_size
+    from .replay import resolve
+
+    try:
+        size = parse_size(args.size)
+        with connect(database_url()) as conn:
+            h = resolve(conn, args.utterance)
+            r = export_clip(conn, h, args.output, size, args.fps)
+    except (ClipError, LookupError) as e:
+        say(f"export: {e}")
+        return 2
+    except Exception as e:
+        import psycopg
+        if isinstance(e, psycopg.Error):
+            say(f"export: database: {str(e).strip().splitlines()[0]}")
+            return 5
+        raise
+    print(f"wrote {r['output']}: {r['duration_s']:.2f} s, {r['video_frames']} frames {r['size']} at {r['fps']} fps "
+          f"with audio at {r['sample_rate']} Hz, {r['bytes'] / 2**20:.2f} MB; exported in {r['wall_s']:.2f} s "
+          f"({r['wall_s'] / max(r['duration_s'], 1e-9):.2f}x the clip's length; drawing {r['draw_s']:.2f} s, "
+          f"ffmpeg {r['ffmpeg_cpu_s']:.2f} s CPU)")
+    return 0
