@@ -349,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--pace", action="store_true", help="run at the wall clock (50 frames/s) instead of as fast as possible")
     rt.add_argument("--no-live", action="store_true", help="do not keep the live recording that replay --verify compares with")
     rt.add_argument("--spool", type=Path, help="spool file (default PSIMEM_HOME/spool/psi-spool.jsonl)")
+    rt.add_argument("--json", action="store_true", help="print the report (utterances, timings, peak memory) as JSON")
     rt.set_defaults(func=cmd_realtime)
 
     rp = sub.add_parser("replay", help="regenerate an utterance's audio from its stored ψ frames, or verify them",

@@ -31,7 +31,7 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
            wav: Path | None = None, pace: bool = False, keep_live: bool = True, spool: Path | None = None,
            quiet: bool = False) -> dict:
     """Voice `turns` concurrently through the oscillator core and record them. Returns a report."""
-    from .process import Stream, read_wav, run_streams, save_live, speak
+    from .process import Stream, peak_rss_mb, read_wav, run_streams, save_live, speak
     from .writer import PsiWriter
 
     log = (lambda m: None) if quiet else say
@@ -55,7 +55,8 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
 
             rate = sample_rate_for(oscillators)
             audio = read_wav(wav, rate)[0] if wav else speak(t.content, rate)
-        streams.append(Stream(t, oscillators, mode, cv, now_ms, audio=audio, seed=i, surprise_sigma=sigma))
+        streams.append(Stream(t, oscillators, mode, cv, now_ms, audio=audio, seed=i, surprise_sigma=sigma,
+                              keep_live=keep_live))
     t_speak = time.perf_counter() - t_speak
     report = run_streams(streams, writer, pace=pace, say=log)
     report.update(writer.stats, speak_seconds=t_speak, oscillators=oscillators, mode=mode, codec_version=cv,
@@ -64,6 +65,7 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
     if keep_live:
         for s in streams:
             save_live(s, live_dir())
+    report["peak_rss_mb"] = peak_rss_mb()   # the recorder's own high-water mark, saving the live recordings included
     return report
 
 
@@ -80,6 +82,10 @@ def cmd_realtime(args) -> int:
         raise SystemExit("psimem: --wav voices exactly one turn (give one --entry)")
     r = record(url, turns, args.oscillators, "synthesis" if args.synth else "analysis", args.codec, args.wav,
                args.pace, not args.no_live, args.spool)
+    if args.json:
+        import json
+        print(json.dumps({k: v for k, v in r.items()}, default=str))
+        return 130 if r["stopped"] else 0
     for u in r["utterances"]:
         print(f"{u['uttr_hash']}  {u['frames']:>5} frames  {u['surprises']} surprise(s)  turn {u['entry_id']}  "
               f"{u['text'][:60]!r}")

@@ -95,7 +95,7 @@ class Stream:
 
     def __init__(self, turn: Turn, n: int, mode: str, codec_version: int, start_ms: int,
                  audio: np.ndarray | None = None, seed: int = 0, surprise_sigma: float = 5.0,
-                 start_tick: int = 0):
+                 start_tick: int = 0, keep_live: bool = True):
         self.turn = turn
         self.start_tick = start_tick          # run_streams' tick on which the stream arrives
         self.core = OscillatorCore(n, seed=seed, surprise_sigma=surprise_sigma)
@@ -111,8 +111,9 @@ class Stream:
         else:
             self.plan = [(f0, env, fm) for frames, f0, env, fm in prosody_events(turn.content) for _ in range(frames)]
             self.total = len(self.plan)
-            self.live_phases = np.empty((self.total, n), dtype=np.float32)
-            self.live_amps = np.empty((self.total, n), dtype=np.float32)
+            # the live recording (what replay --verify compares with) grows with the utterance: kept only if asked
+            self.live_phases = np.empty((self.total, n), dtype=np.float32) if keep_live else None
+            self.live_amps = np.empty((self.total, n), dtype=np.float32) if keep_live else None
         self.i = 0
         self.surprises = 0
 
@@ -131,8 +132,9 @@ class Stream:
             self._finish(writer, self.core.finish())
 
     def _emit(self, writer, offset_ms, phases, amps, events) -> None:
-        self.live_phases[self.i] = phases
-        self.live_amps[self.i] = amps
+        if self.live_phases is not None and self.mode != "analysis":
+            self.live_phases[self.i] = phases
+            self.live_amps[self.i] = amps
         writer.micro(self.utt.uttr_hash, self.utt.started_at_ms + offset_ms, phases, amps)
         for ev in events:
             self._event(writer, ev)
@@ -184,7 +186,7 @@ class _Group:
                                                            np.stack([p[2][t] for p in plans]))
         writer.micro_rows([s.utt for s in live], t * MICRO_MS, phases, amps)
         for k, s in enumerate(live):
-            if not self.analysis:                   # analysis: the live recording is the input
+            if not self.analysis and s.live_phases is not None:   # analysis: the live recording is the input
                 s.live_phases[t] = phases[k]
                 s.live_amps[t] = amps[k]
             s.i = t + 1
