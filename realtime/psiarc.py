@@ -828,6 +828,7 @@ def check_manifest(m) -> None:
 class Problem:
     where: str
     what: str
+    auth: bool = False           # a sealed record failed authentication (tampering), not plain damage
 
     def __str__(self):
         return f"{self.where}: {self.what}"
@@ -856,7 +857,7 @@ def verify(reader: ArchiveReader, progress=None, max_problems: int = 50) -> Veri
     def bad_chunk(exc, ie: IndexEntry):
         where = reader.where(ie.utterance, ie.ts_min, ie.seq, ie.offset)
         span = f" (the chunk holds ts {ie.ts_min}..{ie.ts_max})" if ie.ts_max != ie.ts_min else ""
-        rep.problems.append(Problem(where, f"{exc}{span}"))
+        rep.problems.append(Problem(where, f"{exc}{span}", isinstance(exc, AuthenticationFailed)))
         micro_seen[ie.utterance] += ie.micro_frames     # counted as seen so the total check names only this chunk
         if progress:
             progress(ie.record_bytes)
@@ -887,9 +888,10 @@ def verify(reader: ArchiveReader, progress=None, max_problems: int = 50) -> Veri
             if progress:
                 progress(ch.record_bytes)
     except ArchiveError as e:
-        if isinstance(e, (AuthenticationFailed, PassphraseNeeded)):
-            raise
-        rep.problems.append(Problem(e.where or "archive", str(e).removeprefix(f"{e.where}: ") if e.where else str(e)))
+        if isinstance(e, PassphraseNeeded) or (isinstance(e, AuthenticationFailed) and e.where is None):
+            raise                  # the wrong passphrase: nothing can be checked
+        rep.problems.append(Problem(e.where or "archive", str(e).removeprefix(f"{e.where}: ") if e.where else str(e),
+                                    isinstance(e, AuthenticationFailed)))
         return rep
     for i, (u, n) in enumerate(zip(utts, micro_seen)):
         if n != u["micro_frames"]:

@@ -272,8 +272,9 @@ def cmd_verify(args) -> int:
     if rep.problems:
         for p in rep.problems:
             print(f"psimem: verify: {p}", file=sys.stderr)
-        say(f"verify: {args.file} is damaged: {len(rep.problems)} problem(s)")
-        return EXIT_DAMAGED
+        tampered = any(p.auth for p in rep.problems)
+        say(f"verify: {args.file} is {'tampered with' if tampered else 'damaged'}: {len(rep.problems)} problem(s)")
+        return EXIT_AUTH if tampered else EXIT_DAMAGED
     print(f"{args.file}: ok: {rep.chunks} chunks, every CRC-32C{' and tag' if r.encrypted else ''} checked, "
           f"{rep.entries} entries, {rep.frames_decoded} frames decoded ({rep.micro_frames} micro), index, footer and "
           f"trailer consistent; {size / 2**20 / max(secs, 1e-9):.1f} MB/s")
