@@ -109,8 +109,13 @@ class Stream:
             # the live recording of a locked micro band is the observation itself: no copy
             self.live_phases, self.live_amps = self.phases, self.amps
         else:
-            self.plan = [(f0, env, fm) for frames, f0, env, fm in prosody_events(turn.content) for _ in range(frames)]
-            self.total = len(self.plan)
+            # per-frame f0, envelope and formants as arrays (32 bytes a frame, not a tuple each)
+            ev = prosody_events(turn.content)
+            reps = [e[0] for e in ev]
+            self.plan = (np.repeat(np.array([e[1] for e in ev], dtype=np.float64), reps),
+                         np.repeat(np.array([e[2] for e in ev], dtype=np.float64), reps),
+                         np.repeat(np.array([e[3] for e in ev], dtype=np.float64).reshape(len(ev), -1), reps, axis=0))
+            self.total = len(self.plan[0])
             # the live recording (what replay --verify compares with) grows with the utterance: kept only if asked
             self.live_phases = np.empty((self.total, n), dtype=np.float32) if keep_live else None
             self.live_amps = np.empty((self.total, n), dtype=np.float32) if keep_live else None
@@ -125,7 +130,8 @@ class Stream:
         if self.mode == "analysis":
             st = self.core.step_observed(self.phases[self.i], self.amps[self.i])
         else:
-            st = self.core.step_network(*self.plan[self.i])
+            f0, env, fm = self.plan
+            st = self.core.step_network(float(f0[self.i]), float(env[self.i]), tuple(fm[self.i]))
         self._emit(writer, st.offset_ms, st.phases, st.amps, st.events)
         self.i += 1
         if self.done:
@@ -167,10 +173,7 @@ class _Group:
         self.batch = CoreBatch([s.core for s in streams])
         self.analysis = streams[0].mode == "analysis"
         if not self.analysis:
-            self.plans = {id(s): (np.array([p[0] for p in s.plan], dtype=np.float64),
-                                  np.array([p[1] for p in s.plan], dtype=np.float64),
-                                  np.array([p[2] for p in s.plan], dtype=np.float64).reshape(len(s.plan), -1))
-                          for s in streams}
+            self.plans = {id(s): s.plan for s in streams}
 
     def step(self, writer: PsiWriter) -> None:
         live = self.streams
