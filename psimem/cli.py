@@ -383,8 +383,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _write_peak_rss(path: str) -> None:
+    """This process's own resident-set high-water mark (VmHWM restarts at exec; a child's
+    ru_maxrss would include the RSS of the process that forked it)."""
+    try:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        Path(path).write_text(f"{kb}\n")
+    except (OSError, StopIteration):
+        pass
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if os.environ.get("PSIMEM_PEAK_RSS_FILE"):       # for benchmarks: the peak memory of exactly this command
+        import atexit
+        atexit.register(_write_peak_rss, os.environ["PSIMEM_PEAK_RSS_FILE"])
     return args.func(args)
 
 
