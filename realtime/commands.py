@@ -153,7 +153,8 @@ def cmd_export(args) -> int:
         if isinstance(e, psycopg.Error):
             say(f"export: database: {str(e).strip().splitlines()[0]}")
             return 5
-        raise
+        say(f"export: internal error: {type(e).__name__}: {e}")
+        return 1
     print(f"wrote {r['output']}: {r['duration_s']:.2f} s, {r['video_frames']} frames {r['size']} at {r['fps']} fps "
           f"with audio at {r['sample_rate']} Hz, {r['bytes'] / 2**20:.2f} MB; exported in {r['wall_s']:.2f} s "
           f"({r['wall_s'] / max(r['duration_s'], 1e-9):.2f}x the clip's length; drawing {r['draw_s']:.2f} s, "

@@ -374,10 +374,13 @@ def run(args) -> int:
         return EXIT_USAGE
     except Exception as e:          # the database or anything unforeseen: one line, never a traceback
         import psycopg
-        if isinstance(e, psycopg.Error):
-            say(f"psiarc {args.psiarc_cmd}: database: {str(e).strip().splitlines()[0]}")
+
+        from .psiarc_db import ImportRefused
+        if isinstance(e, (psycopg.Error, ImportRefused)):
+            say(f"psiarc {args.psiarc_cmd}: database: {(str(e).strip().splitlines() or [type(e).__name__])[0]}")
             return EXIT_DB
-        raise
+        say(f"psiarc {args.psiarc_cmd}: internal error: {type(e).__name__}: {e}")
+        return 1
 
 
 def add_parser(sub) -> None:

@@ -196,7 +196,7 @@ def export(conn, hashes: list[bytes], f, passphrase: bytes | None = None, chunk_
         conn.execute("SELECT memory.act_for(%s)", (uid,))
         current = None
         with conn.cursor(name="psiarc_export", binary=True) as cur:
-            cur.itersize = 2000
+            cur.itersize = 128            # rows in flight: up to ~4 MB of 512-oscillator runs
             cur.execute(_ROWS_SQL, (hs,))
             for i, kind, band, ts, dur, count, blob, emo, crc, eps, thr, cen, weight in cur:
                 i = base + i - 1
