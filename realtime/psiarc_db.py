@@ -28,7 +28,7 @@ import numpy as np
 import psycopg
 
 from . import codec_core as cc
-from .psiarc import (KIND_CENTROID, KIND_FRAME, KIND_SURPRISE, ArchiveReader, ArchiveWriter, CentroidEntry,
+from .psiarc import (KIND_FRAME, KIND_SURPRISE, ArchiveReader, ArchiveWriter, CentroidEntry, CorruptArchive,
                      FrameEntry, SurpriseEntry, iso_ms)
 from .writer import TABLES, _typed
 
@@ -258,7 +258,6 @@ def import_archive(conn, reader: ArchiveReader, progress=None) -> ImportReport:
         if u.get("entry_id") and u.get("turn") is not None:
             want = cc.utterance_hash(uuid.UUID(u["entry_id"]).bytes, u["turn"]["content"]).hex()
             if want != u["uttr_hash"]:
-                from .psiarc import CorruptArchive
                 raise CorruptArchive(f"uttr_hash {u['uttr_hash']} is not SipHash-2-4-128 of its turn's text "
                                      f"(expected {want})", f"manifest utterance {i}")
     try:
@@ -300,7 +299,6 @@ def import_archive(conn, reader: ArchiveReader, progress=None) -> ImportReport:
                     for e in ch.entries:
                         if e.kind == KIND_FRAME:
                             if cc.crc32c(e.blob) != e.crc:
-                                from .psiarc import CorruptArchive
                                 raise CorruptArchive("blob CRC-32C mismatch", reader.where(ch.utterance, e.ts, ch.seq))
                             frames.append((h, uid, e.ts, e.band, e.duration_ms, e.frame_count, e.blob,
                                            None if e.emo_vec is None else [float(x) for x in e.emo_vec], e.crc))
@@ -315,10 +313,11 @@ def import_archive(conn, reader: ArchiveReader, progress=None) -> ImportReport:
                     rep.bytes_read += ch.record_bytes
                     if progress:
                         progress(ch.record_bytes)
-                _check_conflicts(cur)
-                # the archive checked out: write, acting for each user in turn
+                # the archive checked out: write, acting for each user in turn (row-level security
+                # shows each user's stored rows only while acting for that user)
                 for uid in users:
                     cur.execute("SELECT memory.act_for(%s)", (uid,))
+                    _check_conflicts(cur, uid)
                     for t in ("utterances", "psi_frames", "surprise_events", "band_centroids"):
                         cols, _, key = TABLES[t]
                         collist = ", ".join(cols)
@@ -347,16 +346,17 @@ def import_archive(conn, reader: ArchiveReader, progress=None) -> ImportReport:
     return rep
 
 
-def _check_conflicts(cur) -> None:
+def _check_conflicts(cur, user_id: str) -> None:
     """Rows whose natural key is already taken must hold the same content, or the import
     would silently keep the old one (e.g. an utterance migrated to another oscillator count)."""
     row = cur.execute("""
         SELECT encode(s.uttr_hash, 'hex'), u.oscillator_count, s.oscillator_count, u.codec_version, s.codec_version,
                u.started_at_ms, s.started_at_ms, u.user_id = s.user_id
         FROM _psiarc_utterances s JOIN psi.utterances u USING (uttr_hash)
-        WHERE (u.oscillator_count, u.codec_version, u.sample_rate, u.started_at_ms, u.user_id)
+        WHERE s.user_id = %s
+          AND (u.oscillator_count, u.codec_version, u.sample_rate, u.started_at_ms, u.user_id)
               IS DISTINCT FROM (s.oscillator_count, s.codec_version, s.sample_rate, s.started_at_ms, s.user_id)
-        LIMIT 1""").fetchone()
+        LIMIT 1""", (user_id,)).fetchone()
     if row:
         h, n_db, n_arc, c_db, c_arc, t_db, t_arc, same_user = row
         if not same_user:
@@ -367,7 +367,8 @@ def _check_conflicts(cur) -> None:
     row = cur.execute("""
         SELECT encode(s.uttr_hash, 'hex'), s.band, s.ts_epoch_ms, f.integrity_crc, s.integrity_crc
         FROM _psiarc_psi_frames s JOIN psi.psi_frames f USING (uttr_hash, band, ts_epoch_ms)
-        WHERE f.integrity_crc <> s.integrity_crc OR f.frame_count <> s.frame_count LIMIT 1""").fetchone()
+        WHERE s.user_id = %s AND (f.integrity_crc <> s.integrity_crc OR f.frame_count <> s.frame_count)
+        LIMIT 1""", (user_id,)).fetchone()
     if row:
         h, band, ts, c_db, c_arc = row
         raise ImportRefused(f"psi_frames ({h}, band {band}, ts_epoch_ms {ts}): this database holds another blob "

@@ -314,3 +314,37 @@ def test_seeking_by_utterance_and_time_reads_only_matching_chunks(recorded, arch
     want = [e for e in every if e.ts <= t0 + 500 and (e.ts >= t0 or e.ts + (e.duration_ms * e.frame_count if
                                                                               e.kind == 0 else 0) > t0)]
     assert [e.key for e in got] == [e.key for e in want]
+
+
+def test_a_writer_login_imports_two_users_rows_each_to_its_own_user(conn, recorded):
+    """Import as a psimem_writer login under row-level security: it acts for each user in
+    turn, so both users' rows land, each with its own user_id, and nothing else."""
+    import numpy as np
+
+    from realtime import codec_core as cc
+
+    b = new_user(conn, f"psiarc-b-{uuid.uuid4()}")
+    text = "A second user's reply."
+    entry = record(conn, new_session(conn, b), content=text, role="assistant")
+    hb = cc.utterance_hash(uuid.UUID(str(entry)).bytes, text)
+    conn.execute("INSERT INTO psi.utterances (uttr_hash, user_id, entry_id, mode, oscillator_count, codec_version, "
+                 "sample_rate, started_at_ms) VALUES (%s, %s, %s, 'synthesis', 128, 1, 8000, 1700000000000)",
+                 (hb, b, entry))
+    rng = np.random.default_rng(5)
+    blob = cc.encode(rng.uniform(0, 6.2, (10, 128)), rng.lognormal(-3, 1, (10, 128)), 1)[0]
+    conn.execute("INSERT INTO psi.psi_frames (uttr_hash, user_id, ts_epoch_ms, band, duration_ms, frame_count, psi_blob, "
+                 "integrity_crc) VALUES (%s, %s, 1700000000000, 0, 20, 10, %s, %s)", (hb, b, blob, cc.crc32c(blob)))
+    hashes = [recorded["hashes"][0], hb]
+    buf = io.BytesIO()
+    export(conn, hashes, buf)
+    want = psi_rows(conn, hashes)
+    conn.execute("DELETE FROM psi.utterances WHERE uttr_hash = ANY(%s)", (hashes,))
+    conn.execute("CREATE ROLE psiarc_importer LOGIN IN ROLE psimem_writer")
+    conn.execute("SET LOCAL ROLE psiarc_importer")
+    rep = import_archive(conn, ArchiveReader(io.BytesIO(buf.getvalue())))
+    assert rep.utterances_new == 2 and rep.rows_new["psi_frames"] == len(want[1])
+    conn.execute("RESET ROLE")
+    assert psi_rows(conn, hashes) == want
+    owners = dict(conn.execute("SELECT uttr_hash, user_id FROM psi.utterances WHERE uttr_hash = ANY(%s)",
+                               (hashes,)).fetchall())
+    assert owners == {recorded["hashes"][0]: recorded["user"], hb: b}
