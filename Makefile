@@ -31,6 +31,7 @@ bench: setup
 	$(PY) bench/night_cycle.py
 	$(PY) bench/codec.py
 	$(PY) bench/psi_ingest.py
+	$(PY) bench/psiarc.py
 	$(PY) bench/cortex_migrate.py
 	$(PY) bench/cortex_search.py
 

@@ -2812,7 +2812,11 @@ codec = GD['psi_codec_load']()
 import uuid
 new = TD['new']
 if new['entry_id'] is None:
-    plpy.error('entry_id: an utterance must name the day_table turn it voices', sqlstate='23502')
+    # An utterance whose turn is not here: retention deleted it (ON DELETE SET NULL leaves
+    # such rows), or a .psiarc import brought the utterance into a database that never held
+    # the turn. There is no text to check the hash against; the realtime writer always names
+    # its turn, so its rows are always checked.
+    return None
 plan = GD.get('psi_turn_plan')
 if plan is None:
     plan = GD['psi_turn_plan'] = plpy.prepare(
@@ -2830,7 +2834,7 @@ if new['uttr_hash'] != want:
 return None
 $_$;
 
-COMMENT ON FUNCTION psi._utterances_check() IS 'BEFORE INSERT trigger on psi.utterances: the turn must exist and belong to the utterance''s user, and uttr_hash must be SipHash-2-4-128 of the turn''s canonical text keyed by its entry_id.';
+COMMENT ON FUNCTION psi._utterances_check() IS 'BEFORE INSERT trigger on psi.utterances: a named turn must exist and belong to the utterance''s user, and uttr_hash must be SipHash-2-4-128 of the turn''s canonical text keyed by its entry_id. An utterance without entry_id (its turn retired by retention, or imported from a .psiarc into a database without the turn) has nothing to check against and is accepted.';
 
 CREATE FUNCTION psi.decay_centroids(p_now timestamp with time zone DEFAULT now()) RETURNS TABLE(faded bigint, pruned bigint)
     LANGUAGE plpgsql

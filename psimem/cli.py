@@ -136,6 +136,12 @@ def cmd_replay(args) -> int:
     return run(args)
 
 
+def cmd_export(args) -> int:
+    from realtime.commands import cmd_export as run
+
+    return run(args)
+
+
 def cmd_worker(args) -> int:
     from loaders.worker import Worker, WorkerRefused
 
@@ -267,8 +273,15 @@ def cmd_cortex(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """A usage error is one line on stderr (naming the argument) and exit 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="psimem", description=__doc__)
+    p = _Parser(prog="psimem", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
 
     db = sub.add_parser("db", help="the database: embedded cluster, migrations, schema dump",
@@ -393,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--spool", type=Path, help="spool file (default PSIMEM_HOME/spool/psi-spool.jsonl)")
     rt.add_argument("--flush-spool", action="store_true",
                     help="only write what an earlier run left in the spool; exit 5 if the database is still unreachable")
+    rt.add_argument("--json", action="store_true", help="print the report (utterances, timings, peak memory) as JSON")
     rt.set_defaults(func=cmd_realtime)
 
     rp = sub.add_parser("replay", help="regenerate an utterance's audio from its stored ψ frames, or verify them",
@@ -406,7 +420,35 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--verify", action="store_true", help="compare with the live recording and plot the per-frame error")
     rp.add_argument("--png", type=Path, help="where --verify writes its plot (default psi-error-<hash>.png)")
     rp.set_defaults(func=cmd_replay)
+
+    from realtime.psiarc_cli import add_parser as add_psiarc
+
+    add_psiarc(sub)
+
+    ce = sub.add_parser("export", help="export a recorded utterance as a video clip (WebM or MP4) with its face",
+                        description="Replay an utterance's stored ψ frames at fixed dt: audio from the micro "
+                                    "frames, video frames drawn off-screen from the ψ state (mouth and jaw from "
+                                    "the micro band energies and the meso state, brows and eyes from the macro "
+                                    "emotion vector and surprise events), both piped to ffmpeg (VP9 + Opus in "
+                                    "WebM, H.264 + AAC in MP4). Nothing but the output file is written.")
+    ce.add_argument("utterance", metavar="UTTERANCE",
+                    help="uttr_hash (hex, or a unique prefix) or the entry_id of the turn it voices")
+    ce.add_argument("-o", "--output", required=True, metavar="FILE", help="clip to write: .webm or .mp4")
+    ce.add_argument("--size", default="640x360", metavar="WxH", help="frame size (default 640x360)")
+    ce.add_argument("--fps", type=int, default=30, help="frames per second (default 30)")
+    ce.set_defaults(func=cmd_export)
     return p
+
+
+def _write_peak_rss(path: str) -> None:
+    """This process's own resident-set high-water mark (VmHWM restarts at exec; a child's
+    ru_maxrss would include the RSS of the process that forked it)."""
+    try:
+        with open("/proc/self/status") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+        Path(path).write_text(f"{kb}\n")
+    except (OSError, StopIteration):
+        pass
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -417,6 +459,9 @@ def main(argv: list[str] | None = None) -> int:
     # psycopg logs the lost connection again while unwinding a COPY; the one line below says it.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
+    if os.environ.get("PSIMEM_PEAK_RSS_FILE"):       # for benchmarks: the peak memory of exactly this command
+        import atexit
+        atexit.register(_write_peak_rss, os.environ["PSIMEM_PEAK_RSS_FILE"])
     try:
         return args.func(args)
     except psycopg.OperationalError as e:

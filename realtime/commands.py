@@ -31,7 +31,7 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
            wav: Path | None = None, pace: bool = False, keep_live: bool = True, spool: Path | None = None,
            quiet: bool = False) -> dict:
     """Voice `turns` concurrently through the oscillator core and record them. Returns a report."""
-    from .process import Stream, read_wav, run_streams, save_live, speak
+    from .process import Stream, peak_rss_mb, read_wav, run_streams, save_live, speak
     from .writer import PsiWriter
 
     log = (lambda m: None) if quiet else say
@@ -55,15 +55,18 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
 
             rate = sample_rate_for(oscillators)
             audio = read_wav(wav, rate)[0] if wav else speak(t.content, rate)
-        streams.append(Stream(t, oscillators, mode, cv, now_ms, audio=audio, seed=i, surprise_sigma=sigma))
+        streams.append(Stream(t, oscillators, mode, cv, now_ms, audio=audio, seed=i, surprise_sigma=sigma,
+                              keep_live=keep_live))
     t_speak = time.perf_counter() - t_speak
     report = run_streams(streams, writer, pace=pace, say=log)
-    report.update(writer.stats, unsaved_rows=writer.spooled(), spool=str(writer.spool_path), speak_seconds=t_speak, oscillators=oscillators, mode=mode, codec_version=cv,
+    report.update(writer.stats, unsaved_rows=writer.spooled(), spool=str(writer.spool_path), speak_seconds=t_speak,
+                  oscillators=oscillators, mode=mode, codec_version=cv,
                   utterances=[{"uttr_hash": s.utt.uttr_hash.hex(), "entry_id": s.turn.entry_id, "frames": s.i,
                                "surprises": s.surprises, "text": s.turn.content} for s in streams])
     if keep_live:
         for s in streams:
             save_live(s, live_dir())
+    report["peak_rss_mb"] = peak_rss_mb()   # the recorder's own high-water mark, saving the live recordings included
     return report
 
 
@@ -101,6 +104,14 @@ def cmd_realtime(args) -> int:
         raise SystemExit("psimem: --wav voices exactly one turn (give one --entry)")
     r = record(url, turns, args.oscillators, "synthesis" if args.synth else "analysis", args.codec, args.wav,
                args.pace, not args.no_live, args.spool)
+    if r["unsaved_rows"]:
+        say(f"{r['unsaved_rows']} rows are not in the database yet, only in the spool {r['spool']} (the database "
+            "was unreachable when the stream ended); `psimem realtime --flush-spool` writes them")
+    code = SPOOL_LEFT if r["unsaved_rows"] else 130 if r["stopped"] else 0
+    if args.json:
+        import json
+        print(json.dumps(r, default=str))
+        return code
     for u in r["utterances"]:
         print(f"{u['uttr_hash']}  {u['frames']:>5} frames  {u['surprises']} surprise(s)  turn {u['entry_id']}  "
               f"{u['text'][:60]!r}")
@@ -109,11 +120,7 @@ def cmd_realtime(args) -> int:
           f"{r['blob_bytes'] / max(r['frames'], 1):.0f} bytes/frame (codec v{r['codec_version']}); "
           f"{r['rows']} rows written, {r['spooled_rows']} spooled, {r['replayed_rows']} replayed from the spool")
     print(f"peak memory: {r['peak_rss_mb']:.1f} MB (process RSS high-water mark, N = {r['oscillators']})")
-    if r["unsaved_rows"]:
-        say(f"{r['unsaved_rows']} rows are not in the database yet, only in the spool {r['spool']} (the database "
-            "was unreachable when the stream ended); `psimem realtime --flush-spool` writes them")
-        return SPOOL_LEFT
-    return 130 if r["stopped"] else 0
+    return code
 
 
 def cmd_replay(args) -> int:
@@ -151,4 +158,35 @@ def cmd_replay(args) -> int:
             print(f"per-frame error plot: {v['png']}")
             if v["rows_bad"] or v["frames_stored"] != v["frames_live"]:
                 return 1
+    return 0
+
+
+def cmd_export(args) -> int:
+    """`psimem export UTTERANCE -o clip.webm`: the utterance as a video clip (realtime/clip.py)."""
+    from . import codec_core as cc
+    from .clip import ClipError, export_clip, parse_size
+    from .replay import resolve
+
+    try:
+        size = parse_size(args.size)
+        with connect(database_url()) as conn:
+            h = resolve(conn, args.utterance)
+            r = export_clip(conn, h, args.output, size, args.fps)
+    except (ClipError, LookupError) as e:
+        say(f"export: {e}")
+        return 2
+    except cc.CodecError as e:      # a stored frame is damaged (CRC or layout)
+        say(f"export: {e}")
+        return 3
+    except Exception as e:
+        import psycopg
+        if isinstance(e, psycopg.Error):
+            say(f"export: database: {str(e).strip().splitlines()[0]}")
+            return 5
+        say(f"export: internal error: {type(e).__name__}: {e}")
+        return 1
+    print(f"wrote {r['output']}: {r['duration_s']:.2f} s, {r['video_frames']} frames {r['size']} at {r['fps']} fps "
+          f"with audio at {r['sample_rate']} Hz, {r['bytes'] / 2**20:.2f} MB; exported in {r['wall_s']:.2f} s "
+          f"({r['wall_s'] / max(r['duration_s'], 1e-9):.2f}x the clip's length; drawing {r['draw_s']:.2f} s, "
+          f"ffmpeg {r['ffmpeg_cpu_s']:.2f} s CPU)")
     return 0

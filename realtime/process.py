@@ -95,7 +95,7 @@ class Stream:
 
     def __init__(self, turn: Turn, n: int, mode: str, codec_version: int, start_ms: int,
                  audio: np.ndarray | None = None, seed: int = 0, surprise_sigma: float = 5.0,
-                 start_tick: int = 0):
+                 start_tick: int = 0, keep_live: bool = True):
         self.turn = turn
         self.start_tick = start_tick          # run_streams' tick on which the stream arrives
         self.core = OscillatorCore(n, seed=seed, surprise_sigma=surprise_sigma)
@@ -109,10 +109,16 @@ class Stream:
             # the live recording of a locked micro band is the observation itself: no copy
             self.live_phases, self.live_amps = self.phases, self.amps
         else:
-            self.plan = [(f0, env, fm) for frames, f0, env, fm in prosody_events(turn.content) for _ in range(frames)]
-            self.total = len(self.plan)
-            self.live_phases = np.empty((self.total, n), dtype=np.float32)
-            self.live_amps = np.empty((self.total, n), dtype=np.float32)
+            # per-frame f0, envelope and formants as arrays (32 bytes a frame, not a tuple each)
+            ev = prosody_events(turn.content)
+            reps = [e[0] for e in ev]
+            self.plan = (np.repeat(np.array([e[1] for e in ev], dtype=np.float64), reps),
+                         np.repeat(np.array([e[2] for e in ev], dtype=np.float64), reps),
+                         np.repeat(np.array([e[3] for e in ev], dtype=np.float64).reshape(len(ev), -1), reps, axis=0))
+            self.total = len(self.plan[0])
+            # the live recording (what replay --verify compares with) grows with the utterance: kept only if asked
+            self.live_phases = np.empty((self.total, n), dtype=np.float32) if keep_live else None
+            self.live_amps = np.empty((self.total, n), dtype=np.float32) if keep_live else None
         self.i = 0
         self.surprises = 0
 
@@ -124,15 +130,17 @@ class Stream:
         if self.mode == "analysis":
             st = self.core.step_observed(self.phases[self.i], self.amps[self.i])
         else:
-            st = self.core.step_network(*self.plan[self.i])
+            f0, env, fm = self.plan
+            st = self.core.step_network(float(f0[self.i]), float(env[self.i]), tuple(fm[self.i]))
         self._emit(writer, st.offset_ms, st.phases, st.amps, st.events)
         self.i += 1
         if self.done:
             self._finish(writer, self.core.finish())
 
     def _emit(self, writer, offset_ms, phases, amps, events) -> None:
-        self.live_phases[self.i] = phases
-        self.live_amps[self.i] = amps
+        if self.live_phases is not None and self.mode != "analysis":
+            self.live_phases[self.i] = phases
+            self.live_amps[self.i] = amps
         writer.micro(self.utt.uttr_hash, self.utt.started_at_ms + offset_ms, phases, amps)
         for ev in events:
             self._event(writer, ev)
@@ -165,10 +173,7 @@ class _Group:
         self.batch = CoreBatch([s.core for s in streams])
         self.analysis = streams[0].mode == "analysis"
         if not self.analysis:
-            self.plans = {id(s): (np.array([p[0] for p in s.plan], dtype=np.float64),
-                                  np.array([p[1] for p in s.plan], dtype=np.float64),
-                                  np.array([p[2] for p in s.plan], dtype=np.float64).reshape(len(s.plan), -1))
-                          for s in streams}
+            self.plans = {id(s): s.plan for s in streams}
 
     def step(self, writer: PsiWriter) -> None:
         live = self.streams
@@ -184,7 +189,7 @@ class _Group:
                                                            np.stack([p[2][t] for p in plans]))
         writer.micro_rows([s.utt for s in live], t * MICRO_MS, phases, amps)
         for k, s in enumerate(live):
-            if not self.analysis:                   # analysis: the live recording is the input
+            if not self.analysis and s.live_phases is not None:   # analysis: the live recording is the input
                 s.live_phases[t] = phases[k]
                 s.live_amps[t] = amps[k]
             s.i = t + 1

@@ -93,14 +93,19 @@ class _Micro:
     phases: list = field(default_factory=list)
     amps: list = field(default_factory=list)
     runs: list = field(default_factory=list)      # closed runs held in RAM until the utterance flushes
+    held_frames: int = 0
     last_ms: float = 0.0
 
 
 class PsiWriter:
     def __init__(self, url: str, spool_path: str | Path, frames_per_row: int = 50, codec_version: int = 1,
-                 flush_idle_s: float = 2.0, reconnect_every_s: float = 1.0, clock=time.monotonic, say=None):
+                 flush_idle_s: float = 2.0, reconnect_every_s: float = 1.0, clock=time.monotonic, say=None,
+                 max_held_frames: int = 500):
         if not 1 <= frames_per_row <= 500:
             raise ValueError(f"frames_per_row: must be between 1 and 500, got {frames_per_row}")
+        # a long utterance is written every max_held_frames (10 s) as well as at its end,
+        # so the writer's memory does not grow with an utterance's length
+        self.max_held_frames = max_held_frames
         self.url = url
         self.spool_path = Path(spool_path)
         self.frames_per_row = frames_per_row
@@ -195,9 +200,13 @@ class PsiWriter:
             return
         run = _Run(m.utt, m.run_start, m.phases, m.amps)
         m.runs.append(run)
+        m.held_frames += len(m.phases)
         self._encq.append(run)
         self.stats["encode_queue_max"] = max(self.stats["encode_queue_max"], len(self._encq))
         m.phases, m.amps, m.run_start = [], [], None
+        if m.held_frames >= self.max_held_frames:
+            self._held.append(m.runs)
+            m.runs, m.held_frames = [], 0
 
     def _encode(self, run: _Run) -> None:
         t0 = time.perf_counter()
@@ -246,7 +255,7 @@ class PsiWriter:
         self._close_run(m)
         if m.runs:
             self._held.append(m.runs)
-            m.runs = []
+            m.runs, m.held_frames = [], 0
 
     def _settle(self) -> None:
         """Released runs whose encodes are all done become pending psi_frames rows."""

@@ -7,9 +7,10 @@ set -euo pipefail
 
 PG_CONFIG=${PG_CONFIG:-/usr/lib/postgresql/15/bin/pg_config}
 PGVECTOR_VERSION=0.8.0
-# python3-zstandard and python3-crc32c: the ψ codec in PL/Python; espeak-ng and sox: the realtime voice.
+# python3-zstandard and python3-crc32c: the ψ codec in PL/Python; espeak-ng and sox: the realtime voice;
+# ffmpeg (with ffprobe, libvpx-vp9, libopus, libx264): ψ clip export.
 APT_PACKAGES=(postgresql-15 postgresql-server-dev-15 postgresql-15-cron postgresql-plpython3-15
-              python3-numpy python3-zstandard python3-crc32c espeak-ng sox dpkg-dev build-essential)
+              python3-numpy python3-zstandard python3-crc32c espeak-ng sox ffmpeg dpkg-dev build-essential)
 SRC_LIST=/etc/apt/sources.list.d/psimem-trixie-src.sources
 BUILD_DIR=${PSIMEM_BUILD_DIR:-/var/cache/psimem-build}
 # Built on the machine that runs it, so upstream's default -march=native stands (Debian's

@@ -53,7 +53,7 @@ def standby(pg_server, db_url):
     shutil.rmtree(root, ignore_errors=True)
 
 
-def replayed(primary_url: str, standby_url: str, seconds: float = 30.0) -> None:
+def replayed(primary_url: str, standby_url: str, seconds: float = 120.0) -> None:
     with psycopg.connect(primary_url, autocommit=True) as p:
         lsn = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
     deadline = time.monotonic() + seconds
