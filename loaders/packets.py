@@ -12,7 +12,10 @@ and dead-zone summaries (the parts between); zone positions become ordinals, sin
 numbers do not travel.
 
 Import: into the Cortex (one LanceDB merge-insert for the whole batch) or the Hippocampus
-(memory.import_block per packet, one transaction). Every packet of a batch is checked
+(memory.import_block per packet, one transaction). In either store a block id that is
+there already is left as it is when an import created it for the same user, and refuses
+the batch otherwise (naming the packet and the block): an import never replaces a block
+it did not create for that user. Every packet of a batch is checked
 first against loaders/bifocal_packet.schema.json and then for what a schema cannot say
 (base64 that decodes to the stated dimensions, the installed embedding sizes, finite
 numbers, live-zone offsets inside the content, references to blocks that exist); one bad
@@ -262,9 +265,10 @@ def _refs(d: Decoded) -> list[str]:
     return [x for x in [*r["citations"], r["derived_from"], r["continues_from"]] if x]
 
 
-def _pg_known(conn, ids) -> set[str]:
+def _pg_known(conn, ids, user_id=None) -> set[str]:
     return {str(r[0]) for r in conn.execute(
-        "SELECT block_id FROM memory.holographic_blocks WHERE block_id = ANY(%s::uuid[])", (list(ids),))}
+        "SELECT block_id FROM memory.holographic_blocks WHERE block_id = ANY(%s::uuid[]) "
+        "AND (%s::uuid IS NULL OR user_id = %s::uuid)", (list(ids), user_id, user_id))}
 
 
 def _import_one(conn, d: Decoded, session_id) -> int:
@@ -309,13 +313,22 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
     if user_id is None:
         raise BadPacket(None, "user", "importing into the Cortex needs the receiving user")
 
-    def known(ids):
-        return _pg_known(conn, ids) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id"])}
+    def known(ids):  # references resolve to the receiving user's blocks only
+        return _pg_known(conn, ids, user_id) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id", "user_id"])
+                                                if r["user_id"] == str(user_id)}
 
     decoded = check(packets, cortex.udim, cortex.ndim, known)
+    # Only a block this import created for the same user may stand in for a packet's block;
+    # it is left as it is (importing twice is harmless), and any other block is an error.
+    there = {r["block_id"]: r for r in cortex.get_blocks([d.block_id for d in decoded], ["block_id", "user_id", "block_kind"])}
+    for n, d in enumerate(decoded):
+        r = there.get(d.block_id)
+        if r is not None and not (r["user_id"] == str(user_id) and r["block_kind"] == "imported"):
+            raise BadPacket(n, "metadata.source_block_id", f"block {d.block_id} exists already in the Cortex and was "
+                                                           "not imported for this user; nothing replaced")
     now = datetime.now(timezone.utc)
     rows = []
-    for d in decoded:
+    for d in (d for d in decoded if d.block_id not in there):
         m, r = d.packet["metadata"], d.packet["references"]
         rows.append({
             "block_id": d.block_id, "user_id": str(user_id), "session_id": None, "block_kind": "imported",
@@ -327,5 +340,6 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
             "anterior_margin": d.prose["anterior_margin"], "live_zones": d.prose["live_zones"],
             "dead_zone_summaries": d.prose["dead_zone_summaries"], "posterior_margin": d.prose["posterior_margin"],
             "migrated_at": now})
-    version = cortex.upsert_blocks(rows)
-    return {"into": "cortex", "packets": len(decoded), "imported": len(rows), "cortex_version": version}
+    version = cortex.upsert_blocks(rows)["version"] if rows else None
+    return {"into": "cortex", "packets": len(decoded), "imported": len(rows), "already_present": len(decoded) - len(rows),
+            "cortex_version": version}

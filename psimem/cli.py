@@ -217,7 +217,19 @@ def cmd_cortex(args) -> int:
     from .connect import connect
 
     with connect() as conn:
-        show_tree(Cortex.for_database(conn, args.cortex), summaries=args.summaries)
+        cortex = Cortex.for_database(conn, args.cortex)
+        if args.cortex_cmd == "cluster":
+            from loaders.raptor import RaptorParams, cluster_cortex
+
+            s = dict(conn.execute("SELECT key, value FROM ops.settings WHERE key LIKE 'raptor.%'").fetchall())
+            conn.commit()
+            say(f"re-clustering {'every user' if args.full else 'the users whose Cortex changed'} at {cortex.uri}")
+            r = cluster_cortex(cortex, RaptorParams.from_settings(s), full=args.full)
+            say(f"{r['users_reclustered']} of {r['users']} users re-clustered ({r.get('blocks_reclustered', 0)} blocks), "
+                f"{r.get('clusters_kept', 0)} clusters kept their ids, {r.get('clusters_new', 0)} new, "
+                f"{r.get('clusters_dropped', 0)} dropped, in {r['seconds']}s; tree now {r['levels']}")
+        else:
+            show_tree(cortex, summaries=args.summaries)
     return 0
 
 
@@ -261,7 +273,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress output")
     ing.set_defaults(func=cmd_ingest)
 
-    cortex_help = "LanceDB URI of the Cortex (default: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex)"
+    cortex_help = ("LanceDB URI of the Cortex: a directory or s3://bucket/prefix (default: PSIMEM_CORTEX_URI, else "
+                   "$PSIMEM_HOME/cortex; S3 endpoint and region from AWS_ENDPOINT_URL / AWS_REGION or the "
+                   "cortex.s3_* settings, credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
     wk = sub.add_parser("worker", help="move queued blocks to the LanceDB Cortex and re-cluster it (RAPTOR)",
                         description="Take jobs the Night Cycle queued in ops.jobs (FOR UPDATE SKIP LOCKED): "
                                     "cortex_migrate moves blocks into LanceDB and marks them migrated; cluster_update "
@@ -307,11 +321,21 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--cortex", help=cortex_help)
     pk.set_defaults(func=cmd_packet)
 
-    cx = sub.add_parser("cortex", help="show the Cortex: blocks, indexes and the RAPTOR tree",
-                        description="Counts per RAPTOR level (leaf, branch, trunk, canopy), indexes and cluster summaries.")
+    cx = sub.add_parser("cortex", help="show the Cortex (blocks, indexes, RAPTOR tree) or re-cluster it",
+                        description="Without an action (or with show): counts per RAPTOR level (leaf, branch, trunk, "
+                                    "canopy), indexes and cluster summaries. cluster: re-cluster now, as the worker's "
+                                    "cluster_update does.")
     cx.add_argument("--summaries", type=int, default=5, help="cluster summaries to show (default 5)")
     cx.add_argument("--cortex", help=cortex_help)
-    cx.set_defaults(func=cmd_cortex)
+    cxs = cx.add_subparsers(dest="cortex_cmd", metavar="ACTION")
+    cxs.add_parser("show", help="the Cortex's size, indexes and RAPTOR tree (the default)",
+                   description="Counts per RAPTOR level, indexes and the summaries of the biggest clusters.")
+    cc = cxs.add_parser("cluster", help="re-cluster the users whose Cortex changed (RAPTOR), or every user",
+                        description="Rebuild the RAPTOR trees of the users whose Cortex blocks changed since their "
+                                    "tree was built (or whose raptor.* settings changed); clusters whose members did "
+                                    "not change keep their ids. --full rebuilds every user's tree.")
+    cc.add_argument("--full", action="store_true", help="rebuild every user's tree, changed or not")
+    cx.set_defaults(func=cmd_cortex, cortex_cmd="show")
 
     dm = sub.add_parser("demo", help="the main job: load real conversations with offline models and recall",
                         description="Start the embedded database, migrate, load conversations from chitchat-dataset "
@@ -357,8 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from loaders.storage import CortexConfigError
+
     args = build_parser().parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except CortexConfigError as e:
+        say(str(e))
+        return 2
 
 
 if __name__ == "__main__":
