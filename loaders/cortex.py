@@ -69,9 +69,9 @@ SEARCH_EF = 100
 PARTITION_ROWS = 100_000
 
 
-# Commits lost to another writer are retried this often, with jittered exponential backoff
-# from COMMIT_BACKOFF seconds: four workers compacting and writing one table at once lost
-# at most 3 commits in a row in bench/scale.py.
+# A commit lost to another writer is retried up to COMMIT_ATTEMPTS times in all, after a
+# jittered exponential backoff from COMMIT_BACKOFF seconds (about 6 s of waiting in all),
+# on top of the retries LanceDB makes inside a merge-insert.
 COMMIT_ATTEMPTS = 8
 COMMIT_BACKOFF = 0.05
 # Field metadata that makes a column the table's unenforced primary key (what
@@ -307,13 +307,16 @@ class Cortex:
 
         A merge-insert on the primary key even when, as usual, none of the rows is there yet:
         a batch redone after a crash before the PostgreSQL mark, or written twice by two
-        workers at once, replaces rather than duplicates. Returns the table version, rows
-        inserted and updated, and how many commit attempts it took."""
+        workers at once, replaces rather than duplicates. Without the block_id index: LanceDB
+        13's indexed merge-insert does not record the keys it inserts, so two writers inserting
+        the same new block both commit (measured: 4 processes, 76 keys, 301 rows); the scan
+        of the key column does. Returns the table version, rows inserted and updated, and how
+        many commit attempts it took."""
         tbl = self.blocks(create=True)
         data = pa.Table.from_pylist(rows, schema=blocks_schema(self.udim, self.ndim))
         # Sizes are checked in row_from_pg; a missing native embedding (the agent supplied none) stays null.
         r = self._retrying(lambda: tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all()
-                           .execute(data, on_bad_vectors="null"))
+                           .use_index(False).execute(data, on_bad_vectors="null"))
         self._ensure_scalar_indexes(tbl)
         return {"version": r.version, "inserted": r.num_inserted_rows, "updated": r.num_updated_rows,
                 "attempts": r.num_attempts}
@@ -431,10 +434,11 @@ class Cortex:
         tbl = self._table(CLUSTERS, clusters_schema(self.udim), "cluster_id")
         data = pa.Table.from_pylist(rows, schema=clusters_schema(self.udim))
         r = self._retrying(lambda: tbl.merge_insert("cluster_id").when_matched_update_all().when_not_matched_insert_all()
-                           .when_not_matched_by_source_delete(f"user_id IN ({_quote(users)})").execute(data))
+                           .when_not_matched_by_source_delete(f"user_id IN ({_quote(users)})").use_index(False)
+                           .execute(data))
         tt = self._table(TREES, trees_schema(), "user_id")
         self._retrying(lambda: tt.merge_insert("user_id").when_matched_update_all().when_not_matched_insert_all()
-                       .when_not_matched_by_source_delete(f"user_id IN ({_quote(users)})")
+                       .when_not_matched_by_source_delete(f"user_id IN ({_quote(users)})").use_index(False)
                        .execute(pa.Table.from_pylist(trees, schema=trees_schema())))
         return r.version
 
