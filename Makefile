@@ -33,6 +33,7 @@ bench: setup
 	$(PY) bench/psi_ingest.py
 	$(PY) bench/cortex_migrate.py
 	$(PY) bench/cortex_search.py
+	$(PY) bench/scale.py
 
 clean:
 	-$(VENV)/bin/psimem db down

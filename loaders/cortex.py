@@ -10,7 +10,7 @@ Indexes follow LanceDB's guidance (no index where ~100 ms brute force is accepta
 this machine's measurements (brute force 486 ms at 100k rows): a vector index on each
 embedding appears once cortex.index_min_rows blocks have it (20k; type cortex.index_type,
 chosen by bench/cortex_search.py); block_id and user_id get BTree scalar indexes at once
-(merge-insert joins and per-user prefiltered search).
+(reads by block id and per-user prefiltered search).
 
 The location is a LanceDB URI: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex. An
 s3://bucket/prefix URI puts the Cortex on S3 or an S3-compatible store (storage_options):
@@ -244,13 +244,16 @@ class Cortex:
     udim: int
     ndim: int
     storage_options: dict | None = field(default=None, repr=False)
+    # How stale a read may be: 0 checks for a newer version on every read (what a worker
+    # deciding on another's commits needs); None never checks (one version for this object).
+    read_consistency: timedelta | None = timedelta(0)
     conflicts: int = 0
 
     def __post_init__(self):
         if self.storage_options is None:
             self.storage_options = storage_options(self.uri)
         self.db = lancedb.connect(self.uri, storage_options=self.storage_options or None,
-                                  read_consistency_interval=timedelta(0))
+                                  read_consistency_interval=self.read_consistency)
         self._blocks = None
 
     @classmethod

@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import psycopg
@@ -196,6 +197,27 @@ def test_several_workers_at_once_with_one_killed_and_one_stalled_lose_and_duplic
     assert finishers >= 2
     # and the night's re-clustering saw every user
     assert set(cx.trees()) == set(blocks) and {t["blocks"] for t in cx.trees().values()} == {24}
+
+
+def test_the_worker_does_not_replace_another_users_block_in_the_cortex(data, db_url, tmp_path):
+    data.set("worker.retry_base", "0 seconds")
+    (user, ids), = data.queued_blocks(users=1, per_user=3).items()
+    data.conn.execute("UPDATE ops.jobs SET max_attempts = 1 WHERE job_id > %s", (data.jobs_before,))
+    data.conn.commit()
+    cx = Cortex(str(tmp_path / "cortex"), 768, 4096)
+    squatter = {"block_id": ids[1], "user_id": str(uuid.uuid4()), "block_kind": "imported",
+                "universal_embedding": np.ones(768, np.float32), "live_zones": [{"start": 0, "end": 0, "content": "theirs"}]}
+    cx.upsert_blocks([squatter])
+    stats = Worker(db_url, cortex_uri=cx.uri, say=lambda m: None).run(once=True)
+    assert stats["migrated"] == 2 and stats["failed"] == 1
+    jobs = {j["payload"].get("block_id"): j for j in data.jobs()}
+    assert jobs[ids[1]]["state"] == "failed"
+    assert f"block_id: block {ids[1]} is in the Cortex at {cx.uri} for another user" in jobs[ids[1]]["last_error"]
+    assert {jobs[b]["state"] for b in (ids[0], ids[2])} == {"done"}
+    theirs = cx.get_blocks([ids[1]])[0]
+    assert (theirs["user_id"], theirs["live_zones"][0]["content"]) == (squatter["user_id"], "theirs")
+    assert {b["block_id"]: b["migrated_at"] is None for b in data.blocks(user)} == {
+        uuid.UUID(ids[0]): False, uuid.UUID(ids[1]): True, uuid.UUID(ids[2]): False}
 
 
 def test_sigterm_mid_job_releases_the_job(data, db_url, tmp_path):
