@@ -184,6 +184,10 @@ BEGIN
         RAISE EXCEPTION 'session_id: unknown session %', quote_nullable(NEW.session_id)
             USING ERRCODE = 'foreign_key_violation', COLUMN = 'session_id';
     END IF;
+    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
+        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
+            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
+    END IF;
     -- The agent's own id for a turn makes a retried write a no-op: skip the row (after the
     -- session lock, so a concurrent retry sees the first one's commit).
     IF NEW.external_ref IS NOT NULL THEN
@@ -195,10 +199,6 @@ BEGIN
             RAISE EXCEPTION 'external_ref: % is already a turn of session % with another role or content', quote_literal(NEW.external_ref), NEW.session_id
                 USING ERRCODE = 'unique_violation', COLUMN = 'external_ref';
         END IF;
-    END IF;
-    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
-        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
-            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
     END IF;
     NEW.user_id := v_session.user_id;
     SELECT u.tier INTO NEW.user_tier FROM memory.users u WHERE u.user_id = v_session.user_id;
@@ -2444,7 +2444,7 @@ def _unplanes(buf, count):
     a = a.reshape(3, count).astype(np.uint32)
     return a[0] | (a[1] << 8) | (a[2] << 16)
 
-_zstd = threading.local()      # one compressor / decompressor per thread (they are not thread-safe)
+_zstd = threading.local()      # one compressor per thread (it is not thread-safe)
 
 def _zc(data):
     c = getattr(_zstd, "c", None)
@@ -2453,13 +2453,24 @@ def _zc(data):
     return c.compress(data)
 
 def _zd(data, size):
-    d = getattr(_zstd, "d", None)
-    if d is None:
-        d = _zstd.d = zstandard.ZstdDecompressor()
+    """Decompress one zstd section of exactly `size` bytes that fills `data` exactly: a
+    declared size that differs, a truncated stream or bytes after its end are corrupt."""
+    data = bytes(data)
     try:
-        out = d.decompress(bytes(data), max_output_size=size)
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"psi_blob: zstd frame header is corrupt ({e})")
+    if declared != size:
+        raise CodecError(f"psi_blob: compressed section declares {declared} bytes, expected {size}")
+    d = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        out = d.decompress(data)
     except zstandard.ZstdError as e:
         raise CodecError(f"psi_blob: zstd stream is corrupt ({e})")
+    if not d.eof:
+        raise CodecError("psi_blob: zstd stream is truncated")
+    if d.unused_data:
+        raise CodecError(f"psi_blob: {len(d.unused_data)} bytes after the end of the compressed section")
     if len(out) != size:
         raise CodecError("psi_blob: decompressed section has the wrong length")
     return out
@@ -2729,11 +2740,14 @@ def blob_info(blob):
         return _V1_HEADER.unpack_from(blob, 0)[:4]
     raise CodecError(f"psi_blob: unknown codec version {blob[0]} or truncated header")
 
-def decode(blob):
+def decode(blob, crc=None):
     """Decode a blob of any known codec version into (phases, amplitudes, vectors), each
     an F x N float32 array or None: phase/amplitude runs fill the first two, vector runs
-    (meso/macro) the third."""
+    (meso/macro) the third. With `crc` (the row''s integrity_crc) the blob''s CRC-32C is
+    checked first: a damaged blob can still parse, so every decode from storage passes it."""
     blob = bytes(blob)
+    if crc is not None and crc32c(blob) != crc:
+        raise CodecError(f"psi_blob: CRC-32C is {crc32c(blob)}, the row''s integrity_crc is {crc}: corrupt")
     version = blob_info(blob)[0]
     return _decode_v0(blob) if version == 0 else _decode_v1(blob)
 
@@ -2751,7 +2765,7 @@ COMMENT ON FUNCTION psi._codec_source() IS 'The ψ-frame codec module (realtime/
 CREATE FUNCTION psi._codec_version() RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    RETURN '0c3a43cea3a79460'::text;
+    RETURN '5633796daff4ba59'::text;
 
 COMMENT ON FUNCTION psi._codec_version() IS 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
 
@@ -2841,9 +2855,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- weight is a function of age alone, so running twice (or late) gives the same rows
+    -- weight < min  <=>  half-lives elapsed > log2(1 / min): compared on the exponent, because
+    -- 0.5 ^ (half-lives) underflows (an error, not 0) for a centroid left years behind
     DELETE FROM psi.band_centroids c
     WHERE c.ts_epoch_ms < v_now_ms - v_keep
-      AND power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half) < v_min;
+      AND (v_now_ms - v_keep - c.ts_epoch_ms) / v_half > log(2, (1 / v_min)::numeric)::float8;
     GET DIAGNOSTICS pruned = ROW_COUNT;
     UPDATE psi.band_centroids c
     SET weight = power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half)
@@ -2856,16 +2872,18 @@ $$;
 
 COMMENT ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) IS 'Fades band centroids older than psi.centroid_keep_ms: weight = 0.5 ^ ((age - keep) / psi.centroid_half_life_ms), and deletes those below psi.centroid_min_weight. Weight depends only on age at p_now, so the job is idempotent; advisory-locked; pg_cron runs it every minute. Returns rows faded and pruned.';
 
-CREATE FUNCTION psi.decode_frame(p_blob bytea) RETURNS TABLE(frame_no integer, phases real[], amplitudes real[], state real[])
-    LANGUAGE plpython3u IMMUTABLE STRICT
+CREATE FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint) RETURNS TABLE(frame_no integer, phases real[], amplitudes real[], state real[])
+    LANGUAGE plpython3u IMMUTABLE
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
 codec = GD['psi_codec_load']()
 
+if p_blob is None or p_crc is None:
+    plpy.error('p_blob, p_crc: must not be NULL (every decode checks the CRC-32C)', sqlstate='22004')
 try:
-    ph, amp, vec = codec['decode'](p_blob)
+    ph, amp, vec = codec['decode'](p_blob, p_crc)
 except codec['CodecError'] as e:
     plpy.error(str(e), sqlstate='22P03')
 if vec is not None:
@@ -2873,7 +2891,7 @@ if vec is not None:
 return [(i, ph[i].tolist(), amp[i].tolist(), None) for i in range(ph.shape[0])]
 $$;
 
-COMMENT ON FUNCTION psi.decode_frame(p_blob bytea) IS 'Decodes one psi_blob (any codec version) into its frames: frame_no within the run, and phases and amplitudes (micro) or the state vector (meso: 32-d, macro: tempo and levels). A corrupt or unknown blob raises invalid_binary_representation naming the rule.';
+COMMENT ON FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint) IS 'Decodes one psi_blob (any codec version) into its frames: frame_no within the run, and phases and amplitudes (micro) or the state vector (meso: 32-d, macro: tempo and levels). p_crc is the row''s integrity_crc: a blob whose CRC-32C differs, whose header or sections are malformed, or that holds bytes beyond its last section raises invalid_binary_representation naming the rule.';
 
 CREATE FUNCTION psi.frames(p_uttr_hash bytea, p_band integer DEFAULT 0, p_from_ms bigint DEFAULT NULL::bigint, p_to_ms bigint DEFAULT NULL::bigint) RETURNS TABLE(ts_epoch_ms bigint, duration_ms integer, phases real[], amplitudes real[], state real[], emo_vec real[])
     LANGUAGE sql STABLE
@@ -2881,7 +2899,7 @@ CREATE FUNCTION psi.frames(p_uttr_hash bytea, p_band integer DEFAULT 0, p_from_m
     AS $$
     SELECT f.ts_epoch_ms + d.frame_no * f.duration_ms, f.duration_ms::int, d.phases, d.amplitudes, d.state, f.emo_vec
     FROM psi.psi_frames f
-    CROSS JOIN LATERAL psi.decode_frame(f.psi_blob) d
+    CROSS JOIN LATERAL psi.decode_frame(f.psi_blob, f.integrity_crc) d
     WHERE f.uttr_hash = p_uttr_hash AND f.band = p_band
       -- a run spans at most 10 s (psi_frames_run_span_bounded): bounds the index scan on both sides
       AND (p_to_ms IS NULL OR f.ts_epoch_ms <= p_to_ms)
@@ -3022,8 +3040,7 @@ COMMENT ON TABLE memory.holographic_blocks IS 'Holographic Blocks (spec 004 sect
 COMMENT ON COLUMN memory.holographic_blocks.block_kind IS 'arc: a flux arc with its margins; gap: a stretch of a session between arcs (dead-zone heavy); compound: a metablock; imported: from a Bifocal Packet';
 
 CREATE VIEW bi.blocks AS
- SELECT b.block_id,
-    b.block_kind,
+ SELECT b.block_kind,
     b.cycle_date,
     b.user_tier,
     b.arc_start_time,
@@ -4304,10 +4321,10 @@ REVOKE ALL ON FUNCTION psi._utterances_check() FROM PUBLIC;
 REVOKE ALL ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) FROM PUBLIC;
 GRANT ALL ON FUNCTION psi.decay_centroids(p_now timestamp with time zone) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION psi.decode_frame(p_blob bytea) FROM PUBLIC;
-GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea) TO psimem_writer;
-GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea) TO psimem_reader;
-GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea) TO psimem_admin;
+REVOKE ALL ON FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint) TO psimem_writer;
+GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint) TO psimem_reader;
+GRANT ALL ON FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION psi.frames(p_uttr_hash bytea, p_band integer, p_from_ms bigint, p_to_ms bigint) TO psimem_writer;
@@ -4414,7 +4431,6 @@ GRANT SELECT,INSERT ON TABLE procedural.frustration_ledger TO psimem_writer;
 GRANT SELECT ON TABLE procedural.frustration_ledger TO psimem_reader;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.maintenance_runs TO psimem_admin;
-GRANT SELECT ON TABLE procedural.maintenance_runs TO psimem_reader;
 
 GRANT SELECT,INSERT ON TABLE psi.band_centroids TO psimem_writer;
 GRANT SELECT ON TABLE psi.band_centroids TO psimem_reader;

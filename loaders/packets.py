@@ -313,22 +313,24 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
     if user_id is None:
         raise BadPacket(None, "user", "importing into the Cortex needs the receiving user")
 
-    def known(ids):  # references resolve to the receiving user's blocks only
+    def known(ids):  # only the receiving user's blocks count: references never reach another user's
         return _pg_known(conn, ids, user_id) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id", "user_id"])
                                                 if r["user_id"] == str(user_id)}
 
     decoded = check(packets, cortex.udim, cortex.ndim, known)
-    # Only a block this import created for the same user may stand in for a packet's block;
-    # it is left as it is (importing twice is harmless), and any other block is an error.
-    there = {r["block_id"]: r for r in cortex.get_blocks([d.block_id for d in decoded], ["block_id", "user_id", "block_kind"])}
-    for n, d in enumerate(decoded):
-        r = there.get(d.block_id)
-        if r is not None and not (r["user_id"] == str(user_id) and r["block_kind"] == "imported"):
-            raise BadPacket(n, "metadata.source_block_id", f"block {d.block_id} exists already in the Cortex and was "
-                                                           "not imported for this user; nothing replaced")
+    ids = [d.block_id for d in decoded]
+    present = {r["block_id"]: r for r in cortex.get_blocks(ids, ["block_id", "user_id", "block_kind"])}
+    for i, d in enumerate(decoded):
+        p = present.get(d.block_id)
+        if p is not None and (p["user_id"] != str(user_id) or p["block_kind"] != "imported"):
+            # An import may stand in only for a block an import made for the same user.
+            raise BadPacket(i, "block_id", f"block {d.block_id} exists already and was not imported for this "
+                                           "user; nothing imported")
     now = datetime.now(timezone.utc)
     rows = []
-    for d in (d for d in decoded if d.block_id not in there):
+    for d in decoded:
+        if d.block_id in present:
+            continue  # imported before for this user: importing twice changes nothing
         m, r = d.packet["metadata"], d.packet["references"]
         rows.append({
             "block_id": d.block_id, "user_id": str(user_id), "session_id": None, "block_kind": "imported",
@@ -341,5 +343,5 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
             "dead_zone_summaries": d.prose["dead_zone_summaries"], "posterior_margin": d.prose["posterior_margin"],
             "migrated_at": now})
     version = cortex.upsert_blocks(rows)["version"] if rows else None
-    return {"into": "cortex", "packets": len(decoded), "imported": len(rows), "already_present": len(decoded) - len(rows),
-            "cortex_version": version}
+    return {"into": "cortex", "packets": len(decoded), "imported": len(rows),
+            "already_present": len(decoded) - len(rows), "cortex_version": version}

@@ -7,7 +7,8 @@ transaction, so a refused load leaves nothing behind.
 
 Row-level security lets a writer write only the user it acts for, so rows are copied
 user by user, each after memory.act_for(); rows that name a session_id directly are
-written as whichever user the connection already acts for.
+written as whichever user the connection already acts for. Where row-level security
+applies (a psimem_writer login, not the owner) COPY goes to a temporary table first.
 """
 from __future__ import annotations
 
@@ -142,13 +143,14 @@ def _row(t: Turn, session_id: uuid.UUID) -> tuple:
 _COPY_LINE = re.compile(r"COPY \S+, line (\d+)(?:, column (\w+))?")
 
 
-def _copy(conn: psycopg.Connection, turns: list[Turn], rows: list[tuple], bar) -> None:
+def _copy(conn: psycopg.Connection, turns: list[Turn], rows: list[tuple], bar, target: str) -> None:
     try:
         with conn.cursor() as cur:
-            with cur.copy(f"COPY memory.day_table ({', '.join(COLUMNS)}) FROM STDIN (FORMAT BINARY)") as cp:
-                cp.set_types(list(TYPES))
+            cols = ("seq",) * (target != "memory.day_table") + COLUMNS
+            with cur.copy(f"COPY {target} ({', '.join(cols)}) FROM STDIN (FORMAT BINARY)") as cp:
+                cp.set_types(["int4"] * (len(cols) - len(COLUMNS)) + list(TYPES))
                 for i, row in enumerate(rows):
-                    cp.write_row(row)
+                    cp.write_row((i,) * (len(cols) - len(COLUMNS)) + row)
                     if i % 64 == 63:
                         bar.update(64)
         bar.update(len(rows) % 64)
@@ -156,9 +158,38 @@ def _copy(conn: psycopg.Connection, turns: list[Turn], rows: list[tuple], bar) -
         m = _COPY_LINE.search(e.diag.context or "")
         if not m:
             raise
-        t = turns[int(m.group(1)) - 1]
-        field = f" (column {m.group(2)})" if m.group(2) and m.group(2) not in (e.diag.message_primary or "") else ""
-        raise BadInput(f"line {t.line}: {e.diag.message_primary}{field}") from None
+        raise _bad(turns[int(m.group(1)) - 1], e, m.group(2)) from None
+
+
+def _bad(t: Turn, e: psycopg.Error, column: str | None = None) -> BadInput:
+    field = f" (column {column})" if column and column not in (e.diag.message_primary or "") else ""
+    return BadInput(f"line {t.line}: {e.diag.message_primary}{field}")
+
+
+# Row-level security does not take COPY FROM: a login it applies to (a psimem_writer) copies
+# into a temporary table and inserts from there, so the policies and the trigger see each row.
+_STAGE = "_psimem_ingest"
+
+
+def _copy_staged(conn: psycopg.Connection, turns: list[Turn], rows: list[tuple], bar) -> None:
+    cols = ", ".join(COLUMNS)
+    conn.execute(f"CREATE TEMP TABLE IF NOT EXISTS {_STAGE} ON COMMIT DROP AS "
+                 f"SELECT 0 AS seq, {cols} FROM memory.day_table WITH NO DATA")
+    conn.execute(f"TRUNCATE {_STAGE}")
+    _copy(conn, turns, rows, bar, _STAGE)
+    insert = f"INSERT INTO memory.day_table ({cols}) SELECT {cols} FROM {_STAGE}"
+    try:
+        with conn.transaction():
+            conn.execute(f"{insert} ORDER BY seq")
+    except psycopg.Error:
+        # The statement names no row: insert one by one (only on this failing path) to find it.
+        with conn.transaction(force_rollback=True):
+            for i, t in enumerate(turns):
+                try:
+                    conn.execute(f"{insert} WHERE seq = %s", (i,))
+                except psycopg.Error as e:
+                    raise _bad(t, e) from None
+        raise
 
 
 def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = False) -> int:
@@ -168,11 +199,16 @@ def copy_turns(conn: psycopg.Connection, turns: list[Turn], progress: bool = Fal
     groups: dict[uuid.UUID | None, list[int]] = {}
     for i, (user, _) in enumerate(owners):
         groups.setdefault(user or acting, []).append(i)
+    staged = conn.execute("SELECT row_security_active('memory.day_table')").fetchone()[0]
     bar = tqdm(total=len(turns), unit="turn", desc="copy", disable=not progress, file=sys.stderr)
     try:
         for user, idx in groups.items():
             conn.execute("SELECT memory.act_for(%s)", (user,))
-            _copy(conn, [turns[i] for i in idx], [_row(turns[i], owners[i][1]) for i in idx], bar)
+            part, rows = [turns[i] for i in idx], [_row(turns[i], owners[i][1]) for i in idx]
+            if staged:
+                _copy_staged(conn, part, rows, bar)
+            else:
+                _copy(conn, part, rows, bar, "memory.day_table")
     finally:
         bar.close()
     # On failure the transaction's rollback restores the setting act_for changed.

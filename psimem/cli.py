@@ -14,6 +14,41 @@ def say(msg: str) -> None:
     print(f"psimem: {msg}", file=sys.stderr, flush=True)
 
 
+# Argument types: a bad argument is one line from argparse naming it, never a traceback.
+
+def uuid_arg(text: str) -> str:
+    import uuid
+
+    try:
+        return str(uuid.UUID(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a UUID such as 8c6f2a4e-0b1d-4c4e-9a53-2f0d6c1e7b90, got {text!r}")
+
+
+def input_file(text: str) -> str:
+    """A readable regular file, or - for standard input."""
+    if text == "-":
+        return text
+    path = Path(text)
+    if not path.exists():
+        raise argparse.ArgumentTypeError(f"no such file: {text}")
+    if not path.is_file():
+        raise argparse.ArgumentTypeError(f"must be a file, not a directory: {text}")
+    if not os.access(path, os.R_OK):
+        raise argparse.ArgumentTypeError(f"not readable: {text}")
+    return text
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
+
+
 def _cluster(args) -> Cluster:
     s = Settings.from_env()
     if s.database_url:
@@ -113,16 +148,6 @@ def cmd_worker(args) -> int:
     return 0
 
 
-def _resolve_user(conn, ref: str):
-    """The user --user names (id or external reference), and act for it from here on."""
-    user = conn.execute("SELECT memory.find_user(%s)", (ref,)).fetchone()[0]
-    if user is None:
-        raise SystemExit(f"psimem: --user: no user {ref!r} that this login may act for "
-                         "(give a user id or external reference)")
-    conn.execute("SELECT memory.act_for(%s)", (user,))
-    return user
-
-
 def _resolve_session(conn, ref: str, user=None):
     """A session id, or an external reference of the acting user's sessions."""
     row = conn.execute("SELECT session_id FROM memory.sessions WHERE (session_id::text = lower(%s) OR external_ref = %s) "
@@ -133,6 +158,28 @@ def _resolve_session(conn, ref: str, user=None):
     return row[0]
 
 
+def _query_vector(path: str, dim: int):
+    """--vector's file: a JSON list of `dim` finite numbers, not all zero."""
+    import json
+    import math
+
+    import numpy as np
+
+    raw = sys.stdin.read() if path == "-" else Path(path).read_text()
+    try:
+        values = json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"psimem: --vector: {path} is not JSON ({e.msg})") from None
+    if (not isinstance(values, list) or len(values) != dim
+            or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in values)):
+        got = f"{len(values)} items" if isinstance(values, list) else type(values).__name__
+        raise SystemExit(f"psimem: --vector: must be a JSON list of {dim} finite numbers (the installed universal "
+                         f"size), got {got}")
+    if not any(values):
+        raise SystemExit("psimem: --vector: must not be all zeros")
+    return np.asarray(values, dtype=np.float32)
+
+
 def cmd_recall(args) -> int:
     import json
 
@@ -141,15 +188,14 @@ def cmd_recall(args) -> int:
     from loaders.cortex import Cortex
     from loaders.recall import recall
 
-    from .connect import connect
+    from .connect import act_for_ref, connect, read_database_url
 
-    with connect() as conn:
-        user = _resolve_user(conn, args.user)
+    with connect(read_database_url()) as conn:  # recall only reads: a hot standby serves it
+        user = act_for_ref(conn, args.user)
         session = _resolve_session(conn, args.session, user) if args.session else None
         cortex = Cortex.for_database(conn, args.cortex)
         if args.vector:
-            vec = np.asarray(json.loads(open(args.vector).read() if args.vector != "-" else sys.stdin.read()),
-                             dtype=np.float32)
+            vec = _query_vector(args.vector, cortex.udim)
         else:
             from loaders.models import Cache, UniversalEmbedder
 
@@ -178,7 +224,7 @@ def cmd_packet(args) -> int:
     from loaders.cortex import Cortex
     from loaders.packets import BadPacket, export_blocks, import_packets
 
-    from .connect import connect
+    from .connect import act_for_ref, connect
 
     with connect() as conn:
         cortex = Cortex.for_database(conn, args.cortex)
@@ -196,7 +242,7 @@ def cmd_packet(args) -> int:
                     packets = json.loads(raw)
                 except json.JSONDecodeError as e:
                     raise BadPacket(None, "(file)", f"not JSON: {e}") from None
-                user = _resolve_user(conn, args.user) if args.user else None
+                user = act_for_ref(conn, args.user) if args.user else None
                 session = _resolve_session(conn, args.session, user) if args.session else None
                 if args.into == "hippocampus" and session is None:
                     raise BadPacket(None, "--session", "importing into the Hippocampus needs a session")
@@ -269,7 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
                                     "created_at, universal_embedding, native_embedding, perplexity_score, token_count, "
                                     "turn_number; optional user_tier) in one transaction with binary COPY. Users and "
                                     "sessions named by reference are created. A bad row loads nothing and is named.")
-    t.add_argument("file", help="JSONL file, or - for standard input")
+    t.add_argument("file", type=input_file, help="JSONL file, or - for standard input")
     t.add_argument("--quiet", action="store_true", help="no progress output")
     ing.set_defaults(func=cmd_ingest)
 
@@ -293,11 +339,12 @@ def build_parser() -> argparse.ArgumentParser:
                                     "Hippocampus hits; live zones in full, tier and reason per result, "
                                     "de-duplicated, ordered by MMR.")
     rc.add_argument("query", nargs="?", default="", help="query text, embedded with the offline universal embedder")
-    rc.add_argument("--vector", help="JSON file (or - for stdin) with the query's universal embedding instead of text")
+    rc.add_argument("--vector", type=input_file,
+                    help="JSON file (or - for stdin) with the query's universal embedding instead of text")
     rc.add_argument("--user", required=True, help="user id or external reference")
     rc.add_argument("--session", help="the current session (id or external reference)")
-    rc.add_argument("-k", type=int, default=10, help="candidates per source (default 10)")
-    rc.add_argument("--limit", type=int, default=10, help="results returned (default 10)")
+    rc.add_argument("-k", type=positive_int, default=10, help="candidates per source (default 10)")
+    rc.add_argument("--limit", type=positive_int, default=10, help="results returned (default 10)")
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.add_argument("--cortex", help=cortex_help)
     rc.set_defaults(func=cmd_recall)
@@ -307,14 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     pks = pk.add_subparsers(dest="packet_cmd", required=True, metavar="ACTION")
     ex = pks.add_parser("export", help="export blocks (from whichever store holds them) as packets",
                         description="Write the blocks as Bifocal Packets: one object, or an array for several.")
-    ex.add_argument("block_ids", nargs="+", help="block ids")
+    ex.add_argument("block_ids", nargs="+", type=uuid_arg, help="block ids")
     ex.add_argument("-o", "--output", help="file to write (default stdout)")
     ex.add_argument("--array", action="store_true", help="always write an array")
     ex.add_argument("--cortex", help=cortex_help)
     im = pks.add_parser("import", help="import packets into the Cortex or the Hippocampus, all or nothing",
                         description="Check every packet (schema, base64, dimensions, offsets, references), then "
                                     "import them all; one bad packet imports none and is named with its field (exit 2).")
-    im.add_argument("file", help="JSON file with a packet or an array of packets, or - for stdin")
+    im.add_argument("file", type=input_file, help="JSON file with a packet or an array of packets, or - for stdin")
     im.add_argument("--into", choices=("cortex", "hippocampus"), default="cortex", help="target store (default cortex)")
     im.add_argument("--user", help="receiving user (id or external reference); needed for the Cortex")
     im.add_argument("--session", help="receiving session (id or external reference); needed for the Hippocampus")
@@ -353,9 +400,13 @@ def build_parser() -> argparse.ArgumentParser:
                                     "oscillator network from the text (--synth), detect surprise events, and write "
                                     "frames with binary COPY per utterance or 2 s idle. While the database is "
                                     "unreachable frames spool to PSIMEM_HOME/spool and are written on reconnect "
-                                    "without duplicates; SIGTERM flushes before exit. Reports peak memory.")
-    rt.add_argument("--entry", action="append", metavar="ENTRY_ID", help="a day_table turn to voice (repeatable)")
-    rt.add_argument("--latest", type=int, default=1, metavar="N",
+                                    "without duplicates; SIGTERM flushes before exit. Reports peak memory. Exits 5 when frames are left only in "
+                                    "the spool (the database was still unreachable at the end).")
+    rt.add_argument("--entry", action="append", type=uuid_arg, metavar="ENTRY_ID",
+                    help="a day_table turn to voice (repeatable)")
+    rt.add_argument("--user", help="act for this user (id or external reference): a psimem_writer login sees "
+                                   "only the turns of the user it acts for")
+    rt.add_argument("--latest", type=positive_int, default=1, metavar="N",
                     help="without --entry: the N newest assistant turns not yet voiced (default 1)")
     rt.add_argument("--wav", type=Path, help="voice from this 16-bit WAV instead of espeak-ng (one turn)")
     rt.add_argument("--synth", action="store_true", help="synthesis mode: step the oscillator network from the text")
@@ -364,6 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     rt.add_argument("--pace", action="store_true", help="run at the wall clock (50 frames/s) instead of as fast as possible")
     rt.add_argument("--no-live", action="store_true", help="do not keep the live recording that replay --verify compares with")
     rt.add_argument("--spool", type=Path, help="spool file (default PSIMEM_HOME/spool/psi-spool.jsonl)")
+    rt.add_argument("--flush-spool", action="store_true",
+                    help="only write what an earlier run left in the spool; exit 5 if the database is still unreachable")
     rt.set_defaults(func=cmd_realtime)
 
     rp = sub.add_parser("replay", help="regenerate an utterance's audio from its stored ψ frames, or verify them",
@@ -381,14 +434,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import logging
+
+    import psycopg
+
     from loaders.storage import CortexConfigError
 
+    # psycopg logs the lost connection again while unwinding a COPY; the one line below says it.
+    logging.getLogger("psycopg").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except CortexConfigError as e:
+    except CortexConfigError as e:  # a bad Cortex location or endpoint, named by its variable or setting
         say(str(e))
         return 2
+    except psycopg.OperationalError as e:
+        # A refused connection or a server that died mid-command: its transaction was not
+        # committed, so nothing of this command's work is in the database.
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        say(f"database: {first} (nothing from this command was committed)")
+        return 4
+    except OSError as e:
+        say(f"{e.filename or ''}: {e.strerror or e}".lstrip(": "))
+        return 2
+    except KeyboardInterrupt:
+        say("interrupted")
+        return 130
 
 
 if __name__ == "__main__":

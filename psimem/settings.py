@@ -1,7 +1,8 @@
 """Where psimem finds its database and its embedded cluster.
 
 PSIMEM_DATABASE_URL points every command at an existing server; otherwise the embedded
-cluster under PSIMEM_HOME (default ./.psimem) is used.
+cluster under PSIMEM_HOME (default ./.psimem) is used. PSIMEM_READ_DATABASE_URL, where set,
+is where read-only work (recall) goes: a hot standby of that server.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ class Settings:
     port: int
     dbname: str
     database_url: str | None
+    read_database_url: str | None = None
 
     @classmethod
     def from_env(cls) -> "Settings":
@@ -31,4 +33,5 @@ class Settings:
             port=int(os.environ.get("PSIMEM_PORT", "55432")),
             dbname=os.environ.get("PSIMEM_DBNAME", "psimem"),
             database_url=os.environ.get("PSIMEM_DATABASE_URL") or None,
+            read_database_url=os.environ.get("PSIMEM_READ_DATABASE_URL") or None,
         )

@@ -6,7 +6,7 @@ import sys
 import time
 from pathlib import Path
 
-from psimem.connect import connect, database_url
+from psimem.connect import act_for_ref, connect, database_url
 from psimem.settings import Settings
 
 
@@ -58,7 +58,7 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
         streams.append(Stream(t, oscillators, mode, cv, now_ms, audio=audio, seed=i, surprise_sigma=sigma))
     t_speak = time.perf_counter() - t_speak
     report = run_streams(streams, writer, pace=pace, say=log)
-    report.update(writer.stats, speak_seconds=t_speak, oscillators=oscillators, mode=mode, codec_version=cv,
+    report.update(writer.stats, unsaved_rows=writer.spooled(), spool=str(writer.spool_path), speak_seconds=t_speak, oscillators=oscillators, mode=mode, codec_version=cv,
                   utterances=[{"uttr_hash": s.utt.uttr_hash.hex(), "entry_id": s.turn.entry_id, "frames": s.i,
                                "surprises": s.surprises, "text": s.turn.content} for s in streams])
     if keep_live:
@@ -67,11 +67,32 @@ def record(url: str, turns, oscillators: int = 256, mode: str = "analysis", code
     return report
 
 
+SPOOL_LEFT = 5  # exit status: frames recorded but still only in the spool
+
+
+def flush_spool(url: str, spool: Path | None = None) -> int:
+    """`psimem realtime --flush-spool`: write what an earlier run left in the spool."""
+    from .writer import PsiWriter
+
+    writer = PsiWriter(url, spool or default_spool(), say=say)
+    written = writer.replay_spool()
+    left = writer.spooled()
+    if left:
+        say(f"{left} rows are still only in the spool {writer.spool_path}: the database is unreachable")
+        return SPOOL_LEFT
+    say(f"wrote {written} spooled rows" if written else f"the spool {writer.spool_path} is empty")
+    return 0
+
+
 def cmd_realtime(args) -> int:
     from .process import load_turns
 
     url = database_url()
+    if args.flush_spool:
+        return flush_spool(url, args.spool)
     with connect(url) as conn:
+        if args.user:  # a writer login sees only the user it acts for
+            act_for_ref(conn, args.user)
         turns = load_turns(conn, args.entry, args.latest)
     if not turns:
         say("no assistant turns without a recording; nothing to voice")
@@ -88,6 +109,10 @@ def cmd_realtime(args) -> int:
           f"{r['blob_bytes'] / max(r['frames'], 1):.0f} bytes/frame (codec v{r['codec_version']}); "
           f"{r['rows']} rows written, {r['spooled_rows']} spooled, {r['replayed_rows']} replayed from the spool")
     print(f"peak memory: {r['peak_rss_mb']:.1f} MB (process RSS high-water mark, N = {r['oscillators']})")
+    if r["unsaved_rows"]:
+        say(f"{r['unsaved_rows']} rows are not in the database yet, only in the spool {r['spool']} (the database "
+            "was unreachable when the stream ended); `psimem realtime --flush-spool` writes them")
+        return SPOOL_LEFT
     return 130 if r["stopped"] else 0
 
 

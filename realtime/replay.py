@@ -56,10 +56,10 @@ def load(conn, uttr_hash: bytes) -> Stored:
     if meta is None:
         raise LookupError(f"UTTERANCE: {uttr_hash.hex()} is not recorded")
     ts, ph, amp, nbytes, rows = [], [], [], 0, 0
-    for t0, dur, count, blob in conn.execute(
-            "SELECT ts_epoch_ms, duration_ms, frame_count, psi_blob FROM psi.psi_frames "
+    for t0, dur, count, blob, crc in conn.execute(
+            "SELECT ts_epoch_ms, duration_ms, frame_count, psi_blob, integrity_crc FROM psi.psi_frames "
             "WHERE uttr_hash = %s AND band = 0 ORDER BY ts_epoch_ms", (uttr_hash,)):
-        p, a, _ = cc.decode(blob)
+        p, a, _ = cc.decode(blob, crc)
         ts.extend(t0 + dur * np.arange(count))
         ph.append(p)
         amp.append(a)

@@ -382,7 +382,7 @@ class PsiWriter:
                                     f"ON CONFLICT {key} DO NOTHING")
                     else:  # row-level security: act for each user in turn, in the same transaction
                         for u in users:
-                            cur.execute("SELECT set_config('psimem.user_id', %s, true)", (str(u),))
+                            cur.execute("SELECT memory.act_for(%s)", (str(u),))
                             cur.execute(f"INSERT INTO psi.{t} ({collist}) SELECT {collist} FROM _psi_stage_{t} "
                                         f"WHERE user_id = %s ON CONFLICT {key} DO NOTHING", (str(u),))
                     self.stats["rows"] += len(rows)
@@ -405,11 +405,7 @@ class PsiWriter:
         merged: dict[str, list] = {t: [] for t in ORDER}
         with open(self.spool_path) as f:
             for line in f:
-                try:
-                    rec = json.loads(line)
-                except json.JSONDecodeError:
-                    continue
-                for t, rows in rec.items():
+                for t, rows in _loads_or_empty(line).items():
                     merged[t].extend(_from_json(t, r) for r in rows)
         n = sum(map(len, merged.values()))
         try:
@@ -422,6 +418,14 @@ class PsiWriter:
         self.say(f"database back: wrote {n} spooled rows")
         return True
 
+    def spooled(self) -> int:
+        """Rows waiting in the spool file (not yet in the database)."""
+        if not self.spool_path.exists():
+            return 0
+        with open(self.spool_path) as f:
+            return sum(len(rows) for line in f if line.strip()
+                       for rows in _loads_or_empty(line).values())
+
     def replay_spool(self) -> int:
         """Write a spool left by an earlier run, if any and the database is reachable."""
         self.wait()
@@ -429,6 +433,13 @@ class PsiWriter:
         if self.spool_path.exists() and self._connect():
             self._replay_spool()
         return self.stats["replayed_rows"] - before
+
+
+def _loads_or_empty(line: str) -> dict:
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError:      # a torn last line: never acknowledged, never written
+        return {}
 
 
 def _typed(row: tuple, types: tuple) -> tuple:

@@ -88,3 +88,62 @@ def test_embedded_cluster_up_is_idempotent_and_down_stops_it(tmp_path_factory):
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2)
     shutil.rmtree(Cluster(home, 55499).home)  # may be the /var/tmp fallback: tmp_path is 0700
+
+
+@pytest.mark.parametrize("args,message", [
+    (("ingest", "turns", "/nonexistent/turns.jsonl"), "argument file: no such file: /nonexistent/turns.jsonl"),
+    (("ingest", "turns", "/tmp"), "argument file: must be a file, not a directory: /tmp"),
+    (("packet", "import", "/nonexistent/p.json"), "argument file: no such file"),
+    (("packet", "export", "not-a-uuid"), "argument block_ids: must be a UUID"),
+    (("realtime", "--entry", "12"), "argument --entry: must be a UUID"),
+    (("recall", "x", "--user", "u", "-k", "0"), "argument -k: must be a whole number >= 1"),
+])
+def test_bad_arguments_get_one_line_naming_them_not_a_traceback(args, message, env_url):
+    r = run(*args)
+    assert r.returncode == 2 and message in r.stderr and "Traceback" not in r.stderr, r.stderr
+
+
+def test_recall_vector_files_are_checked(env_url, tmp_path):
+    with psycopg.connect(env_url) as c:
+        c.execute("SELECT memory.ensure_user('cli-vec')")
+        c.commit()
+    try:
+        for content, message in (("[0.1, 0.2]", "--vector: must be a JSON list of 768 finite numbers"),
+                                 ("", "--vector: {} is not JSON"), (json.dumps([0.0] * UDIM), "--vector: must not be all zeros")):
+            f = tmp_path / "q.json"
+            f.write_text(content)
+            r = run("recall", "--vector", str(f), "--user", "cli-vec", "--cortex", str(tmp_path / "cx"))
+            assert r.returncode != 0 and message.format(f) in r.stderr and "Traceback" not in r.stderr, r.stderr
+    finally:
+        with psycopg.connect(env_url) as c:
+            c.execute("DELETE FROM memory.users WHERE external_ref = 'cli-vec'")
+
+
+def test_a_server_gone_mid_load_is_one_line_and_nothing_is_loaded(pg_server, db_url, tmp_path):
+    """The server is stopped while `psimem ingest` streams a large file: one line, exit 4,
+    and after the restart not one of its turns is in the database."""
+    import time
+
+    from conftest import wait_until_accepting
+
+    rng = np.random.default_rng(4)
+    path = tmp_path / "big.jsonl"
+    with open(path, "w") as f:
+        for i in range(20000):
+            f.write(json.dumps({"user": "cli-dies", "session": "cli-dies-s", "role": "user", "content": f"turn {i}",
+                                "universal_embedding": unit(rng, UDIM).round(4).tolist()}) + "\n")
+    p = subprocess.Popen([*PSIMEM, "ingest", "turns", str(path)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env={**os.environ, "PSIMEM_DATABASE_URL": db_url})
+    deadline = time.monotonic() + 60
+    with psycopg.connect(db_url, autocommit=True) as c:   # wait until the COPY is streaming
+        while time.monotonic() < deadline and not c.execute(
+                "SELECT 1 FROM pg_stat_activity WHERE query LIKE 'COPY memory.day_table%%' AND state = 'active'").fetchone():
+            time.sleep(0.05)
+    with pg_server.stopped():
+        out, err = p.communicate(timeout=120)
+    wait_until_accepting(db_url)
+    assert p.returncode == 4 and "psimem: database:" in err and "nothing from this command was committed" in err, err
+    messages = [line for line in err.splitlines() if not line.startswith("copy:") and line.strip()]
+    assert "Traceback" not in err and len(messages) == 1, err   # progress bars aside, one line
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT count(*) FROM memory.users WHERE external_ref = 'cli-dies'").fetchone()[0] == 0

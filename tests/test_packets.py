@@ -113,8 +113,8 @@ def test_a_cortex_import_never_replaces_a_block_it_did_not_create_for_that_user(
         p["references"] = {"citations": [], "derived_from": None, "continues_from": None}
     with pytest.raises(BadPacket) as e:
         import_packets(conn, cortex, [fresh, taken], "cortex", user_id=other)
-    assert (e.value.index, e.value.field) == (1, "metadata.source_block_id")
-    assert f"block {ids[1]} exists already in the Cortex and was not imported for this user" in str(e.value)
+    assert (e.value.index, e.value.field) == (1, "block_id")
+    assert f"block {ids[1]} exists already and was not imported for this user; nothing imported" in str(e.value)
     assert cortex.count() == len(ids) and cortex.blocks().version == version
     assert {r["user_id"] for r in cortex.get_blocks(ids, ["user_id"])} == {str(user)}
     # a block the worker moved there (not an import) is refused even for its own user
@@ -122,7 +122,7 @@ def test_a_cortex_import_never_replaces_a_block_it_did_not_create_for_that_user(
     cortex.upsert_blocks([moved])
     clash = copy.deepcopy(out[0])
     clash["metadata"]["source_block_id"] = moved["block_id"]
-    with pytest.raises(BadPacket, match=f"packet 0: metadata.source_block_id: block {moved['block_id']} exists already"):
+    with pytest.raises(BadPacket, match=f"packet 0: block_id: block {moved['block_id']} exists already"):
         import_packets(conn, cortex, [clash], "cortex", user_id=user)
     assert cortex.get_blocks([moved["block_id"]], ["block_kind"])[0]["block_kind"] == "arc"
 

@@ -200,3 +200,35 @@ def test_a_refused_row_on_the_writer_thread_is_raised_in_the_caller(db_url, tmp_
     writer.close()
     assert not (tmp_path / "spool.jsonl").exists()
     drop_user(db_url, turn.user_id)
+
+
+def test_frames_left_in_the_spool_exit_5_until_flush_spool_writes_them(pg_server, env_url, tmp_path):
+    """The server goes away while a reply is voiced and is still down when the stream ends:
+    `psimem realtime` says so and exits 5; `--flush-spool` writes the frames later."""
+    import time
+
+    turn = committed_turn(env_url, "A long and winding answer about the garden, the roses, the bees and the "
+                                   "old stone wall that runs along the bottom of it, past the pond.")
+    spool = tmp_path / "spool.jsonl"
+    env = {**os.environ, "PSIMEM_HOME": str(tmp_path / "home")}
+    p = subprocess.Popen([*PSIMEM, "realtime", "--entry", turn.entry_id, "--synth", "--pace", "--spool", str(spool)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    time.sleep(1.5)
+    with pg_server.stopped():
+        out, err = p.communicate(timeout=60)
+        assert p.returncode == 5, err
+        assert "rows are not in the database yet, only in the spool" in err and "--flush-spool" in err
+        r = subprocess.run([*PSIMEM, "realtime", "--flush-spool", "--spool", str(spool)], capture_output=True,
+                           text=True, env=env)
+        assert r.returncode in (4, 5), r.stderr            # still down: nothing to write it to
+        assert spool.exists()
+    wait_until_accepting(env_url)
+    r = subprocess.run([*PSIMEM, "realtime", "--flush-spool", "--spool", str(spool)], capture_output=True, text=True,
+                       env=env)
+    assert r.returncode == 0 and "wrote" in r.stderr, r.stderr
+    assert not spool.exists()
+    h, frames = bytes.fromhex(out.split()[0]), int(out.split()[1])
+    with psycopg.connect(env_url) as c:
+        assert c.execute("SELECT sum(frame_count) FROM psi.psi_frames WHERE uttr_hash = %s AND band = 0",
+                         (h,)).fetchone()[0] == frames
+    drop_user(env_url, turn.user_id)

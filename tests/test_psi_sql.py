@@ -34,7 +34,8 @@ def test_sql_decode_equals_python_decode_for_both_codecs(conn):
     for ts, version in ((1700000000000, 0), (1700000000100, 1)):
         blob, rp, ra = cc.encode(ph, amp, version)
         insert_run(conn, user, h, ts, blob, 5)
-        rows = conn.execute("SELECT frame_no, phases, amplitudes FROM psi.decode_frame(%s)", (blob,)).fetchall()
+        rows = conn.execute("SELECT frame_no, phases, amplitudes FROM psi.decode_frame(%s, %s)",
+                            (blob, cc.crc32c(blob))).fetchall()
         dp, da, _ = cc.decode(blob)
         assert [r[0] for r in rows] == list(range(5))
         assert np.array_equal(np.array([r[1] for r in rows], dtype=np.float32), dp)
@@ -122,3 +123,12 @@ def test_centroids_fade_then_go_on_a_controlled_clock(conn):
     assert conn.execute("SELECT * FROM psi.decay_centroids(%s)", (now,)).fetchone() == (0, 0)   # idempotent
     later = conn.execute("SELECT * FROM psi.decay_centroids(%s + interval '60 seconds')", (now,)).fetchone()
     assert later == (4, 0)   # 70, 119, 150 and 180 s old now: all fade, the oldest to 0.0625 (kept)
+
+
+def test_a_centroid_left_for_years_is_pruned_not_an_underflow(conn):
+    user, _, h = utterance(conn)
+    conn.execute("INSERT INTO psi.band_centroids (uttr_hash, user_id, band, ts_epoch_ms, centroid) "
+                 "VALUES (%s, %s, 1, 1000000000000, '{1,2}')", (h, user))   # 2001
+    faded, pruned = conn.execute("SELECT * FROM psi.decay_centroids(now())").fetchone()
+    assert pruned >= 1 and conn.execute("SELECT count(*) FROM psi.band_centroids WHERE uttr_hash = %s",
+                                        (h,)).fetchone()[0] == 0

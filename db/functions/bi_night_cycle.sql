@@ -12,8 +12,10 @@ FROM memory.flux_arcs a JOIN memory.users u USING (user_id)
 GROUP BY 1, 2;
 COMMENT ON VIEW bi.arcs_daily IS 'Flux arcs per cycle date and tier: resolved, open at session end, continued, duration, reversal quality.';
 
-CREATE OR REPLACE VIEW bi.blocks AS
-SELECT b.block_id, b.block_kind, b.cycle_date, b.user_tier, b.arc_start_time, b.arc_end_time,
+-- No block, session or user ids: BI sees every user's metadata, so nothing here names one.
+DROP VIEW IF EXISTS bi.blocks;
+CREATE VIEW bi.blocks AS
+SELECT b.block_kind, b.cycle_date, b.user_tier, b.arc_start_time, b.arc_end_time,
        (b.flux_metrics ->> 'peak_perplexity')::float8 AS peak_perplexity,
        (b.flux_metrics ->> 'baseline_perplexity')::float8 AS baseline_perplexity,
        (b.flux_metrics ->> 'final_perplexity')::float8 AS final_perplexity,

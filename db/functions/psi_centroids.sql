@@ -23,9 +23,11 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     -- weight is a function of age alone, so running twice (or late) gives the same rows
+    -- weight < min  <=>  half-lives elapsed > log2(1 / min): compared on the exponent, because
+    -- 0.5 ^ (half-lives) underflows (an error, not 0) for a centroid left years behind
     DELETE FROM psi.band_centroids c
     WHERE c.ts_epoch_ms < v_now_ms - v_keep
-      AND power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half) < v_min;
+      AND (v_now_ms - v_keep - c.ts_epoch_ms) / v_half > log(2, (1 / v_min)::numeric)::float8;
     GET DIAGNOSTICS pruned = ROW_COUNT;
     UPDATE psi.band_centroids c
     SET weight = power(0.5, (v_now_ms - v_keep - c.ts_epoch_ms) / v_half)

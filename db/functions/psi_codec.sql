@@ -5,7 +5,7 @@ CREATE OR REPLACE FUNCTION psi._codec_version()
 RETURNS text
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, public, pg_temp
-RETURN '0c3a43cea3a79460';
+RETURN '5633796daff4ba59';
 COMMENT ON FUNCTION psi._codec_version() IS
 'Digest of the codec source psi._codec_source() returns; PL/Python functions reload their cached codec when it changes.';
 REVOKE ALL ON FUNCTION psi._codec_version() FROM PUBLIC;
@@ -173,7 +173,7 @@ def _unplanes(buf, count):
     return a[0] | (a[1] << 8) | (a[2] << 16)
 
 
-_zstd = threading.local()      # one compressor / decompressor per thread (they are not thread-safe)
+_zstd = threading.local()      # one compressor per thread (it is not thread-safe)
 
 
 def _zc(data):
@@ -184,13 +184,24 @@ def _zc(data):
 
 
 def _zd(data, size):
-    d = getattr(_zstd, "d", None)
-    if d is None:
-        d = _zstd.d = zstandard.ZstdDecompressor()
+    """Decompress one zstd section of exactly `size` bytes that fills `data` exactly: a
+    declared size that differs, a truncated stream or bytes after its end are corrupt."""
+    data = bytes(data)
     try:
-        out = d.decompress(bytes(data), max_output_size=size)
+        declared = zstandard.frame_content_size(data)
+    except zstandard.ZstdError as e:
+        raise CodecError(f"psi_blob: zstd frame header is corrupt ({e})")
+    if declared != size:
+        raise CodecError(f"psi_blob: compressed section declares {declared} bytes, expected {size}")
+    d = zstandard.ZstdDecompressor().decompressobj()
+    try:
+        out = d.decompress(data)
     except zstandard.ZstdError as e:
         raise CodecError(f"psi_blob: zstd stream is corrupt ({e})")
+    if not d.eof:
+        raise CodecError("psi_blob: zstd stream is truncated")
+    if d.unused_data:
+        raise CodecError(f"psi_blob: {len(d.unused_data)} bytes after the end of the compressed section")
     if len(out) != size:
         raise CodecError("psi_blob: decompressed section has the wrong length")
     return out
@@ -478,11 +489,14 @@ def blob_info(blob):
     raise CodecError(f"psi_blob: unknown codec version {blob[0]} or truncated header")
 
 
-def decode(blob):
+def decode(blob, crc=None):
     """Decode a blob of any known codec version into (phases, amplitudes, vectors), each
     an F x N float32 array or None: phase/amplitude runs fill the first two, vector runs
-    (meso/macro) the third."""
+    (meso/macro) the third. With `crc` (the row's integrity_crc) the blob's CRC-32C is
+    checked first: a damaged blob can still parse, so every decode from storage passes it."""
     blob = bytes(blob)
+    if crc is not None and crc32c(blob) != crc:
+        raise CodecError(f"psi_blob: CRC-32C is {crc32c(blob)}, the row's integrity_crc is {crc}: corrupt")
     version = blob_info(blob)[0]
     return _decode_v0(blob) if version == 0 else _decode_v1(blob)
 

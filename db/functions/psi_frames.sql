@@ -2,27 +2,29 @@
 -- re-check an utterance's integrity. The decoder is the codec module psi._codec_source()
 -- returns (realtime/codec_core.py), exec'd once per session.
 
-CREATE OR REPLACE FUNCTION psi.decode_frame(p_blob bytea)
+CREATE OR REPLACE FUNCTION psi.decode_frame(p_blob bytea, p_crc bigint)
 RETURNS TABLE (frame_no int, phases real[], amplitudes real[], state real[])
-LANGUAGE plpython3u IMMUTABLE STRICT
+LANGUAGE plpython3u IMMUTABLE
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 if 'psi_codec_load' not in GD:
     plpy.execute("SELECT psi._codec_install()")
 codec = GD['psi_codec_load']()
 
+if p_blob is None or p_crc is None:
+    plpy.error('p_blob, p_crc: must not be NULL (every decode checks the CRC-32C)', sqlstate='22004')
 try:
-    ph, amp, vec = codec['decode'](p_blob)
+    ph, amp, vec = codec['decode'](p_blob, p_crc)
 except codec['CodecError'] as e:
     plpy.error(str(e), sqlstate='22P03')
 if vec is not None:
     return [(i, None, None, v.tolist()) for i, v in enumerate(vec)]
 return [(i, ph[i].tolist(), amp[i].tolist(), None) for i in range(ph.shape[0])]
 $$;
-COMMENT ON FUNCTION psi.decode_frame(bytea) IS
-'Decodes one psi_blob (any codec version) into its frames: frame_no within the run, and phases and amplitudes (micro) or the state vector (meso: 32-d, macro: tempo and levels). A corrupt or unknown blob raises invalid_binary_representation naming the rule.';
-REVOKE ALL ON FUNCTION psi.decode_frame(bytea) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION psi.decode_frame(bytea) TO psimem_writer, psimem_reader, psimem_admin;
+COMMENT ON FUNCTION psi.decode_frame(bytea, bigint) IS
+'Decodes one psi_blob (any codec version) into its frames: frame_no within the run, and phases and amplitudes (micro) or the state vector (meso: 32-d, macro: tempo and levels). p_crc is the row''s integrity_crc: a blob whose CRC-32C differs, whose header or sections are malformed, or that holds bytes beyond its last section raises invalid_binary_representation naming the rule.';
+REVOKE ALL ON FUNCTION psi.decode_frame(bytea, bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION psi.decode_frame(bytea, bigint) TO psimem_writer, psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION psi.frames(
     p_uttr_hash bytea,
@@ -35,7 +37,7 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
     SELECT f.ts_epoch_ms + d.frame_no * f.duration_ms, f.duration_ms::int, d.phases, d.amplitudes, d.state, f.emo_vec
     FROM psi.psi_frames f
-    CROSS JOIN LATERAL psi.decode_frame(f.psi_blob) d
+    CROSS JOIN LATERAL psi.decode_frame(f.psi_blob, f.integrity_crc) d
     WHERE f.uttr_hash = p_uttr_hash AND f.band = p_band
       -- a run spans at most 10 s (psi_frames_run_span_bounded): bounds the index scan on both sides
       AND (p_to_ms IS NULL OR f.ts_epoch_ms <= p_to_ms)

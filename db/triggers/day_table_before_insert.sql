@@ -72,6 +72,10 @@ BEGIN
         RAISE EXCEPTION 'session_id: unknown session %', quote_nullable(NEW.session_id)
             USING ERRCODE = 'foreign_key_violation', COLUMN = 'session_id';
     END IF;
+    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
+        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
+            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
+    END IF;
     -- The agent's own id for a turn makes a retried write a no-op: skip the row (after the
     -- session lock, so a concurrent retry sees the first one's commit).
     IF NEW.external_ref IS NOT NULL THEN
@@ -83,10 +87,6 @@ BEGIN
             RAISE EXCEPTION 'external_ref: % is already a turn of session % with another role or content', quote_literal(NEW.external_ref), NEW.session_id
                 USING ERRCODE = 'unique_violation', COLUMN = 'external_ref';
         END IF;
-    END IF;
-    IF NEW.user_id IS NOT NULL AND NEW.user_id <> v_session.user_id THEN
-        RAISE EXCEPTION 'user_id: session % acts for user %, not %', NEW.session_id, v_session.user_id, NEW.user_id
-            USING ERRCODE = 'check_violation', COLUMN = 'user_id';
     END IF;
     NEW.user_id := v_session.user_id;
     SELECT u.tier INTO NEW.user_tier FROM memory.users u WHERE u.user_id = v_session.user_id;

@@ -123,6 +123,7 @@ def upgrade() -> None:
     CREATE INDEX idx_relationships_user ON memory.block_relationships (user_id);
 
     GRANT SELECT, INSERT, DELETE ON memory.user_bindings TO psimem_admin;
+    REVOKE ALL ON procedural.maintenance_runs FROM psimem_reader;  -- bookkeeping of the daily jobs
     GRANT SELECT, INSERT, UPDATE, DELETE ON procedural.procedural_memory, procedural.causal_edges TO psimem_admin;
     """)
     for table in USER_TABLES:
