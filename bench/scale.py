@@ -82,7 +82,7 @@ class Stores:
     def cortex(self, store: str, uri: str, **kw) -> Cortex:
         env = dict(os.environ, **self.env(store))
         from loaders.storage import storage_options
-        return Cortex(uri, UDIM, NDIM, storage_options(uri, env=env), **kw)
+        return Cortex(uri, UDIM, NDIM, storage_options(uri, env), **kw)
 
     def close(self):
         shutil.rmtree(self.tmp, ignore_errors=True)

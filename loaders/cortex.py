@@ -13,11 +13,11 @@ chosen by bench/cortex_search.py); block_id and user_id get BTree scalar indexes
 (reads by block id and per-user prefiltered search).
 
 The location is a LanceDB URI: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex. An
-s3://bucket/prefix URI puts the Cortex on S3 or an S3-compatible store (storage_options):
-endpoint and region from AWS_ENDPOINT_URL / AWS_REGION (the AWS SDKs' variables), else the
-settings cortex.s3_endpoint / cortex.s3_region; credentials only from the environment
-(AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), else LanceDB's own AWS
-credential chain. An http:// endpoint allows plain HTTP.
+s3://bucket/prefix URI puts the Cortex on S3 or an S3-compatible store (loaders.storage):
+endpoint, region and credentials from the AWS SDKs' environment variables (AWS_ENDPOINT_URL,
+AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) passed to LanceDB
+as storage options, else LanceDB's own AWS credential chain. An http:// endpoint allows
+plain HTTP.
 
 Several workers may write one Cortex at once. LanceDB commits optimistically (a
 conditional PUT of the next manifest on S3, an atomic rename locally); what two writers
@@ -236,9 +236,8 @@ def _quote(ids) -> str:
 class Cortex:
     """One LanceDB database holding the Cortex tables.
 
-    storage_options: None builds them from the URI and the environment (storage_options());
-    Cortex.for_database adds the database's settings. conflicts counts the commits this
-    object had to retry because another writer committed first."""
+    storage_options: None builds them from the URI and the environment (storage_options()).
+    conflicts counts the commits this object had to retry because another writer committed first."""
 
     uri: str
     udim: int
@@ -258,13 +257,10 @@ class Cortex:
 
     @classmethod
     def for_database(cls, conn, uri: str | None = None) -> "Cortex":
-        """The Cortex at uri (default cortex_uri()) with the embedding sizes this database was installed with
-        and, for S3, the endpoint and region its settings give where the environment gives none."""
-        s = dict(conn.execute("SELECT key, value #>> '{}' FROM ops.settings WHERE key IN "
-                              "('embedding.universal_dim', 'embedding.native_dim', 'cortex.s3_endpoint', "
-                              "'cortex.s3_region')").fetchall())
-        uri = cortex_uri(uri)
-        return cls(uri, int(s["embedding.universal_dim"]), int(s["embedding.native_dim"]), storage_options(uri, s))
+        """The Cortex at uri (default cortex_uri()) with the embedding sizes this database was installed with."""
+        dims = dict(conn.execute("SELECT key, (value #>> '{}')::int FROM ops.settings WHERE key IN "
+                                 "('embedding.universal_dim', 'embedding.native_dim')").fetchall())
+        return cls(cortex_uri(uri), dims["embedding.universal_dim"], dims["embedding.native_dim"])
 
     def _retrying(self, fn):
         """fn(), again after a commit another writer pre-empted (jittered exponential backoff)."""

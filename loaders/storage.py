@@ -19,21 +19,18 @@ class CortexConfigError(ValueError):
     """The Cortex's location or storage settings are unusable; the message names the variable or setting."""
 
 
-def storage_options(uri: str, settings: dict | None = None, env=None) -> dict[str, str] | None:
-    """LanceDB storage options for a Cortex on S3 (None for a local directory or another scheme,
-    whose variables LanceDB reads itself). Environment first, then the database's settings."""
+def storage_options(uri: str, env=None) -> dict[str, str] | None:
+    """LanceDB storage options for a Cortex on S3 from the AWS SDKs' environment variables (None
+    for a local directory or another scheme, whose variables LanceDB reads itself)."""
     env = os.environ if env is None else env
     m = re.match(r"^(s3a?)://([^/]*)", uri)
     if m is None:
         return None
     if not m.group(2):
         raise CortexConfigError(f"PSIMEM_CORTEX_URI: an S3 Cortex is s3://bucket/prefix, got {uri!r}")
-    settings = settings or {}
     opts: dict[str, str] = {}
-    for source, value in (("AWS_ENDPOINT_URL_S3", env.get("AWS_ENDPOINT_URL_S3")),
-                          ("AWS_ENDPOINT_URL", env.get("AWS_ENDPOINT_URL")),
-                          ("AWS_ENDPOINT", env.get("AWS_ENDPOINT")),
-                          ("cortex.s3_endpoint", settings.get("cortex.s3_endpoint"))):
+    for source in ("AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"):
+        value = env.get(source)
         if value:
             if not re.match(r"^https?://[^/\s]+(/\S*)?$", value):
                 raise CortexConfigError(f"{source}: must be an http:// or https:// URL, got {value!r}")
@@ -41,7 +38,7 @@ def storage_options(uri: str, settings: dict | None = None, env=None) -> dict[st
             if value.startswith("http://"):
                 opts["allow_http"] = "true"
             break
-    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or settings.get("cortex.s3_region")
+    region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if region:
         opts["aws_region"] = region
     for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):

@@ -320,8 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     ing.set_defaults(func=cmd_ingest)
 
     cortex_help = ("LanceDB URI of the Cortex: a directory or s3://bucket/prefix (default: PSIMEM_CORTEX_URI, else "
-                   "$PSIMEM_HOME/cortex; S3 endpoint and region from AWS_ENDPOINT_URL / AWS_REGION or the "
-                   "cortex.s3_* settings, credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY)")
+                   "$PSIMEM_HOME/cortex; S3 endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION, "
+                   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
     wk = sub.add_parser("worker", help="move queued blocks to the LanceDB Cortex and re-cluster it (RAPTOR)",
                         description="Take jobs the Night Cycle queued in ops.jobs (FOR UPDATE SKIP LOCKED): "
                                     "cortex_migrate moves blocks into LanceDB and marks them migrated; cluster_update "

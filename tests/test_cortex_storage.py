@@ -6,41 +6,27 @@ import multiprocessing
 import uuid
 
 import numpy as np
-import psycopg
 import pytest
 
 from loaders.cortex import Cortex
 from loaders.storage import CortexConfigError, storage_options
 
 
-def test_the_environment_wins_over_the_settings_and_credentials_come_only_from_the_environment():
-    settings = {"cortex.s3_endpoint": "https://objects.example.net", "cortex.s3_region": "eu-central-1",
-                "aws_secret_access_key": "never-from-settings"}
-    assert storage_options("/var/lib/psimem/cortex", settings, env={}) is None
-    assert storage_options("s3://b/p", settings, env={}) == {"aws_endpoint": "https://objects.example.net",
-                                                             "aws_region": "eu-central-1"}
+def test_endpoint_region_and_credentials_come_from_the_aws_variables():
+    assert storage_options("/var/lib/psimem/cortex", env={"AWS_ENDPOINT_URL": "http://x:1"}) is None
+    assert storage_options("s3://b/p", env={}) == {}  # AWS itself: LanceDB's credential chain and region lookup
     env = {"AWS_ENDPOINT_URL": "http://127.0.0.1:9000/", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"}
-    assert storage_options("s3://b/p", settings, env) == {
+    assert storage_options("s3://b/p", env) == {
         "aws_endpoint": "http://127.0.0.1:9000", "allow_http": "true", "aws_region": "us-east-1",
         "aws_access_key_id": "k", "aws_secret_access_key": "s"}
-    with pytest.raises(CortexConfigError, match=r"^cortex.s3_endpoint: must be an http:// or https:// URL, got 'ftp://x'$"):
-        storage_options("s3://b/p", {"cortex.s3_endpoint": "ftp://x"}, env={})
+    assert storage_options("s3://b/p", {"AWS_ENDPOINT_URL_S3": "https://s3.example.net", "AWS_REGION": "eu-central-1",
+                                        "AWS_ENDPOINT_URL": "http://ignored"}) == {
+        "aws_endpoint": "https://s3.example.net", "aws_region": "eu-central-1"}
+    with pytest.raises(CortexConfigError, match=r"^AWS_ENDPOINT_URL: must be an http:// or https:// URL, got 'ftp://x'$"):
+        storage_options("s3://b/p", {"AWS_ENDPOINT_URL": "ftp://x"})
     with pytest.raises(CortexConfigError, match="an S3 Cortex is s3://bucket/prefix"):
-        storage_options("s3://", {}, env={})
-
-
-def test_the_settings_give_the_endpoint_and_region_where_the_environment_gives_none(conn, s3_server, monkeypatch):
-    for key in ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT", "AWS_REGION", "AWS_DEFAULT_REGION"):
-        monkeypatch.delenv(key, raising=False)
-    for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
-        monkeypatch.setenv(key, s3_server.env()[key])
-    conn.execute("SELECT ops.set_setting('cortex.s3_endpoint', %s::jsonb)", (f'"{s3_server.endpoint}"',))
-    conn.execute("SELECT ops.set_setting('cortex.s3_region', '\"us-east-1\"')")
-    uri = s3_server.new_uri()
-    cortex = Cortex.for_database(conn, uri)
-    cortex.upsert_blocks([{"block_id": str(uuid.uuid4()), "user_id": "u", "universal_embedding": np.ones(768, np.float32)}])
-    assert cortex.count() == 1 and s3_server.bytes_under(uri) > 0  # it is on the S3 server, not on this disk
+        storage_options("s3://", {})
 
 
 def _writer(uri: str, n: int, barrier, keys: list[str], own: list[str], rounds: int) -> tuple[int, str | None]:
