@@ -34,6 +34,7 @@ bench: setup
 	$(PY) bench/psiarc.py
 	$(PY) bench/cortex_migrate.py
 	$(PY) bench/cortex_search.py
+	$(PY) bench/scale.py
 
 clean:
 	-$(VENV)/bin/psimem db down

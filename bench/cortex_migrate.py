@@ -36,12 +36,15 @@ LIVE = "user: so the trick is to keep the ratio fixed while the base changes, is
        "and that is why the logarithm turns the product into a sum."
 
 
-def load_blocks(conn, n: int, seed: int) -> None:
+def load_blocks(conn, n: int, seed: int, users: int = 1, cluster: bool = True) -> None:
+    """n blocks over users users (round robin), each queued for the Cortex; a cluster_update after them if cluster."""
     conn.execute("DELETE FROM ops.jobs")
     conn.execute("DELETE FROM ops.workers")
     conn.execute("TRUNCATE memory.users CASCADE")
-    user = conn.execute("SELECT memory.ensure_user('bench-cortex', 'normal')").fetchone()[0]
-    session = conn.execute("SELECT memory.start_session(%s, 'bench-cortex-s')", (user,)).fetchone()[0]
+    owners = []
+    for u in range(users):
+        user = conn.execute("SELECT memory.ensure_user(%s, 'normal')", (f"bench-cortex-{u}",)).fetchone()[0]
+        owners.append((user, conn.execute("SELECT memory.start_session(%s, %s)", (user, f"bench-cortex-s{u}")).fetchone()[0]))
     conn.commit()
     universal = embedding_like(n, 768, seed)
     rng = np.random.default_rng(seed + 1)
@@ -66,12 +69,14 @@ def load_blocks(conn, n: int, seed: int) -> None:
                                           "flux_reversal_quality": 155.0, "arc_duration_turns": 5}),
                               Jsonb({"utterance_level": {"P": .8, "C": .7, "ID": .3}, "exchange_level": {"P": .7, "C": .7, "ID": .3},
                                           "theme_level": {"P": .6, "C": .8, "ID": .2}, "composite": .66}),
-                              0.4, 0.5, session, user, "normal", at, at + timedelta(minutes=10), date.today(), 1, 9,
+                              0.4, 0.5, owners[i % users][1], owners[i % users][0], "normal", at,
+                              at + timedelta(minutes=10), date.today(), 1, 9,
                               date.today()])
     conn.execute("INSERT INTO ops.jobs (kind, payload, dedupe_key) SELECT 'cortex_migrate', "
                  "jsonb_build_object('block_id', block_id), 'cortex_migrate:' || block_id FROM memory.holographic_blocks "
                  "ORDER BY arc_start_time")
-    conn.execute("INSERT INTO ops.jobs (kind, payload, dedupe_key) VALUES ('cluster_update', '{}', 'cluster_update:bench')")
+    if cluster:
+        conn.execute("INSERT INTO ops.jobs (kind, payload, dedupe_key) VALUES ('cluster_update', '{}', 'cluster_update:bench')")
     conn.commit()
     say(f"  loaded and queued in {t.seconds:.0f}s")
 

@@ -10,25 +10,42 @@ Indexes follow LanceDB's guidance (no index where ~100 ms brute force is accepta
 this machine's measurements (brute force 486 ms at 100k rows): a vector index on each
 embedding appears once cortex.index_min_rows blocks have it (20k; type cortex.index_type,
 chosen by bench/cortex_search.py); block_id and user_id get BTree scalar indexes at once
-(merge-insert joins and per-user prefiltered search).
+(reads by block id and per-user prefiltered search).
 
-The location is a LanceDB URI: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex.
+The location is a LanceDB URI: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex. An
+s3://bucket/prefix URI puts the Cortex on S3 or an S3-compatible store (loaders.storage):
+endpoint, region and credentials from the AWS SDKs' environment variables (AWS_ENDPOINT_URL,
+AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN) passed to LanceDB
+as storage options, else LanceDB's own AWS credential chain. An http:// endpoint allows
+plain HTTP.
+
+Several workers may write one Cortex at once. LanceDB commits optimistically (a
+conditional PUT of the next manifest on S3, an atomic rename locally); what two writers
+cannot both commit is retried: block_id is cortex_blocks' (unenforced) primary key and
+every block write is a merge-insert on it, so two writers inserting the same new block
+conflict and the loser's retry updates instead of duplicating, and a compaction or index
+build that lost to another writer is planned again on the new version (_retrying). Reads
+check for the latest version every time (read_consistency_interval 0), so a worker never
+decides on what another process's commit has made stale.
 """
 from __future__ import annotations
 
+import hashlib
 import json
-import os
-from dataclasses import dataclass
-from datetime import datetime, timezone
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 
 import lancedb
 import numpy as np
 import pyarrow as pa
 
-from psimem.settings import Settings
+from .storage import cortex_uri, storage_options
 
 BLOCKS = "cortex_blocks"
 CLUSTERS = "cortex_clusters"
+TREES = "cortex_trees"
 LEVELS = {0: "leaf", 1: "branch", 2: "trunk", 3: "canopy"}
 SPACES = ("universal", "native")
 
@@ -52,13 +69,24 @@ SEARCH_EF = 100
 PARTITION_ROWS = 100_000
 
 
-def cortex_uri(explicit: str | None = None) -> str:
-    return explicit or os.environ.get("PSIMEM_CORTEX_URI") or str(Settings.from_env().home / "cortex")
+# A commit lost to another writer is retried up to COMMIT_ATTEMPTS times in all, after a
+# jittered exponential backoff from COMMIT_BACKOFF seconds (about 6 s of waiting in all),
+# on top of the retries LanceDB makes inside a merge-insert.
+COMMIT_ATTEMPTS = 8
+COMMIT_BACKOFF = 0.05
+# Field metadata that makes a column the table's unenforced primary key (what
+# Table.set_unenforced_primary_key writes); merge-inserts on it detect concurrent inserts.
+PRIMARY_KEY = {"lance-schema:unenforced-primary-key:position": "1"}
+
+
+def is_commit_conflict(e: BaseException) -> bool:
+    """A LanceDB commit that another writer's commit pre-empted (it says to retry)."""
+    return "commit conflict" in str(e).lower()
 
 
 def blocks_schema(udim: int, ndim: int) -> pa.Schema:
     return pa.schema([
-        pa.field("block_id", pa.string(), nullable=False),
+        pa.field("block_id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
         pa.field("user_id", pa.string()),
         pa.field("session_id", pa.string()),
         pa.field("block_kind", pa.string()),
@@ -94,7 +122,7 @@ def blocks_schema(udim: int, ndim: int) -> pa.Schema:
 
 def clusters_schema(udim: int) -> pa.Schema:
     return pa.schema([
-        pa.field("cluster_id", pa.string(), nullable=False),
+        pa.field("cluster_id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
         pa.field("tree_id", pa.string(), nullable=False),
         pa.field("user_id", pa.string()),
         pa.field("level", pa.int32(), nullable=False),
@@ -107,6 +135,19 @@ def clusters_schema(udim: int) -> pa.Schema:
         pa.field("member_ids", pa.list_(pa.string())),
         pa.field("leaf_count", pa.int64()),
         pa.field("created_at", TS),
+    ])
+
+
+def trees_schema() -> pa.Schema:
+    """One row per user with a RAPTOR tree: what the tree was built from, so a night can tell
+    whose Cortex changed since (fingerprint over the user's block ids and write times)."""
+    return pa.schema([
+        pa.field("user_id", pa.string(), nullable=False, metadata=PRIMARY_KEY),
+        pa.field("tree_id", pa.string(), nullable=False),
+        pa.field("fingerprint", pa.string(), nullable=False),
+        pa.field("blocks", pa.int64()),
+        pa.field("clusters", pa.int64()),
+        pa.field("built_at", TS),
     ])
 
 
@@ -193,14 +234,25 @@ def _quote(ids) -> str:
 
 @dataclass
 class Cortex:
-    """One LanceDB database holding the Cortex tables."""
+    """One LanceDB database holding the Cortex tables.
+
+    storage_options: None builds them from the URI and the environment (storage_options()).
+    conflicts counts the commits this object had to retry because another writer committed first."""
 
     uri: str
     udim: int
     ndim: int
+    storage_options: dict | None = field(default=None, repr=False)
+    # How stale a read may be: 0 checks for a newer version on every read (what a worker
+    # deciding on another's commits needs); None never checks (one version for this object).
+    read_consistency: timedelta | None = timedelta(0)
+    conflicts: int = 0
 
     def __post_init__(self):
-        self.db = lancedb.connect(self.uri)
+        if self.storage_options is None:
+            self.storage_options = storage_options(self.uri)
+        self.db = lancedb.connect(self.uri, storage_options=self.storage_options or None,
+                                  read_consistency_interval=self.read_consistency)
         self._blocks = None
 
     @classmethod
@@ -210,45 +262,74 @@ class Cortex:
                                  "('embedding.universal_dim', 'embedding.native_dim')").fetchall())
         return cls(cortex_uri(uri), dims["embedding.universal_dim"], dims["embedding.native_dim"])
 
+    def _retrying(self, fn):
+        """fn(), again after a commit another writer pre-empted (jittered exponential backoff)."""
+        for attempt in range(1, COMMIT_ATTEMPTS + 1):
+            try:
+                return fn()
+            except Exception as e:
+                if attempt == COMMIT_ATTEMPTS or not is_commit_conflict(e):
+                    raise
+                self.conflicts += 1
+                time.sleep(COMMIT_BACKOFF * 2 ** (attempt - 1) * random.uniform(0.5, 1.5))
+
+    def _table(self, name: str, schema: pa.Schema, key: str):
+        """The table, created when missing (by whichever writer gets there first), with key as its primary key."""
+        if name not in self._tables():
+            tbl = self._retrying(lambda: self.db.create_table(name, schema=schema, exist_ok=True))
+        else:
+            tbl = self.db.open_table(name)
+        if not any(k.startswith(b"lance-schema:unenforced-primary-key") for k in tbl.schema.field(key).metadata or {}):
+            try:  # a table written before the key existed: declare it once
+                self._retrying(lambda: tbl.set_unenforced_primary_key([key]))
+            except ValueError as e:
+                if "already set" not in str(e):  # another writer declared it first
+                    raise
+        return tbl
+
     # -- cortex_blocks ------------------------------------------------------------------
     def _tables(self) -> set[str]:
         return set(self.db.list_tables().tables)
 
     def blocks(self, create: bool = False):
         if self._blocks is None:
-            if BLOCKS in self._tables():
+            if create:
+                self._blocks = self._table(BLOCKS, blocks_schema(self.udim, self.ndim), "block_id")
+            elif BLOCKS in self._tables():
                 self._blocks = self.db.open_table(BLOCKS)
-            elif create:
-                self._blocks = self.db.create_table(BLOCKS, schema=blocks_schema(self.udim, self.ndim), exist_ok=True)
             else:
                 return None
         return self._blocks
 
-    def upsert_blocks(self, rows: list[dict]) -> int:
-        """Writes rows keyed on block_id in one commit (insert new, replace existing); returns the table version.
+    def upsert_blocks(self, rows: list[dict]) -> dict:
+        """Writes rows keyed on block_id in one commit (insert new, replace existing).
 
-        Usually none of the rows is there yet and a plain append is one cheap commit; when some
-        are (a batch redone after a crash before the PostgreSQL mark), a merge-insert on
-        block_id replaces them, so a block is never in the table twice."""
+        A merge-insert on the primary key even when, as usual, none of the rows is there yet:
+        a batch redone after a crash before the PostgreSQL mark, or written twice by two
+        workers at once, replaces rather than duplicates. Without the block_id index: LanceDB
+        13's indexed merge-insert does not record the keys it inserts, so two writers inserting
+        the same new block both commit (measured: 4 processes, 76 keys, 301 rows); the scan
+        of the key column does. Returns the table version, rows inserted and updated, and how
+        many commit attempts it took."""
         tbl = self.blocks(create=True)
         data = pa.Table.from_pylist(rows, schema=blocks_schema(self.udim, self.ndim))
-        present = tbl.count_rows(f"block_id IN ({_quote(r['block_id'] for r in rows)})") if rows else 0
         # Sizes are checked in row_from_pg; a missing native embedding (the agent supplied none) stays null.
-        if present == 0:
-            tbl.add(data, on_bad_vectors="null")
-        else:
-            tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all() \
-               .execute(data, on_bad_vectors="null")
+        r = self._retrying(lambda: tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all()
+                           .use_index(False).execute(data, on_bad_vectors="null"))
         self._ensure_scalar_indexes(tbl)
-        return tbl.version
+        return {"version": r.version, "inserted": r.num_inserted_rows, "updated": r.num_updated_rows,
+                "attempts": r.num_attempts}
 
     def _ensure_scalar_indexes(self, tbl) -> None:
-        have = {tuple(i.columns) for i in tbl.list_indices()}
-        for col in ("block_id", "user_id"):
-            if (col,) not in have:
-                from lancedb.index import BTree
+        from lancedb.index import BTree
 
-                tbl.create_index(col, config=BTree(), replace=True)
+        for col in ("block_id", "user_id"):
+            if (col,) not in {tuple(i.columns) for i in tbl.list_indices()}:
+                try:
+                    self._retrying(lambda: tbl.create_index(col, config=BTree(), replace=False))
+                except Exception as e:
+                    if "already exists" not in str(e):  # another writer built it first
+                        raise
 
     def count(self, where: str | None = None) -> int:
         tbl = self.blocks()
@@ -259,14 +340,15 @@ class Cortex:
         ids = [str(i) for i in block_ids]
         if tbl is None or not ids:
             return []
-        q = tbl.search().where(f"block_id IN ({_quote(ids)})").limit(len(ids) + 1)
+        q = tbl.search().where(f"block_id IN ({_quote(ids)})").limit(None)
         if columns:
             q = q.select(columns)
         return q.to_list()
 
     def block_ids(self) -> list[str]:
         tbl = self.blocks()
-        return [] if tbl is None else tbl.to_arrow().column("block_id").to_pylist()
+        return [] if tbl is None else tbl.search().select(["block_id"]).limit(None).to_arrow() \
+            .column("block_id").to_pylist()
 
     def search_blocks(self, vector, limit: int = 10, user_id=None, space: str = "universal",
                       columns: list[str] | None = None, exact: bool = False) -> list[dict]:
@@ -295,15 +377,20 @@ class Cortex:
 
     def ensure_vector_index(self, min_rows: int, index_type: str) -> dict:
         """Creates each space's vector index once min_rows blocks have that embedding (native ones
-        may be missing); afterwards optimize() keeps them current. Says what exists, what is new."""
+        may be missing); afterwards optimize() keeps them current. Says what exists, what is new.
+        Two workers may both build it; the one whose commit loses finds it there and stops."""
         n, made = self.count(), []
         for space in SPACES:
             if self.vector_index(space) is not None:
                 continue
             have = n if space == "universal" else self.count(f"{space}_embedding IS NOT NULL")
             if have >= min_rows:
-                self.blocks().create_index(f"{space}_embedding", config=index_config(index_type, have), replace=True)
-                made.append(space)
+                try:
+                    self.blocks().create_index(f"{space}_embedding", config=index_config(index_type, have), replace=False)
+                    made.append(space)
+                except Exception as e:
+                    if not (is_commit_conflict(e) or "already exists" in str(e)) or self.vector_index(space) is None:
+                        raise
         return {"rows": n, "created": made,
                 "vector_index": {s: i.index_type for s in SPACES if (i := self.vector_index(s)) is not None}}
 
@@ -311,24 +398,57 @@ class Cortex:
         """Compacts the fragments many small merge-inserts leave and brings indexes up to date."""
         tbl = self.blocks()
         if tbl is not None:
-            tbl.optimize()
+            self._retrying(tbl.optimize)
 
-    # -- cortex_clusters ----------------------------------------------------------------
+    # -- cortex_clusters and cortex_trees -----------------------------------------------
     def clusters(self):
         return self.db.open_table(CLUSTERS) if CLUSTERS in self._tables() else None
 
-    def replace_tree(self, rows: list[dict]) -> int:
-        """Replaces the whole RAPTOR tree in one LanceDB commit (overwrite): a reader sees the
-        old tree or the new one, never a mix. Returns the new table version."""
-        data = pa.Table.from_pylist(rows, schema=clusters_schema(self.udim))
+    def trees(self) -> dict[str, dict]:
+        """The cortex_trees rows by user: each user's tree id, fingerprint and sizes as last built."""
+        if TREES not in self._tables():
+            return {}
+        return {r["user_id"]: r for r in self.db.open_table(TREES).search().limit(None).to_list()}
+
+    def user_clusters(self, users) -> list[dict]:
+        """The cluster nodes of these users' trees."""
         tbl = self.clusters()
-        if tbl is None:
-            tbl = self.db.create_table(CLUSTERS, data=data, schema=clusters_schema(self.udim), exist_ok=True)
-            if tbl.count_rows() != len(rows):  # created concurrently by another worker: overwrite it
-                tbl.add(data, mode="overwrite")
-        else:
-            tbl.add(data, mode="overwrite")
-        return tbl.version
+        users = list(users)
+        if tbl is None or not users:
+            return []
+        return tbl.search().where(f"user_id IN ({_quote(users)})").limit(None).to_list()
+
+    def replace_trees(self, users, rows: list[dict], trees: list[dict]) -> int:
+        """Replaces the trees of these users (and only theirs) by rows in one LanceDB commit:
+        a merge-insert on cluster_id that also deletes those users' nodes the new trees lack,
+        so a reader sees a user's old tree or new one, never a mix, and other users' trees
+        are not rewritten. Then records the trees built (cortex_trees: one row per user, none
+        for a user left without blocks). A crash between the two commits only makes the next
+        run rebuild these users again, to the same clusters and ids. Returns the clusters
+        table's new version."""
+        users = sorted({str(u) for u in users})
+        if not users:
+            tbl = self.clusters()
+            return None if tbl is None else tbl.version
+        tbl = self._table(CLUSTERS, clusters_schema(self.udim), "cluster_id")
+        data = pa.Table.from_pylist(rows, schema=clusters_schema(self.udim))
+        r = self._retrying(lambda: tbl.merge_insert("cluster_id").when_matched_update_all().when_not_matched_insert_all()
+                           .when_not_matched_by_source_delete(f"user_id IN ({_quote(users)})").use_index(False)
+                           .execute(data))
+        tt = self._table(TREES, trees_schema(), "user_id")
+        self._retrying(lambda: tt.merge_insert("user_id").when_matched_update_all().when_not_matched_insert_all()
+                       .when_not_matched_by_source_delete(f"user_id IN ({_quote(users)})").use_index(False)
+                       .execute(pa.Table.from_pylist(trees, schema=trees_schema())))
+        return r.version
+
+
+def fingerprint(pairs, params: str) -> str:
+    """What a user's tree is built from: their block ids with each block's write time, and the
+    clustering parameters. Equal fingerprints mean the user's tree would come out the same."""
+    h = hashlib.sha256(params.encode())
+    for block_id, written in sorted(pairs):
+        h.update(f"{block_id}|{written}\n".encode())
+    return h.hexdigest()
 
 
 def index_config(index_type: str, rows: int):

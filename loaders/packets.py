@@ -12,7 +12,10 @@ and dead-zone summaries (the parts between); zone positions become ordinals, sin
 numbers do not travel.
 
 Import: into the Cortex (one LanceDB merge-insert for the whole batch) or the Hippocampus
-(memory.import_block per packet, one transaction). Every packet of a batch is checked
+(memory.import_block per packet, one transaction). In either store a block id that is
+there already is left as it is when an import created it for the same user, and refuses
+the batch otherwise (naming the packet and the block): an import never replaces a block
+it did not create for that user. Every packet of a batch is checked
 first against loaders/bifocal_packet.schema.json and then for what a schema cannot say
 (base64 that decodes to the stated dimensions, the installed embedding sizes, finite
 numbers, live-zone offsets inside the content, references to blocks that exist); one bad
@@ -262,9 +265,10 @@ def _refs(d: Decoded) -> list[str]:
     return [x for x in [*r["citations"], r["derived_from"], r["continues_from"]] if x]
 
 
-def _pg_known(conn, ids) -> set[str]:
+def _pg_known(conn, ids, user_id=None) -> set[str]:
     return {str(r[0]) for r in conn.execute(
-        "SELECT block_id FROM memory.holographic_blocks WHERE block_id = ANY(%s::uuid[])", (list(ids),))}
+        "SELECT block_id FROM memory.holographic_blocks WHERE block_id = ANY(%s::uuid[]) "
+        "AND (%s::uuid IS NULL OR user_id = %s::uuid)", (list(ids), user_id, user_id))}
 
 
 def _import_one(conn, d: Decoded, session_id) -> int:
@@ -310,8 +314,8 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
         raise BadPacket(None, "user", "importing into the Cortex needs the receiving user")
 
     def known(ids):  # only the receiving user's blocks count: references never reach another user's
-        return _pg_known(conn, ids) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id", "user_id"])
-                                       if r["user_id"] == str(user_id)}
+        return _pg_known(conn, ids, user_id) | {r["block_id"] for r in cortex.get_blocks(ids, ["block_id", "user_id"])
+                                                if r["user_id"] == str(user_id)}
 
     decoded = check(packets, cortex.udim, cortex.ndim, known)
     ids = [d.block_id for d in decoded]
@@ -338,6 +342,6 @@ def import_packets(conn, cortex: Cortex, packets, into: str, user_id=None, sessi
             "anterior_margin": d.prose["anterior_margin"], "live_zones": d.prose["live_zones"],
             "dead_zone_summaries": d.prose["dead_zone_summaries"], "posterior_margin": d.prose["posterior_margin"],
             "migrated_at": now})
-    version = cortex.upsert_blocks(rows) if rows else None
+    version = cortex.upsert_blocks(rows)["version"] if rows else None
     return {"into": "cortex", "packets": len(decoded), "imported": len(rows),
             "already_present": len(decoded) - len(rows), "cortex_version": version}

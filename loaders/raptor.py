@@ -11,8 +11,17 @@ Each cluster node has a centroid (mean of its leaves' embeddings, normalised), a
 extractive summary_text (the text of the raptor.summary_members members nearest the
 centroid) with its summary_embedding (the mean of those members' embeddings), its
 member ids (blocks for a branch, clusters below it otherwise), member and leaf counts
-and its parent. Trees are built per user, so no summary mixes two users' memories, and
-written as one LanceDB commit that replaces the previous tree.
+and its parent. Trees are built per user, so no summary mixes two users' memories.
+
+A night re-clusters only the users whose Cortex changed. cortex_trees keeps, per user, a
+fingerprint of what their tree was built from (block ids, each block's write time, the
+clustering parameters); cluster_cortex scans just the block_id, user_id and migrated_at
+columns, rebuilds the users whose fingerprint differs (new, replaced or removed blocks;
+changed raptor.* settings), and replaces exactly their nodes in one LanceDB commit
+(Cortex.replace_trees). A rebuilt tree keeps the id (and created_at) of every cluster
+whose members are the same as before at the same level: a branch over the same blocks, a
+trunk over the same kept branches, and so on up, so references to clusters that did not
+change stay valid. full=True rebuilds every user's tree (same ids where members agree).
 
 Summaries are extractive behind a hook: pass summarise= to build_tree to replace them.
 """
@@ -20,13 +29,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Callable
 
 import numpy as np
 
-from .cortex import LEVELS, Cortex, _quote
+from .cortex import LEVELS, Cortex, _quote, fingerprint
 
 
 @dataclass(frozen=True)
@@ -86,9 +95,13 @@ def block_text(row: dict, limit: int = 200) -> str:
 
 
 def build_tree(ids: list[str], vectors: np.ndarray, texts: list[str], p: RaptorParams, user_id: str | None = None,
-               tree_id: str | None = None, summarise: Callable[[list[str]], str] = default_summarise) -> list[dict]:
-    """The cluster nodes (levels 1..max_level) over one set of blocks."""
+               tree_id: str | None = None, summarise: Callable[[list[str]], str] = default_summarise,
+               previous: list[dict] = ()) -> list[dict]:
+    """The cluster nodes (levels 1..max_level) over one set of blocks. A node whose level and
+    member ids equal those of a node in previous (the user's last tree) takes that node's id
+    and created_at; since members above level 1 are node ids, this carries up the levels."""
     tree_id = tree_id or str(uuid.uuid4())
+    before = {(r["level"], frozenset(r["member_ids"])): r for r in previous}
     now = datetime.now(timezone.utc)
     node_ids, x, node_texts = list(ids), np.asarray(vectors, dtype=np.float32), list(texts)
     weights = np.ones(len(node_ids))
@@ -105,14 +118,16 @@ def build_tree(ids: list[str], vectors: np.ndarray, texts: list[str], p: RaptorP
             w = weights[idx]
             centroid = _normalise((x[idx] * w[:, None]).sum(axis=0))
             near = idx[np.argsort(-(x[idx] @ centroid))[:p.summary_members]]
-            cid = str(uuid.uuid4())
+            members = [node_ids[i] for i in idx]
+            old = before.get((level, frozenset(members)))
+            cid = old["cluster_id"] if old else str(uuid.uuid4())
             row = {"cluster_id": cid, "tree_id": tree_id, "user_id": user_id, "level": level,
                    "level_name": LEVELS[level], "parent_cluster_id": None,
                    "centroid_embedding": centroid.astype(np.float32),
                    "summary_embedding": _normalise(x[near].mean(axis=0)).astype(np.float32),
                    "summary_text": summarise([node_texts[i] for i in near]),
-                   "member_count": int(idx.size), "member_ids": [node_ids[i] for i in idx],
-                   "leaf_count": int(w.sum()), "created_at": now}
+                   "member_count": int(idx.size), "member_ids": members,
+                   "leaf_count": int(w.sum()), "created_at": old["created_at"] if old else now}
             for i in idx:
                 if node_ids[i] in by_id:
                     by_id[node_ids[i]]["parent_cluster_id"] = cid
@@ -124,40 +139,86 @@ def build_tree(ids: list[str], vectors: np.ndarray, texts: list[str], p: RaptorP
     return rows
 
 
-def cluster_cortex(cortex: Cortex, p: RaptorParams, summarise=default_summarise) -> dict:
-    """Re-clusters every user's Cortex blocks and replaces the whole tree in one commit."""
+def _params_key(p: RaptorParams, summarise) -> str:
+    return repr(sorted(asdict(p).items())) + getattr(summarise, "__qualname__", repr(summarise))
+
+
+def _vectors(data, udim: int) -> np.ndarray:
+    n = data.num_rows
+    if not n:
+        return np.zeros((0, udim), np.float32)
+    return data.column("universal_embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False).reshape(n, udim)
+
+
+def cluster_cortex(cortex: Cortex, p: RaptorParams, summarise=default_summarise, full: bool = False) -> dict:
+    """Re-clusters the users whose Cortex changed since their tree was built (every user with
+    full) and replaces their trees in one commit. Says what it scanned, rebuilt and kept."""
     t0 = time.perf_counter()
     tbl = cortex.blocks()
     if tbl is None:
-        return {"blocks": 0, "levels": {}, "seconds": 0.0}
-    data = tbl.search().select(["block_id", "user_id", "universal_embedding", "live_zones", "dead_zone_summaries",
-                                "anterior_margin"]).limit(None).to_arrow()
-    t_read = time.perf_counter() - t0
-    users = data.column("user_id").to_pylist()
-    ids = data.column("block_id").to_pylist()
-    vectors = data.column("universal_embedding").combine_chunks().flatten().to_numpy(zero_copy_only=False) \
-        .reshape(len(ids), cortex.udim) if len(ids) else np.zeros((0, cortex.udim), np.float32)
-    cols = {c: data.column(c).to_pylist() for c in ("live_zones", "dead_zone_summaries", "anterior_margin")}
-    texts = [block_text({c: cols[c][i] for c in cols}) for i in range(len(ids))]
-    tree_id = str(uuid.uuid4())
-    rows: list[dict] = []
-    order = np.argsort(np.asarray(users, dtype=object).astype(str), kind="stable")
-    users_arr = np.asarray(users, dtype=object)[order].astype(str)
-    starts = np.flatnonzero(np.r_[True, users_arr[1:] != users_arr[:-1]]) if len(order) else []
-    bounds = list(starts) + [len(order)]
-    for a, b in zip(bounds[:-1], bounds[1:]):
-        sel = order[a:b]
-        rows += build_tree([ids[i] for i in sel], vectors[sel], [texts[i] for i in sel], p,
-                           user_id=users[sel[0]], tree_id=tree_id, summarise=summarise)
-    t_cluster = time.perf_counter() - t0 - t_read
-    version = cortex.replace_tree(rows)
-    levels = {LEVELS[0]: len(ids)}
-    for r in rows:
-        levels[r["level_name"]] = levels.get(r["level_name"], 0) + 1
-    in_branch = sum(r["member_count"] for r in rows if r["level"] == 1)
-    return {"tree_id": tree_id, "blocks": len(ids), "users": len(bounds) - 1, "levels": levels,
-            "noise_leaves": len(ids) - in_branch, "version": version, "read_seconds": round(t_read, 3),
-            "cluster_seconds": round(t_cluster, 3), "seconds": round(time.perf_counter() - t0, 3)}
+        return {"blocks": 0, "users": 0, "users_reclustered": 0, "levels": {}, "seconds": 0.0}
+    keys = tbl.search().select(["block_id", "user_id", "migrated_at"]).limit(None).to_arrow()
+    written: dict[str, list] = {}
+    for bid, user, at in zip(*(keys.column(c).to_pylist() for c in ("block_id", "user_id", "migrated_at"))):
+        if user is not None:  # every block the worker or an import writes has its user
+            written.setdefault(user, []).append((bid, at and at.isoformat()))
+    params = _params_key(p, summarise)
+    prints = {u: fingerprint(pairs, params) for u, pairs in written.items()}
+    old = cortex.trees()
+    changed = sorted(u for u in prints if full or old.get(u, {}).get("fingerprint") != prints[u])
+    gone = sorted(set(old) - set(prints))
+    t_scan = time.perf_counter() - t0
+
+    cols = ["block_id", "user_id", "universal_embedding", "live_zones", "dead_zone_summaries", "anterior_margin"]
+    q = tbl.search().select(cols).limit(None)
+    if changed and len(changed) < len(prints):  # the user_id index finds the changed users' blocks
+        q = q.where(f"user_id IN ({_quote(changed)})")
+    data = q.to_arrow() if changed else None
+    previous: dict[str, list[dict]] = {}
+    for r in cortex.user_clusters(changed + gone):
+        previous.setdefault(r["user_id"], []).append(r)
+    t_read = time.perf_counter() - t0 - t_scan
+
+    rows, trees, kept, now = [], [], 0, datetime.now(timezone.utc)
+    if data is not None and data.num_rows:
+        users = data.column("user_id").to_pylist()
+        ids = data.column("block_id").to_pylist()
+        vectors = _vectors(data, cortex.udim)
+        text_cols = {c: data.column(c).to_pylist() for c in ("live_zones", "dead_zone_summaries", "anterior_margin")}
+        by_user: dict[str, list[int]] = {}
+        for i, u in enumerate(users):
+            by_user.setdefault(u, []).append(i)
+        for u in changed:
+            sel = by_user.get(u, [])
+            tree_id = str(uuid.uuid4())
+            nodes = build_tree([ids[i] for i in sel], vectors[sel], [block_text({c: text_cols[c][i] for c in text_cols})
+                                                                    for i in sel], p, user_id=u, tree_id=tree_id,
+                               summarise=summarise, previous=previous.get(u, []))
+            was = {r["cluster_id"] for r in previous.get(u, [])}
+            kept += sum(n["cluster_id"] in was for n in nodes)
+            rows += nodes
+            trees.append({"user_id": u, "tree_id": tree_id, "fingerprint": prints[u], "blocks": len(sel),
+                          "clusters": len(nodes), "built_at": now})
+    t_cluster = time.perf_counter() - t0 - t_scan - t_read
+    version = cortex.replace_trees(changed + gone, rows, trees)
+    t_write = time.perf_counter() - t0 - t_scan - t_read - t_cluster
+
+    levels = {LEVELS[0]: keys.num_rows}
+    in_branch = 0
+    if (ct := cortex.clusters()) is not None:
+        whole = ct.search().select(["level", "member_count"]).limit(None).to_arrow()
+        for level, members in zip(whole.column("level").to_pylist(), whole.column("member_count").to_pylist()):
+            levels[LEVELS[level]] = levels.get(LEVELS[level], 0) + 1
+            in_branch += members if level == 1 else 0
+    before = sum(len(v) for v in previous.values())
+    return {"blocks": keys.num_rows, "users": len(prints), "full": full, "users_reclustered": len(changed),
+            "users_unchanged": len(prints) - len(changed), "users_removed": len(gone),
+            "blocks_reclustered": 0 if data is None else data.num_rows,
+            "clusters_kept": kept, "clusters_new": len(rows) - kept, "clusters_dropped": before - kept,
+            "trees": {t["user_id"]: t["tree_id"] for t in trees}, "levels": levels,
+            "noise_leaves": keys.num_rows - in_branch, "version": version,
+            "scan_seconds": round(t_scan, 3), "read_seconds": round(t_read, 3), "cluster_seconds": round(t_cluster, 3),
+            "write_seconds": round(t_write, 3), "seconds": round(time.perf_counter() - t0, 3)}
 
 
 def retrieve_at_level(cortex: Cortex, query_embedding, level: int = 0, limit: int = 10, user_id=None) -> list[dict]:

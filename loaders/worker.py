@@ -5,8 +5,16 @@ cortex_migrate  moves blocks into the LanceDB Cortex (memory.blocks_for_transfer
                 (memory.mark_migrated) and finishes the jobs in one PostgreSQL transaction.
                 The LanceDB write is a merge-insert on block_id, so a crash between the two
                 steps leaves the job running; it is taken back once its heartbeat is stale
-                and redone without a duplicate.
-cluster_update  rebuilds the RAPTOR tree (loaders.raptor) and replaces it atomically.
+                and redone without a duplicate. A block the Cortex holds for another user
+                (a packet imported there) is not replaced: the job fails naming it.
+cluster_update  re-clusters the users whose Cortex changed (loaders.raptor) and replaces
+                their trees atomically.
+
+Any number of workers may run against one database and one Cortex (a local directory
+or S3): ops.take_jobs hands each job to one of them, LanceDB commit conflicts between
+them are retried (loaders.cortex), and a worker whose jobs were taken back while it
+was stalled drops them when PostgreSQL refuses its finish (the worker that took them
+redoes the write, which replaces rather than duplicates).
 
 Every queue step is one SQL function of db/functions/ops_jobs.sql. The worker registers
 (refused when its SQL code version differs from the database's), heartbeats from a
@@ -16,7 +24,8 @@ hand is released back to the queue (ops.stop_worker), not lost.
 
 Fault injection for tests, PSIMEM_WORKER_FAULT: `exit_after_cortex_write` (os._exit(97)
 after the LanceDB write, before the PostgreSQL mark), `sleep_before_cortex_write:SECONDS`,
-`raise_in_migrate` (every migration fails).
+`sleep_after_cortex_write:SECONDS` (a window for a test to kill the worker between the
+write and the mark), `raise_in_migrate` (every migration fails).
 """
 from __future__ import annotations
 
@@ -61,7 +70,8 @@ class Worker:
     cortex_uri: str | None = None
     worker_id: str | None = None
     say: callable = _say
-    stats: dict = field(default_factory=lambda: {"migrated": 0, "clustered": 0, "failed": 0, "released": 0})
+    stats: dict = field(default_factory=lambda: {"migrated": 0, "clustered": 0, "failed": 0, "released": 0,
+                                                 "lost": 0, "conflicts_retried": 0})
 
     def __post_init__(self):
         self.url = self.url or database_url()
@@ -140,6 +150,7 @@ class Worker:
             self.stats["released"] += len(self.held)
         finally:
             self._stop.set()
+            self.stats["conflicts_retried"] = self.cortex.conflicts
             if install_signals:
                 for s, h in old.items():
                     signal.signal(s, h)
@@ -172,6 +183,12 @@ class Worker:
             handler(jobs)
         except Shutdown:
             raise
+        except psycopg.errors.LockNotAvailable:
+            # ops.finish_jobs: the jobs are no longer ours. This worker stalled past
+            # worker.stale_after and another took them; that one redoes the write.
+            self.conn.rollback()
+            self.stats["lost"] += len(jobs)
+            self.say(f"{len(jobs)} {kind} job(s) were taken back by another worker while this one stalled; dropped")
         except Exception as e:
             self.conn.rollback()
             if len(jobs) > 1:  # find the bad one: every job on its own
@@ -208,21 +225,26 @@ class Worker:
             if lost:
                 raise RuntimeError(f"block_id: {len(lost)} block(s) marked migrated are missing from the Cortex "
                                    f"at {self.cortex.uri}, e.g. {lost[0]}")
-        version = None
+        written = {}
         t1 = time.perf_counter()
         if todo:
             if fault.startswith("sleep_before_cortex_write:"):
                 time.sleep(float(fault.split(":", 1)[1]))
+            self._refuse_other_users(todo)
             rows = [row_from_pg(b, self.cortex.udim, self.cortex.ndim) for b in todo]
-            version = self.cortex.upsert_blocks(rows)
+            written = self.cortex.upsert_blocks(rows)
             self._dirty = True
             if fault == "exit_after_cortex_write":
                 os._exit(97)
+            if fault.startswith("sleep_after_cortex_write:"):
+                time.sleep(float(fault.split(":", 1)[1]))
         t2 = time.perf_counter()
         before = sum(b["prose_bytes_before"] for b in todo)
         after = sum(b["prose_bytes_after"] for b in todo)
         result = {"blocks": len(todo), "already_migrated": len(done_before), "missing": len(set(ids) - found),
-                  "cortex_version": version, "prose_bytes_before": before, "prose_bytes_after": after}
+                  "cortex_version": written.get("version"), "cortex_inserted": written.get("inserted", 0),
+                  "cortex_replaced": written.get("updated", 0), "cortex_attempts": written.get("attempts", 0),
+                  "prose_bytes_before": before, "prose_bytes_after": after}
         self.conn.execute("SELECT memory.mark_migrated(%s::uuid[])", ([b["block_id"] for b in todo],))
         self.conn.execute("SELECT ops.finish_jobs(%s, %s, %s::jsonb)",
                           (self.worker_id, [j["job_id"] for j in jobs], psycopg.types.json.Jsonb(result)))
@@ -231,6 +253,15 @@ class Worker:
         for k, v in (("read_s", t1 - t0), ("cortex_write_s", t2 - t1), ("mark_s", time.perf_counter() - t2)):
             self.stats[k] = round(self.stats.get(k, 0) + v, 3)
 
+    def _refuse_other_users(self, blocks: list[dict]) -> None:
+        """A block id the Cortex already holds for another user (imported there from a packet) is
+        not overwritten by this user's block: the batch fails naming it, and the operator decides."""
+        owner = {str(b["block_id"]): str(b["user_id"]) for b in blocks}
+        for r in self.cortex.get_blocks(list(owner), ["block_id", "user_id"]):
+            if r["user_id"] != owner[r["block_id"]]:
+                raise RuntimeError(f"block_id: block {r['block_id']} is in the Cortex at {self.cortex.uri} for another "
+                                   "user (imported from a packet); not replaced")
+
     def _cluster(self, jobs: list[dict]) -> None:
         self._maintain()
         result = cluster_cortex(self.cortex, RaptorParams.from_settings(self.settings))
@@ -238,7 +269,8 @@ class Worker:
                           (self.worker_id, [j["job_id"] for j in jobs], psycopg.types.json.Jsonb(result)))
         self.conn.commit()
         self.stats["clustered"] += 1
-        self.say(f"RAPTOR tree rebuilt: {result['levels']} in {result['seconds']}s")
+        self.say(f"RAPTOR trees of {result['users_reclustered']} of {result['users']} users rebuilt "
+                 f"({result.get('clusters_kept', 0)} clusters kept their ids): {result['levels']} in {result['seconds']}s")
 
     def _maintain(self) -> None:
         """After a run of migrations: compact the Cortex and index it once it is big enough."""

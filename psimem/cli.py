@@ -189,8 +189,6 @@ def _query_vector(path: str, dim: int):
 def cmd_recall(args) -> int:
     import json
 
-    import numpy as np
-
     from loaders.cortex import Cortex
     from loaders.recall import recall
 
@@ -269,7 +267,19 @@ def cmd_cortex(args) -> int:
     from .connect import connect
 
     with connect() as conn:
-        show_tree(Cortex.for_database(conn, args.cortex), summaries=args.summaries)
+        cortex = Cortex.for_database(conn, args.cortex)
+        if args.cortex_cmd == "cluster":
+            from loaders.raptor import RaptorParams, cluster_cortex
+
+            s = dict(conn.execute("SELECT key, value FROM ops.settings WHERE key LIKE 'raptor.%'").fetchall())
+            conn.commit()
+            say(f"re-clustering {'every user' if args.full else 'the users whose Cortex changed'} at {cortex.uri}")
+            r = cluster_cortex(cortex, RaptorParams.from_settings(s), full=args.full)
+            say(f"{r['users_reclustered']} of {r['users']} users re-clustered ({r.get('blocks_reclustered', 0)} blocks), "
+                f"{r.get('clusters_kept', 0)} clusters kept their ids, {r.get('clusters_new', 0)} new, "
+                f"{r.get('clusters_dropped', 0)} dropped, in {r['seconds']}s; tree now {r['levels']}")
+        else:
+            show_tree(cortex, summaries=args.summaries)
     return 0
 
 
@@ -320,7 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--quiet", action="store_true", help="no progress output")
     ing.set_defaults(func=cmd_ingest)
 
-    cortex_help = "LanceDB URI of the Cortex (default: PSIMEM_CORTEX_URI, else $PSIMEM_HOME/cortex)"
+    cortex_help = ("LanceDB URI of the Cortex: a directory or s3://bucket/prefix (default: PSIMEM_CORTEX_URI, else "
+                   "$PSIMEM_HOME/cortex; S3 endpoint, region and credentials from AWS_ENDPOINT_URL, AWS_REGION, "
+                   "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY)")
     wk = sub.add_parser("worker", help="move queued blocks to the LanceDB Cortex and re-cluster it (RAPTOR)",
                         description="Take jobs the Night Cycle queued in ops.jobs (FOR UPDATE SKIP LOCKED): "
                                     "cortex_migrate moves blocks into LanceDB and marks them migrated; cluster_update "
@@ -367,11 +379,21 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--cortex", help=cortex_help)
     pk.set_defaults(func=cmd_packet)
 
-    cx = sub.add_parser("cortex", help="show the Cortex: blocks, indexes and the RAPTOR tree",
-                        description="Counts per RAPTOR level (leaf, branch, trunk, canopy), indexes and cluster summaries.")
+    cx = sub.add_parser("cortex", help="show the Cortex (blocks, indexes, RAPTOR tree) or re-cluster it",
+                        description="Without an action (or with show): counts per RAPTOR level (leaf, branch, trunk, "
+                                    "canopy), indexes and cluster summaries. cluster: re-cluster now, as the worker's "
+                                    "cluster_update does.")
     cx.add_argument("--summaries", type=int, default=5, help="cluster summaries to show (default 5)")
     cx.add_argument("--cortex", help=cortex_help)
-    cx.set_defaults(func=cmd_cortex)
+    cxs = cx.add_subparsers(dest="cortex_cmd", metavar="ACTION")
+    cxs.add_parser("show", help="the Cortex's size, indexes and RAPTOR tree (the default)",
+                   description="Counts per RAPTOR level, indexes and the summaries of the biggest clusters.")
+    cc = cxs.add_parser("cluster", help="re-cluster the users whose Cortex changed (RAPTOR), or every user",
+                        description="Rebuild the RAPTOR trees of the users whose Cortex blocks changed since their "
+                                    "tree was built (or whose raptor.* settings changed); clusters whose members did "
+                                    "not change keep their ids. --full rebuilds every user's tree.")
+    cc.add_argument("--full", action="store_true", help="rebuild every user's tree, changed or not")
+    cx.set_defaults(func=cmd_cortex, cortex_cmd="show")
 
     dm = sub.add_parser("demo", help="the main job: load real conversations with offline models and recall",
                         description="Start the embedded database, migrate, load conversations from chitchat-dataset "
@@ -456,6 +478,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import psycopg
 
+    from loaders.storage import CortexConfigError
+
     # psycopg logs the lost connection again while unwinding a COPY; the one line below says it.
     logging.getLogger("psycopg").setLevel(logging.ERROR)
     args = build_parser().parse_args(argv)
@@ -464,6 +488,9 @@ def main(argv: list[str] | None = None) -> int:
         atexit.register(_write_peak_rss, os.environ["PSIMEM_PEAK_RSS_FILE"])
     try:
         return args.func(args)
+    except CortexConfigError as e:  # a bad Cortex location or endpoint, named by its variable or setting
+        say(str(e))
+        return 2
     except psycopg.OperationalError as e:
         # A refused connection or a server that died mid-command: its transaction was not
         # committed, so nothing of this command's work is in the database.

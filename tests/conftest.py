@@ -99,3 +99,28 @@ def env_url(db_url, monkeypatch):
     """Point psimem commands at the test database."""
     monkeypatch.setenv("PSIMEM_DATABASE_URL", db_url)
     return db_url
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    """moto's S3 server on 127.0.0.1 for the whole run, started only when a test needs it."""
+    from s3_server import S3Server
+
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(params=["local", "s3"])
+def cortex_uri(request, tmp_path, monkeypatch) -> str:
+    """Where a Cortex test keeps its Cortex: a local directory, then a fresh prefix on the S3
+    server, whose endpoint, region and credentials go into the environment as an operator
+    would set them (worker and CLI subprocesses inherit them)."""
+    if request.param == "local":
+        return str(tmp_path / "cortex")
+    server = request.getfixturevalue("s3_server")
+    for key, value in server.env().items():
+        monkeypatch.setenv(key, value)
+    return server.new_uri()

@@ -27,7 +27,7 @@ def data(db_url):
     d.cleanup()
 
 
-def test_worker_packets_and_recall_from_the_command_line(data, db_url, tmp_path):
+def test_worker_packets_recall_and_cortex_from_the_command_line(data, db_url, cortex_uri, tmp_path):
     user, sessions = data.night(tier="normal")
     ref = data.conn.execute("SELECT external_ref FROM memory.users WHERE user_id = %s", (user,)).fetchone()[0]
     rng = np.random.default_rng(2)
@@ -36,7 +36,7 @@ def test_worker_packets_and_recall_from_the_command_line(data, db_url, tmp_path)
         data.conn.execute("UPDATE memory.holographic_blocks SET native_embedding = %s::real[]::vector WHERE block_id = %s",
                           (rng.standard_normal(4096).astype(np.float32).tolist(), bid))
     data.conn.commit()
-    cortex = tmp_path / "cortex"
+    cortex = cortex_uri
 
     r = psimem("worker", "--once", url=db_url, cortex=cortex)
     assert r.returncode == 0, r.stderr
@@ -49,12 +49,12 @@ def test_worker_packets_and_recall_from_the_command_line(data, db_url, tmp_path)
     assert r.returncode == 0, r.stderr
     packet = json.loads(out.read_text())
     assert packet["prose"]["content_type"] == "summary" and packet["metadata"]["source_block_id"] == ids[0]
-    other = tmp_path / "other-cortex"
+    other = f"{cortex_uri}-other"
     r = psimem("packet", "import", str(out), "--into", "cortex", "--user", ref, url=db_url, cortex=other)
     assert r.returncode == 0, r.stderr
     packet["vectors"]["native"]["dimensions"] = 12
     out.write_text(json.dumps([packet]))
-    r = psimem("packet", "import", str(out), "--user", ref, url=db_url, cortex=tmp_path / "third")
+    r = psimem("packet", "import", str(out), "--user", ref, url=db_url, cortex=f"{cortex_uri}-third")
     assert r.returncode == 2
     assert "refused, nothing imported: packet 0: vectors.native.dimensions: is 12" in r.stderr
 
@@ -64,3 +64,18 @@ def test_worker_packets_and_recall_from_the_command_line(data, db_url, tmp_path)
     assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)
     assert len(got) == 5 and {g["tier"] for g in got} >= {"cortex"} and all(g["reason"] for g in got)
+
+    # re-clustering by hand: nothing changed since the worker's cluster_update, so nobody is rebuilt
+    r = psimem("cortex", "cluster", url=db_url, cortex=cortex)
+    assert r.returncode == 0 and "0 of 1 users re-clustered" in r.stderr, r.stderr
+    r = psimem("cortex", "cluster", "--full", url=db_url, cortex=cortex)
+    assert r.returncode == 0 and "1 of 1 users re-clustered" in r.stderr, r.stderr
+
+
+def test_a_bad_object_store_setting_is_one_line_naming_it(db_url, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "localhost:9000")
+    r = psimem("cortex", url=db_url, cortex="s3://some-bucket/cortex")
+    assert r.returncode == 2
+    assert r.stderr.strip() == "psimem: AWS_ENDPOINT_URL: must be an http:// or https:// URL, got 'localhost:9000'"
+    r = psimem("cortex", url=db_url, cortex="s3:///no-bucket")
+    assert r.returncode == 2 and "PSIMEM_CORTEX_URI: an S3 Cortex is s3://bucket/prefix" in r.stderr

@@ -15,8 +15,8 @@ def _rows(n: int, udim: int, ndim: int, native_every: int, seed: int = 3) -> tup
     return rows, nat
 
 
-def test_each_space_gets_its_index_once_enough_blocks_have_it(tmp_path):
-    cortex = Cortex(str(tmp_path / "cortex"), 16, 24)
+def test_each_space_gets_its_index_once_enough_blocks_have_it(cortex_uri):
+    cortex = Cortex(cortex_uri, 16, 24)
     rows, nat = _rows(300, 16, 24, native_every=3)  # 200 blocks carry a native embedding
     cortex.upsert_blocks(rows)
     info = cortex.ensure_vector_index(250, "IVF_HNSW_SQ")

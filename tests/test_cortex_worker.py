@@ -1,5 +1,6 @@
-"""psimem worker against the real database and real LanceDB directories: what moves to the
-Cortex and how, idempotence under a crash, SIGTERM, retries, the version check."""
+"""psimem worker against the real database and a real LanceDB Cortex (a local directory and
+moto's S3 server): what moves to the Cortex and how, idempotence under a crash, several
+workers at once with one killed and one stalled, SIGTERM, retries, the version check."""
 from __future__ import annotations
 
 import os
@@ -7,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import numpy as np
 import psycopg
@@ -40,16 +42,16 @@ def cortex_rows(db_url, cortex_dir) -> dict:
     return rows
 
 
-def test_worker_moves_queued_blocks_with_full_vectors_and_compressed_prose(data, db_url, tmp_path):
+def test_worker_moves_queued_blocks_with_full_vectors_and_compressed_prose(data, db_url, cortex_uri):
     user, _ = data.night(tier="normal")  # normal tier: every block leaves the Hippocampus tonight
     before = {str(b["block_id"]): b for b in data.blocks(user)}
     queued = [j for j in data.jobs() if j["kind"] == "cortex_migrate"]
     assert {j["payload"]["block_id"] for j in queued} == set(before) and len(before) >= 4
 
-    stats = Worker(db_url, cortex_uri=str(tmp_path / "cortex"), say=lambda m: None).run(once=True)
+    stats = Worker(db_url, cortex_uri=cortex_uri, say=lambda m: None).run(once=True)
     assert stats["migrated"] == len(before) and stats["clustered"] == 1
 
-    rows = {r["block_id"]: r for r in cortex_rows(db_url, tmp_path / "cortex")}
+    rows = {r["block_id"]: r for r in cortex_rows(db_url, cortex_uri)}
     assert set(rows) == set(before)
     for bid, b in before.items():
         r = rows[bid]
@@ -103,10 +105,10 @@ def test_compression_in_sql_keeps_live_zones_byte_for_byte(conn):
     assert out["posterior_margin"] == "user: right after the resolution."
 
 
-def test_a_crash_between_the_lancedb_write_and_the_mark_loses_and_duplicates_nothing(data, db_url, tmp_path):
+def test_a_crash_between_the_lancedb_write_and_the_mark_loses_and_duplicates_nothing(data, db_url, cortex_uri):
     user, _ = data.night(tier="normal")
     ids = {str(b["block_id"]) for b in data.blocks(user)}
-    cortex_dir = tmp_path / "cortex"
+    cortex_dir = cortex_uri
     p = worker_process(db_url, cortex_dir, fault="exit_after_cortex_write")
     assert p.wait(60) == 97, p.stderr.read()
     # the blocks reached LanceDB, PostgreSQL does not know it: the jobs hang as running
@@ -128,6 +130,94 @@ def test_a_crash_between_the_lancedb_write_and_the_mark_loses_and_duplicates_not
         outcomes = c.execute("SELECT outcome FROM ops.job_attempts WHERE job_id = %s ORDER BY attempt",
                              (jobs[0]["job_id"],)).fetchall()
     assert outcomes == [("abandoned",), ("done",)]
+
+
+def running_under(db_url, pid: int) -> list[str]:
+    """Block ids of the cortex_migrate jobs a worker process holds."""
+    with psycopg.connect(db_url) as c:
+        return [r[0] for r in c.execute("SELECT j.payload->>'block_id' FROM ops.jobs j JOIN ops.workers w "
+                                        "ON w.worker_id = j.locked_by WHERE j.state = 'running' AND w.pid = %s "
+                                        "AND j.kind = 'cortex_migrate'", (pid,))]
+
+
+def wait_for(what, fn, seconds: float = 90.0):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        got = fn()
+        if got:
+            return got
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_several_workers_at_once_with_one_killed_and_one_stalled_lose_and_duplicate_nothing(data, db_url, cortex_uri):
+    for key, value in (("worker.batch_size", 4), ("worker.heartbeat_interval", 0.2), ("worker.poll_interval", 0.2),
+                       ("worker.stale_after", "1 second"), ("worker.retry_base", "0 seconds")):
+        data.set(key, value)
+    blocks = data.queued_blocks(users=4, per_user=24)
+    every = sorted(b for ids in blocks.values() for b in ids)
+    cx = Cortex(cortex_uri, 768, 4096)
+    # one worker is killed (SIGKILL) after its LanceDB write, before its PostgreSQL mark
+    killed = worker_process(db_url, cortex_uri, fault="sleep_after_cortex_write:300", once=False)
+    held = wait_for("the first worker's write", lambda: (h := running_under(db_url, killed.pid)) and
+                    len(cx.get_blocks(h, ["block_id"])) == len(h) and h)
+    # one stalls (SIGSTOP) before its write, long enough for its jobs to be taken back
+    stalled = worker_process(db_url, cortex_uri, fault="sleep_before_cortex_write:2", once=True)
+    stalled_held = wait_for("the second worker's batch", lambda: running_under(db_url, stalled.pid))
+    stalled.send_signal(signal.SIGSTOP)
+    killed.send_signal(signal.SIGKILL)
+    killed.wait(10)
+    others = [worker_process(db_url, cortex_uri, once=False) for _ in range(2)]  # and two keep working
+    try:
+        wait_for("every job done", lambda: {j["state"] for j in data.jobs()} == {"done"}, seconds=180)
+        stalled.send_signal(signal.SIGCONT)  # it wakes, writes what the others wrote, and is refused the finish
+        out, err = stalled.communicate(timeout=60)
+        assert stalled.returncode == 0 and "taken back by another worker while this one stalled; dropped" in err, err
+    finally:
+        stalled.kill()
+        for p in others:
+            p.send_signal(signal.SIGTERM)
+    assert all(p.wait(60) == 0 for p in others), [p.stderr.read() for p in others]
+
+    rows = cortex_rows(db_url, cortex_uri)
+    assert sorted(r["block_id"] for r in rows) == every  # every block, each exactly once
+    assert {r["block_id"]: r["user_id"] for r in rows} == {b: u for u, ids in blocks.items() for b in ids}
+    with psycopg.connect(db_url) as c:
+        assert c.execute("SELECT count(*) FROM memory.holographic_blocks WHERE block_id = ANY(%s::uuid[]) "
+                         "AND migrated_at IS NULL", (every,)).fetchone()[0] == 0
+        attempts = dict(c.execute(
+            "SELECT j.payload->>'block_id', array_agg(a.outcome ORDER BY a.attempt) FROM ops.jobs j "
+            "JOIN ops.job_attempts a USING (job_id) WHERE j.job_id > %s AND j.kind = 'cortex_migrate' GROUP BY 1",
+            (data.jobs_before,)).fetchall())
+        finishers = c.execute("SELECT count(DISTINCT a.worker_id) FROM ops.job_attempts a JOIN ops.jobs j USING (job_id) "
+                              "WHERE j.job_id > %s AND a.outcome = 'done'", (data.jobs_before,)).fetchone()[0]
+    # the killed and the stalled workers' jobs were taken back and done by another worker
+    assert all(attempts[b] == ["abandoned", "done"] for b in held + stalled_held)
+    assert all(attempts[b] == ["done"] for b in set(every) - set(held) - set(stalled_held))
+    assert finishers >= 2
+    # and the night's re-clustering saw every user
+    assert set(cx.trees()) == set(blocks) and {t["blocks"] for t in cx.trees().values()} == {24}
+
+
+def test_the_worker_does_not_replace_another_users_block_in_the_cortex(data, db_url, tmp_path):
+    data.set("worker.retry_base", "0 seconds")
+    (user, ids), = data.queued_blocks(users=1, per_user=3).items()
+    data.conn.execute("UPDATE ops.jobs SET max_attempts = 1 WHERE job_id > %s", (data.jobs_before,))
+    data.conn.commit()
+    cx = Cortex(str(tmp_path / "cortex"), 768, 4096)
+    squatter = {"block_id": ids[1], "user_id": str(uuid.uuid4()), "block_kind": "imported",
+                "universal_embedding": np.ones(768, np.float32), "live_zones": [{"start": 0, "end": 0, "content": "theirs"}]}
+    cx.upsert_blocks([squatter])
+    stats = Worker(db_url, cortex_uri=cx.uri, say=lambda m: None).run(once=True)
+    assert stats["migrated"] == 2 and stats["failed"] == 1
+    jobs = {j["payload"].get("block_id"): j for j in data.jobs()}
+    assert jobs[ids[1]]["state"] == "failed"
+    assert f"block_id: block {ids[1]} is in the Cortex at {cx.uri} for another user" in jobs[ids[1]]["last_error"]
+    assert {jobs[b]["state"] for b in (ids[0], ids[2])} == {"done"}
+    theirs = cx.get_blocks([ids[1]])[0]
+    assert (theirs["user_id"], theirs["live_zones"][0]["content"]) == (squatter["user_id"], "theirs")
+    assert {b["block_id"]: b["migrated_at"] is None for b in data.blocks(user)} == {
+        uuid.UUID(ids[0]): False, uuid.UUID(ids[1]): True, uuid.UUID(ids[2]): False}
 
 
 def test_sigterm_mid_job_releases_the_job(data, db_url, tmp_path):

@@ -37,6 +37,16 @@ def test_migrations_come_in_batches_and_clustering_waits_for_them(q):
     assert queue(q, "cluster_update", "cluster:1") is None  # dedupe key
 
 
+def test_one_re_clustering_at_a_time_whatever_the_number_of_workers(q):
+    register(q, "w2")
+    first = queue(q, "cluster_update", "cluster:night-1")
+    assert take(q, "w1") == [first]
+    second = queue(q, "cluster_update", "cluster:night-2")   # the next night's, queued while the first runs
+    assert take(q, "w2") == []                              # w2 does not rebuild the same trees alongside
+    q.execute("SELECT ops.finish_jobs('w1', %s, '{}')", ([first],))
+    assert take(q, "w2") == [second]
+
+
 def test_failure_backs_off_exponentially_then_gives_up_keeping_the_error(q):
     q.execute("SELECT ops.set_setting('worker.retry_base', '\"10 seconds\"')")
     job = queue(q, block_id="b")

@@ -19,7 +19,7 @@ UDIM, NDIM = 768, 4096
 
 
 @pytest.fixture
-def blocks(conn, tmp_path):
+def blocks(conn, cortex_uri):
     """Night Cycle blocks in the Hippocampus (rolled back after the test), with native embeddings."""
     user, sessions = night_script.build(conn, tier="elder", ref=f"packets-{uuid.uuid4()}")
     conn.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,))
@@ -29,7 +29,7 @@ def blocks(conn, tmp_path):
     for bid in ids:  # the scripted turns carry no native embedding; give the blocks one
         conn.execute("UPDATE memory.holographic_blocks SET native_embedding = %s::real[]::vector WHERE block_id = %s",
                      (rng.standard_normal(NDIM).astype(np.float32).tolist(), bid))
-    return conn, user, sessions, ids, Cortex(str(tmp_path / "cortex"), UDIM, NDIM)
+    return conn, user, sessions, ids, Cortex(cortex_uri, UDIM, NDIM)
 
 
 def vec(packet, space):
@@ -95,6 +95,36 @@ def test_round_trip_through_the_cortex_and_back_into_the_hippocampus_is_exact(bl
     assert kinds == [("imported", sessions[2])]
     # importing the same packets again changes nothing
     assert import_packets(conn, cortex, fresh, "hippocampus", session_id=sessions[2])["imported"] == 0
+
+
+def test_a_cortex_import_never_replaces_a_block_it_did_not_create_for_that_user(blocks):
+    conn, user, _, ids, cortex = blocks
+    out = export_blocks(conn, cortex, ids)
+    assert import_packets(conn, cortex, out, "cortex", user_id=user)["imported"] == len(ids)
+    version = cortex.blocks().version
+    # the same packets again, for the same user: left as they are
+    again = import_packets(conn, cortex, out, "cortex", user_id=user)
+    assert (again["imported"], again["already_present"]) == (0, len(ids)) and cortex.blocks().version == version
+    # for another user: refused, naming the packet and the block, and nothing of the batch written
+    other = new_user(conn, f"packets-other-{uuid.uuid4()}")
+    fresh, taken = copy.deepcopy(out[0]), copy.deepcopy(out[1])
+    fresh["metadata"]["source_block_id"] = str(uuid.uuid4())
+    for p in (fresh, taken):  # references would name the first user's blocks
+        p["references"] = {"citations": [], "derived_from": None, "continues_from": None}
+    with pytest.raises(BadPacket) as e:
+        import_packets(conn, cortex, [fresh, taken], "cortex", user_id=other)
+    assert (e.value.index, e.value.field) == (1, "block_id")
+    assert f"block {ids[1]} exists already and was not imported for this user; nothing imported" in str(e.value)
+    assert cortex.count() == len(ids) and cortex.blocks().version == version
+    assert {r["user_id"] for r in cortex.get_blocks(ids, ["user_id"])} == {str(user)}
+    # a block the worker moved there (not an import) is refused even for its own user
+    moved = dict(cortex.get_blocks(ids[:1])[0], block_id=str(uuid.uuid4()), block_kind="arc")
+    cortex.upsert_blocks([moved])
+    clash = copy.deepcopy(out[0])
+    clash["metadata"]["source_block_id"] = moved["block_id"]
+    with pytest.raises(BadPacket, match=f"packet 0: block_id: block {moved['block_id']} exists already"):
+        import_packets(conn, cortex, [clash], "cortex", user_id=user)
+    assert cortex.get_blocks([moved["block_id"]], ["block_kind"])[0]["block_kind"] == "arc"
 
 
 def test_render_and_parse_keep_live_zones_exact():

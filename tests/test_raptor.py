@@ -41,8 +41,8 @@ def block_row(bid, user, vec, text):
 
 
 @pytest.fixture
-def cortex(tmp_path):
-    return Cortex(str(tmp_path / "cortex"), UDIM, NDIM)
+def cortex(cortex_uri):
+    return Cortex(cortex_uri, UDIM, NDIM)
 
 
 def test_levels_follow_the_known_structure_and_noise_stays_leaves(cortex):
@@ -127,9 +127,66 @@ def test_reclustering_replaces_the_tree_atomically(cortex):
         stop.set()
         th.join()
     assert second["levels"]["branch"] == 24 and second["levels"]["trunk"] == 4
-    sizes = {first["tree_id"]: 21, second["tree_id"]: 28}
+    sizes = {first["trees"][user]: 21, second["trees"][user]: 28}
     # every read saw one whole tree: a single tree_id with all of its nodes
     assert seen and all(len(ids) == 1 and sizes[next(iter(ids))] == n for ids, n in seen)
     # the old tree is still there, unchanged, as the previous version
     tbl.checkout(first["version"])
     assert sorted(tbl.to_arrow().column("cluster_id").to_pylist()) == old_ids
+
+
+def _trees(cortex) -> dict[str, dict[str, dict]]:
+    """user -> cluster_id -> (level, members, tree_id, created_at)"""
+    out: dict[str, dict[str, dict]] = {}
+    for r in cortex.clusters().search().limit(None).to_list():
+        out.setdefault(r["user_id"], {})[r["cluster_id"]] = (r["level"], frozenset(r["member_ids"]), r["tree_id"],
+                                                               r["created_at"])
+    return out
+
+
+def test_a_night_reclusters_only_the_users_whose_cortex_changed_and_keeps_the_ids_of_unchanged_clusters(cortex):
+    rng = np.random.default_rng(21)
+    users = [str(uuid.uuid4()) for _ in range(3)]
+    a, b, c = users
+    for u in users:
+        cortex.upsert_blocks(nested_blocks(rng, u)[0])
+    first = cluster_cortex(cortex, RaptorParams())
+    assert (first["users"], first["users_reclustered"]) == (3, 3)
+    assert first["levels"] == {"leaf": 3 * TOPICS * SUBTOPICS * PER, "branch": 3 * TOPICS * SUBTOPICS, "trunk": 3 * TOPICS}
+    before = _trees(cortex)
+
+    # nothing changed: nobody is re-clustered and the tree table is not even rewritten
+    version = cortex.clusters().version
+    idle = cluster_cortex(cortex, RaptorParams())
+    assert (idle["users_reclustered"], idle["users_unchanged"]) == (0, 3) and cortex.clusters().version == version
+
+    # user b talks about a fourth topic: only b is re-clustered; a's and c's nodes are not touched
+    cortex.upsert_blocks(nested_blocks(rng, b, topics=1)[0])
+    grown = cluster_cortex(cortex, RaptorParams())
+    assert (grown["users_reclustered"], grown["users_unchanged"], grown["blocks_reclustered"]) == \
+           (1, 2, (TOPICS + 1) * SUBTOPICS * PER)
+    after = _trees(cortex)
+    assert after[a] == before[a] and after[c] == before[c]
+    # b's old branches and trunks have the same members, so they keep their ids (and created_at);
+    # only the new topic's six branches and its trunk are new
+    assert all(after[b][cid][:2] == node[:2] and after[b][cid][3] == node[3] for cid, node in before[b].items())
+    new = {cid: after[b][cid] for cid in set(after[b]) - set(before[b])}
+    assert sorted(level for level, *_ in new.values()) == [1] * SUBTOPICS + [2]
+    assert (grown["clusters_kept"], grown["clusters_new"], grown["clusters_dropped"]) == (21, 7, 0)
+    assert len({tree for _, _, tree, _ in after[b].values()}) == 1  # one whole new tree for b
+
+    # a block of c disappears: its branch, and the trunk over that branch, get new ids; the rest keep theirs
+    gone = next(m for cid, (level, members, _, _) in before[c].items() if level == 1 for m in members)
+    cortex.blocks().delete(f"block_id = '{gone}'")
+    shrunk = cluster_cortex(cortex, RaptorParams())
+    assert shrunk["users_reclustered"] == 1 and list(shrunk["trees"]) == [c]
+    changed = {cid for cid, (level, members, _, _) in before[c].items()
+               if gone in members or (level == 2 and any(gone in before[c][m][1] for m in members))}
+    assert len(changed) == 2 and set(before[c]) - set(_trees(cortex)[c]) == changed
+    assert (shrunk["clusters_kept"], shrunk["clusters_new"], shrunk["clusters_dropped"]) == (19, 2, 2)
+
+    # other clustering parameters change every fingerprint; identical memberships still keep their ids
+    retuned = cluster_cortex(cortex, RaptorParams(summary_members=2))
+    assert retuned["users_reclustered"] == 3 and retuned["clusters_new"] == 0
+    full = cluster_cortex(cortex, RaptorParams(summary_members=2), full=True)
+    assert full["users_reclustered"] == 3 and full["clusters_new"] == 0 and set(_trees(cortex)[a]) == set(before[a])

@@ -113,11 +113,14 @@ BEGIN
     END IF;
     PERFORM ops._reclaim_stale_jobs();
     -- The oldest ready job decides the kind; a re-clustering waits until no migration is
-    -- queued or running, so it sees every block the night moved.
+    -- queued or running, so it sees every block the night moved, and until no other
+    -- re-clustering runs (with several workers, two would rebuild the same trees).
     SELECT j.kind INTO v_kind FROM ops.jobs j
     WHERE j.state = 'queued' AND j.run_after <= clock_timestamp()
       AND (j.kind <> 'cluster_update' OR NOT EXISTS (
-              SELECT 1 FROM ops.jobs m WHERE m.kind = 'cortex_migrate' AND m.state IN ('queued', 'running')))
+              SELECT 1 FROM ops.jobs m
+              WHERE (m.kind = 'cortex_migrate' AND m.state IN ('queued', 'running'))
+                 OR (m.kind = 'cluster_update' AND m.state = 'running')))
     ORDER BY j.run_after, j.job_id
     LIMIT 1;
     IF v_kind IS NULL THEN
@@ -146,7 +149,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops.take_jobs(text, int) IS
-'Takes ready jobs for a registered worker with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same job: up to p_limit cortex_migrate jobs at once (one LanceDB commit for the batch), or one job of another kind. The oldest ready job (run_after, then id) decides the kind; cluster_update waits while any cortex_migrate is queued or running. Running jobs of workers that stopped heartbeating (worker.stale_after) are reclaimed first. Each taken job is marked running, its attempts counted and an ops.job_attempts row opened.';
+'Takes ready jobs for a registered worker with FOR UPDATE SKIP LOCKED, so concurrent workers never take the same job: up to p_limit cortex_migrate jobs at once (one LanceDB commit for the batch), or one job of another kind. The oldest ready job (run_after, then id) decides the kind; cluster_update waits while any cortex_migrate is queued or running, or another cluster_update runs. Running jobs of workers that stopped heartbeating (worker.stale_after) are reclaimed first. Each taken job is marked running, its attempts counted and an ops.job_attempts row opened.';
 REVOKE ALL ON FUNCTION ops.take_jobs(text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ops.take_jobs(text, int) TO psimem_admin;
 
