@@ -54,8 +54,11 @@ def standby(pg_server, db_url):
 
 
 def replayed(primary_url: str, standby_url: str, seconds: float = 120.0) -> None:
+    # The insert position, not pg_current_wal_lsn(): the test server commits asynchronously
+    # (synchronous_commit=off), so a commit record can still sit in WAL buffers, past the
+    # write position, and a standby that reached the write position would not yet see it.
     with psycopg.connect(primary_url, autocommit=True) as p:
-        lsn = p.execute("SELECT pg_current_wal_lsn()").fetchone()[0]
+        lsn = p.execute("SELECT pg_current_wal_insert_lsn()").fetchone()[0]
     deadline = time.monotonic() + seconds
     with psycopg.connect(standby_url, autocommit=True) as s:
         while s.execute("SELECT pg_last_wal_replay_lsn() >= %s::pg_lsn", (lsn,)).fetchone()[0] is not True:
