@@ -33,15 +33,16 @@ def say(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def bench_database(home: str = "/var/tmp/psimem-bench", port: int = 55433) -> str:
-    """PSIMEM_DATABASE_URL if set, else a throwaway cluster migrated with default sizes."""
+def bench_database(home: str = "/var/tmp/psimem-bench", port: int = 55433, **dims) -> str:
+    """PSIMEM_DATABASE_URL if set, else a throwaway cluster migrated with default sizes (or
+    universal_dim / native_dim)."""
     url = os.environ.get("PSIMEM_DATABASE_URL")
     if not url:  # PSIMEM_BENCH_HOME / _PORT run two benches side by side on separate clusters
         home, port = os.environ.get("PSIMEM_BENCH_HOME", home), int(os.environ.get("PSIMEM_BENCH_PORT", port))
         cluster = Cluster(Path(home), port, conf=BENCH_CONF)
         cluster.start(say)
         url = cluster.url()
-    migrate.upgrade(url)
+    migrate.upgrade(url, **dims)
     return url
 
 

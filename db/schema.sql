@@ -272,6 +272,30 @@ $$;
 
 COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
 
+CREATE FUNCTION memory._day_table_text_stats() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- SECURITY DEFINER: writers may not write the statistics themselves, and the rows
+    -- counted here are the ones row-level security just let them insert. Lexemes are
+    -- upserted in one order, so two writers of one user wait for each other, never deadlock.
+    INSERT INTO memory.text_stats AS s (user_id, lexeme, turns)
+    SELECT n.user_id, l.lexeme, count(*) FROM new_turns n CROSS JOIN LATERAL unnest(n.content_tsv) l
+    GROUP BY n.user_id, l.lexeme
+    ORDER BY n.user_id, l.lexeme
+    ON CONFLICT (user_id, lexeme) DO UPDATE SET turns = s.turns + EXCLUDED.turns;
+    INSERT INTO memory.text_totals AS t (user_id, turns, lexemes)
+    SELECT n.user_id, count(*), sum(length(n.content_tsv)) FROM new_turns n
+    GROUP BY n.user_id
+    ORDER BY n.user_id
+    ON CONFLICT (user_id) DO UPDATE SET turns = t.turns + EXCLUDED.turns, lexemes = t.lexemes + EXCLUDED.lexemes;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION memory._day_table_text_stats() IS 'Internal, statement trigger on memory.day_table: adds the new turns'' lexemes to memory.text_stats (turns containing each lexeme, per user) and their counts to memory.text_totals. Counts are never decreased when retention deletes turns: they describe the history recall searches.';
+
 CREATE FUNCTION memory._may_act_for(p_user_id uuid) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -919,6 +943,30 @@ $$;
 
 COMMENT ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) IS 'Internal. Whether recall''s filter (the session, or the user''s turns within p_window) keeps fewer than p_rows rows, judged from session turn counts where they decide it.';
 
+CREATE FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) RETURNS TABLE(lexeme text, turns bigint, idf double precision, candidate boolean)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH q AS (
+        SELECT DISTINCT l.lexeme FROM unnest(to_tsvector('english'::regconfig, coalesce(p_query_text, ''))) l),
+    n AS (
+        SELECT coalesce((SELECT t.turns FROM memory.text_totals t WHERE t.user_id = p_user_id), 0) AS total),
+    f AS (
+        SELECT q.lexeme, coalesce(s.turns, 0) AS turns, n.total
+        FROM q CROSS JOIN n LEFT JOIN memory.text_stats s ON s.user_id = p_user_id AND s.lexeme = q.lexeme),
+    ranked AS (
+        -- Rarest first: candidates come from the rarest words until they reach
+        -- recall.text_candidate_docs turns (always at least one word).
+        SELECT f.*, sum(f.turns) OVER (ORDER BY f.turns, f.lexeme ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+        FROM f)
+    SELECT r.lexeme, r.turns,
+           ln(1 + (greatest(r.total, r.turns) - r.turns + 0.5) / (r.turns + 0.5)),
+           coalesce(r.before, 0) < (ops.setting('recall.text_candidate_docs'))::bigint
+    FROM ranked r
+$$;
+
+COMMENT ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) IS 'Internal, text leg of memory.recall: the query''s lexemes (configuration english, stop words dropped) with the number of the user''s turns that hold each (memory.text_stats), its BM25 inverse document frequency ln(1 + (N - n + 0.5) / (n + 0.5)), and whether it selects candidates: the rarest lexemes do, until those chosen occur in recall.text_candidate_docs turns. A common word still adds to the score of a turn found by a rarer one.';
+
 CREATE FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE plpgsql STABLE
     SET "hnsw.iterative_scan" TO 'relaxed_order'
@@ -998,6 +1046,114 @@ END
 $_$;
 
 COMMENT ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.selective_rows rows is ranked on the binary codes stored in its rows, and the best recall.binary_overfetch_selective per wanted row are re-ranked exactly; otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary code with recall.binary_overfetch candidates per wanted row) with pgvector iterative scans, then exact cosine re-rank.';
+
+CREATE FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(session_id uuid, turn_number integer, rank integer, bm25 double precision)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_k1 float8 := (ops.setting('recall.bm25_k1'))::float8;
+    v_b float8 := (ops.setting('recall.bm25_b'))::float8;
+    v_avg float8;
+    v_query tsquery;
+    v_lexemes text[];
+    v_idf float8[];
+BEGIN
+    SELECT array_agg(l.lexeme ORDER BY l.lexeme), array_agg(l.idf ORDER BY l.lexeme),
+           string_agg(quote_ident_tsq, ' | ') FILTER (WHERE l.candidate)::tsquery
+    INTO v_lexemes, v_idf, v_query
+    FROM memory._recall_lexemes(p_user_id, p_query_text) l
+    -- a lexeme as a tsquery operand: quoted, with quotes doubled and backslashes escaped
+    CROSS JOIN LATERAL (SELECT '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quote_ident_tsq) x;
+    IF v_query IS NULL THEN
+        RETURN;  -- no word of the query is searchable: the leg cannot run
+    END IF;
+    SELECT coalesce(t.lexemes::float8 / nullif(t.turns, 0), 1) INTO v_avg FROM memory.text_totals t WHERE t.user_id = p_user_id;
+    RETURN QUERY
+    WITH cand AS (
+        -- A turn still in day_table is scored on its whole text; a block's copy of it stands
+        -- in once retention has deleted it (the first of its blocks, if margins overlap).
+        SELECT DISTINCT ON (c.session_id, c.turn_number) c.session_id, c.turn_number, c.tsv
+        FROM (
+            SELECT d.session_id, d.turn_number, d.content_tsv AS tsv, 0 AS pref
+            FROM memory.day_table d
+            WHERE d.user_id = p_user_id AND d.content_tsv @@ v_query
+              AND (p_since IS NULL OR d.created_at >= p_since) AND (p_until IS NULL OR d.created_at < p_until)
+            UNION ALL
+            SELECT b.session_id, b.turn_number, b.kept_tsv, 1
+            FROM memory.block_turns b
+            WHERE b.user_id = p_user_id AND b.kept_tsv @@ v_query
+              AND (p_since IS NULL OR b.created_at >= p_since) AND (p_until IS NULL OR b.created_at < p_until)) c
+        ORDER BY c.session_id, c.turn_number, c.pref),
+    scored AS (
+        SELECT c.session_id, c.turn_number,
+               sum(v_idf[i] * (tf * (v_k1 + 1)) / (tf + v_k1 * (1 - v_b + v_b * length(c.tsv) / v_avg))) AS bm25
+        FROM cand c
+        CROSS JOIN LATERAL unnest(c.tsv) u
+        CROSS JOIN LATERAL (SELECT array_position(v_lexemes, u.lexeme) AS i, coalesce(cardinality(u.positions), 1) AS tf) m
+        WHERE m.i IS NOT NULL
+        GROUP BY c.session_id, c.turn_number)
+    SELECT s.session_id, s.turn_number, (row_number() OVER (ORDER BY s.bm25 DESC, s.session_id, s.turn_number))::int, s.bm25
+    FROM scored s
+    ORDER BY s.bm25 DESC, s.session_id, s.turn_number
+    LIMIT p_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Internal, the text leg of memory.recall: the p_n turns of the user (in day_table, or kept by a block once retention deleted them) with the highest BM25 score for the query (k1 = recall.bm25_k1, b = recall.bm25_b, document frequencies from memory.text_stats, length in lexemes), among the turns holding one of the query''s rarest words (memory._recall_lexemes), optionally within [p_since, p_until). Empty when no word of the query is searchable.';
+
+CREATE FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(session_id uuid, turn_number integer, rank integer, distance double precision)
+    LANGUAGE plpgsql STABLE
+    SET "hnsw.iterative_scan" TO 'relaxed_order'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_kind text := ops.setting('embedding.universal_index') #>> '{}';
+    v_dim int := (ops.setting('embedding.universal_dim'))::int;
+    v_rows bigint := coalesce((SELECT t.turns FROM memory.text_totals t WHERE t.user_id = p_user_id), 0);
+    v_order text;
+    v_fetch int := p_n;
+BEGIN
+    PERFORM set_config('hnsw.ef_search', greatest(p_n, (ops.setting('recall.ef_search'))::int)::text, true);
+    -- text_totals counts every turn the user ever had, so it bounds what both tables hold.
+    -- Below recall.selective_rows an exact scan is fast and, unlike an HNSW walk filtered
+    -- to one user among many, never comes back short; above, the index the install chose.
+    IF v_rows < (ops.setting('recall.selective_rows'))::bigint THEN
+        v_order := '(%1$s.universal_embedding <=> $1) + 0';  -- "+ 0": an expression no index serves
+    ELSIF v_kind = 'vector' THEN
+        v_order := '%1$s.universal_embedding <=> $1';
+    ELSIF v_kind = 'halfvec' THEN
+        v_order := format('%%1$s.universal_embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim);
+        v_fetch := p_n * 2;
+    ELSE
+        v_order := '%1$s.universal_embedding_bq <~> binary_quantize($1)';
+        v_fetch := p_n * (ops.setting('recall.binary_overfetch'))::int;
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH cand AS (
+            (SELECT d.session_id, d.turn_number, (d.universal_embedding <=> $1)::float8 AS distance, 0 AS pref
+             FROM memory.day_table d
+             WHERE d.user_id = $2 AND d.universal_embedding IS NOT NULL
+               AND ($4::timestamptz IS NULL OR d.created_at >= $4) AND ($5::timestamptz IS NULL OR d.created_at < $5)
+             ORDER BY %1$s LIMIT $3)
+            UNION ALL
+            (SELECT b.session_id, b.turn_number, (b.universal_embedding <=> $1)::float8, 1
+             FROM memory.block_turns b
+             WHERE b.user_id = $2 AND b.universal_embedding IS NOT NULL
+               AND ($4::timestamptz IS NULL OR b.created_at >= $4) AND ($5::timestamptz IS NULL OR b.created_at < $5)
+             ORDER BY %2$s LIMIT $3)),
+        one AS (
+            SELECT DISTINCT ON (c.session_id, c.turn_number) c.session_id, c.turn_number, c.distance
+            FROM cand c ORDER BY c.session_id, c.turn_number, c.pref)
+        SELECT o.session_id, o.turn_number, (row_number() OVER (ORDER BY o.distance, o.session_id, o.turn_number))::int, o.distance
+        FROM one o ORDER BY o.distance, o.session_id, o.turn_number LIMIT $6 $q$,
+        format(v_order, 'd'), CASE WHEN v_order LIKE '%_bq%' THEN format('(%s.universal_embedding <=> $1)', 'b')
+                                   ELSE format(v_order, 'b') END)
+    USING p_query, p_user_id, v_fetch, p_since, p_until, p_n;
+END
+$_$;
+
+COMMENT ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Internal, the vector leg of memory.recall: the p_n turns of the user (in day_table, or kept by a block) nearest the query by cosine distance of universal embeddings, optionally within [p_since, p_until). A user with fewer than recall.selective_rows turns is ranked exactly; otherwise through the HNSW index form chosen at install, with pgvector iterative scans so the user filter never returns fewer rows than asked.';
 
 CREATE FUNCTION memory.act_for(p_user_id uuid) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1236,6 +1392,116 @@ END
 $$;
 
 COMMENT ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) IS 'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their embeddings from the Hippocampus (the Cortex keeps them at full precision), so Hippocampus vector search stops returning them while the row stays as the anchor of their structural references. Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
+
+CREATE FUNCTION memory.recall(p_user_id uuid, p_query_text text DEFAULT NULL::text, p_query_vector real[] DEFAULT NULL::real[], p_session_id uuid DEFAULT NULL::uuid, p_budget_turns integer DEFAULT 10, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(rank integer, item_kind text, session_id uuid, turn_number integer, turns integer, created_at timestamp with time zone, role text, content text, external_ref text, entry_id uuid, block_id uuid, verbatim boolean, score double precision, legs text[], reason text)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cfg jsonb;
+    v_n int;
+    v_k float8;
+    v_query vector;
+    v_nw float8;
+    v_legs_run text[] := '{}';
+    v_text_ran boolean;
+BEGIN
+    SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg FROM ops.settings s
+    WHERE s.key LIKE 'recall.%' OR s.key = 'limits.content_max_chars';
+    IF p_user_id IS NULL OR NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_user_id: unknown user %', quote_nullable(p_user_id) USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF p_session_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.sessions s
+                                                WHERE s.session_id = p_session_id AND s.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_session_id: unknown session % for this user', p_session_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF p_budget_turns IS NULL OR p_budget_turns < 1 OR p_budget_turns > 1000 THEN
+        RAISE EXCEPTION 'p_budget_turns: must be between 1 and 1000, got %', coalesce(p_budget_turns::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_since IS NOT NULL AND p_until IS NOT NULL AND p_since >= p_until THEN
+        RAISE EXCEPTION 'p_since, p_until: p_since must be before p_until' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(p_query_text) > (v_cfg ->> 'limits.content_max_chars')::int THEN
+        RAISE EXCEPTION 'p_query_text: must be at most % characters (limits.content_max_chars), got %',
+            v_cfg ->> 'limits.content_max_chars', length(p_query_text) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(p_query_text, '') !~ '\S' AND p_query_vector IS NULL THEN
+        RAISE EXCEPTION 'p_query_text, p_query_vector: give a query text, a query vector or both'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_query := memory._checked_vector(p_query_vector, 'p_query_vector', 'universal');
+    v_n := greatest((v_cfg ->> 'recall.leg_candidates')::int, p_budget_turns);
+    v_k := (v_cfg ->> 'recall.rrf_k')::float8;
+    v_nw := (v_cfg ->> 'recall.neighbour_weight')::float8;
+
+    v_text_ran := coalesce(p_query_text, '') ~ '\S' AND EXISTS (SELECT 1 FROM memory._recall_lexemes(p_user_id, p_query_text));
+    v_legs_run := ARRAY[
+        CASE WHEN v_text_ran THEN 'text' WHEN coalesce(p_query_text, '') ~ '\S' THEN 'text (not run: no searchable word)'
+             ELSE 'text (not run: no query text)' END,
+        CASE WHEN v_query IS NOT NULL THEN 'vector' ELSE 'vector (not run: no query vector)' END]
+        || CASE WHEN v_query IS NOT NULL AND (v_cfg ->> 'recall.weight_recent')::float8 > 0 THEN ARRAY['recent'] ELSE '{}' END;
+
+    RETURN QUERY
+    WITH hits AS (
+        SELECT t.session_id, t.turn_number, 'text' AS leg, t.rank, t.bm25 AS measure,
+               (v_cfg ->> 'recall.weight_text')::float8 / (v_k + t.rank) AS score
+        FROM memory._recall_text_leg(p_user_id, p_query_text, v_n, p_since, p_until) t
+        WHERE v_text_ran
+        UNION ALL
+        SELECT t.session_id, t.turn_number, 'vector', t.rank, t.distance, (v_cfg ->> 'recall.weight_vector')::float8 / (v_k + t.rank)
+        FROM memory._recall_vector_leg(p_user_id, v_query, v_n, p_since, p_until) t
+        WHERE v_query IS NOT NULL
+        UNION ALL
+        -- The spec's real-time retrieval: the session and the user's last recall.window.
+        SELECT r.session_id, r.turn_number, 'recent', r.rank::int, r.distance,
+               (v_cfg ->> 'recall.weight_recent')::float8 / (v_k + r.rank)
+        FROM (SELECT x.*, row_number() OVER (ORDER BY x.distance, x.entry_id) AS rank
+              FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, v_n) x
+              WHERE (p_since IS NULL OR x.created_at >= p_since) AND (p_until IS NULL OR x.created_at < p_until)) r
+        WHERE 'recent' = ANY (v_legs_run)),
+    fused AS (
+        SELECT h.session_id, h.turn_number, sum(h.score) AS score,
+               array_agg(h.leg ORDER BY h.leg) AS legs,
+               string_agg(h.leg || ' #' || h.rank || CASE h.leg WHEN 'text' THEN ' (bm25 ' || round(h.measure::numeric, 2)
+                                                                ELSE ' (cosine ' || round((1 - h.measure)::numeric, 3) END || ')',
+                          ', ' ORDER BY h.leg) AS why
+        FROM hits h GROUP BY h.session_id, h.turn_number),
+    neighbours AS (
+        -- Structural expansion: the turns either side of a hit compete with a share of its score.
+        SELECT f.session_id, f.turn_number + o.d AS turn_number, max(v_nw * f.score) AS score,
+               ARRAY['neighbour'] AS legs, 'next to turn ' || min(f.turn_number) AS why
+        FROM fused f CROSS JOIN (VALUES (-1), (1)) o(d)
+        WHERE v_nw > 0 AND f.turn_number + o.d > 0
+          AND NOT EXISTS (SELECT 1 FROM fused x WHERE x.session_id = f.session_id AND x.turn_number = f.turn_number + o.d)
+        GROUP BY f.session_id, f.turn_number + o.d),
+    ranked AS (
+        SELECT a.* FROM (SELECT * FROM fused UNION ALL SELECT * FROM neighbours) a
+        ORDER BY a.score DESC, a.session_id, a.turn_number
+        LIMIT p_budget_turns * 2),  -- room for neighbours that turn out not to exist
+    resolved AS (
+        SELECT r.*, t.*
+        FROM ranked r
+        CROSS JOIN LATERAL (
+            SELECT 'turn'::text AS kind, d.created_at AS at, d.role AS who, d.content AS text, d.external_ref AS ref,
+                   d.entry_id AS eid, NULL::uuid AS bid, true AS whole
+            FROM memory.day_table d WHERE d.session_id = r.session_id AND d.turn_number = r.turn_number
+            UNION ALL
+            (SELECT 'kept_turn', b.created_at, b.role, b.kept, b.external_ref, NULL, b.block_id, b.verbatim
+             FROM memory.block_turns b WHERE b.session_id = r.session_id AND b.turn_number = r.turn_number
+             ORDER BY b.verbatim DESC, b.block_id)
+            LIMIT 1) t)
+    SELECT (row_number() OVER (ORDER BY x.score DESC, x.session_id, x.turn_number))::int, x.kind, x.session_id,
+           x.turn_number, 1, x.at, x.who, x.text, x.ref, x.eid, x.bid, x.whole, x.score, x.legs,
+           x.why || CASE WHEN x.kind = 'kept_turn' AND NOT x.whole THEN '; as its block''s summary kept it' ELSE '' END
+                 || '; legs run: ' || array_to_string(v_legs_run, ', ')
+    FROM resolved x
+    ORDER BY x.score DESC, x.session_id, x.turn_number
+    LIMIT p_budget_turns;
+END
+$$;
+
+COMMENT ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Recall for one user over their whole history, as one ranked list of turns within a budget of p_budget_turns turns: the raw turns still in day_table and, for turns retention has deleted, what their Holographic Block kept (memory.block_turns: verbatim, or the sentences its summary kept). Hybrid: a text leg (BM25 over the query''s words, memory._recall_text_leg) and a vector leg (cosine over universal embeddings, memory._recall_vector_leg), each ranking recall.leg_candidates turns, plus, when recall.weight_recent > 0, the recent leg (memory.recall_recent: the session and the user''s last recall.window); fused by reciprocal rank fusion, weight / (recall.rrf_k + rank) per leg. With recall.neighbour_weight > 0 the turns either side of a hit compete with that share of its score. p_since / p_until restrict the turns'' times. Each row says which legs found it, at which rank and why, and which legs ran (a leg that could not run says so). Refuses an unknown user or session, a bad vector, an empty query, a budget outside 1..1000.';
 
 CREATE FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer DEFAULT 10, p_user_id uuid DEFAULT NULL::uuid, p_expand boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, session_id uuid, user_id uuid, arc_start_time timestamp with time zone, distance double precision, reason text, via_block_id uuid, coherence_gain double precision, prose jsonb)
     LANGUAGE plpgsql STABLE
@@ -3186,6 +3452,7 @@ CREATE TABLE memory.day_table (
     flux_arc_start integer,
     universal_embedding_bq bit(768) GENERATED ALWAYS AS ((public.binary_quantize(universal_embedding))::bit(768)) STORED,
     external_ref text,
+    content_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED,
     CONSTRAINT day_table_content_not_blank CHECK ((content ~ '\S'::text)),
     CONSTRAINT day_table_flux_state_known CHECK ((flux_state = ANY (ARRAY['baseline'::text, 'spike'::text, 'resolution'::text, 'stable'::text]))),
     CONSTRAINT day_table_perplexity_nonnegative CHECK ((perplexity_score >= (0)::double precision)),
@@ -3204,6 +3471,8 @@ COMMENT ON COLUMN memory.day_table.flux_baseline_sd IS 'set by the trigger: samp
 COMMENT ON COLUMN memory.day_table.flux_arc_start IS 'set by the trigger: turn number of the spike that opened the flux window this turn is in, from that spike to the stable turn closing it; NULL outside a window';
 
 COMMENT ON COLUMN memory.day_table.external_ref IS 'the agent''s own id for this turn, unique within the session';
+
+COMMENT ON COLUMN memory.day_table.content_tsv IS 'the content as a tsvector (configuration english), for the text leg of memory.recall';
 
 CREATE VIEW bi.hippocampus_daily AS
  SELECT (date_trunc('day'::text, d.created_at))::date AS day,
@@ -3394,6 +3663,26 @@ CREATE TABLE memory.block_relationships (
     CONSTRAINT block_relationships_type_known CHECK ((relationship_type = ANY (ARRAY['cites'::text, 'continues'::text, 'derived_from'::text, 'thematic'::text])))
 );
 
+CREATE TABLE memory.block_turns (
+    block_id uuid NOT NULL,
+    turn_number integer NOT NULL,
+    user_id uuid NOT NULL,
+    session_id uuid NOT NULL,
+    zone_no smallint NOT NULL,
+    role text NOT NULL,
+    kept text NOT NULL,
+    verbatim boolean NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    external_ref text,
+    universal_embedding public.vector(768),
+    kept_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, kept)) STORED,
+    CONSTRAINT block_turns_kept_not_blank CHECK ((kept ~ '\S'::text)),
+    CONSTRAINT block_turns_role_known CHECK ((role = ANY (ARRAY['user'::text, 'assistant'::text, 'system'::text]))),
+    CONSTRAINT block_turns_turn_number_positive CHECK ((turn_number > 0))
+);
+
+COMMENT ON TABLE memory.block_turns IS 'What a Holographic Block keeps of each turn it covers: the turn verbatim (live zone or margin) or the sentences its dead-zone summary kept, with the turn''s role, time, external reference and universal embedding. Recall reaches consolidated turns here once retention has deleted them from day_table.';
+
 CREATE TABLE memory.block_zones (
     block_id uuid NOT NULL,
     user_id uuid NOT NULL,
@@ -3456,6 +3745,24 @@ COMMENT ON TABLE memory.sessions IS 'Conversations; each acts for one user';
 COMMENT ON COLUMN memory.sessions.consolidated_turn IS 'turns up to this number have been consolidated by a Night Cycle';
 
 COMMENT ON COLUMN memory.sessions.flux_arc_start IS 'turn number of the spike that opened the current flux window (trigger state)';
+
+CREATE TABLE memory.text_stats (
+    user_id uuid NOT NULL,
+    lexeme text NOT NULL,
+    turns bigint NOT NULL,
+    CONSTRAINT text_stats_turns_positive CHECK ((turns > 0))
+);
+
+COMMENT ON TABLE memory.text_stats IS 'Per user: in how many of their turns (ever recorded) each lexeme occurs; the document frequencies of BM25 in memory.recall';
+
+CREATE TABLE memory.text_totals (
+    user_id uuid NOT NULL,
+    turns bigint NOT NULL,
+    lexemes bigint NOT NULL,
+    CONSTRAINT text_totals_counts_nonnegative CHECK (((turns >= 0) AND (lexemes >= 0)))
+);
+
+COMMENT ON TABLE memory.text_totals IS 'Per user: how many turns were ever recorded and how many lexemes they held in all (BM25''s collection size and mean length)';
 
 CREATE TABLE memory.user_bindings (
     user_id uuid NOT NULL,
@@ -3635,6 +3942,9 @@ ALTER TABLE ONLY memory.block_relationships
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type);
 
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_pkey PRIMARY KEY (user_id, block_id, turn_number);
+
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_pkey PRIMARY KEY (block_id, zone_no);
 
@@ -3670,6 +3980,12 @@ ALTER TABLE ONLY memory.sessions
 
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_external_ref_unique UNIQUE (user_id, external_ref);
+
+ALTER TABLE ONLY memory.text_stats
+    ADD CONSTRAINT text_stats_pkey PRIMARY KEY (user_id, lexeme);
+
+ALTER TABLE ONLY memory.text_totals
+    ADD CONSTRAINT text_totals_pkey PRIMARY KEY (user_id);
 
 ALTER TABLE ONLY memory.user_bindings
     ADD CONSTRAINT user_bindings_pkey PRIMARY KEY (user_id, grantee);
@@ -3740,6 +4056,14 @@ ALTER TABLE ONLY psi.utterances
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
 
+CREATE INDEX idx_block_turns_kept_tsv ON memory.block_turns USING gin (kept_tsv);
+
+CREATE INDEX idx_block_turns_session_turn ON memory.block_turns USING btree (session_id, turn_number);
+
+CREATE INDEX idx_block_turns_universal ON memory.block_turns USING hnsw (universal_embedding public.vector_cosine_ops);
+
+CREATE INDEX idx_block_turns_user_time ON memory.block_turns USING btree (user_id, created_at);
+
 CREATE INDEX idx_block_zones_session_turns ON memory.block_zones USING btree (session_id, first_turn);
 
 CREATE INDEX idx_block_zones_user ON memory.block_zones USING btree (user_id);
@@ -3765,6 +4089,8 @@ CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
 CREATE INDEX idx_consolidations_cycle ON memory.consolidations USING btree (cycle_date);
 
 CREATE INDEX idx_consolidations_user ON memory.consolidations USING btree (user_id);
+
+CREATE INDEX idx_day_table_content_tsv ON memory.day_table USING gin (content_tsv);
 
 CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops) WITH (m='32', ef_construction='128');
 
@@ -3848,6 +4174,8 @@ CREATE INDEX idx_utterances_user_time ON psi.utterances USING btree (user_id, st
 
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
 
+CREATE TRIGGER day_table_text_stats AFTER INSERT ON memory.day_table REFERENCING NEW TABLE AS new_turns FOR EACH STATEMENT EXECUTE FUNCTION memory._day_table_text_stats();
+
 CREATE TRIGGER settings_check BEFORE INSERT OR UPDATE ON ops.settings FOR EACH ROW EXECUTE FUNCTION ops._settings_check();
 
 CREATE TRIGGER psi_frames_integrity BEFORE INSERT OR UPDATE OF psi_blob, integrity_crc, frame_count ON psi.psi_frames FOR EACH ROW EXECUTE FUNCTION psi._psi_frames_check();
@@ -3862,6 +4190,15 @@ ALTER TABLE ONLY memory.block_relationships
 
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
@@ -3920,6 +4257,12 @@ ALTER TABLE ONLY memory.sessions
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY memory.text_stats
+    ADD CONSTRAINT text_stats_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.text_totals
+    ADD CONSTRAINT text_totals_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY memory.user_bindings
     ADD CONSTRAINT user_bindings_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
@@ -3962,6 +4305,12 @@ CREATE POLICY block_relationships_acting_user ON memory.block_relationships TO p
 
 CREATE POLICY block_relationships_admin ON memory.block_relationships TO psimem_admin USING (true) WITH CHECK (true);
 
+ALTER TABLE memory.block_turns ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY block_turns_acting_user ON memory.block_turns TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY block_turns_admin ON memory.block_turns TO psimem_admin USING (true) WITH CHECK (true);
+
 ALTER TABLE memory.block_zones ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY block_zones_acting_user ON memory.block_zones TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
@@ -4003,6 +4352,18 @@ ALTER TABLE memory.sessions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY sessions_acting_user ON memory.sessions TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY sessions_admin ON memory.sessions TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.text_stats ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY text_stats_acting_user ON memory.text_stats TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY text_stats_admin ON memory.text_stats TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.text_totals ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY text_totals_acting_user ON memory.text_totals TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY text_totals_admin ON memory.text_totals TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.user_bindings ENABLE ROW LEVEL SECURITY;
 
@@ -4102,6 +4463,8 @@ GRANT ALL ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end bo
 
 REVOKE ALL ON FUNCTION memory._day_table_before_insert() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION memory._day_table_text_stats() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION memory._mean_salience(p_scores jsonb) FROM PUBLIC;
@@ -4159,9 +4522,21 @@ REVOKE ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id 
 GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_reader;
 GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
 GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.act_for(p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.act_for(p_user_id uuid) TO psimem_writer;
@@ -4191,6 +4566,10 @@ GRANT ALL ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_
 
 REVOKE ALL ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) TO psimem_reader;
@@ -4406,6 +4785,10 @@ GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_relationships TO psimem_admin;
 
+GRANT SELECT ON TABLE memory.block_turns TO psimem_reader;
+GRANT SELECT ON TABLE memory.block_turns TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_turns TO psimem_admin;
+
 GRANT SELECT ON TABLE memory.block_zones TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_zones TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_zones TO psimem_admin;
@@ -4421,6 +4804,14 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.preoccupation_centroids TO psi
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.sessions TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE memory.sessions TO psimem_writer;
 GRANT SELECT ON TABLE memory.sessions TO psimem_reader;
+
+GRANT SELECT ON TABLE memory.text_stats TO psimem_reader;
+GRANT SELECT ON TABLE memory.text_stats TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_stats TO psimem_admin;
+
+GRANT SELECT ON TABLE memory.text_totals TO psimem_reader;
+GRANT SELECT ON TABLE memory.text_totals TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_totals TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE ON TABLE memory.user_bindings TO psimem_admin;
 

@@ -36,6 +36,7 @@ class Cache:
 
     def __init__(self, path: Path | None):
         self.path = path
+        self._saved = time.monotonic()
         self.data: dict[str, np.ndarray] = {}
         if path and path.exists():
             with np.load(path) as z:
@@ -45,16 +46,26 @@ class Cache:
     def key(*parts: str) -> str:
         return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
 
+    SAVE_EVERY = 60.0  # seconds between saves while a long call runs
+
     def save(self) -> None:
+        self._saved = time.monotonic()
         if self.path:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_suffix(".tmp.npz")
             np.savez(tmp, **self.data)
             tmp.replace(self.path)
 
+    def checkpoint(self) -> None:
+        """Saves what has been computed so far, at most every SAVE_EVERY seconds: a long load
+        that is interrupted resumes from here instead of from the start."""
+        if time.monotonic() - self._saved >= self.SAVE_EVERY:
+            self.save()
+
 
 class UniversalEmbedder:
     dim = UNIVERSAL_DIM
+    CHUNK = 512  # texts per encode call: progress and cache checkpoints between calls
 
     def __init__(self, cache: Cache):
         self.cache, self._model = cache, None
@@ -75,13 +86,20 @@ class UniversalEmbedder:
             model = self._load()
             threads = Threads()
             threads.adjust()
+            bar = tqdm(total=len(todo), desc="embedding", unit="text", disable=not progress, file=sys.stderr)
             try:
-                vecs = model.encode(todo, batch_size=64, normalize_embeddings=True,
-                                    show_progress_bar=progress, convert_to_numpy=True)
+                for lo in range(0, len(todo), self.CHUNK):
+                    chunk = todo[lo:lo + self.CHUNK]
+                    vecs = model.encode(chunk, batch_size=64, normalize_embeddings=True,
+                                        show_progress_bar=False, convert_to_numpy=True)
+                    for t, v in zip(chunk, vecs):
+                        self.cache.data[Cache.key("minilm", t)] = v.astype(np.float32)
+                    bar.update(len(chunk))
+                    threads.adjust()
+                    self.cache.checkpoint()
             finally:
                 threads.restore()
-            for t, v in zip(todo, vecs):
-                self.cache.data[Cache.key("minilm", t)] = v.astype(np.float32)
+                bar.close()
         return np.stack([self.cache.data[k] for k in keys])
 
 
@@ -136,6 +154,7 @@ class SmolScorer:
                         for i, (loss, native) in zip(batch, self._forward(torch, model, [enc[i] for i in batch])):
                             self.cache.data[keys[i]] = np.concatenate([[np.exp(loss)], native]).astype(np.float32)
                         bar.update(len(batch))
+                        self.cache.checkpoint()
             finally:
                 bar.set_postfix_str(threads.restore())
                 bar.close()

@@ -1,0 +1,237 @@
+"""Does psimem remember? LoCoMo evidence recall through psimem's own recall paths.
+
+Each LoCoMo conversation (see bench/locomo.py) is loaded as an agent would load it: one
+elder user, one session per LoCoMo session with its real date (all dates shifted by one
+offset so the newest session ended an hour ago: the recall window and retention count from
+now()), MiniLM universal embeddings, SmolLM2 perplexities and native embeddings, through
+the bulk ingest path. Then, as pg_cron would, the Night Cycle runs once per session date in
+date order with retention on, and the worker moves what it queues to the Cortex.
+
+For every question (categories 1-4) the recall paths get the question's text and its MiniLM
+embedding, and a budget of turns: a returned turn costs one, a returned zone or block the
+turns it covers. Evidence recall@k = the share of the question's evidence turns that the
+items returned within a budget of k turns cover, averaged over questions. Reported per
+category and overall for k = 5, 10, 20:
+
+  flat          exact top-k by cosine over all raw turns of the conversation (no psimem),
+                computed here in numpy: the baseline
+  raw hybrid    memory.recall on the raw turns, before any Night Cycle (its text and
+                vector legs fused)
+  sql           memory.recall after consolidation and retention (what a psql user gets)
+  chain         loaders.recall.recall (psimem recall): memory.recall fused with the
+                Cortex's hybrid search, after the worker has run
+
+and, after consolidation, how much of the evidence survives: verbatim (a live zone, a
+margin, a kept turn), in a summary (a sentence of the turn kept in a dead-zone summary), or
+only within a zone's turn range. Parameters are tuned on the development split (the
+default); --heldout reports the other five conversations, never used to choose anything.
+
+Without the data (PSIMEM_LOCOMO_DIR or --data) it says so and exits 0.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import defaultdict
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import numpy as np
+from common import bench_database, percentile_ms, report, say
+from locomo import CATEGORIES, DEV, Conversation, conversations, locate
+
+from pgvector.psycopg import register_vector
+
+from loaders.models import NATIVE_DIM, UNIVERSAL_DIM, Cache, SmolScorer, UniversalEmbedder
+from psimem.connect import connect
+
+HOME = Path("/var/tmp/psimem-bench-quality")
+KS = (5, 10, 20)
+
+
+def models(convs: list[Conversation]):
+    """Embeddings and perplexities for every turn and question, cached (a load resumes)."""
+    cache = Cache(HOME / "cache" / "model-outputs.npz")
+    embedder, scorer = UniversalEmbedder(cache), SmolScorer(cache)
+    turns = [t for c in convs for t in c.turns]
+    texts = [t.content for t in turns]
+    # Perplexity given up to three earlier turns of the same session, as the demo scores.
+    contexts, prev = [], []
+    for t in turns:
+        prev = [p for p in prev if (p.session_no, p.at) == (t.session_no, t.at)][-3:]
+        contexts.append("\n".join(p.content for p in prev))
+        prev.append(t)
+    say(f"embedding {len(texts)} turns and {sum(len(c.questions) for c in convs)} questions (MiniLM)")
+    universal = embedder.embed(texts)
+    questions = embedder.embed([q.text for c in convs for q in c.questions])
+    say(f"scoring {len(texts)} turns (SmolLM2 perplexity and native embeddings)")
+    ppl, native = scorer.score(texts, contexts)
+    cache.save()
+    return universal, questions, ppl, native
+
+
+def user_ref(conv: Conversation) -> str:
+    return f"locomo:{conv.sample_id}"
+
+
+def session_ref(conv: Conversation, session_no: int) -> str:
+    return f"locomo:{conv.sample_id}:{session_no}"
+
+
+def load(conn, convs: list[Conversation], universal, ppl, native) -> None:
+    """Every conversation as an elder user with one session per LoCoMo session, through the bulk
+    ingest path; a turn's external reference is its LoCoMo id ("D3:7")."""
+    from loaders.turns import ingest_rows
+
+    newest = max(t.at for c in convs for t in c.turns)
+    shift = datetime.now(timezone.utc) - timedelta(hours=2) - newest
+    records, i = [], 0
+    for c in convs:
+        for t in c.turns:
+            records.append(dict(
+                user=user_ref(c), user_tier="elder", session=session_ref(c, t.session_no),
+                role="user" if t.speaker == c.speakers[0] else "assistant", content=t.content,
+                created_at=(t.at + shift + timedelta(seconds=30 * t.turn_no)).isoformat(), turn_number=t.turn_no,
+                external_ref=f"D{t.session_no}:{t.turn_no}", universal_embedding=universal[i].tolist(),
+                native_embedding=native[i].tolist(), perplexity_score=float(ppl[i]),
+                token_count=len(t.content.split())))
+            i += 1
+    say(f"loading {len(records)} turns")
+    ingest_rows(conn, records, progress=True)
+
+
+def night_cycles(conn) -> list[dict]:
+    """The Night Cycle once per session date, in date order, as pg_cron would run it."""
+    dates = [r[0] for r in conn.execute(
+        "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM memory.day_table ORDER BY 1").fetchall()]
+    say(f"running the Night Cycle for {len(dates)} session dates")
+    runs = []
+    for d in dates:
+        t0 = time.perf_counter()
+        conn.execute("SELECT memory.run_night_cycle(p_cycle_date => %s)", (d,))
+        conn.commit()
+        runs.append({"date": str(d), "seconds": time.perf_counter() - t0})
+    return runs
+
+
+class Scores:
+    """Evidence recall@k per category for one retrieval path."""
+
+    def __init__(self):
+        self.hits: dict[int, dict[int, list[float]]] = {k: defaultdict(list) for k in KS}
+
+    def add(self, question, covered_by_k: dict[int, set]) -> None:
+        for k in KS:
+            self.hits[k][question.category].append(len(question.evidence & covered_by_k[k]) / len(question.evidence))
+
+    def table(self) -> dict:
+        out = {}
+        for k in KS:
+            every = [x for v in self.hits[k].values() for x in v]
+            out[f"recall@{k}"] = round(float(np.mean(every)), 4) if every else None
+            for cat, name in CATEGORIES.items():
+                v = self.hits[k].get(cat, [])
+                out[f"recall@{k} {name}"] = round(float(np.mean(v)), 4) if v else None
+        return out
+
+
+def covered(items: list[tuple[int, int, int]], budget: int) -> set:
+    """The (session, turn) pairs covered by items (session, first turn, last turn) taken in rank
+    order while they fit a budget of turns."""
+    out, used = set(), 0
+    for s, first, last in items:
+        cost = last - first + 1
+        if used + cost > budget:
+            continue
+        used += cost
+        out.update((s, t) for t in range(first, last + 1))
+    return out
+
+
+def flat(convs, universal, questions) -> Scores:
+    """Exact top-k by cosine over all raw turns of the question's conversation."""
+    scores, i, j = Scores(), 0, 0
+    for c in convs:
+        v = universal[i:i + len(c.turns)]
+        keys = [(t.session_no, t.turn_no) for t in c.turns]
+        for q in c.questions:
+            order = np.argsort(-(v @ questions[j]))
+            scores.add(q, {k: {keys[x] for x in order[:k]} for k in KS})
+            j += 1
+        i += len(c.turns)
+    return scores
+
+
+def sql_recall(conn, convs, questions) -> tuple[Scores, list[float]]:
+    """memory.recall for every question, at the largest budget; smaller budgets take its prefix."""
+    scores, j, latency = Scores(), 0, []
+    for c in convs:
+        user = conn.execute("SELECT memory.find_user(%s)", (user_ref(c),)).fetchone()[0]
+        sessions = {sid: int(ref.rsplit(":", 1)[1]) for sid, ref in conn.execute(
+            "SELECT session_id, external_ref FROM memory.sessions WHERE user_id = %s", (user,)).fetchall()}
+        for q in c.questions:
+            t0 = time.perf_counter()
+            rows = conn.execute("SELECT session_id, turn_number, turns FROM memory.recall(%s, %s, %s::real[], "
+                                "p_budget_turns => %s)", (user, q.text, questions[j].tolist(), max(KS))).fetchall()
+            latency.append(time.perf_counter() - t0)
+            items = [(sessions[s], t, t + n - 1) for s, t, n in rows]
+            scores.add(q, {k: covered(items, k) for k in KS})
+            j += 1
+    return scores, latency
+
+
+def show(results: dict) -> None:
+    paths = [p for p in ("flat", "raw hybrid", "sql", "chain") if p in results]
+    cols = [f"recall@{k}" for k in KS] + [f"recall@10 {n}" for n in CATEGORIES.values()]
+    print(f"\nLoCoMo evidence recall, {results['split']} split ({results['questions']} questions, "
+          f"{results['turns']} turns); a block costs the turns it covers")
+    print(f"{'path':<12}" + "".join(f"{c.replace('recall@10 ', '@10 '):>14}" for c in cols))
+    for p in paths:
+        print(f"{p:<12}" + "".join(f"{results[p][c] if results[p][c] is not None else '-':>14}" for c in cols))
+    base = results["flat"]["recall@10"]
+    for p in paths[1:]:
+        print(f"{p}: recall@10 {results[p]['recall@10']} = {results[p]['recall@10'] / base:.2f}x the flat baseline")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", help="LoCoMo's data/locomo10.zip or the folder it unpacks to (default: $PSIMEM_LOCOMO_DIR)")
+    ap.add_argument("--heldout", action="store_true", help="report the five held-out conversations, not the development split")
+    ap.add_argument("--reuse", action="store_true", help="keep the turns a previous run loaded (no reload)")
+    ap.add_argument("--models-only", action="store_true", help="compute and cache the model outputs, then stop")
+    args = ap.parse_args()
+    data = locate(args.data)
+    if data is None:
+        say("LoCoMo data not found: fetch snap-research/locomo and set PSIMEM_LOCOMO_DIR to its data/locomo10.zip "
+            "(or pass --data); nothing measured")
+        return 0
+    convs = [c for c in conversations(data) if (c.sample_id in DEV) != args.heldout]
+    say(f"{'held-out' if args.heldout else 'development'} split: {', '.join(c.sample_id for c in convs)}: "
+        f"{sum(len(c.turns) for c in convs)} turns, {sum(len(c.questions) for c in convs)} questions")
+    universal, questions, ppl, native = models(convs)
+    if args.models_only:
+        return 0
+    results: dict = {"split": "held-out" if args.heldout else "development",
+                     "conversations": [c.sample_id for c in convs],
+                     "turns": sum(len(c.turns) for c in convs), "questions": sum(len(c.questions) for c in convs)}
+    results["flat"] = flat(convs, universal, questions).table()
+    say(f"flat baseline: {results['flat']}")
+    url = bench_database(str(HOME), 55437, universal_dim=UNIVERSAL_DIM, native_dim=NATIVE_DIM)
+    with connect(url) as conn:
+        register_vector(conn)
+        if not args.reuse:
+            conn.execute("TRUNCATE memory.users CASCADE")
+            conn.commit()
+            load(conn, convs, universal, ppl, native)
+        raw, lat = sql_recall(conn, convs, questions)
+        results["raw hybrid"] = raw.table()
+        results["raw hybrid latency ms"] = {"p50": percentile_ms(lat, 50), "p95": percentile_ms(lat, 95)}
+        say(f"raw hybrid: {results['raw hybrid']}")
+    show(results)
+    report("memory_quality" + ("_heldout" if args.heldout else ""), results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
