@@ -209,7 +209,7 @@ def search(url: str, stores: Stores, n: int, users: int, queries: int, seed: int
             for i in range(0, n, 5000):
                 tbl.add(pa.Table.from_pylist(_block_rows(ids[i:i + 5000], owner[i:i + 5000], base[i:i + 5000]),
                                              schema=tbl.schema))
-            cx._ensure_scalar_indexes(tbl)
+            cx._ensure_indexes(tbl)
         with Timer() as ti:
             info = cx.ensure_vector_index(int(s["cortex.index_min_rows"]), s["cortex.index_type"])
         r = {"bulk_add_seconds": round(tw.seconds, 1), "index_seconds": round(ti.seconds, 1),

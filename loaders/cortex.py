@@ -114,6 +114,7 @@ def blocks_schema(udim: int, ndim: int) -> pa.Schema:
         pa.field("live_zones", pa.list_(LIVE)),
         pa.field("dead_zone_summaries", pa.list_(DEAD)),
         pa.field("posterior_margin", pa.string()),
+        pa.field("search_text", pa.string()),
         pa.field("prose_bytes_before", pa.int64()),
         pa.field("prose_bytes_after", pa.int64()),
         pa.field("migrated_at", TS),
@@ -222,6 +223,16 @@ def prose_of(row: dict) -> dict:
             "posterior_margin": row.get("posterior_margin") or ""}
 
 
+def prose_text(prose: dict) -> str:
+    """A block's prose as text: margins around its zones in turn order (live zones verbatim,
+    dead zones as their summaries in brackets). What the Cortex's full-text index holds."""
+    zones = [(z.get("start") or 0, 0, z["content"]) for z in prose.get("live_zones") or []] + \
+            [(z.get("start") or 0, 1, f"[{z.get('summary') or ''}]") for z in prose.get("dead_zone_summaries") or []]
+    parts = [prose.get("anterior_margin") or ""] + [t for _, _, t in sorted(zones, key=lambda z: (z[0], z[1]))] + \
+            [prose.get("posterior_margin") or ""]
+    return "\n".join(p for p in parts if p)
+
+
 def _quote(ids) -> str:
     out = []
     for i in ids:
@@ -295,11 +306,29 @@ class Cortex:
         if self._blocks is None:
             if create:
                 self._blocks = self._table(BLOCKS, blocks_schema(self.udim, self.ndim), "block_id")
+                self._add_search_text(self._blocks)
             elif BLOCKS in self._tables():
                 self._blocks = self.db.open_table(BLOCKS)
             else:
                 return None
         return self._blocks
+
+    def _add_search_text(self, tbl) -> None:
+        """A Cortex written before blocks had search_text gets the column, filled from each
+        block's prose, the first time a writer opens it."""
+        if "search_text" in tbl.schema.names:
+            return
+        try:
+            self._retrying(lambda: tbl.add_columns({"search_text": "CAST(NULL AS STRING)"}))
+        except Exception as e:
+            if "search_text" not in tbl.schema.names and "already exists" not in str(e).lower():
+                raise
+        cols = ["block_id", "anterior_margin", "live_zones", "dead_zone_summaries", "posterior_margin"]
+        rows = tbl.search().where("search_text IS NULL").select(cols).limit(None).to_list()
+        if rows:
+            data = pa.Table.from_pylist([{"block_id": r["block_id"], "search_text": prose_text(prose_of(r))} for r in rows],
+                                        schema=pa.schema([tbl.schema.field("block_id"), pa.field("search_text", pa.string())]))
+            self._retrying(lambda: tbl.merge_insert("block_id").when_matched_update_all().use_index(False).execute(data))
 
     def upsert_blocks(self, rows: list[dict]) -> dict:
         """Writes rows keyed on block_id in one commit (insert new, replace existing).
@@ -312,21 +341,27 @@ class Cortex:
         of the key column does. Returns the table version, rows inserted and updated, and how
         many commit attempts it took."""
         tbl = self.blocks(create=True)
+        rows = [r if r.get("search_text") else {**r, "search_text": prose_text(prose_of(r))} for r in rows]
         data = pa.Table.from_pylist(rows, schema=blocks_schema(self.udim, self.ndim))
         # Sizes are checked in row_from_pg; a missing native embedding (the agent supplied none) stays null.
         r = self._retrying(lambda: tbl.merge_insert("block_id").when_matched_update_all().when_not_matched_insert_all()
                            .use_index(False).execute(data, on_bad_vectors="null"))
-        self._ensure_scalar_indexes(tbl)
+        self._ensure_indexes(tbl)
         return {"version": r.version, "inserted": r.num_inserted_rows, "updated": r.num_updated_rows,
                 "attempts": r.num_attempts}
 
-    def _ensure_scalar_indexes(self, tbl) -> None:
-        from lancedb.index import BTree
+    def _ensure_indexes(self, tbl) -> None:
+        """BTree indexes on block_id and user_id and LanceDB's own full-text index on search_text
+        (rows written after it was built are searched too, unindexed, until optimize())."""
+        from lancedb.index import FTS, BTree
 
-        for col in ("block_id", "user_id"):
-            if (col,) not in {tuple(i.columns) for i in tbl.list_indices()}:
+        have = {tuple(i.columns) for i in tbl.list_indices()}
+        build = {col: (lambda c=col: tbl.create_index(c, config=BTree(), replace=False)) for col in ("block_id", "user_id")}
+        build["search_text"] = lambda: tbl.create_index("search_text", config=FTS(), replace=False)
+        for col, make in build.items():
+            if (col,) not in have:
                 try:
-                    self._retrying(lambda: tbl.create_index(col, config=BTree(), replace=False))
+                    self._retrying(make)
                 except Exception as e:
                     if "already exists" not in str(e):  # another writer built it first
                         raise
@@ -364,6 +399,36 @@ class Cortex:
             q = q.select([*columns, "_distance"])
         if exact:
             q = q.bypass_vector_index()
+        return q.to_list()
+
+    def search_hybrid(self, vector, text: str | None, limit: int = 10, user_id=None, rrf_k: int = 60,
+                      since: datetime | None = None, until: datetime | None = None) -> list[dict]:
+        """LanceDB's hybrid search: blocks by cosine distance of universal embeddings and by its
+        full-text index (BM25 on search_text), fused by its RRF reranker with rrf_k, prefiltered
+        to one user and to blocks overlapping [since, until). Each row keeps _distance (null when
+        the vector leg did not find it), _score (null when the text leg did not) and
+        _relevance_score. Without text, or with none of its words indexed, the vector leg alone."""
+        from lancedb.rerankers import RRFReranker
+
+        tbl = self.blocks()
+        if tbl is None:
+            return []
+        where = [f"user_id = {_quote([user_id])}"] if user_id is not None else []
+        if since is not None:
+            where.append(f"arc_end_time >= TIMESTAMP '{since.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S.%f}'")
+        if until is not None:
+            where.append(f"arc_start_time < TIMESTAMP '{until.astimezone(timezone.utc):%Y-%m-%d %H:%M:%S.%f}'")
+        cols = ["block_id", "user_id", "session_id", "block_kind", "first_turn", "last_turn", "arc_start_time",
+                "anterior_margin", "live_zones", "dead_zone_summaries", "posterior_margin", "search_text"]
+        v = np.asarray(vector, dtype=np.float32)
+        if text and text.strip() and "search_text" in tbl.schema.names:
+            q = tbl.search(query_type="hybrid", vector_column_name="universal_embedding").vector(v).text(text) \
+                   .distance_type("cosine").rerank(RRFReranker(K=rrf_k, return_score="all"))
+        else:
+            q = tbl.search(v, vector_column_name="universal_embedding").distance_type("cosine")
+        q = q.limit(limit).select(cols)
+        if where:
+            q = q.where(" AND ".join(where), prefilter=True)
         return q.to_list()
 
     def vector_index(self, space: str = "universal"):

@@ -81,8 +81,6 @@ def run_after_night_cycle(conn, embedder, queries: list[str]) -> None:
     vecs = embedder.embed(queries, progress=False)
     for q, v in zip(queries, vecs):
         print(f"\n  psimem recall {q!r}")
-        for n, r in enumerate(recall(conn, cortex, v, user_id, session_id, k=5, limit=6), 1):
-            d = "     " if r.distance is None else f"{r.distance:.3f}"
-            text = (r.live_zones[0]["content"] if r.live_zones else r.text).replace("\n", " / ")
-            print(f"    {n}. [{r.tier:<11}] {r.kind:<5} d={d} {r.reason[:60]:<60} {text[:70]!r}")
+        for n, r in enumerate(recall(conn, cortex, q, v, user_id, session_id, budget=6), 1):
+            print(f"    {n}. [{r.tier:<11}] {r.kind:<9} {'+'.join(r.legs):<22} {r.text[:80]!r}")
         conn.rollback()

@@ -39,6 +39,17 @@ def input_file(text: str) -> str:
     return text
 
 
+def timestamp(text: str):
+    """An ISO 8601 time; UTC when it names no zone."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an ISO 8601 time such as 2024-05-01 or 2024-05-01T14:30+02:00, got {text!r}")
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
 def positive_int(text: str) -> int:
     try:
         value = int(text)
@@ -200,6 +211,8 @@ def cmd_recall(args) -> int:
         cortex = Cortex.for_database(conn, args.cortex)
         if args.vector:
             vec = _query_vector(args.vector, cortex.udim)
+        elif not args.query.strip():
+            raise SystemExit("psimem: recall: give a query text or --vector")
         else:
             from loaders.models import Cache, UniversalEmbedder
 
@@ -208,17 +221,17 @@ def cmd_recall(args) -> int:
                 raise SystemExit(f"psimem: the offline embedder gives {emb.dim}-d vectors; this database stores "
                                  f"{cortex.udim}-d universal embeddings: pass --vector")
             vec = emb.embed([args.query], progress=False)[0]
-        results = recall(conn, cortex, vec, user, session, k=args.k, limit=args.limit)
+        results = recall(conn, cortex, args.query or None, vec, user, session, budget=args.budget,
+                         since=args.since, until=args.until)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2, default=str))
         return 0
     for n, r in enumerate(results, 1):
-        d = "" if r.distance is None else f"d={r.distance:.3f} "
-        print(f"{n:>2}. [{r.tier}] {r.kind} {r.id}  {d}-- {r.reason}" + (f" (via {r.via})" if r.via else ""))
-        for z in r.live_zones:
-            print("      live: " + z["content"].replace("\n", "\n            "))
-        if r.kind == "turn" or not r.live_zones:
-            print("      " + r.text[:300].replace("\n", "\n      "))
+        where = f"turn {r.first_turn}" if r.turns == 1 else f"turns {r.first_turn}-{r.last_turn}"
+        at = f"{r.created_at:%Y-%m-%d %H:%M} " if r.created_at else ""
+        ref = f" ({r.external_ref})" if r.external_ref else ""
+        print(f"{n:>2}. [{r.tier}] {r.kind} {at}{where}{ref} score={r.score:.4f} -- {r.reason}")
+        print("      " + r.text[:300].replace("\n", "\n      "))
     return 0
 
 
@@ -345,17 +358,20 @@ def build_parser() -> argparse.ArgumentParser:
     wk.set_defaults(func=cmd_worker)
 
     rc = sub.add_parser("recall", help="recall across the Hippocampus and the Cortex for one user",
-                        description="The retrieval chain: Hippocampus turns and blocks by vector similarity, then "
-                                    "Cortex blocks by vector similarity and by the structural references of the "
-                                    "Hippocampus hits; live zones in full, tier and reason per result, "
-                                    "de-duplicated, ordered by MMR.")
-    rc.add_argument("query", nargs="?", default="", help="query text, embedded with the offline universal embedder")
+                        description="The retrieval chain: memory.recall (full text and vectors over the user's "
+                                    "whole history, raw turns and what blocks keep of them, fused by reciprocal "
+                                    "rank) fused with the Cortex's hybrid search, as one ranked list of turns "
+                                    "within a budget; each result says which legs found it and why.")
+    rc.add_argument("query", nargs="?", default="", help="query text (also embedded with the offline universal "
+                                                        "embedder unless --vector is given)")
     rc.add_argument("--vector", type=input_file,
-                    help="JSON file (or - for stdin) with the query's universal embedding instead of text")
+                    help="JSON file (or - for stdin) with the query's universal embedding")
     rc.add_argument("--user", required=True, help="user id or external reference")
     rc.add_argument("--session", help="the current session (id or external reference)")
-    rc.add_argument("-k", type=positive_int, default=10, help="candidates per source (default 10)")
-    rc.add_argument("--limit", type=positive_int, default=10, help="results returned (default 10)")
+    rc.add_argument("--budget", type=positive_int, default=10, help="turns returned at most; a block costs the turns "
+                                                                   "it covers (default 10)")
+    rc.add_argument("--since", type=timestamp, help="only memories from this time on (ISO 8601)")
+    rc.add_argument("--until", type=timestamp, help="only memories before this time (ISO 8601)")
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.add_argument("--cortex", help=cortex_help)
     rc.set_defaults(func=cmd_recall)

@@ -96,7 +96,8 @@ def test_embedded_cluster_up_is_idempotent_and_down_stops_it(tmp_path_factory):
     (("packet", "import", "/nonexistent/p.json"), "argument file: no such file"),
     (("packet", "export", "not-a-uuid"), "argument block_ids: must be a UUID"),
     (("realtime", "--entry", "12"), "argument --entry: must be a UUID"),
-    (("recall", "x", "--user", "u", "-k", "0"), "argument -k: must be a whole number >= 1"),
+    (("recall", "x", "--user", "u", "--budget", "0"), "argument --budget: must be a whole number >= 1"),
+    (("recall", "x", "--user", "u", "--since", "May 1"), "argument --since: must be an ISO 8601 time"),
 ])
 def test_bad_arguments_get_one_line_naming_them_not_a_traceback(args, message, env_url):
     r = run(*args)

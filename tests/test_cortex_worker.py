@@ -77,9 +77,11 @@ def test_worker_moves_queued_blocks_with_full_vectors_and_compressed_prose(data,
         assert old["posterior_margin"].startswith(r["posterior_margin"].rstrip("…"))
         assert r["prose_bytes_after"] < r["prose_bytes_before"]
 
-    # marked in PostgreSQL: migrated, vectors released; the jobs are done with their results
+    # marked in PostgreSQL: migrated, the native vector released, the universal one kept for SQL recall;
+    # the jobs are done with their results
     after = {str(b["block_id"]): b for b in data.blocks(user)}
-    assert all(b["migrated_at"] is not None and b["universal_embedding"] is None for b in after.values())
+    assert all(b["migrated_at"] is not None and b["native_embedding"] is None for b in after.values())
+    assert all(b["universal_embedding"] is not None for b in after.values())
     jobs = data.jobs()
     assert {j["state"] for j in jobs} == {"done"}
     results = [j["result"] for j in jobs if j["kind"] == "cortex_migrate"]

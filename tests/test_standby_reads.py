@@ -23,7 +23,7 @@ from psimem.settings import PG_BINDIR
 
 RECALL = [  # every read-only recall function, with arguments built from (user, session, query vector)
     ("SELECT * FROM memory.recall_recent(%(q)s::real[], %(s)s, %(u)s, 5)", "entry_id"),
-    ("SELECT * FROM memory.recall_hippocampus(%(q)s::real[], %(u)s, %(s)s, 5)", "item_id"),
+    ("SELECT * FROM memory.recall(%(u)s, NULL, %(q)s::real[], %(s)s, 5)", "entry_id"),
     ("SELECT * FROM memory.recall_blocks(%(q)s::real[], 5, %(u)s)", None),
 ]
 

@@ -1,6 +1,6 @@
 -- The Hippocampus side of the Cortex: what a block looks like on its way to LanceDB
 -- (prose compression), marking it migrated, reading blocks for Bifocal Packets, importing
--- a packet as a block, and the SQL half of the retrieval chain.
+-- a packet as a block.
 
 CREATE OR REPLACE FUNCTION memory._condense(p_text text, p_max int, p_from_end boolean DEFAULT false)
 RETURNS text
@@ -91,53 +91,16 @@ DECLARE
     v_n int;
 BEGIN
     UPDATE memory.holographic_blocks b
-    SET migrated_at = clock_timestamp(), universal_embedding = NULL, native_embedding = NULL
+    SET migrated_at = clock_timestamp(), native_embedding = NULL
     WHERE b.block_id = ANY (p_block_ids) AND b.migrated_at IS NULL;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION memory.mark_migrated(uuid[]) IS
-'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their embeddings from the Hippocampus (the Cortex keeps them at full precision), so Hippocampus vector search stops returning them while the row stays as the anchor of their structural references. Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
+'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their native embedding (the Cortex keeps both at full precision). The universal embedding, the zones and what the block keeps of each turn (memory.block_turns) stay, so a psql user still finds the block and its turns (memory.recall, memory.recall_blocks). Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
 REVOKE ALL ON FUNCTION memory.mark_migrated(uuid[]) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.mark_migrated(uuid[]) TO psimem_admin;
-
-CREATE OR REPLACE FUNCTION memory.recall_hippocampus(
-    p_query_vector real[],
-    p_user_id uuid,
-    p_session_id uuid DEFAULT NULL,
-    p_k int DEFAULT 10)
-RETURNS TABLE (item_kind text, item_id uuid, session_id uuid, created_at timestamptz, distance double precision,
-               reason text, via_id uuid, migrated boolean, content text, prose jsonb, universal_embedding real[])
-LANGUAGE sql STABLE
-SET search_path = pg_catalog, public, pg_temp
-AS $$
-    WITH turns AS (
-        SELECT r.* FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, p_k) r),
-    blocks AS (
-        SELECT r.* FROM memory.recall_blocks(p_query_vector, p_k, p_user_id, true) r),
-    covering AS (  -- the block a matched turn belongs to: a structural reference of the turn
-        SELECT DISTINCT ON (b.block_id) b.block_id, t.entry_id AS via
-        FROM turns t JOIN memory.holographic_blocks b
-          ON b.session_id = t.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn
-        WHERE b.block_kind = 'arc' AND NOT EXISTS (SELECT 1 FROM blocks x WHERE x.block_id = b.block_id)
-        ORDER BY b.block_id, t.distance)
-    SELECT 'turn', t.entry_id, t.session_id, t.created_at, t.distance, 'turn: ' || t.reason, NULL::uuid, false,
-           t.role || ': ' || t.content, NULL::jsonb, d.universal_embedding::real[]
-    FROM turns t JOIN memory.day_table d USING (entry_id)
-    UNION ALL
-    SELECT 'block', b.block_id, b.session_id, b.arc_start_time, b.distance, 'block: ' || b.reason, b.via_block_id,
-           h.migrated_at IS NOT NULL, NULL, b.prose, h.universal_embedding::real[]
-    FROM blocks b JOIN memory.holographic_blocks h USING (block_id)
-    UNION ALL
-    SELECT 'block', h.block_id, h.session_id, h.arc_start_time, (h.universal_embedding <=> p_query_vector::vector)::float8,
-           'block: covers a matched turn', c.via, h.migrated_at IS NOT NULL, NULL, h.prose, h.universal_embedding::real[]
-    FROM covering c JOIN memory.holographic_blocks h USING (block_id)
-$$;
-COMMENT ON FUNCTION memory.recall_hippocampus(real[], uuid, uuid, int) IS
-'The Hippocampus half of the retrieval chain (spec 004 section 1.3, step 1): the p_k turns nearest the query (memory.recall_recent, the current session or the user''s recent ones), the p_k nearest blocks with their structural neighbours (memory.recall_blocks: citations, continuations, metablocks), and the blocks that cover matched turns. Each row says what it is, why it came back and through which item (via_id); migrated says the block has moved to the Cortex, where the caller reads it (its structural reference is the Cortex query of step 2).';
-REVOKE ALL ON FUNCTION memory.recall_hippocampus(real[], uuid, uuid, int) FROM PUBLIC;
-GRANT EXECUTE ON FUNCTION memory.recall_hippocampus(real[], uuid, uuid, int) TO psimem_reader, psimem_admin;
 
 CREATE OR REPLACE FUNCTION memory.import_block(
     p_block_id uuid,

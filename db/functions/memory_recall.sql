@@ -202,7 +202,7 @@ BEGIN
 
     v_text_ran := coalesce(p_query_text, '') ~ '\S' AND EXISTS (SELECT 1 FROM memory._recall_lexemes(p_user_id, p_query_text));
     v_legs_run := ARRAY[
-        CASE WHEN v_text_ran THEN 'text' WHEN coalesce(p_query_text, '') ~ '\S' THEN 'text (not run: no searchable word)'
+        CASE WHEN v_text_ran THEN 'text' WHEN coalesce(p_query_text, '') ~ '\S' THEN 'text (not run: only stop words)'
              ELSE 'text (not run: no query text)' END,
         CASE WHEN v_query IS NOT NULL THEN 'vector' ELSE 'vector (not run: no query vector)' END]
         || CASE WHEN v_query IS NOT NULL AND (v_cfg ->> 'recall.weight_recent')::float8 > 0 THEN ARRAY['recent'] ELSE '{}' END;
@@ -259,8 +259,13 @@ BEGIN
     SELECT (row_number() OVER (ORDER BY x.score DESC, x.session_id, x.turn_number))::int, x.kind, x.session_id,
            x.turn_number, 1, x.at, x.who, x.text, x.ref, x.eid, x.bid, x.whole, x.score, x.legs,
            x.why || CASE WHEN x.kind = 'kept_turn' AND NOT x.whole THEN '; as its block''s summary kept it' ELSE '' END
-                 || '; legs run: ' || array_to_string(v_legs_run, ', ')
+                 || '; legs: ' || c.summary
     FROM resolved x
+    CROSS JOIN (  -- what each leg did, on every row: a leg that found nothing or could not run says so
+        SELECT string_agg(CASE WHEN l.leg LIKE '%(not run%' THEN l.leg
+                               ELSE l.leg || ' ' || coalesce(n.hits, 0) || ' hits' END, ', ' ORDER BY l.ord) AS summary
+        FROM unnest(v_legs_run) WITH ORDINALITY l(leg, ord)
+        LEFT JOIN (SELECT h.leg, count(*) AS hits FROM hits h GROUP BY h.leg) n ON n.leg = l.leg) c
     ORDER BY x.score DESC, x.session_id, x.turn_number
     LIMIT p_budget_turns;
 END
@@ -269,3 +274,56 @@ COMMENT ON FUNCTION memory.recall(uuid, text, real[], uuid, int, timestamptz, ti
 'Recall for one user over their whole history, as one ranked list of turns within a budget of p_budget_turns turns: the raw turns still in day_table and, for turns retention has deleted, what their Holographic Block kept (memory.block_turns: verbatim, or the sentences its summary kept). Hybrid: a text leg (BM25 over the query''s words, memory._recall_text_leg) and a vector leg (cosine over universal embeddings, memory._recall_vector_leg), each ranking recall.leg_candidates turns, plus, when recall.weight_recent > 0, the recent leg (memory.recall_recent: the session and the user''s last recall.window); fused by reciprocal rank fusion, weight / (recall.rrf_k + rank) per leg. With recall.neighbour_weight > 0 the turns either side of a hit compete with that share of its score. p_since / p_until restrict the turns'' times. Each row says which legs found it, at which rank and why, and which legs ran (a leg that could not run says so). Refuses an unknown user or session, a bad vector, an empty query, a budget outside 1..1000.';
 REVOKE ALL ON FUNCTION memory.recall(uuid, text, real[], uuid, int, timestamptz, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.recall(uuid, text, real[], uuid, int, timestamptz, timestamptz) TO psimem_reader, psimem_admin;
+
+CREATE OR REPLACE FUNCTION memory.recall_in_blocks(
+    p_user_id uuid,
+    p_block_ids uuid[],
+    p_query_text text DEFAULT NULL,
+    p_query_vector real[] DEFAULT NULL,
+    p_per_block int DEFAULT 1)
+RETURNS TABLE (block_id uuid, rank int, session_id uuid, turn_number int, created_at timestamptz, role text,
+               content text, external_ref text, verbatim boolean, distance double precision, bm25 double precision)
+LANGUAGE plpgsql STABLE
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_query vector := memory._checked_vector(p_query_vector, 'p_query_vector', 'universal');
+    v_k float8 := (ops.setting('recall.rrf_k'))::float8;
+    v_k1 float8 := (ops.setting('recall.bm25_k1'))::float8;
+    v_b float8 := (ops.setting('recall.bm25_b'))::float8;
+    v_avg float8 := coalesce((SELECT t.lexemes::float8 / nullif(t.turns, 0) FROM memory.text_totals t
+                              WHERE t.user_id = p_user_id), 1);
+BEGIN
+    IF p_per_block IS NULL OR p_per_block < 1 OR p_per_block > 1000 THEN
+        RAISE EXCEPTION 'p_per_block: must be between 1 and 1000, got %', coalesce(p_per_block::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH lex AS (SELECT l.lexeme, l.idf FROM memory._recall_lexemes(p_user_id, p_query_text) l),
+    t AS (
+        SELECT b.block_id, b.session_id, b.turn_number, b.created_at, b.role, b.kept, b.external_ref, b.verbatim,
+               (b.universal_embedding <=> v_query)::float8 AS distance,
+               (SELECT sum(l.idf * (cardinality(u.positions) * (v_k1 + 1))
+                           / (cardinality(u.positions) + v_k1 * (1 - v_b + v_b * length(b.kept_tsv) / v_avg)))
+                FROM unnest(b.kept_tsv) u JOIN lex l ON l.lexeme = u.lexeme) AS bm25
+        FROM memory.block_turns b
+        WHERE b.user_id = p_user_id AND b.block_id = ANY (p_block_ids)),
+    legs AS (
+        SELECT t.*, rank() OVER (PARTITION BY t.block_id ORDER BY t.distance NULLS LAST) AS vrank,
+               CASE WHEN t.bm25 > 0 THEN rank() OVER (PARTITION BY t.block_id ORDER BY t.bm25 DESC NULLS LAST) END AS trank
+        FROM t),
+    ranked AS (
+        SELECT l.*, row_number() OVER (PARTITION BY l.block_id ORDER BY
+                   CASE WHEN l.distance IS NOT NULL THEN 1 / (v_k + l.vrank) ELSE 0 END
+                   + coalesce(1 / (v_k + l.trank), 0) DESC, l.turn_number) AS r
+        FROM legs l)
+    SELECT r.block_id, r.r::int, r.session_id, r.turn_number, r.created_at, r.role, r.kept, r.external_ref, r.verbatim,
+           r.distance, r.bm25
+    FROM ranked r WHERE r.r <= p_per_block
+    ORDER BY r.block_id, r.r;
+END
+$$;
+COMMENT ON FUNCTION memory.recall_in_blocks(uuid, uuid[], text, real[], int) IS
+'The best p_per_block turns inside each of the user''s blocks named in p_block_ids, as the blocks keep them (memory.block_turns), ranked within the block by reciprocal rank fusion (recall.rrf_k) of cosine distance to p_query_vector and BM25 for p_query_text (either may be null). The retrieval chain uses it to turn a Cortex block into the turns that answer the query, so a block costs one turn of a caller''s budget, not all of its turns. Blocks of another user, or unknown, give no rows.';
+REVOKE ALL ON FUNCTION memory.recall_in_blocks(uuid, uuid[], text, real[], int) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.recall_in_blocks(uuid, uuid[], text, real[], int) TO psimem_reader, psimem_admin;

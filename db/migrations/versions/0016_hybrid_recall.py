@@ -16,7 +16,8 @@
   them from day_table, and returns a turn (one turn of a caller's budget) instead of a
   whole block. No native embedding is kept: that is most of what consolidation saves.
 - Settings for recall's fusion (recall.rrf_k, recall.weight_*, recall.leg_candidates,
-  recall.text_candidate_docs, recall.bm25_k1, recall.bm25_b, recall.neighbour_weight).
+  recall.text_candidate_docs, recall.bm25_k1, recall.bm25_b, recall.neighbour_weight,
+  recall.weight_cortex for the chain across tiers).
 
 Revision ID: 0016
 Revises: 0013
@@ -36,6 +37,7 @@ SETTINGS = {  # key: (value, description, type, min, max)
     "recall.weight_text": ("1.0", "weight of the full-text leg (BM25 over turns kept in day_table and in blocks)", "number", 0, 100),
     "recall.weight_vector": ("1.0", "weight of the vector leg (cosine over the same turns)", "number", 0, 100),
     "recall.weight_recent": ("0.0", "weight of the recent leg (recall_recent: the session and the user's last recall.window)", "number", 0, 100),
+    "recall.weight_cortex": ("1.0", "weight of the Cortex leg in the retrieval chain (LanceDB hybrid search over blocks)", "number", 0, 100),
     "recall.leg_candidates": ("50", "candidates each leg ranks before fusion", "integer", 1, 10000),
     "recall.text_candidate_docs": ("5000", "the text leg takes candidates from the rarest query words until they occur in this many turns", "integer", 1, 10**9),
     "recall.bm25_k1": ("1.2", "BM25 term-frequency saturation", "number", 0, 10),
