@@ -90,7 +90,8 @@ BEGIN
         UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
         UPDATE memory.flux_arcs SET continued_by_arc_id = (
             SELECT n.arc_id FROM memory.night_arcs n
-            WHERE n.run_id = p_run_id AND n.session_id = v_link.session_id ORDER BY n.start_turn LIMIT 1)
+            WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND n.session_id = v_link.session_id
+            ORDER BY n.start_turn LIMIT 1)
         WHERE arc_id = v_link.open_arc_id;
     END LOOP;
     RETURN v_n;

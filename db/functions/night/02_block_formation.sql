@@ -25,7 +25,7 @@ BEGIN
            f.arc_duration_turns, f.start_time, f.end_time
     FROM memory.night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.session_id = a.session_id
+    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.user_id = a.user_id AND s.session_id = a.session_id
     WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 THEN
@@ -56,13 +56,13 @@ BEGIN
         SELECT t.block_id, t.turn_number, t.live,
                t.turn_number - row_number() OVER (PARTITION BY t.block_id, t.live ORDER BY t.turn_number) AS run
         FROM memory.night_block_turns t
-        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.block_id = t.block_id
+        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
         WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn)
     INSERT INTO memory.night_zones (run_id, user_id, block_id, session_id, live, first_turn, last_turn, content)
     SELECT p_run_id, p_user_id, r.block_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.block_id = r.block_id
+    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = r.block_id
     LEFT JOIN memory.day_table d ON r.live AND d.session_id = b.session_id AND d.turn_number = r.turn_number
     GROUP BY r.block_id, b.session_id, r.live, r.run;
     RETURN v_n;

@@ -33,10 +33,10 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id
         GROUP BY b.block_id, b.peak, b.baseline, b.peak_turn, b.start_turn, b.end_turn, b.first_turn),
-    scored AS (
+    scored AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
         FROM per_block p)
     UPDATE memory.night_blocks b SET
@@ -48,7 +48,7 @@ BEGIN
         arrete = (b.baseline - b.final) / nullif(b.baseline, 0),
         coherence_gain = s.coherence_gain,
         ties_merge_weight = 0.5 * s.composite + 0.5 * greatest(0, least(1, coalesce((b.baseline - b.final) / nullif(b.baseline, 0), 0)))
-    FROM scored s WHERE b.run_id = p_run_id AND b.block_id = s.block_id;
+    FROM scored s WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = s.block_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END

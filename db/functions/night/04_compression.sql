@@ -19,10 +19,12 @@ BEGIN
                                        AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
-                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND z.live), '[]'),
+                                FROM memory.night_zones z
+                                WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND z.live), '[]'),
         'dead_zone_summaries', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
-                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
+                                FROM memory.night_zones z
+                                WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
                                       FROM memory.day_table d WHERE d.session_id = b.session_id
                                         AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))

@@ -15,16 +15,16 @@ BEGIN
         SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                d.universal_embedding, d.native_embedding
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
         JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
-    centroids AS (
+    centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
                l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
                l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
         FROM weighted GROUP BY block_id)
     UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
-    FROM centroids c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    FROM centroids c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END

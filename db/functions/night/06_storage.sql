@@ -34,26 +34,28 @@ BEGIN
     -- Continuations found in stage 1 between blocks formed now (one hippocampal period):
     -- continues_from / continued_by and a metablock over each chain.
     UPDATE memory.night_blocks b SET continued_by = nb.block_id
-    FROM memory.flux_arcs f JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.arc_id = f.continued_by_arc_id
+    FROM memory.flux_arcs f
+    JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.user_id = p_user_id AND nb.arc_id = f.continued_by_arc_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.arc_id = b.arc_id;
     UPDATE memory.night_blocks b SET continues_from = pb.block_id
     FROM memory.night_blocks pb
-    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.continued_by = b.block_id;
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.user_id = p_user_id
+      AND pb.continued_by = b.block_id;
     WITH RECURSIVE chain AS (
         SELECT b.block_id AS root, b.block_id, 1 AS pos FROM memory.night_blocks b
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continued_by IS NOT NULL AND b.continues_from IS NULL
         UNION ALL
         SELECT c.root, n.block_id, c.pos + 1
         FROM chain c
-        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.block_id = c.block_id
-        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.block_id = cur.continued_by)
+        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.user_id = p_user_id AND cur.block_id = c.block_id
+        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.user_id = p_user_id AND n.block_id = cur.continued_by)
     UPDATE memory.night_blocks b SET chain_root = c.root, chain_pos = c.pos
-    FROM chain c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    FROM chain c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
     WITH m AS MATERIALIZED (  -- once per chain: a subquery could be rescanned, drawing a new id per block
         SELECT x.chain_root, gen_random_uuid() AS compound_id FROM memory.night_blocks x
         WHERE x.run_id = p_run_id AND x.user_id = p_user_id AND x.chain_root IS NOT NULL GROUP BY x.chain_root)
     UPDATE memory.night_blocks b SET parent_metablock_id = m.compound_id
-    FROM m WHERE b.run_id = p_run_id AND b.chain_root = m.chain_root;
+    FROM m WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.chain_root = m.chain_root;
 
     -- An earlier block stored by a previous cycle is not merged (spec 004 section 4.4): from
     -- another session it becomes a citation; the earlier part of an arc of the same session
@@ -65,7 +67,7 @@ BEGIN
     UPDATE memory.night_blocks b SET continues_from = hb.block_id
     FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
-      AND a.run_id = p_run_id AND a.arc_id = b.arc_id;
+      AND a.run_id = p_run_id AND a.user_id = p_user_id AND a.arc_id = b.arc_id;
 
     -- Compound blocks first (constituents reference them), then the others. A compound's
     -- prose concatenates its constituents' zones with shifted offsets; its metrics combine

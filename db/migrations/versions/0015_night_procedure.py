@@ -13,7 +13,9 @@ after each batch of users (night.batch_users). Its state lives in tables keyed b
   what the stages hand each other, keyed by run and user, so any stage can be run and read
   alone from psql. They are UNLOGGED: a user's work commits with the user's output, so
   after a crash nothing in them is needed (PostgreSQL empties them), and they cost no WAL.
-  They hold turns' text, so only the owner and psimem_admin read them.
+  They hold turns' text, so only the owner and psimem_admin read them. Their keys begin
+  with (run_id, user_id): every stage reads one user's rows by index, however many rows
+  the run has written (they are never analysed before the run reads them).
 
 Write amplification of memory.record_turn (measured by bench/write_cost.py): the day_table
 trigger aggregated the flux.* and limits.* settings for every turn; ops.turn_rules keeps
@@ -106,7 +108,7 @@ def upgrade() -> None:
         first_turn        int NOT NULL,
         last_turn         int NOT NULL,
         turns             int NOT NULL,
-        PRIMARY KEY (run_id, session_id)
+        PRIMARY KEY (run_id, user_id, session_id)
     );
     COMMENT ON TABLE memory.night_sessions IS
       'Night Cycle work state, stage 0: the sessions a run took for a user (locked until the user''s batch commits), with the range of their turns it consolidates.';
@@ -118,7 +120,7 @@ def upgrade() -> None:
         session_id       uuid NOT NULL,
         start_turn       int NOT NULL,
         continues_arc_id uuid,
-        PRIMARY KEY (run_id, arc_id)
+        PRIMARY KEY (run_id, user_id, arc_id)
     );
     COMMENT ON TABLE memory.night_arcs IS
       'Night Cycle work state, stage 1: the flux arcs a run stored for a user; continues_arc_id is the earlier part, stored by an earlier cycle, of an arc that was still open when its session was consolidated.';
@@ -157,7 +159,7 @@ def upgrade() -> None:
         citations           jsonb,
         chain_root          uuid,
         chain_pos           int,
-        PRIMARY KEY (run_id, block_id)
+        PRIMARY KEY (run_id, user_id, block_id)
     );
     COMMENT ON TABLE memory.night_blocks IS
       'Night Cycle work state, stages 2-6: the blocks a run forms for a user, filled in stage by stage (span and flux metrics, salience, prose, embeddings, links) and stored by stage 6. start_turn..end_turn is what the block is about (an arc), first_turn..last_turn what it holds (with margins).';
@@ -172,7 +174,7 @@ def upgrade() -> None:
         coherence_prev         double precision,
         interrogative_distance double precision,
         live                   boolean NOT NULL,
-        PRIMARY KEY (run_id, block_id, turn_number)
+        PRIMARY KEY (run_id, user_id, block_id, turn_number)
     );
     COMMENT ON TABLE memory.night_block_turns IS
       'Night Cycle work state, stage 2: what the later stages measure on each turn a block holds (its text and vectors stay in day_table): coherence with the previous turn, Interrogative Distance, whether it is live.';
@@ -186,13 +188,12 @@ def upgrade() -> None:
         first_turn int NOT NULL,
         last_turn  int NOT NULL,
         content    text,
-        PRIMARY KEY (run_id, block_id, first_turn)
+        PRIMARY KEY (run_id, user_id, block_id, first_turn)
     );
     COMMENT ON TABLE memory.night_zones IS
       'Night Cycle work state, stages 2 and 4: the live and dead zones of each block (maximal runs of live or dead turns of its arc), live ones verbatim, dead ones summarised by stage 4.';
     """)
     for table in WORK_TABLES:
-        op.execute(f"CREATE INDEX idx_{table.split('.')[1]}_user ON {table} (run_id, user_id)")
         op.execute(user_policies(table, acting_roles=()))
     op.execute("""
     GRANT SELECT, INSERT, UPDATE, DELETE ON memory.night_stages, memory.night_sessions, memory.night_arcs,
