@@ -1,28 +1,100 @@
-"""Night Cycle throughput: turns consolidated per second at 10k, 100k and 1M turns.
+"""Night Cycle: CALL memory.night_cycle() against today's single-transaction cycle, in one run.
 
-Conversations of 100 turns per session (10 sessions per user) with synthetic perplexity
-arcs (a spike, a fall, two stable turns, every ~30 turns) and embedding-like 768-d
-universal vectors; native vectors are left out (NULL) to keep the 1M load in budget.
-The day table's HNSW indexes are dropped while loading (the cycle does not use them).
-For each size it times memory.run_night_cycle(), reports the time per stage from
-ops.cycle_stage_log, and runs the same stage-1 flux detection in Python over rows
-fetched from the database (the turns grouped by the flux window the day_table trigger
-marked, arcs written back with COPY), same data, same run, against the database's
-stages 0 and 1 (which also pick and lock sessions and link continuations).
+Data: conversations of 100 turns per session, 10 sessions per user, synthetic perplexity
+arcs (a spike, a fall, two stable turns, every ~30 turns) and embedding-like 768-d universal
+vectors (runs of 10 turns on one topic); native vectors are left out (NULL) to keep the 1M
+load in budget, and the day table's HNSW indexes are dropped while loading (the cycle does
+not use them; per-user recall ranks its few rows exactly). Each size is loaded once into a
+template database; every side below runs on its own copy of it.
+
+Sides, each on a fresh copy, each started the same way (PostgreSQL restarted, then the day
+table, its TOAST and indexes and the sessions read into shared buffers with pg_prewarm, so
+no side inherits a cache another side warmed):
+- old: memory.run_night_cycle() as it is on git main (one transaction; its SQL is read with
+  `git show main:...` into a schema night_old of the bench database only, never shipped);
+- new: CALL memory.night_cycle() (commits per user; backfill mode as configured);
+- new, no backfill: the same with the blocks' HNSW indexes kept and inserted into;
+- Python: arcs detected client-side from the perplexities themselves (the day_table
+  trigger's rules: rolling baseline, spike, stabilisation) over the fetched turns, written
+  back with COPY; compared with the new cycle's stages 0 and 1 (pick sessions, group the
+  trigger's marks into arcs and store them), whose per-turn half the trigger already paid
+  at insert time. Its arc count is checked against the database's.
+
+While old and new run, writer threads record turns into sessions the cycle holds locked
+at that moment (read with pgrowlocks: old holds every session it took until it commits, new
+those of the user in flight) and reader threads call memory.recall_hippocampus for random
+users. Reported: each record_turn's and recall's latency (max, p99 / p95).
 """
 from __future__ import annotations
 
 import argparse
+import os
+import re
+import subprocess
+import threading
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import numpy as np
-from common import Timer, bench_database, embedding_like, report, say, with_connection
+import psycopg
+from common import BENCH_CONF, Timer, embedding_like, percentile_ms, report, say
 
 from loaders.turns import ingest_rows
+from psimem import migrate
+from psimem.cluster import Cluster
+from psimem.connect import connect
 
 PER_SESSION, SESSIONS_PER_USER = 100, 10
 HNSW = ("idx_day_table_universal_embedding", "idx_day_table_native_embedding")
+REPO = Path(__file__).resolve().parent.parent
+OLD_FILES = ("memory_night_stage1_flux.sql", "memory_night_stage2_blocks.sql", "memory_night_stage6_storage.sql",
+             "memory_night_stage7_9.sql", "memory_night_block_indexes.sql", "memory_run_night_cycle.sql")
+CONF = {**BENCH_CONF, "shared_buffers": "'6GB'", "max_connections": "60", "log_min_messages": "warning"}
+FLUX = {"window": 20, "sigma": 1.5, "stable_derivative": 0.1, "stabilization": 2, "min_baseline": 3}
+
+
+def bench_cluster() -> Cluster:
+    home = os.environ.get("PSIMEM_BENCH_HOME", "/var/tmp/psimem-bench-night")
+    return Cluster(Path(home), int(os.environ.get("PSIMEM_BENCH_PORT", 55491)), dbname="nightbench", conf=CONF)
+
+
+def admin(cl: Cluster) -> psycopg.Connection:
+    return psycopg.connect(cl.conninfo("postgres"), autocommit=True)
+
+
+def exists(cl: Cluster, db: str) -> bool:
+    with admin(cl) as c:
+        return c.execute("SELECT 1 FROM pg_database WHERE datname = %s", (db,)).fetchone() is not None
+
+
+def copy_database(cl: Cluster, template: str, name: str) -> None:
+    with admin(cl) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        # pg_cron's launcher stays connected to its database (the migrated base): it comes back
+        # when the server restarts, which every side does.
+        c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (template,))
+        c.execute(f"CREATE DATABASE {name} TEMPLATE {template}")
+
+
+def drop_database(cl: Cluster, name: str) -> None:
+    with admin(cl) as c:
+        c.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def cold_start(cl: Cluster, db: str, relations: tuple[str, ...]) -> None:
+    """The same cache for every side: a restarted server with these relations (and their
+    TOAST tables and indexes) read into shared buffers."""
+    cl.stop(say)
+    cl.start(say)
+    with psycopg.connect(cl.conninfo(db), autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pg_prewarm")
+        c.execute("CREATE EXTENSION IF NOT EXISTS pgrowlocks")
+        for rel in relations:
+            c.execute("""SELECT sum(pg_prewarm(x::regclass)) FROM (
+                SELECT %s::regclass::oid AS x
+                UNION ALL SELECT reltoastrelid FROM pg_class WHERE oid = %s::regclass AND reltoastrelid <> 0
+                UNION ALL SELECT indexrelid FROM pg_index WHERE indrelid = %s::regclass) r""", (rel, rel, rel))
 
 
 def perplexities(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -35,127 +107,298 @@ def perplexities(rng: np.random.Generator, n: int) -> np.ndarray:
     return p
 
 
-def records(n: int, seed: int):
-    rng = np.random.default_rng(seed)
-    uni = embedding_like(n, 768, seed, sequential=True)
+def load_template(cl: Cluster, n: int) -> str:
+    """A database holding n turns, loaded once and kept: sides run on copies of it."""
+    name = f"nc_t{n}"
+    if exists(cl, name):
+        with psycopg.connect(cl.conninfo(name)) as c:
+            if c.execute("SELECT count(*) FROM memory.day_table").fetchone()[0] == n:
+                say(f"template {name} already holds {n} turns")
+                return name
+    copy_database(cl, cl.dbname, name)
+    rng = np.random.default_rng(n)
+    uni = embedding_like(n, 768, n, sequential=True)
     t0 = datetime.now(timezone.utc) - timedelta(hours=20)
     sessions = n // PER_SESSION
-    for s in range(sessions):
-        ppl = perplexities(rng, PER_SESSION)
-        start = t0 + timedelta(seconds=s * 72000 / sessions)  # all within the last 20 hours
-        for t in range(PER_SESSION):
-            i = s * PER_SESSION + t
-            yield {"user": f"nb-u{s // SESSIONS_PER_USER}", "session": f"nb-s{s}", "role": "user" if t % 2 == 0 else "assistant",
-                   "content": f"turn {t} of session {s}. Some words about the topic at hand.",
-                   "created_at": (start + timedelta(seconds=t)).isoformat(), "turn_number": t + 1,
-                   "universal_embedding": uni[i], "perplexity_score": float(ppl[t])}
-
-
-def load(conn, n: int) -> None:
-    conn.execute("TRUNCATE memory.users, memory.sessions, memory.day_table, ops.jobs, ops.cycle_runs, "
-                 "ops.cleanup_log, procedural.maintenance_runs CASCADE")
-    for i in HNSW:
-        conn.execute(f"DROP INDEX IF EXISTS memory.{i}")
-    conn.commit()
-    say(f"loading {n} turns")
-    ingest_rows(conn, list(records(n, seed=n)), progress=True)
-    conn.execute("ANALYZE memory.day_table")
-    conn.commit()
-
-
-def python_stage1(conn, closing: int = 5) -> tuple[float, int]:
-    """Stage 1 done client-side from the same trigger output the database groups: fetch
-    the turns, group each flux window's turns into an arc, write the arcs back."""
-    t0 = time.perf_counter()
-    arcs = []
-    with conn.cursor(name="turns") as cur:
-        cur.itersize = 20000
-        cur.execute("SELECT d.session_id, d.turn_number, d.perplexity_score, d.flux_state, d.flux_arc_start, "
-                    "d.flux_baseline_mean, d.flux_baseline_sd, d.created_at FROM memory.day_table d "
-                    "JOIN memory.sessions s USING (session_id) "  # the sessions the cycle takes: idle ones
-                    "WHERE s.last_turn_at <= now() - (SELECT (value #>> '{}')::interval FROM ops.settings "
-                    "WHERE key = 'night.session_idle') ORDER BY d.session_id, d.turn_number")
-        arc = None
-        for sid, turn, p, state, start, mean, sd, at in cur:
-            if start is None:
-                continue
-            if arc is None or arc["session"] != sid or arc["start"] != start:
-                arc = {"session": sid, "start": start, "peak_turn": turn, "peak": p, "baseline": mean, "sigma": sd,
-                       "resolved": False, "start_time": at}
-                arcs.append(arc)
-            if p > arc["peak"]:
-                arc.update(peak=p, peak_turn=turn)
-            arc.update(end=turn, final=p, end_time=at, resolved=state == "stable")
-    conn.commit()
-    open_sessions = [a["session"] for a in arcs if not a["resolved"]]
-    emb = {}
-    if open_sessions:
-        for sid, v in conn.execute(
-                "SELECT s, l2_normalize(avg(e)) FROM (SELECT d.session_id s, d.universal_embedding e, row_number() OVER "
-                "(PARTITION BY d.session_id ORDER BY d.turn_number DESC) r FROM memory.day_table d "
-                "WHERE d.session_id = ANY(%s)) x WHERE r <= %s GROUP BY s", (open_sessions, closing)):
-            emb[sid] = v
-    conn.execute("CREATE TEMP TABLE py_arcs (session_id uuid, start_turn int, peak_turn int, end_turn int, resolved bool, "
-                 "baseline float8, sigma float8, peak float8, final float8, quality float8, duration int, start_time timestamptz, "
-                 "end_time timestamptz, open_arc_embedding vector)")
-    with conn.cursor() as cur, cur.copy("COPY py_arcs FROM STDIN") as cp:
-        for a in arcs:
-            d = a["end"] - a["start"] + 1
-            cp.write_row((a["session"], a["start"], a["peak_turn"], a["end"], a["resolved"], a["baseline"], a["sigma"], a["peak"],
-                          a["final"], (a["peak"] - a["final"]) * d, d, a["start_time"], a["end_time"], emb.get(a["session"])))
-    conn.execute("DROP TABLE py_arcs")
-    conn.commit()
-    return time.perf_counter() - t0, len(arcs)
-
-
-def one_size(url: str, n: int) -> dict:
-    with with_connection(url) as conn:
-        load(conn, n)
-        say(f"stage 1 in Python over {n} fetched turns")
-        py_s, py_arcs = python_stage1(conn)
-        say(f"memory.run_night_cycle() over {n} turns")
+    with connect(cl.conninfo(name)) as conn:
+        for i in HNSW:
+            conn.execute(f"DROP INDEX IF EXISTS memory.{i}")
+        conn.commit()
+        say(f"loading {n} turns into {name}")
         with Timer() as t:
-            run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
-            conn.commit()
-        stages = {f"{s} {name}": round(float(ms) / 1000, 2) for s, name, ms in conn.execute(
-            "SELECT stage, stage_name, duration_ms FROM bi.cycle_stages WHERE run_id = %s ORDER BY stage", (run_id,))}
-        arcs, blocks = conn.execute("SELECT (SELECT count(*) FROM memory.flux_arcs), "
-                                    "(SELECT count(*) FROM memory.holographic_blocks)").fetchone()
-        failed = conn.execute("SELECT users_failed FROM ops.cycle_runs WHERE run_id = %s", (run_id,)).fetchone()[0]
-    stage1 = stages["0 select sessions"] + stages["1 flux detection"]
-    return {"turns": n, "seconds": round(t.seconds, 2), "turns_per_s": round(n / t.seconds), "arcs": arcs,
-            "blocks": blocks, "users_failed": failed, "stage_seconds": stages,
-            "python_stage1_seconds": round(py_s, 2), "python_stage1_arcs": py_arcs,
-            "ratio_python_vs_sql_stage1": round(py_s / stage1, 2) if stage1 else None}
+            for lo in range(0, sessions, 100):  # 10k turns per transaction
+                recs = []
+                for s in range(lo, min(sessions, lo + 100)):
+                    ppl = perplexities(rng, PER_SESSION)
+                    start = t0 + timedelta(seconds=s * 72000 / sessions)  # all within the last 20 hours
+                    for k in range(PER_SESSION):
+                        recs.append({"user": f"nb-u{s // SESSIONS_PER_USER}", "session": f"nb-s{s}",
+                                     "role": "user" if k % 2 == 0 else "assistant",
+                                     "content": f"turn {k} of session {s}. Some words about the topic at hand.",
+                                     "created_at": (start + timedelta(seconds=k)).isoformat(), "turn_number": k + 1,
+                                     "universal_embedding": uni[s * PER_SESSION + k], "perplexity_score": float(ppl[k])})
+                ingest_rows(conn, recs)
+                conn.commit()
+        say(f"loaded {n} turns in {t.seconds:.0f} s")
+        conn.autocommit = True
+        conn.execute("VACUUM ANALYZE memory.day_table")
+        conn.execute("VACUUM ANALYZE memory.sessions")
+    return name
+
+
+def install_old_driver(url: str) -> None:
+    """Today's cycle (git main) into schema night_old of this bench database: every function
+    those files define is renamed into it, so nothing shipped is replaced."""
+    text = "\n".join(subprocess.run(["git", "show", f"main:db/functions/{f}"], cwd=REPO, check=True,
+                                    capture_output=True, text=True).stdout for f in OLD_FILES)
+    for name in sorted(set(re.findall(r"CREATE OR REPLACE FUNCTION memory\.(\w+)\(", text)), key=len, reverse=True):
+        text = re.sub(rf"memory\.{name}\(", f"night_old.{name}(", text)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("CREATE SCHEMA IF NOT EXISTS night_old")
+        c.execute(text)
+
+
+class Load:
+    """Writers into sessions the cycle takes and readers recalling, while the cycle runs."""
+
+    def __init__(self, url: str, writers: int = 4, readers: int = 2, dim: int = 768):
+        self.url, self.dim = url, dim
+        self.writer_pids: list[int] = []
+        self.stop = threading.Event()
+        self.writes: list[float] = []
+        self.recalls: list[float] = []
+        with psycopg.connect(url) as c:
+            self.users = [r[0] for r in c.execute("SELECT user_id FROM memory.users")]
+        self.threads = [threading.Thread(target=self.writer, args=(i,), daemon=True) for i in range(writers)] + \
+                       [threading.Thread(target=self.reader, args=(i,), daemon=True) for i in range(readers)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for t in self.threads:
+            t.join(3600)
+
+    def target(self, c):
+        """A session the cycle holds locked right now (pgrowlocks reads the lockers without
+        locking anything: a probe that locked rows could make the cycle skip them)."""
+        # The cycle locks in subtransactions, whose lockers have no pid: told apart by the lock
+        # mode (the old cycle: FOR SHARE; the new: FOR NO KEY UPDATE, then its own UPDATE) and
+        # by not being a writer's (FOR UPDATE in the trigger).
+        row = c.execute("SELECT s.session_id FROM pgrowlocks('memory.sessions') p JOIN memory.sessions s ON s.ctid = p.locked_row "
+                        "WHERE p.modes && ARRAY['For Share', 'For No Key Update', 'No Key Update'] "
+                        "AND NOT p.pids && %s::int[] ORDER BY random() LIMIT 1", (self.writer_pids,)).fetchone()
+        return row and row[0]
+
+    def writer(self, i: int) -> None:
+        rng = np.random.default_rng(100 + i)
+        with psycopg.connect(self.url, autocommit=True) as c:
+            self.writer_pids.append(c.info.backend_pid)
+            while not self.stop.is_set():
+                sid = self.target(c)
+                if sid is None:
+                    time.sleep(0.05)
+                    continue
+                v = rng.standard_normal(self.dim).astype(np.float32)
+                t0 = time.perf_counter()
+                c.execute("SELECT memory.record_turn(p_session_id => %s, p_role => 'user', p_content => 'a late turn', "
+                          "p_universal_embedding => %s::real[], p_perplexity_score => 20)", (sid, (v / np.linalg.norm(v)).tolist()))
+                self.writes.append(time.perf_counter() - t0)
+                time.sleep(0.2)
+
+    def reader(self, i: int) -> None:
+        rng = np.random.default_rng(200 + i)
+        with psycopg.connect(self.url, autocommit=True) as c:
+            while not self.stop.is_set():
+                v = rng.standard_normal(self.dim).astype(np.float32)
+                t0 = time.perf_counter()
+                c.execute("SELECT count(*) FROM memory.recall_hippocampus(%s::real[], %s, NULL, 10)",
+                          ((v / np.linalg.norm(v)).tolist(), self.users[int(rng.integers(len(self.users)))]))
+                self.recalls.append(time.perf_counter() - t0)
+                time.sleep(0.1)
+
+    def figures(self) -> dict:
+        w, r = self.writes or [0.0], self.recalls or [0.0]
+        return {"writes": len(self.writes), "write_max_ms": round(max(w) * 1000, 1),
+                "write_p99_ms": round(percentile_ms(w, 99), 1), "recalls": len(self.recalls),
+                "recall_p95_ms": round(percentile_ms(r, 95), 1), "_writes": self.writes, "_recalls": self.recalls}
+
+
+def run_cycle(cl: Cluster, template: str, n: int, side: str) -> dict:
+    db = f"nc_{side.replace(' ', '_').replace(',', '')}"
+    copy_database(cl, template, db)
+    url = cl.url(db)
+    if side == "old":
+        install_old_driver(url)
+    elif side == "new, no backfill":
+        with psycopg.connect(url, autocommit=True) as c:
+            c.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1000000000')")
+    cold_start(cl, db, ("memory.day_table", "memory.sessions"))
+    call = "SELECT night_old.run_night_cycle()" if side == "old" else "CALL memory.night_cycle()"
+    say(f"{side}: {call} over {n} turns")
+    load_avg = os.getloadavg()[0]
+    with psycopg.connect(url, autocommit=True) as c:
+        with Load(url) as load, Timer() as t:
+            c.execute(call)
+    with psycopg.connect(url) as c:
+        run_id = c.execute("SELECT max(run_id) FROM ops.cycle_runs").fetchone()[0]
+        stages = {f"{s} {name}": round(float(ms) / 1000, 2) for s, name, ms in c.execute(
+            "SELECT stage, stage_name, sum(duration_ms) FROM ops.cycle_stage_log WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1",
+            (run_id,))}
+        arcs, blocks, failed = c.execute("SELECT (SELECT count(*) FROM memory.flux_arcs), "
+                                         "(SELECT count(*) FROM memory.holographic_blocks), "
+                                         "(SELECT users_failed FROM ops.cycle_runs WHERE run_id = %s)", (run_id,)).fetchone()
+    drop_database(cl, db)
+    return {"side": side, "turns": n, "seconds": round(t.seconds, 2), "turns_per_s": round(n / t.seconds),
+            "arcs": arcs, "blocks": blocks, "users_failed": failed, "stage_seconds": stages,
+            "load_average_at_start": round(load_avg, 2), **load.figures()}
+
+
+def detect_arcs(sessions: dict) -> list[dict]:
+    """The day_table trigger's flux rules, in Python, from each session's perplexities."""
+    arcs = []
+    for sid, turns in sessions.items():
+        recent: list[np.float32] = []
+        open_, stable, baseline, arc = False, 0, None, None
+        for turn, p, at in turns:
+            n = len(recent)
+            mean = float(np.mean(recent, dtype=np.float64)) if n else None
+            sd = float(np.std(recent, ddof=1, dtype=np.float64)) if n > 1 else 0.0
+            prev = float(recent[-1]) if n else None
+            in_arc = open_  # a turn belongs to the arc from the spike to the stable turn closing it
+            if not open_:
+                if n >= FLUX["min_baseline"] and p > mean + FLUX["sigma"] * sd:
+                    open_, in_arc, stable, baseline = True, True, 0, float(np.float32(mean))
+                    arc = {"session": sid, "start": turn, "peak_turn": turn, "peak": p, "baseline": mean, "sigma": sd,
+                           "resolved": False, "start_time": at}
+                    arcs.append(arc)
+            else:
+                stable = stable + 1 if abs(p - prev) < FLUX["stable_derivative"] * baseline else 0
+                if p > arc["peak"]:
+                    arc.update(peak=p, peak_turn=turn)
+                if stable >= FLUX["stabilization"]:
+                    open_, stable = False, 0
+                    arc["resolved"] = True
+            if in_arc:
+                arc.update(end=turn, final=p, end_time=at)
+            recent = (recent + [np.float32(p)])[-FLUX["window"]:]
+    return arcs
+
+
+def python_flux(cl: Cluster, template: str, closing: int = 5) -> dict:
+    db = "nc_python"
+    copy_database(cl, template, db)
+    cold_start(cl, db, ("memory.day_table", "memory.sessions"))
+    with connect(cl.conninfo(db)) as conn, Timer() as t:
+        sessions: dict = {}
+        with conn.cursor(name="turns") as cur:
+            cur.itersize = 20000
+            cur.execute("SELECT d.session_id, d.turn_number, d.perplexity_score, d.created_at FROM memory.day_table d "
+                        "JOIN memory.sessions s USING (session_id) WHERE d.perplexity_score IS NOT NULL "
+                        "AND s.last_turn_at <= now() - (SELECT (value #>> '{}')::interval FROM ops.settings "
+                        "WHERE key = 'night.session_idle') ORDER BY d.session_id, d.turn_number")
+            for sid, turn, p, at in cur:
+                sessions.setdefault(sid, []).append((turn, p, at))
+        conn.commit()
+        arcs = detect_arcs(sessions)
+        open_sessions = [a["session"] for a in arcs if not a["resolved"]]
+        emb = dict(conn.execute(
+            "SELECT s, l2_normalize(avg(e))::text FROM (SELECT d.session_id s, d.universal_embedding e, row_number() OVER "
+            "(PARTITION BY d.session_id ORDER BY d.turn_number DESC) r FROM memory.day_table d "
+            "WHERE d.session_id = ANY(%s)) x WHERE r <= %s GROUP BY s", (open_sessions, closing)).fetchall()) if open_sessions else {}
+        conn.execute("CREATE TEMP TABLE py_arcs (session_id uuid, start_turn int, peak_turn int, end_turn int, resolved bool, "
+                     "baseline float8, sigma float8, peak float8, final float8, quality float8, duration int, "
+                     "start_time timestamptz, end_time timestamptz, open_arc_embedding text)")
+        with conn.cursor() as cur, cur.copy("COPY py_arcs FROM STDIN") as cp:
+            for a in arcs:
+                d = a["end"] - a["start"] + 1
+                cp.write_row((a["session"], a["start"], a["peak_turn"], a["end"], a["resolved"], a["baseline"], a["sigma"],
+                              a["peak"], a["final"], (a["peak"] - a["final"]) * d, d, a["start_time"], a["end_time"],
+                              emb.get(a["session"])))
+        conn.commit()
+    drop_database(cl, db)
+    return {"seconds": round(t.seconds, 2), "arcs": len(arcs), "turns": sum(len(v) for v in sessions.values())}
+
+
+def summary(runs: list[dict]) -> dict:
+    """One side at one size over its repeats: the median wall time, latencies over every call."""
+    secs = sorted(r["seconds"] for r in runs)
+    med = secs[len(secs) // 2]
+    w = [x for r in runs for x in r.pop("_writes")]
+    q = [x for r in runs for x in r.pop("_recalls")]
+    return {"side": runs[0]["side"], "turns": runs[0]["turns"], "repeats": len(runs), "seconds_median": med,
+            "seconds_all": secs, "turns_per_s": round(runs[0]["turns"] / med), "arcs": runs[0]["arcs"],
+            "blocks": runs[0]["blocks"], "users_failed": max(r["users_failed"] for r in runs),
+            "stage_seconds_of_median_run": next(r["stage_seconds"] for r in runs if r["seconds"] == med),
+            "writes": len(w), "write_max_ms": round(max(w or [0]) * 1000, 1), "write_p99_ms": round(percentile_ms(w or [0], 99), 1),
+            "writes_over_1s": sum(x > 1 for x in w), "recalls": len(q), "recall_p50_ms": round(percentile_ms(q or [0], 50), 1),
+            "recall_p95_ms": round(percentile_ms(q or [0], 95), 1), "recall_max_ms": round(max(q or [0]) * 1000, 1)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated turn counts")
+    ap.add_argument("--sides", default="old,new,new, no backfill", help="which cycles to run (old, new, new, no backfill)")
+    ap.add_argument("--repeat", default="3,3,1", help="runs of each side per size (comma-separated, one per size), "
+                                                      "interleaved; the median wall time is reported")
     args = ap.parse_args()
-    url = bench_database()
     sizes = [int(x) for x in args.sizes.split(",")]
-    with with_connection(url) as conn:
-        defs = [r[0] for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'memory' "
-                                           "AND indexname = ANY(%s)", (list(HNSW),))]
-    res = {"data": "synthetic perplexity arcs, 768-d embedding-like universal vectors (runs of 10 turns on one topic), no native vectors",
-           "runs": [one_size(url, n) for n in sizes]}
-    with with_connection(url) as conn:  # leave the schema as it was
-        conn.execute("TRUNCATE memory.users CASCADE")
-        for d in defs:
-            conn.execute(d)
-    if len(sizes) > 1:
-        xs, ys = np.log([r["turns"] for r in res["runs"]]), np.log([r["seconds"] for r in res["runs"]])
-        res["cost_exponent"] = round(float(np.polyfit(xs, ys, 1)[0]), 3)
-    print("\nNight Cycle (memory.run_night_cycle), 100 turns per session:")
-    for r in res["runs"]:
-        print(f"  {r['turns']:>8} turns: {r['seconds']:>8.1f} s  {r['turns_per_s']:>7} turns/s  {r['arcs']} arcs, "
-              f"{r['blocks']} blocks, {r['users_failed']} users failed")
-        print("           per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_seconds"].items()))
-        print(f"           stage 1 in Python over fetched rows: {r['python_stage1_seconds']} s "
-              f"({r['python_stage1_arcs']} arcs) = {r['ratio_python_vs_sql_stage1']}x the in-database stages 0+1")
-    if "cost_exponent" in res:
-        print(f"  time ~ turns^{res['cost_exponent']} (1.0 is linear); target: 1M turns in under 600 s")
+    repeats = [int(x) for x in args.repeat.split(",")] + [1] * len(sizes)
+    sides = [s.strip() for s in re.split(r",(?! no)", args.sides)]
+    cl = bench_cluster()
+    cl.start(say)
+    migrate.upgrade(cl.url())
+    res = {"data": "synthetic perplexity arcs, 768-d embedding-like universal vectors (runs of 10 turns on one topic), "
+                   "no native vectors, day_table HNSW dropped; 100 turns per session, 10 sessions per user",
+           "load": "4 writer threads (record_turn, 0.2 s apart, into a session the cycle holds locked) and 2 reader threads "
+                   "(recall_hippocampus every 0.1 s) during each cycle",
+           "machine": f"{os.cpu_count()} cores shared with other work (load average at each start is recorded)",
+           "runs": [], "summary": [], "python_flux": []}
+    for n, repeat in zip(sizes, repeats):
+        template = load_template(cl, n)
+        py = python_flux(cl, template)
+        res["python_flux"].append(py)
+        runs = {side: [] for side in sides}
+        for _ in range(repeat):
+            for side in sides:
+                r = run_cycle(cl, template, n, side)
+                runs[side].append(r)
+                res["runs"].append({k: v for k, v in r.items() if not k.startswith("_")})
+                say(f"{side} {n}: {r['seconds']} s (load average {r['load_average_at_start']})")
+                report("night_cycle", res)
+        for side in sides:
+            sm = summary(runs[side])
+            if side == "new":
+                st = sm["stage_seconds_of_median_run"]
+                sql = st.get("0 select sessions", 0) + st.get("1 flux detection", 0)
+                py.update(sql_stages_0_1_seconds=round(sql, 2),
+                          ratio_python_vs_sql_stages_0_1=round(py["seconds"] / sql, 2) if sql else None,
+                          sql_arcs=sm["arcs"])
+            res["summary"].append(sm)
+        report("night_cycle", res)
+    for side in sides:
+        rows = [r for r in res["summary"] if r["side"] == side]
+        if len(rows) > 1:
+            xs, ys = np.log([r["turns"] for r in rows]), np.log([r["seconds_median"] for r in rows])
+            res.setdefault("cost_exponent", {})[side] = round(float(np.polyfit(xs, ys, 1)[0]), 3)
+    print("\nNight Cycle, 100 turns per session, under 4 writers and 2 readers (median of the repeats):")
+    for r in res["summary"]:
+        print(f"  {r['side']:<17} {r['turns']:>8} turns: {r['seconds_median']:>8.1f} s {r['turns_per_s']:>7} turns/s "
+              f"(runs: {r['seconds_all']})  {r['arcs']} arcs, {r['blocks']} blocks, {r['users_failed']} users failed")
+        print(f"      record_turn into taken sessions: {r['writes']} calls, max {r['write_max_ms']} ms, "
+              f"p99 {r['write_p99_ms']} ms, {r['writes_over_1s']} over 1 s; recall: {r['recalls']} calls, "
+              f"p50 {r['recall_p50_ms']} ms, p95 {r['recall_p95_ms']} ms, max {r['recall_max_ms']} ms")
+        print("      per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_seconds_of_median_run"].items()))
+    for p in res["python_flux"]:
+        if "sql_stages_0_1_seconds" in p:
+            print(f"  arcs from perplexities in Python over {p['turns']} fetched turns: {p['seconds']} s, {p['arcs']} arcs "
+                  f"(database: {p['sql_arcs']}) = {p['ratio_python_vs_sql_stages_0_1']}x the new cycle's stages 0+1 "
+                  f"({p['sql_stages_0_1_seconds']} s)")
+    for side, e in res.get("cost_exponent", {}).items():
+        print(f"  {side}: time ~ turns^{e} (1.0 is linear)")
     report("night_cycle", res)
 
 

@@ -130,8 +130,12 @@ DECLARE
     v_window int;
     v_same boolean;
 BEGIN
-    SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg
-    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key LIKE 'limits.%';
+    -- One row kept by a trigger on ops.settings: a tenth of the cost of aggregating the
+    -- settings for every turn (and, unlike a session variable, not the writer's to set).
+    SELECT r.rules INTO v_cfg FROM ops.turn_rules r;
+    IF v_cfg IS NULL THEN  -- fail closed: without the limits no check below would refuse anything
+        RAISE EXCEPTION 'ops.turn_rules is empty: run psimem db migrate' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
 
     IF NEW.role IS NULL OR NEW.role NOT IN ('user', 'assistant', 'system') THEN
         RAISE EXCEPTION 'role: must be one of user, assistant, system (got %)', quote_nullable(NEW.role)
@@ -258,7 +262,9 @@ BEGIN
 
     UPDATE memory.sessions s SET
         turn_count = greatest(s.turn_count, NEW.turn_number),
-        last_turn_at = greatest(s.last_turn_at, NEW.created_at),
+        -- Never later than now: a turn dated in the future must not keep its session from
+        -- ever looking idle to the Night Cycle.
+        last_turn_at = greatest(s.last_turn_at, least(NEW.created_at, now())),
         flux_recent = v_session.flux_recent,
         flux_window_open = v_session.flux_window_open,
         flux_stable_count = v_session.flux_stable_count,
@@ -270,31 +276,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
-
-CREATE FUNCTION memory._day_table_text_stats() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER
-    SET search_path TO 'pg_catalog', 'pg_temp'
-    AS $$
-BEGIN
-    -- SECURITY DEFINER: writers may not write the statistics themselves, and the rows
-    -- counted here are the ones row-level security just let them insert. Lexemes are
-    -- upserted in one order, so two writers of one user wait for each other, never deadlock.
-    INSERT INTO memory.text_stats AS s (user_id, lexeme, turns)
-    SELECT n.user_id, l.lexeme, count(*) FROM new_turns n CROSS JOIN LATERAL unnest(n.content_tsv) l
-    GROUP BY n.user_id, l.lexeme
-    ORDER BY n.user_id, l.lexeme
-    ON CONFLICT (user_id, lexeme) DO UPDATE SET turns = s.turns + EXCLUDED.turns;
-    INSERT INTO memory.text_totals AS t (user_id, turns, lexemes)
-    SELECT n.user_id, count(*), sum(length(n.content_tsv)) FROM new_turns n
-    GROUP BY n.user_id
-    ORDER BY n.user_id
-    ON CONFLICT (user_id) DO UPDATE SET turns = t.turns + EXCLUDED.turns, lexemes = t.lexemes + EXCLUDED.lexemes;
-    RETURN NULL;
-END
-$$;
-
-COMMENT ON FUNCTION memory._day_table_text_stats() IS 'Internal, statement trigger on memory.day_table: adds the new turns'' lexemes to memory.text_stats (turns containing each lexeme, per user) and their counts to memory.text_totals. Counts are never decreased when retention deletes turns: they describe the history recall searches.';
+COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state. The session''s last_turn_at becomes the turn''s created_at, or now() when that lies in the future. The flux.* and limits.* settings are read from ops.turn_rules.';
 
 CREATE FUNCTION memory._may_act_for(p_user_id uuid) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -323,40 +305,37 @@ END $$;
 
 COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
 
-CREATE FUNCTION memory._night_analyze(p_table regclass) RETURNS void
+CREATE FUNCTION memory._night_backfill_mode(p_run_id bigint) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
-    v_stats text := current_setting('default_statistics_target');
-BEGIN
-    -- Statistics for a work table the per-user stages read by index: a 3,000-row sample
-    -- tells the planner enough about user_id, at a tenth of the default sample's cost.
-    PERFORM set_config('default_statistics_target', '10', true);
-    EXECUTE 'ANALYZE ' || p_table;
-    PERFORM set_config('default_statistics_target', v_stats, true);
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_analyze(p_table regclass) IS 'Internal, Night Cycle: ANALYZE of a work table with a small sample (default_statistics_target 10), the caller''s setting restored.';
-
-CREATE FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) RETURNS text[]
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
+    v_run ops.cycle_runs;
     v_min bigint := (ops.setting('night.index_rebuild_min_blocks'))::bigint;
     v_ratio float8 := (ops.setting('night.index_rebuild_ratio'))::float8;
+    v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
+    v_pending bigint;
     v_have bigint;
     v_defs text[] := '{}';
     v_index record;
 BEGIN
-    IF p_new_blocks < v_min THEN
-        RETURN v_defs;
-    END IF;
+    SELECT * INTO STRICT v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id;
+    -- What stage 0 will take, counted from the sessions: an upper bound on the arcs first
+    -- (each arc has a turn), then the arcs themselves (their spike turns).
+    SELECT coalesce(sum(s.turn_count - s.consolidated_turn), 0) INTO v_pending FROM memory.sessions s
+    WHERE (v_run.user_id IS NULL OR s.user_id = v_run.user_id) AND s.turn_count > s.consolidated_turn
+      AND s.last_turn_at < (v_run.cycle_date + 1)::timestamptz AND s.last_turn_at <= now() - v_idle;
     SELECT count(*) INTO v_have FROM memory.holographic_blocks;
-    IF p_new_blocks <= v_ratio * v_have THEN
-        RETURN v_defs;
+    IF v_pending < v_min OR v_pending <= v_ratio * v_have THEN
+        RETURN 0;
+    END IF;
+    SELECT count(*) INTO v_pending FROM memory.sessions s
+    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+    WHERE (v_run.user_id IS NULL OR s.user_id = v_run.user_id) AND s.turn_count > s.consolidated_turn
+      AND s.last_turn_at < (v_run.cycle_date + 1)::timestamptz AND s.last_turn_at <= now() - v_idle
+      AND d.turn_number = d.flux_arc_start;
+    IF v_pending < v_min OR v_pending <= v_ratio * v_have THEN
+        RETURN 0;
     END IF;
     FOR v_index IN
         SELECT i.indexrelid::regclass::text AS name, pg_get_indexdef(i.indexrelid) AS def
@@ -367,58 +346,267 @@ BEGIN
         v_defs := v_defs || v_index.def;
         EXECUTE 'DROP INDEX ' || v_index.name;
     END LOOP;
-    RAISE NOTICE 'night cycle: % new blocks against % stored: the blocks'' HNSW indexes are rebuilt at the end', p_new_blocks, v_have;
-    RETURN v_defs;
+    UPDATE ops.cycle_runs SET block_indexes = v_defs WHERE run_id = p_run_id;
+    RAISE NOTICE 'night cycle run %: about % new blocks against % stored: the blocks'' HNSW indexes are built when the run finishes',
+        p_run_id, v_pending, v_have;
+    RETURN cardinality(v_defs);
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) IS 'Internal, Night Cycle bulk mode. When the cycle is about to form at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times the blocks already stored, drops the HNSW indexes of memory.holographic_blocks (one build at the end costs far less than that many inserts) and returns their definitions for memory._night_restore_block_indexes; otherwise returns an empty array. Readers of holographic_blocks wait until the cycle commits.';
+COMMENT ON FUNCTION memory._night_backfill_mode(p_run_id bigint) IS 'Internal, Night Cycle backfill mode, when a run opens: when it is about to form at least night.index_rebuild_min_blocks blocks (counted from the spike turns of the sessions it will take) and more than night.index_rebuild_ratio times the blocks already stored, drops the HNSW indexes of memory.holographic_blocks (one build costs far less than that many inserts) and records their definitions in ops.cycle_runs.block_indexes for memory._night_restore_block_indexes. Returns the number of indexes dropped.';
 
-CREATE FUNCTION memory._night_find_arcs() RETURNS integer
+CREATE FUNCTION memory._night_batch(p_run_id bigint) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_run ops.cycle_runs;
+    v_batch int := (ops.setting('night.batch_users'))::int;
+    v_user uuid;
+    v_last uuid;
+    v_done int := 0;
+    v_failed int := 0;
+BEGIN
+    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    END IF;
+    FOR v_user IN
+        SELECT u.user_id FROM memory.users u
+        WHERE (v_run.user_id IS NULL OR u.user_id = v_run.user_id)
+          AND (v_run.resume_after IS NULL OR u.user_id > v_run.resume_after)
+        ORDER BY u.user_id
+        LIMIT v_batch
+    LOOP
+        IF memory._night_consolidate_user(p_run_id, v_user) THEN
+            v_done := v_done + 1;
+        ELSE
+            v_failed := v_failed + 1;
+        END IF;
+        v_last := v_user;
+    END LOOP;
+    IF v_last IS NULL THEN
+        RETURN false;
+    END IF;
+    -- The cursor moves in the same transaction as the batch's work: a run killed before
+    -- this commits redoes the batch, one killed after it goes on with the next user.
+    UPDATE ops.cycle_runs SET resume_after = v_last, users_done = users_done + v_done, users_failed = users_failed + v_failed
+    WHERE run_id = p_run_id;
+    IF (v_run.users_done + v_run.users_failed) / 100 < (v_run.users_done + v_run.users_failed + v_done + v_failed) / 100 THEN
+        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_run.users_done + v_run.users_failed + v_done + v_failed;
+    END IF;
+    RETURN true;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_batch(p_run_id bigint) IS 'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction. Returns false when no user was left.';
+
+CREATE FUNCTION memory._night_consolidate_user(p_run_id bigint, p_user_id uuid) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_stage memory.night_stages;
+    v_current memory.night_stages;
+    v_taken boolean;
+    v_log jsonb := '[]';
+    v_t timestamptz;
+    v_err text;
+BEGIN
+    -- One subtransaction: a failure rolls back this user's work only.
+    BEGIN
+        FOR v_stage IN SELECT * FROM memory.night_stages s WHERE s.scope IN ('user', 'taken') ORDER BY s.stage LOOP
+            IF v_stage.scope = 'taken' AND v_taken IS NULL THEN
+                v_taken := EXISTS (SELECT 1 FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id);
+            END IF;
+            CONTINUE WHEN v_stage.scope = 'taken' AND NOT v_taken;
+            v_current := v_stage;
+            v_t := clock_timestamp();
+            v_log := v_log || memory._night_run_stage(v_stage.stage, p_run_id, p_user_id);
+        END LOOP;
+    EXCEPTION WHEN OTHERS THEN
+        GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+        v_log := jsonb_build_array(jsonb_build_object('stage', coalesce(v_current.stage, 0), 'name', coalesce(v_current.name, '?'),
+                 'rows', 0, 'ms', 1000 * extract(epoch FROM clock_timestamp() - coalesce(v_t, clock_timestamp())),
+                 'error', v_err || ' (user''s cycle rolled back)'));
+        RAISE WARNING 'night cycle %: user % failed at stage % (%): %', memory._night_cycle_date(p_run_id), p_user_id,
+            v_current.stage, v_current.name, v_err;
+    END;
+    PERFORM memory._night_log(p_run_id, p_user_id, v_log);
+    RETURN v_err IS NULL;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_consolidate_user(p_run_id bigint, p_user_id uuid) IS 'Internal, Night Cycle: runs the per-user stages of memory.night_stages in order for one user of a run (scope user: always; scope taken: only when stage 0 took sessions of the user), in one subtransaction, and logs each stage''s rows and time in ops.cycle_stage_log. A failure rolls back the user''s work, is logged with its stage and error and raised as a WARNING. Returns whether the user succeeded.';
+
+CREATE FUNCTION memory._night_cycle_date(p_run_id bigint) RETURNS date
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_date date;
+BEGIN
+    SELECT r.cycle_date INTO v_date FROM ops.cycle_runs r WHERE r.run_id = p_run_id;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_run_id: unknown Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_date;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_cycle_date(p_run_id bigint) IS 'Internal, Night Cycle: the cycle date of a run (ops.cycle_runs), or an error naming an unknown run. Every stage reads its date through it.';
+
+CREATE FUNCTION memory._night_end(p_since timestamp with time zone) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_failures text;
+BEGIN
+    PERFORM memory._night_lock('release');
+    SELECT string_agg(format('run %s, user %s, stage %s (%s): %s', l.run_id, l.user_id, l.stage, l.stage_name, l.error),
+                      '; ' ORDER BY l.run_id, l.logged_at)
+    INTO v_failures
+    FROM ops.cycle_runs r JOIN ops.cycle_stage_log l ON l.run_id = r.run_id
+    WHERE r.finished_at >= p_since AND NOT l.ok;
+    IF v_failures IS NOT NULL THEN
+        RAISE EXCEPTION 'night cycle: users failed, their work rolled back (the others'' is committed): %', v_failures
+            USING HINT = 'ops.cycle_stage_log has each failure; the next cycle takes their sessions again';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_end(p_since timestamp with time zone) IS 'Internal, Night Cycle, the end of CALL memory.night_cycle: releases the session lock, then raises an error naming every user that failed in a run finished since p_since (after the others'' work committed), so that pg_cron records the run as failed.';
+
+CREATE FUNCTION memory._night_finish(p_run_id bigint) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_run ops.cycle_runs;
+    v_stage smallint;
+    v_t timestamptz := clock_timestamp();
+    v_rows bigint;
+    v_status text;
+BEGIN
+    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    END IF;
+    IF cardinality(v_run.block_indexes) > 0 THEN
+        v_rows := memory._night_restore_block_indexes(v_run.block_indexes);
+        -- Logged as storage (stage 6), run-wide: it finishes what storage started.
+        PERFORM memory._night_log(p_run_id, NULL, jsonb_build_array(jsonb_build_object(
+            'stage', 6, 'name', 'storage', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t))));
+    END IF;
+    FOR v_stage IN SELECT s.stage FROM memory.night_stages s WHERE s.scope = 'run' ORDER BY s.stage LOOP
+        PERFORM memory._night_log(p_run_id, NULL, jsonb_build_array(memory._night_run_stage(v_stage, p_run_id, v_run.user_id)));
+    END LOOP;
+    DELETE FROM memory.night_sessions WHERE run_id = p_run_id;
+    DELETE FROM memory.night_arcs WHERE run_id = p_run_id;
+    DELETE FROM memory.night_blocks WHERE run_id = p_run_id;
+    DELETE FROM memory.night_block_turns WHERE run_id = p_run_id;
+    DELETE FROM memory.night_zones WHERE run_id = p_run_id;
+    v_status := CASE WHEN v_run.users_failed = 0 THEN 'ok' WHEN v_run.users_done = 0 THEN 'failed' ELSE 'partial' END;
+    UPDATE ops.cycle_runs SET finished_at = clock_timestamp(), status = v_status, block_indexes = '{}' WHERE run_id = p_run_id;
+    RAISE NOTICE 'night cycle %: run % %, % user(s) consolidated, % failed', v_run.cycle_date, p_run_id, v_status,
+        v_run.users_done, v_run.users_failed;
+    RETURN v_status;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_finish(p_run_id bigint) IS 'Internal, Night Cycle, once every user of a run is done: builds the blocks'' HNSW indexes a backfill dropped (logged as stage 6 for the whole run), runs the stages of scope run (stage 8), empties the run''s work tables and sets its status: ok, partial (some users failed) or failed (all did). Returns the status.';
+
+CREATE FUNCTION memory._night_lock(p_action text) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_key bigint := hashtext('psimem.night_cycle');
+    -- A session-level advisory lock outlives a rollback: a call that failed in this session
+    -- may still hold it. Taking it again would then need two releases, so it is not.
+    v_held boolean := EXISTS (SELECT 1 FROM pg_locks l
+                              WHERE l.locktype = 'advisory' AND l.pid = pg_backend_pid() AND l.granted AND l.objsubid = 1
+                                AND ((l.classid::bigint << 32) | l.objid::bigint) = v_key);
+    v_got boolean;
+BEGIN
+    CASE p_action
+        WHEN 'session' THEN
+            v_got := v_held OR pg_try_advisory_lock(v_key);
+        WHEN 'transaction' THEN
+            v_got := pg_try_advisory_xact_lock(v_key);
+        WHEN 'release' THEN
+            RETURN v_held AND pg_advisory_unlock(v_key);
+        ELSE
+            RAISE EXCEPTION 'p_action: must be session, transaction or release (got %)', quote_nullable(p_action)
+                USING ERRCODE = 'invalid_parameter_value';
+    END CASE;
+    IF NOT v_got THEN
+        RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
+    END IF;
+    RETURN v_got;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_lock(p_action text) IS 'Internal, Night Cycle: the advisory lock that keeps two runs from overlapping. session: try to take it for the session (memory.night_cycle, whose commits a transaction lock would not outlive; already held by this session counts as taken); transaction: try to take it until the transaction ends (memory.run_night_cycle); release: give back the session lock. Returns whether the lock is now held (for release, whether it was given back); says so with a NOTICE when another run holds it.';
+
+CREATE FUNCTION memory._night_log(p_run_id bigint, p_user_id uuid, p_entries jsonb) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
     v_n int;
 BEGIN
-    -- The day_table trigger marked each turn of a flux window with the turn number of the
-    -- spike that opened it (flux_arc_start), so an arc is a group of turns.
-    TRUNCATE _night_found_arcs;
-    INSERT INTO _night_found_arcs (user_id, session_id, start_turn, end_turn, peak_turn, resolved, baseline, sigma,
-                                   peak, final, start_time, end_time)
-    SELECT s.user_id, d.session_id, d.flux_arc_start, max(d.turn_number),
-           (array_agg(d.turn_number ORDER BY d.perplexity_score DESC, d.turn_number))[1],
-           bool_or(d.flux_state = 'stable'),
-           min(d.flux_baseline_mean) FILTER (WHERE d.turn_number = d.flux_arc_start),
-           min(d.flux_baseline_sd) FILTER (WHERE d.turn_number = d.flux_arc_start),
-           max(d.perplexity_score),
-           (array_agg(d.perplexity_score ORDER BY d.turn_number DESC))[1],
-           min(d.created_at), max(d.created_at)
-    FROM _night_sessions s
-    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
-    WHERE d.flux_arc_start > s.consolidated_turn
-    GROUP BY s.user_id, d.session_id, d.flux_arc_start;
+    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok, error)
+    SELECT p_run_id, p_user_id, (e ->> 'stage')::int, e ->> 'name', (e ->> 'rows')::bigint, (e ->> 'ms')::float8,
+           e ->> 'error' IS NULL, e ->> 'error'
+    FROM jsonb_array_elements(p_entries) e;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    PERFORM memory._night_analyze('_night_found_arcs');
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_find_arcs() IS 'Internal, Night Cycle stage 1, once per run: the flux arcs of the picked sessions'' turns, from what the day_table trigger set live (parameters flux.*): an arc is the turns sharing a flux_arc_start, from the spike that opened a flux window to the first stable turn (resolved) or the session''s last turn (unresolved). baseline and sigma = the spike''s live baseline (mean and sample stddev of the flux.baseline_window turns before it), peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn. An arc opened before the turns this cycle takes is left alone. Returns the number of arcs found.';
+COMMENT ON FUNCTION memory._night_log(p_run_id bigint, p_user_id uuid, p_entries jsonb) IS 'Internal, Night Cycle: writes log entries ({stage, name, rows, ms[, error]}, as memory._night_run_stage returns them) to ops.cycle_stage_log for a run and user (NULL: the run as a whole). Returns the number written.';
 
-CREATE FUNCTION memory._night_prepare(p_user_id uuid) RETURNS integer
+CREATE FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
-    v_n int;
+    v_run bigint;
+    v_broken text;
 BEGIN
-    SELECT coalesce(sum(s.turns), 0) INTO v_n FROM _night_sessions s WHERE s.user_id = p_user_id;
-    RETURN v_n;
+    IF p_cycle_date IS NULL THEN
+        RAISE EXCEPTION 'p_cycle_date: must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    IF p_user_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_user_id: unknown user %', p_user_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    SELECT string_agg(format('%s (%s)', s.stage, s.name), ', ' ORDER BY s.stage) INTO v_broken
+    FROM memory.night_stages s WHERE NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = s.function);
+    IF v_broken IS NOT NULL THEN
+        RAISE EXCEPTION 'memory.night_stages: the function of stage % no longer exists', v_broken
+            USING ERRCODE = 'undefined_function', HINT = 'run psimem db migrate, or delete the stage''s row';
+    END IF;
+    SELECT r.run_id INTO v_run FROM ops.cycle_runs r
+    WHERE r.status = 'running' AND r.cycle_date = p_cycle_date AND r.user_id IS NOT DISTINCT FROM p_user_id
+    ORDER BY r.run_id LIMIT 1;
+    IF FOUND THEN
+        RAISE NOTICE 'night cycle %: resuming run %', p_cycle_date, v_run;
+        RETURN v_run;
+    END IF;
+    INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run;
+    PERFORM memory._night_backfill_mode(v_run);
+    RETURN v_run;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    IF p_session_lock THEN
+        PERFORM memory._night_lock('release');
+    END IF;
+    RAISE;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_prepare(p_user_id uuid) IS 'Internal, Night Cycle: the number of the user''s turns that memory._night_select_sessions picked.';
+COMMENT ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) IS 'Internal, Night Cycle: the run for a cycle date and user filter (NULL: every user): the unfinished one (status running) if a call was killed, else a new row in ops.cycle_runs, for which backfill mode may drop the blocks'' HNSW indexes (memory._night_backfill_mode). Refuses an unknown user and a stage whose function no longer exists. On any error (cancel included) releases the session lock when p_session_lock. Returns the run id.';
 
 CREATE FUNCTION memory._night_restore_block_indexes(p_defs text[]) RETURNS bigint
     LANGUAGE plpgsql
@@ -441,468 +629,66 @@ BEGIN
         PERFORM set_config('maintenance_work_mem', v_need || 'MB', true);
     END IF;
     FOREACH v_def IN ARRAY p_defs LOOP
-        EXECUTE v_def;
+        -- IF NOT EXISTS: an index an operator built meanwhile (same name) is kept.
+        EXECUTE regexp_replace(v_def, '^CREATE INDEX ', 'CREATE INDEX IF NOT EXISTS ');
     END LOOP;
     RETURN v_blocks;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) IS 'Internal, Night Cycle bulk mode: builds the indexes memory._night_drop_block_indexes dropped (raising maintenance_work_mem for this transaction, up to 4 GB, so the graph is built in memory). Returns the number of blocks indexed, 0 when nothing was dropped.';
+COMMENT ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) IS 'Internal, Night Cycle backfill mode: builds the indexes memory._night_backfill_mode dropped (raising maintenance_work_mem for this transaction, up to 4 GB, so the graph is built in memory), skipping any that exists. Returns the number of blocks indexed, 0 when nothing was dropped.';
 
-CREATE FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) RETURNS integer
+CREATE FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) RETURNS jsonb
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
+    AS $_$
 DECLARE
-    v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
-    v_n int;
+    v_stage memory.night_stages;
+    v_t timestamptz := clock_timestamp();
+    v_rows bigint;
 BEGIN
-    -- Set-based, once per run for every user (per-user statements cost more than the work):
-    -- a session is taken whole or not at all: only idle ones, none with turns past the
-    -- cycle's end, none a writer holds right now (SKIP LOCKED leaves it for next time).
-    TRUNCATE _night_sessions;
-    INSERT INTO _night_sessions (session_id, user_id, consolidated_turn)
-    SELECT s.session_id, s.user_id, s.consolidated_turn FROM memory.sessions s
-    WHERE (p_user_id IS NULL OR s.user_id = p_user_id) AND s.turn_count > s.consolidated_turn
-      AND s.last_turn_at < p_cutoff AND s.last_turn_at <= now() - v_idle
-    FOR SHARE OF s SKIP LOCKED;
-    ANALYZE _night_sessions;  -- temp tables have no statistics otherwise (and the join below needs them)
-    UPDATE _night_sessions n SET first_turn = r.first_turn, last_turn = r.last_turn, turns = r.turns
-    FROM (SELECT d.session_id, min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
-          FROM _night_sessions s JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
-          GROUP BY d.session_id) r
-    WHERE r.session_id = n.session_id;
-    DELETE FROM _night_sessions WHERE turns IS NULL;  -- no turn left to take (a deleted history)
-    SELECT coalesce(sum(s.turns), 0) INTO v_n FROM _night_sessions s;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) IS 'Internal, Night Cycle stage 0, once per run: picks the sessions to consolidate, of every user or of p_user_id (idle for night.session_idle, no turn after the cycle''s end, not being written: FOR SHARE SKIP LOCKED, so a session is in this cycle whole or left for the next), with the range and number of their unconsolidated turns. Returns the number of turns.';
-
-CREATE FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_closing int := (ops.setting('continuity.closing_turns'))::int;
-    v_opening int := (ops.setting('continuity.opening_turns'))::int;
-    v_cwindow interval := (ops.setting('continuity.window') #>> '{}')::interval;
-    v_csim float8 := (ops.setting('continuity.similarity'))::float8;
-    v_n int;
-    v_link record;
-BEGIN
-    -- The user's arcs, found for every user at once by memory._night_find_arcs().
-    WITH arcs AS (SELECT * FROM _night_found_arcs a WHERE a.user_id = p_user_id),
-    ins AS (
-        INSERT INTO memory.flux_arcs AS f (session_id, user_id, cycle_date, start_turn, peak_turn, end_turn, resolved,
-            open_at_session_end, baseline_perplexity, baseline_sigma, peak_perplexity, final_perplexity,
-            flux_reversal_quality, arc_duration_turns, start_time, end_time, open_arc_embedding)
-        SELECT a.session_id, p_user_id, p_cycle_date, a.start_turn, a.peak_turn, a.end_turn, a.resolved, NOT a.resolved,
-               a.baseline, a.sigma, a.peak, a.final, (a.peak - a.final) * (a.end_turn - a.start_turn + 1),
-               a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
-               CASE WHEN NOT a.resolved THEN (
-                   SELECT l2_normalize(avg(x.universal_embedding)) FROM (
-                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
-                       ORDER BY d.turn_number DESC LIMIT v_closing) x) END
-        FROM arcs a
-        ON CONFLICT (session_id, start_turn) DO NOTHING
-        RETURNING f.arc_id, f.session_id, f.start_turn)
-    INSERT INTO _night_arcs (arc_id, session_id, start_turn) SELECT arc_id, session_id, start_turn FROM ins;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-
-    -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
-    -- user that ended shortly before link the new session (and its first arc) to it. Row by
-    -- row by primary key: a join plan made while statistics were stale scanned all sessions.
-    FOR v_link IN
-        WITH opening AS (
-            SELECT s.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-            FROM _night_sessions s JOIN memory.day_table d ON d.session_id = s.session_id
-                 AND d.turn_number > s.consolidated_turn AND d.turn_number <= v_opening
-            WHERE s.user_id = p_user_id GROUP BY s.session_id)
-        SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
-        FROM opening o
-        JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id
-             AND a.continued_by_arc_id IS NULL AND a.end_time <= o.started AND a.end_time > o.started - v_cwindow
-        WHERE 1 - (a.open_arc_embedding <=> o.emb) > v_csim
-        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb
-    LOOP
-        UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
-        UPDATE memory.flux_arcs SET continued_by_arc_id = (
-            SELECT a.arc_id FROM _night_arcs a WHERE a.session_id = v_link.session_id ORDER BY a.start_turn LIMIT 1)
-        WHERE arc_id = v_link.open_arc_id;
-    END LOOP;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 1, flux detection, for one user: stores the arcs memory._night_find_arcs() found for the user''s turns in memory.flux_arcs. An arc open at the session''s last turn sets open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns. flux_reversal_quality = (peak - final) x arc_duration_turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs found.';
-
-CREATE FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_margin int := (ops.setting('night.margin_turns'))::int;
-    v_live_sigma float8 := (ops.setting('night.live_spike_sigma'))::float8;
-    v_live_arrete float8 := (ops.setting('night.live_arrete'))::float8;
-    v_live_id float8 := (ops.setting('night.live_interrogative_distance'))::float8;
-    v_markers text := ops.setting('night.insight_markers') #>> '{}';
-    v_n int;
-BEGIN
-    INSERT INTO _night_blocks (arc_id, session_id, start_turn, peak_turn, end_turn, first_turn, last_turn, resolved,
-                               baseline, peak, final, quality, duration, start_time, end_time)
-    SELECT f.arc_id, f.session_id, f.start_turn, f.peak_turn, f.end_turn,
-           greatest(f.start_turn - v_margin, s.first_turn), least(f.end_turn + v_margin, s.last_turn), f.resolved,
-           f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
-           f.arc_duration_turns, f.start_time, f.end_time
-    FROM _night_arcs a
-    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    JOIN _night_sessions s ON s.session_id = f.session_id;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    IF v_n > 0 THEN
-        PERFORM memory.refresh_preoccupation_centroid(p_user_id, p_as_of);
+    SELECT * INTO v_stage FROM memory.night_stages s WHERE s.stage = p_stage;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_stage: no Night Cycle stage % in memory.night_stages', coalesce(p_stage::text, 'null')
+            USING ERRCODE = 'no_data_found';
     END IF;
-
-    -- The block's turns with what the later stages measure: coherence with the previous
-    -- turn, Interrogative Distance to the Preoccupation Centroid, insight markers, liveness.
-    INSERT INTO _night_block_turns
-    SELECT b.arc_id, d.turn_number, d.role, d.content, d.perplexity_score, d.universal_embedding, d.native_embedding,
-           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
-           least(1, d.universal_embedding <=> c.universal_centroid),
-           d.turn_number BETWEEN b.start_turn AND b.end_turn
-             AND (d.perplexity_score > d.flux_baseline_mean + v_live_sigma * d.flux_baseline_sd
-                  OR (lag(d.perplexity_score) OVER o - d.perplexity_score) / nullif(lag(d.perplexity_score) OVER o, 0) > v_live_arrete
-                  OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
-                  OR d.content ~* v_markers) IS TRUE
-    FROM _night_blocks b
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
-         AND d.user_id = p_user_id
-    LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
-    WINDOW o AS (PARTITION BY b.arc_id ORDER BY d.turn_number);
-
-    -- Zones over the arc's own turns: maximal runs of live or of dead turns.
-    WITH runs AS (
-        SELECT bt.*, bt.turn_number - row_number() OVER (PARTITION BY bt.arc_id, bt.live ORDER BY bt.turn_number) AS run
-        FROM _night_block_turns bt JOIN _night_blocks b USING (arc_id)
-        WHERE bt.turn_number BETWEEN b.start_turn AND b.end_turn)
-    INSERT INTO _night_zones (arc_id, session_id, live, first_turn, last_turn, content)
-    SELECT r.arc_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
-           CASE WHEN r.live THEN string_agg(r.role || ': ' || r.content, E'\n' ORDER BY r.turn_number) END
-    FROM runs r JOIN _night_blocks b USING (arc_id)
-    GROUP BY r.arc_id, b.session_id, r.live, r.run;
-    RETURN v_n;
+    EXECUTE format('SELECT %s($1, $2)', v_stage.function) INTO v_rows USING p_run_id, p_user_id;
+    RETURN jsonb_build_object('stage', v_stage.stage, 'name', v_stage.name, 'rows', coalesce(v_rows, 0),
+                              'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
 END
-$$;
+$_$;
 
-COMMENT ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) IS 'Night Cycle stage 2, block formation. Refreshes the user''s Preoccupation Centroid as of p_as_of. Each new arc becomes a block spanning night.margin_turns turns before its spike and after its resolution (within the session''s turns). Its own turns are split into zones: live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance to the Preoccupation Centroid below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Measures per block turn (content, vectors, coherence with the previous turn, Interrogative Distance, insight markers) are read here, for block turns only.';
+COMMENT ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) IS 'Internal, Night Cycle: runs one stage (its function from memory.night_stages) for a run and user and returns its log entry: {stage, name, rows, ms}. The same from psql: SELECT memory._night_run_stage(2, <run>, <user>).';
 
-CREATE FUNCTION memory._night_stage3_salience() RETURNS integer
+CREATE FUNCTION memory._night_work(p_session_lock boolean) RETURNS boolean
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
-    v_n int;
+    v_run bigint;
 BEGIN
-    WITH per_block AS (
-        SELECT b.arc_id,
-               memory._perplexity_salience(b.peak, b.baseline) AS p_u,
-               memory._perplexity_salience(avg(t.perplexity_score) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), b.baseline) AS p_e,
-               memory._perplexity_salience(avg(t.perplexity_score) FILTER (WHERE t.turn_number BETWEEN b.start_turn AND b.end_turn), b.baseline) AS p_t,
-               coalesce(max(t.coherence_prev) FILTER (WHERE t.turn_number = b.peak_turn + 1), 0) AS c_u,
-               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), 0) AS c_e,
-               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn), 0) AS c_t,
-               coalesce(max(t.interrogative_distance) FILTER (WHERE t.turn_number = b.peak_turn), 1) AS id_u,
-               coalesce(avg(t.interrogative_distance) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), 1) AS id_e,
-               coalesce(avg(t.interrogative_distance) FILTER (WHERE t.turn_number BETWEEN b.start_turn AND b.end_turn), 1) AS id_t,
-               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.peak_turn), 0)
-                 - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
-                 AS coherence_gain
-        FROM _night_blocks b
-        JOIN _night_block_turns t ON t.arc_id = b.arc_id
-        GROUP BY b.arc_id, b.peak, b.baseline),
-    scored AS (
-        SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
-        FROM per_block p)
-    UPDATE _night_blocks b SET
-        salience_scores = jsonb_build_object(
-            'utterance_level', jsonb_build_object('P', round(s.p_u::numeric, 4), 'C', round(s.c_u::numeric, 4), 'ID', round(s.id_u::numeric, 4)),
-            'exchange_level', jsonb_build_object('P', round(s.p_e::numeric, 4), 'C', round(s.c_e::numeric, 4), 'ID', round(s.id_e::numeric, 4)),
-            'theme_level', jsonb_build_object('P', round(s.p_t::numeric, 4), 'C', round(s.c_t::numeric, 4), 'ID', round(s.id_t::numeric, 4)),
-            'composite', round(s.composite::numeric, 4)),
-        arrete = (b.baseline - b.final) / nullif(b.baseline, 0),
-        coherence_gain = s.coherence_gain,
-        ties_merge_weight = 0.5 * s.composite + 0.5 * greatest(0, least(1, coalesce((b.baseline - b.final) / nullif(b.baseline, 0), 0)))
-    FROM scored s WHERE s.arc_id = b.arc_id;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage3_salience() IS 'Night Cycle stage 3, salience, at three levels. Utterance: the peak turn; exchange: the peak turn and the turn answering it; theme: the whole arc (for C, the whole block). P = 1 - exp(-max(0, perplexity / baseline - 1)) of the peak, of the exchange''s mean and of the arc''s mean perplexity. C = coherence: cosine similarity (floored at 0) of a turn''s universal embedding with the previous turn''s, for the answer to the peak, averaged over the exchange, averaged over the block. ID = Interrogative Distance: cosine distance to the user''s Preoccupation Centroid (1 when unknown), at the peak, averaged over the exchange and over the arc. composite = mean over the three levels of (P + C + (1 - ID)) / 3. Arreté = (baseline - final) / baseline. coherence_gain = mean C of the turns after the peak - mean C of the block''s turns up to the peak. ties_merge_weight = 0.5 composite + 0.5 Arreté clamped to [0, 1].';
-
-CREATE FUNCTION memory._night_stage4_compression() RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_summariser regproc := (ops.setting('night.summariser') #>> '{}')::regproc;
-    v_n int;
-BEGIN
-    EXECUTE format('UPDATE _night_zones z SET content = %s(z.session_id, z.first_turn, z.last_turn) WHERE NOT z.live',
-                   v_summariser);
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    UPDATE _night_blocks b SET prose = jsonb_build_object(
-        'anterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
-                                     FROM _night_block_turns t WHERE t.arc_id = b.arc_id AND t.turn_number < b.start_turn), ''),
-        'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
-                                       'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
-                                FROM _night_zones z WHERE z.arc_id = b.arc_id AND z.live), '[]'),
-        'dead_zone_summaries', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
-                                       'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
-                                FROM _night_zones z WHERE z.arc_id = b.arc_id AND NOT z.live), '[]'),
-        'posterior_margin', coalesce((SELECT string_agg(t.role || ': ' || t.content, E'\n' ORDER BY t.turn_number)
-                                      FROM _night_block_turns t WHERE t.arc_id = b.arc_id AND t.turn_number > b.end_turn), ''));
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage4_compression() IS 'Night Cycle stage 4, compression. Dead zones are summarised by the function the night.summariser setting names (memory.summarise_extractive by default); live zones stay verbatim. Builds each block''s prose in the spec''s shape: anterior_margin, live_zones [{start, end, content}], dead_zone_summaries [{start, end, summary}], posterior_margin, with start and end as 0-based turn offsets within the block. Returns the number of dead zones summarised.';
-
-CREATE FUNCTION memory._night_stage5_embeddings() RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_udim int := (ops.setting('embedding.universal_dim'))::int;
-    v_ndim int := (ops.setting('embedding.native_dim'))::int;
-    v_n int;
-BEGIN
-    -- Weighted sums with pgvector's element-wise product: the weight repeated as a vector.
-    WITH weighted AS (
-        SELECT b.arc_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
-               t.universal_embedding, t.native_embedding
-        FROM _night_blocks b JOIN _night_block_turns t ON t.arc_id = b.arc_id),
-    centroids AS (
-        SELECT arc_id,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
-        FROM weighted GROUP BY arc_id)
-    UPDATE _night_blocks b SET universal_embedding = c.u, native_embedding = c.n
-    FROM centroids c WHERE c.arc_id = b.arc_id;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage5_embeddings() IS 'Night Cycle stage 5, block embeddings: in both spaces, the normalised salience-weighted centroid of the block''s turns (margins included), weight = 1 + P of the turn''s perplexity against the arc baseline + 1 for turns in a live zone. Turns without an embedding in a space do not count in it.';
-
-CREATE FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_thematic float8 := (ops.setting('night.thematic_similarity'))::float8;
-    v_udim int := (ops.setting('embedding.universal_dim'))::int;
-    v_ndim int := (ops.setting('embedding.native_dim'))::int;
-    v_n int;
-BEGIN
-    -- Continuations found in stage 1. Both blocks formed now (one hippocampal period):
-    -- continues_from / continued_by and a metablock. The earlier block already stored by
-    -- a previous cycle: a citation only (spec 004 section 4.4).
-    UPDATE _night_blocks b SET continued_by = nb.block_id
-    FROM memory.flux_arcs f JOIN _night_blocks nb ON nb.arc_id = f.continued_by_arc_id
-    WHERE f.arc_id = b.arc_id;
-    UPDATE _night_blocks b SET continues_from = pb.block_id FROM _night_blocks pb WHERE pb.continued_by = b.block_id;
-    UPDATE _night_blocks b SET citations = jsonb_build_array(hb.block_id)
-    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
-    WHERE f.continued_by_arc_id = b.arc_id AND f.user_id = p_user_id;
-
-    WITH RECURSIVE chain AS (
-        SELECT b.block_id AS root, b.block_id, 1 AS pos FROM _night_blocks b
-        WHERE b.continued_by IS NOT NULL AND b.continues_from IS NULL
-        UNION ALL
-        SELECT c.root, n.block_id, c.pos + 1
-        FROM chain c JOIN _night_blocks cur ON cur.block_id = c.block_id JOIN _night_blocks n ON n.block_id = cur.continued_by)
-    INSERT INTO _night_chain (root, block_id, pos) SELECT root, block_id, pos FROM chain;
-    UPDATE _night_blocks b SET parent_metablock_id = c.compound_id
-    FROM (SELECT root, gen_random_uuid() AS compound_id FROM _night_chain GROUP BY root) c
-    JOIN _night_chain m ON m.root = c.root WHERE m.block_id = b.block_id;
-
-    -- Compound blocks first (constituents reference them), then the arc blocks. A compound's
-    -- prose concatenates its constituents' zones with shifted offsets; its metrics combine
-    -- theirs; its embeddings are their centroid weighted by ties_merge_weight.
-    WITH members AS (
-        SELECT b.*, c.root, c.pos,
-               coalesce(sum(b.last_turn - b.first_turn + 1) OVER (PARTITION BY c.root ORDER BY c.pos
-                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS offs
-        FROM _night_blocks b JOIN _night_chain c ON c.block_id = b.block_id),
-    zones AS (
-        SELECT m.parent_metablock_id AS id,
-               jsonb_agg(z.zone ORDER BY m.pos, z.ord) FILTER (WHERE z.kind = 'live') AS live,
-               jsonb_agg(z.zone ORDER BY m.pos, z.ord) FILTER (WHERE z.kind = 'dead') AS dead
-        FROM members m
-        CROSS JOIN LATERAL (
-            SELECT 'live' AS kind, e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
-                                                                    'end', (e.z ->> 'end')::int + m.offs) AS zone
-            FROM jsonb_array_elements(m.prose -> 'live_zones') WITH ORDINALITY e(z, ord)
-            UNION ALL
-            SELECT 'dead', e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
-                                                            'end', (e.z ->> 'end')::int + m.offs)
-            FROM jsonb_array_elements(m.prose -> 'dead_zone_summaries') WITH ORDINALITY e(z, ord)) z
-        GROUP BY m.parent_metablock_id)
-    INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
-        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
-        arc_start_time, arc_end_time, session_continuity_flag, citations, preoccupation_centroid_id,
-        cycle_date, first_turn, last_turn, hippocampus_until)
-    SELECT m.parent_metablock_id, 'compound',
-           jsonb_build_object(
-               'anterior_margin', (array_agg(m.prose ->> 'anterior_margin' ORDER BY m.pos))[1],
-               'live_zones', coalesce((SELECT z.live FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
-               'dead_zone_summaries', coalesce((SELECT z.dead FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
-               'posterior_margin', (array_agg(m.prose ->> 'posterior_margin' ORDER BY m.pos DESC))[1]),
-           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_udim])::vector * m.universal_embedding)),
-           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_ndim])::vector * m.native_embedding)),
-           jsonb_build_object('peak_perplexity', max(m.peak),
-                              'baseline_perplexity', (array_agg(m.baseline ORDER BY m.pos))[1],
-                              'final_perplexity', (array_agg(m.final ORDER BY m.pos DESC))[1],
-                              'flux_reversal_quality', sum(m.quality), 'arc_duration_turns', sum(m.duration)),
-           memory._mean_salience(jsonb_agg(m.salience_scores)),
-           coalesce(avg(m.coherence_gain), 0), coalesce(avg(m.ties_merge_weight), 0),
-           (array_agg(m.session_id ORDER BY m.pos))[1], p_user_id, u.tier,
-           min(m.start_time), max(m.end_time), NOT (array_agg(m.resolved ORDER BY m.pos DESC))[1], '[]', pc.centroid_id,
-           p_cycle_date, (array_agg(m.first_turn ORDER BY m.pos))[1], (array_agg(m.last_turn ORDER BY m.pos))[1],
-           p_cycle_date + r.block_cycles
-    FROM members m
-    JOIN memory.users u ON u.user_id = p_user_id
-    JOIN memory.retention_policy r ON r.tier = u.tier
-    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
-    GROUP BY m.parent_metablock_id, u.tier, r.block_cycles, pc.centroid_id;
-
-    INSERT INTO memory.holographic_blocks (block_id, block_kind, arc_id, prose, native_embedding, universal_embedding,
-        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
-        arc_start_time, arc_end_time, parent_metablock_id, session_continuity_flag, continues_from, continued_by,
-        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, hippocampus_until)
-    SELECT b.block_id, 'arc', b.arc_id, b.prose, b.native_embedding, b.universal_embedding,
-           jsonb_build_object('peak_perplexity', b.peak, 'baseline_perplexity', b.baseline,
-                              'final_perplexity', b.final, 'flux_reversal_quality', b.quality,
-                              'arc_duration_turns', b.duration),
-           b.salience_scores, coalesce(b.coherence_gain, 0), coalesce(b.ties_merge_weight, 0),
-           b.session_id, p_user_id, u.tier, b.start_time, b.end_time, b.parent_metablock_id, NOT b.resolved,
-           b.continues_from, b.continued_by, coalesce(b.citations, '[]'), pc.centroid_id,
-           p_cycle_date, b.first_turn, b.last_turn, p_cycle_date + r.block_cycles
-    FROM _night_blocks b
-    JOIN memory.users u ON u.user_id = p_user_id
-    JOIN memory.retention_policy r ON r.tier = u.tier
-    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-
-    INSERT INTO memory.block_relationships (user_id, source_block_id, target_block_id, relationship_type, strength)
-    SELECT p_user_id, b.block_id, b.continues_from, 'continues', NULL::float8 FROM _night_blocks b WHERE b.continues_from IS NOT NULL
-    UNION ALL
-    SELECT p_user_id, b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM _night_blocks b WHERE jsonb_array_length(b.citations) > 0
-    UNION ALL
-    SELECT p_user_id, b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM _night_blocks b WHERE b.parent_metablock_id IS NOT NULL
-    UNION ALL
-    SELECT p_user_id, b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
-    FROM _night_blocks b1 JOIN _night_blocks b2 ON b1.start_time < b2.start_time
-         OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
-    WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
-    ON CONFLICT DO NOTHING;
-
-    -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
-    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date)
-    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, p_cycle_date FROM _night_sessions n WHERE n.user_id = p_user_id;
-    UPDATE memory.sessions s SET consolidated_turn = n.last_turn
-    FROM _night_sessions n WHERE s.session_id = n.session_id AND n.user_id = p_user_id;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 6, storage. Writes the blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; hippocampus_until = cycle date + the tier''s block_cycles). A continuation whose earlier block forms in the same cycle links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents); one whose earlier block is from a previous cycle becomes a citation (citations and a cites relationship). Blocks of the cycle at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session. Returns the number of arc blocks stored.';
-
-CREATE FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_gain float8 := (ops.setting('cortex.coherence_gain_threshold'))::float8;
-    v_age interval := (ops.setting('cortex.max_block_age') #>> '{}')::interval;
-    v_n int;
-BEGIN
-    INSERT INTO ops.jobs (kind, payload, dedupe_key)
-    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id), 'cortex_migrate:' || b.block_id
-    FROM memory.holographic_blocks b
-    WHERE b.user_id = p_user_id AND b.migrated_at IS NULL
-      AND (b.coherence_gain >= v_gain OR b.arc_end_time < (p_cycle_date + 1)::timestamptz - v_age
-           OR b.long_term OR b.hippocampus_until <= p_cycle_date)
-    ORDER BY b.arc_start_time
-    ON CONFLICT (dedupe_key) DO NOTHING;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 7, migration check: queues a cortex_migrate job in ops.jobs (once per block) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention). Returns the number queued.';
-
-CREATE FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_n int;
-BEGIN
-    -- One pending re-clustering covers any number of migrations (the worker runs it after them).
-    INSERT INTO ops.jobs (kind, payload, dedupe_key)
-    SELECT 'cluster_update', jsonb_build_object('run_id', p_run_id), 'cluster_update:run:' || p_run_id
-    WHERE p_migrations_queued > 0
-      AND NOT EXISTS (SELECT 1 FROM ops.jobs j WHERE j.kind = 'cluster_update' AND j.state = 'queued')
-    ON CONFLICT (dedupe_key) DO NOTHING;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    IF EXISTS (SELECT 1 FROM ops.jobs j WHERE j.state = 'queued') THEN
-        PERFORM pg_notify('psimem_jobs', 'night_cycle');
+    IF p_session_lock THEN
+        -- The batch's work and the run's cursor commit together, so a crash that loses the
+        -- last asynchronously committed batches has the resumed run redo exactly those.
+        PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
-    RETURN v_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) IS 'Night Cycle stage 8: when this run queued blocks for the Cortex and no re-clustering is pending, queues one cluster_update job (RAPTOR re-clustering, run by the worker after the migrations); wakes the worker with NOTIFY psimem_jobs when work is queued.';
-
-CREATE FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) RETURNS integer
-    LANGUAGE plpgsql
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_tier text;
-    v_raw int;
-    v_block int;
-    v_n int;
-BEGIN
-    SELECT u.tier, r.raw_cycles, r.block_cycles INTO v_tier, v_raw, v_block
-    FROM memory.users u JOIN memory.retention_policy r ON r.tier = u.tier WHERE u.user_id = p_user_id;
-    DELETE FROM memory.day_table d
-    USING memory.consolidations c
-    WHERE d.user_id = p_user_id
-      AND c.session_id = d.session_id AND d.turn_number BETWEEN c.first_turn AND c.last_turn
-      AND c.cycle_date <= p_cycle_date - v_raw
-      -- never a turn that a block still in the Hippocampus covers
-      AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
-                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc' AND b.migrated_at IS NULL
-                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn)
-      -- a turn no block covers stays the tier's whole span
-      AND (c.cycle_date <= p_cycle_date - (v_raw + v_block)
-           OR EXISTS (SELECT 1 FROM memory.holographic_blocks b
-                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc'
-                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn));
-    GET DIAGNOSTICS v_n = ROW_COUNT;
-    IF v_n > 0 THEN
-        INSERT INTO ops.cleanup_log (cycle_date, tier, turns_deleted) VALUES (p_cycle_date, v_tier, v_n);
+    SELECT r.run_id INTO v_run FROM ops.cycle_runs r WHERE r.status = 'running' ORDER BY r.run_id LIMIT 1;
+    IF NOT FOUND THEN
+        RETURN false;
     END IF;
-    RETURN v_n;
+    IF NOT memory._night_batch(v_run) THEN
+        PERFORM memory._night_finish(v_run);
+    END IF;
+    RETURN true;
+EXCEPTION WHEN OTHERS OR query_canceled THEN
+    IF p_session_lock THEN
+        PERFORM memory._night_lock('release');
+    END IF;
+    RAISE;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) IS 'Night Cycle stage 9, day table cleanup by memory.retention_policy for the user''s tier, counting cycles from the consolidation of each turn. A turn that a block covers goes once raw_cycles have passed and no block still in the Hippocampus (not yet migrated to the Cortex) covers it; a turn no block covers goes after raw_cycles + block_cycles (1 / 3 / 7 cycles for normal / meso / elder by default). What it removes is logged per tier in ops.cleanup_log.';
+COMMENT ON FUNCTION memory._night_work(p_session_lock boolean) IS 'Internal, Night Cycle: the next unit of work, for one transaction: a batch of users of the oldest unfinished run (memory._night_batch), or, when none is left, finishing that run (memory._night_finish). Returns false when no run is unfinished. With p_session_lock (the procedure) it commits asynchronously and releases the session lock on any error, cancel included.';
 
 CREATE FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) RETURNS double precision
     LANGUAGE sql IMMUTABLE
@@ -942,30 +728,6 @@ END
 $$;
 
 COMMENT ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) IS 'Internal. Whether recall''s filter (the session, or the user''s turns within p_window) keeps fewer than p_rows rows, judged from session turn counts where they decide it.';
-
-CREATE FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) RETURNS TABLE(lexeme text, turns bigint, idf double precision, candidate boolean)
-    LANGUAGE sql STABLE
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-    WITH q AS (
-        SELECT DISTINCT l.lexeme FROM unnest(to_tsvector('english'::regconfig, coalesce(p_query_text, ''))) l),
-    n AS (
-        SELECT coalesce((SELECT t.turns FROM memory.text_totals t WHERE t.user_id = p_user_id), 0) AS total),
-    f AS (
-        SELECT q.lexeme, coalesce(s.turns, 0) AS turns, n.total
-        FROM q CROSS JOIN n LEFT JOIN memory.text_stats s ON s.user_id = p_user_id AND s.lexeme = q.lexeme),
-    ranked AS (
-        -- Rarest first: candidates come from the rarest words until they reach
-        -- recall.text_candidate_docs turns (always at least one word).
-        SELECT f.*, sum(f.turns) OVER (ORDER BY f.turns, f.lexeme ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
-        FROM f)
-    SELECT r.lexeme, r.turns,
-           ln(1 + (greatest(r.total, r.turns) - r.turns + 0.5) / (r.turns + 0.5)),
-           coalesce(r.before, 0) < (ops.setting('recall.text_candidate_docs'))::bigint
-    FROM ranked r
-$$;
-
-COMMENT ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) IS 'Internal, text leg of memory.recall: the query''s lexemes (configuration english, stop words dropped) with the number of the user''s turns that hold each (memory.text_stats), its BM25 inverse document frequency ln(1 + (N - n + 0.5) / (n + 0.5)), and whether it selects candidates: the rarest lexemes do, until those chosen occur in recall.text_candidate_docs turns. A common word still adds to the score of a turn found by a rarer one.';
 
 CREATE FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE plpgsql STABLE
@@ -1046,114 +808,6 @@ END
 $_$;
 
 COMMENT ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.selective_rows rows is ranked on the binary codes stored in its rows, and the best recall.binary_overfetch_selective per wanted row are re-ranked exactly; otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary code with recall.binary_overfetch candidates per wanted row) with pgvector iterative scans, then exact cosine re-rank.';
-
-CREATE FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(session_id uuid, turn_number integer, rank integer, bm25 double precision)
-    LANGUAGE plpgsql STABLE
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $$
-DECLARE
-    v_k1 float8 := (ops.setting('recall.bm25_k1'))::float8;
-    v_b float8 := (ops.setting('recall.bm25_b'))::float8;
-    v_avg float8;
-    v_query tsquery;
-    v_lexemes text[];
-    v_idf float8[];
-BEGIN
-    SELECT array_agg(l.lexeme ORDER BY l.lexeme), array_agg(l.idf ORDER BY l.lexeme),
-           string_agg(quote_ident_tsq, ' | ') FILTER (WHERE l.candidate)::tsquery
-    INTO v_lexemes, v_idf, v_query
-    FROM memory._recall_lexemes(p_user_id, p_query_text) l
-    -- a lexeme as a tsquery operand: quoted, with quotes doubled and backslashes escaped
-    CROSS JOIN LATERAL (SELECT '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quote_ident_tsq) x;
-    IF v_query IS NULL THEN
-        RETURN;  -- no word of the query is searchable: the leg cannot run
-    END IF;
-    SELECT coalesce(t.lexemes::float8 / nullif(t.turns, 0), 1) INTO v_avg FROM memory.text_totals t WHERE t.user_id = p_user_id;
-    RETURN QUERY
-    WITH cand AS (
-        -- A turn still in day_table is scored on its whole text; a block's copy of it stands
-        -- in once retention has deleted it (the first of its blocks, if margins overlap).
-        SELECT DISTINCT ON (c.session_id, c.turn_number) c.session_id, c.turn_number, c.tsv
-        FROM (
-            SELECT d.session_id, d.turn_number, d.content_tsv AS tsv, 0 AS pref
-            FROM memory.day_table d
-            WHERE d.user_id = p_user_id AND d.content_tsv @@ v_query
-              AND (p_since IS NULL OR d.created_at >= p_since) AND (p_until IS NULL OR d.created_at < p_until)
-            UNION ALL
-            SELECT b.session_id, b.turn_number, b.kept_tsv, 1
-            FROM memory.block_turns b
-            WHERE b.user_id = p_user_id AND b.kept_tsv @@ v_query
-              AND (p_since IS NULL OR b.created_at >= p_since) AND (p_until IS NULL OR b.created_at < p_until)) c
-        ORDER BY c.session_id, c.turn_number, c.pref),
-    scored AS (
-        SELECT c.session_id, c.turn_number,
-               sum(v_idf[i] * (tf * (v_k1 + 1)) / (tf + v_k1 * (1 - v_b + v_b * length(c.tsv) / v_avg))) AS bm25
-        FROM cand c
-        CROSS JOIN LATERAL unnest(c.tsv) u
-        CROSS JOIN LATERAL (SELECT array_position(v_lexemes, u.lexeme) AS i, coalesce(cardinality(u.positions), 1) AS tf) m
-        WHERE m.i IS NOT NULL
-        GROUP BY c.session_id, c.turn_number)
-    SELECT s.session_id, s.turn_number, (row_number() OVER (ORDER BY s.bm25 DESC, s.session_id, s.turn_number))::int, s.bm25
-    FROM scored s
-    ORDER BY s.bm25 DESC, s.session_id, s.turn_number
-    LIMIT p_n;
-END
-$$;
-
-COMMENT ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Internal, the text leg of memory.recall: the p_n turns of the user (in day_table, or kept by a block once retention deleted them) with the highest BM25 score for the query (k1 = recall.bm25_k1, b = recall.bm25_b, document frequencies from memory.text_stats, length in lexemes), among the turns holding one of the query''s rarest words (memory._recall_lexemes), optionally within [p_since, p_until). Empty when no word of the query is searchable.';
-
-CREATE FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(session_id uuid, turn_number integer, rank integer, distance double precision)
-    LANGUAGE plpgsql STABLE
-    SET "hnsw.iterative_scan" TO 'relaxed_order'
-    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $_$
-DECLARE
-    v_kind text := ops.setting('embedding.universal_index') #>> '{}';
-    v_dim int := (ops.setting('embedding.universal_dim'))::int;
-    v_rows bigint := coalesce((SELECT t.turns FROM memory.text_totals t WHERE t.user_id = p_user_id), 0);
-    v_order text;
-    v_fetch int := p_n;
-BEGIN
-    PERFORM set_config('hnsw.ef_search', greatest(p_n, (ops.setting('recall.ef_search'))::int)::text, true);
-    -- text_totals counts every turn the user ever had, so it bounds what both tables hold.
-    -- Below recall.selective_rows an exact scan is fast and, unlike an HNSW walk filtered
-    -- to one user among many, never comes back short; above, the index the install chose.
-    IF v_rows < (ops.setting('recall.selective_rows'))::bigint THEN
-        v_order := '(%1$s.universal_embedding <=> $1) + 0';  -- "+ 0": an expression no index serves
-    ELSIF v_kind = 'vector' THEN
-        v_order := '%1$s.universal_embedding <=> $1';
-    ELSIF v_kind = 'halfvec' THEN
-        v_order := format('%%1$s.universal_embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim);
-        v_fetch := p_n * 2;
-    ELSE
-        v_order := '%1$s.universal_embedding_bq <~> binary_quantize($1)';
-        v_fetch := p_n * (ops.setting('recall.binary_overfetch'))::int;
-    END IF;
-    RETURN QUERY EXECUTE format($q$
-        WITH cand AS (
-            (SELECT d.session_id, d.turn_number, (d.universal_embedding <=> $1)::float8 AS distance, 0 AS pref
-             FROM memory.day_table d
-             WHERE d.user_id = $2 AND d.universal_embedding IS NOT NULL
-               AND ($4::timestamptz IS NULL OR d.created_at >= $4) AND ($5::timestamptz IS NULL OR d.created_at < $5)
-             ORDER BY %1$s LIMIT $3)
-            UNION ALL
-            (SELECT b.session_id, b.turn_number, (b.universal_embedding <=> $1)::float8, 1
-             FROM memory.block_turns b
-             WHERE b.user_id = $2 AND b.universal_embedding IS NOT NULL
-               AND ($4::timestamptz IS NULL OR b.created_at >= $4) AND ($5::timestamptz IS NULL OR b.created_at < $5)
-             ORDER BY %2$s LIMIT $3)),
-        one AS (
-            SELECT DISTINCT ON (c.session_id, c.turn_number) c.session_id, c.turn_number, c.distance
-            FROM cand c ORDER BY c.session_id, c.turn_number, c.pref)
-        SELECT o.session_id, o.turn_number, (row_number() OVER (ORDER BY o.distance, o.session_id, o.turn_number))::int, o.distance
-        FROM one o ORDER BY o.distance, o.session_id, o.turn_number LIMIT $6 $q$,
-        format(v_order, 'd'), CASE WHEN v_order LIKE '%_bq%' THEN format('(%s.universal_embedding <=> $1)', 'b')
-                                   ELSE format(v_order, 'b') END)
-    USING p_query, p_user_id, v_fetch, p_since, p_until, p_n;
-END
-$_$;
-
-COMMENT ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Internal, the vector leg of memory.recall: the p_n turns of the user (in day_table, or kept by a block) nearest the query by cosine distance of universal embeddings, optionally within [p_since, p_until). A user with fewer than recall.selective_rows turns is ranked exactly; otherwise through the HNSW index form chosen at install, with pgvector iterative scans so the user filter never returns fewer rows than asked.';
 
 CREATE FUNCTION memory.act_for(p_user_id uuid) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -1393,115 +1047,574 @@ $$;
 
 COMMENT ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) IS 'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their embeddings from the Hippocampus (the Cortex keeps them at full precision), so Hippocampus vector search stops returning them while the row stays as the anchor of their structural references. Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
 
-CREATE FUNCTION memory.recall(p_user_id uuid, p_query_text text DEFAULT NULL::text, p_query_vector real[] DEFAULT NULL::real[], p_session_id uuid DEFAULT NULL::uuid, p_budget_turns integer DEFAULT 10, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(rank integer, item_kind text, session_id uuid, turn_number integer, turns integer, created_at timestamp with time zone, role text, content text, external_ref text, entry_id uuid, block_id uuid, verbatim boolean, score double precision, legs text[], reason text)
-    LANGUAGE plpgsql STABLE
+CREATE FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
-    v_cfg jsonb;
-    v_n int;
-    v_k float8;
-    v_query vector;
-    v_nw float8;
-    v_legs_run text[] := '{}';
-    v_text_ran boolean;
+    v_cutoff timestamptz := (memory._night_cycle_date(p_run_id) + 1)::timestamptz;
+    v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
+    v_n bigint;
 BEGIN
-    SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg FROM ops.settings s
-    WHERE s.key LIKE 'recall.%' OR s.key = 'limits.content_max_chars';
-    IF p_user_id IS NULL OR NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
-        RAISE EXCEPTION 'p_user_id: unknown user %', quote_nullable(p_user_id) USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF p_session_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.sessions s
-                                                WHERE s.session_id = p_session_id AND s.user_id = p_user_id) THEN
-        RAISE EXCEPTION 'p_session_id: unknown session % for this user', p_session_id USING ERRCODE = 'foreign_key_violation';
-    END IF;
-    IF p_budget_turns IS NULL OR p_budget_turns < 1 OR p_budget_turns > 1000 THEN
-        RAISE EXCEPTION 'p_budget_turns: must be between 1 and 1000, got %', coalesce(p_budget_turns::text, 'null')
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF p_since IS NOT NULL AND p_until IS NOT NULL AND p_since >= p_until THEN
-        RAISE EXCEPTION 'p_since, p_until: p_since must be before p_until' USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF length(p_query_text) > (v_cfg ->> 'limits.content_max_chars')::int THEN
-        RAISE EXCEPTION 'p_query_text: must be at most % characters (limits.content_max_chars), got %',
-            v_cfg ->> 'limits.content_max_chars', length(p_query_text) USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    IF coalesce(p_query_text, '') !~ '\S' AND p_query_vector IS NULL THEN
-        RAISE EXCEPTION 'p_query_text, p_query_vector: give a query text, a query vector or both'
-            USING ERRCODE = 'invalid_parameter_value';
-    END IF;
-    v_query := memory._checked_vector(p_query_vector, 'p_query_vector', 'universal');
-    v_n := greatest((v_cfg ->> 'recall.leg_candidates')::int, p_budget_turns);
-    v_k := (v_cfg ->> 'recall.rrf_k')::float8;
-    v_nw := (v_cfg ->> 'recall.neighbour_weight')::float8;
+    -- The trigger never stamps a session later than now(); one stamped in the future by
+    -- other means would never look idle, so it counts as written now (taken once idle).
+    UPDATE memory.sessions s SET last_turn_at = now()
+    WHERE s.session_id IN (SELECT f.session_id FROM memory.sessions f
+                           WHERE f.user_id = p_user_id AND f.last_turn_at > now() FOR NO KEY UPDATE SKIP LOCKED);
 
-    v_text_ran := coalesce(p_query_text, '') ~ '\S' AND EXISTS (SELECT 1 FROM memory._recall_lexemes(p_user_id, p_query_text));
-    v_legs_run := ARRAY[
-        CASE WHEN v_text_ran THEN 'text' WHEN coalesce(p_query_text, '') ~ '\S' THEN 'text (not run: no searchable word)'
-             ELSE 'text (not run: no query text)' END,
-        CASE WHEN v_query IS NOT NULL THEN 'vector' ELSE 'vector (not run: no query vector)' END]
-        || CASE WHEN v_query IS NOT NULL AND (v_cfg ->> 'recall.weight_recent')::float8 > 0 THEN ARRAY['recent'] ELSE '{}' END;
-
-    RETURN QUERY
-    WITH hits AS (
-        SELECT t.session_id, t.turn_number, 'text' AS leg, t.rank, t.bm25 AS measure,
-               (v_cfg ->> 'recall.weight_text')::float8 / (v_k + t.rank) AS score
-        FROM memory._recall_text_leg(p_user_id, p_query_text, v_n, p_since, p_until) t
-        WHERE v_text_ran
-        UNION ALL
-        SELECT t.session_id, t.turn_number, 'vector', t.rank, t.distance, (v_cfg ->> 'recall.weight_vector')::float8 / (v_k + t.rank)
-        FROM memory._recall_vector_leg(p_user_id, v_query, v_n, p_since, p_until) t
-        WHERE v_query IS NOT NULL
-        UNION ALL
-        -- The spec's real-time retrieval: the session and the user's last recall.window.
-        SELECT r.session_id, r.turn_number, 'recent', r.rank::int, r.distance,
-               (v_cfg ->> 'recall.weight_recent')::float8 / (v_k + r.rank)
-        FROM (SELECT x.*, row_number() OVER (ORDER BY x.distance, x.entry_id) AS rank
-              FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, v_n) x
-              WHERE (p_since IS NULL OR x.created_at >= p_since) AND (p_until IS NULL OR x.created_at < p_until)) r
-        WHERE 'recent' = ANY (v_legs_run)),
-    fused AS (
-        SELECT h.session_id, h.turn_number, sum(h.score) AS score,
-               array_agg(h.leg ORDER BY h.leg) AS legs,
-               string_agg(h.leg || ' #' || h.rank || CASE h.leg WHEN 'text' THEN ' (bm25 ' || round(h.measure::numeric, 2)
-                                                                ELSE ' (cosine ' || round((1 - h.measure)::numeric, 3) END || ')',
-                          ', ' ORDER BY h.leg) AS why
-        FROM hits h GROUP BY h.session_id, h.turn_number),
-    neighbours AS (
-        -- Structural expansion: the turns either side of a hit compete with a share of its score.
-        SELECT f.session_id, f.turn_number + o.d AS turn_number, max(v_nw * f.score) AS score,
-               ARRAY['neighbour'] AS legs, 'next to turn ' || min(f.turn_number) AS why
-        FROM fused f CROSS JOIN (VALUES (-1), (1)) o(d)
-        WHERE v_nw > 0 AND f.turn_number + o.d > 0
-          AND NOT EXISTS (SELECT 1 FROM fused x WHERE x.session_id = f.session_id AND x.turn_number = f.turn_number + o.d)
-        GROUP BY f.session_id, f.turn_number + o.d),
-    ranked AS (
-        SELECT a.* FROM (SELECT * FROM fused UNION ALL SELECT * FROM neighbours) a
-        ORDER BY a.score DESC, a.session_id, a.turn_number
-        LIMIT p_budget_turns * 2),  -- room for neighbours that turn out not to exist
-    resolved AS (
-        SELECT r.*, t.*
-        FROM ranked r
-        CROSS JOIN LATERAL (
-            SELECT 'turn'::text AS kind, d.created_at AS at, d.role AS who, d.content AS text, d.external_ref AS ref,
-                   d.entry_id AS eid, NULL::uuid AS bid, true AS whole
-            FROM memory.day_table d WHERE d.session_id = r.session_id AND d.turn_number = r.turn_number
-            UNION ALL
-            (SELECT 'kept_turn', b.created_at, b.role, b.kept, b.external_ref, NULL, b.block_id, b.verbatim
-             FROM memory.block_turns b WHERE b.session_id = r.session_id AND b.turn_number = r.turn_number
-             ORDER BY b.verbatim DESC, b.block_id)
-            LIMIT 1) t)
-    SELECT (row_number() OVER (ORDER BY x.score DESC, x.session_id, x.turn_number))::int, x.kind, x.session_id,
-           x.turn_number, 1, x.at, x.who, x.text, x.ref, x.eid, x.bid, x.whole, x.score, x.legs,
-           x.why || CASE WHEN x.kind = 'kept_turn' AND NOT x.whole THEN '; as its block''s summary kept it' ELSE '' END
-                 || '; legs run: ' || array_to_string(v_legs_run, ', ')
-    FROM resolved x
-    ORDER BY x.score DESC, x.session_id, x.turn_number
-    LIMIT p_budget_turns;
+    -- A session is taken whole or not at all: only idle ones, none with turns past the
+    -- cycle's end, none a writer holds right now (SKIP LOCKED leaves it for the next
+    -- cycle). The row lock holds until the user's batch commits: a writer into a taken
+    -- session waits for that batch, then its turn is past consolidated_turn (next cycle).
+    WITH taken AS (
+        SELECT s.session_id, s.consolidated_turn FROM memory.sessions s
+        WHERE s.user_id = p_user_id AND s.turn_count > s.consolidated_turn
+          AND s.last_turn_at < v_cutoff AND s.last_turn_at <= now() - v_idle
+        FOR NO KEY UPDATE OF s SKIP LOCKED)
+    INSERT INTO memory.night_sessions (run_id, user_id, session_id, consolidated_turn, first_turn, last_turn, turns)
+    SELECT p_run_id, p_user_id, t.session_id, t.consolidated_turn, r.first_turn, r.last_turn, r.turns
+    FROM taken t
+    CROSS JOIN LATERAL (SELECT min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
+                        FROM memory.day_table d
+                        WHERE d.session_id = t.session_id AND d.turn_number > t.consolidated_turn) r
+    WHERE r.turns > 0;  -- none left to take: a deleted history
+    SELECT coalesce(sum(n.turns), 0) INTO v_n FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
+    RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Recall for one user over their whole history, as one ranked list of turns within a budget of p_budget_turns turns: the raw turns still in day_table and, for turns retention has deleted, what their Holographic Block kept (memory.block_turns: verbatim, or the sentences its summary kept). Hybrid: a text leg (BM25 over the query''s words, memory._recall_text_leg) and a vector leg (cosine over universal embeddings, memory._recall_vector_leg), each ranking recall.leg_candidates turns, plus, when recall.weight_recent > 0, the recent leg (memory.recall_recent: the session and the user''s last recall.window); fused by reciprocal rank fusion, weight / (recall.rrf_k + rank) per leg. With recall.neighbour_weight > 0 the turns either side of a hit compete with that share of its score. p_since / p_until restrict the turns'' times. Each row says which legs found it, at which rank and why, and which legs ran (a leg that could not run says so). Refuses an unknown user or session, a bad vector, an empty query, a budget outside 1..1000.';
+COMMENT ON FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 0 for one user of a run: takes the user''s sessions that are idle for night.session_idle, have no turn after the end of the run''s cycle date and are not being written (FOR NO KEY UPDATE SKIP LOCKED: a session is in this cycle whole or left for the next), locking them until the user''s batch commits, and records them with the range of their unconsolidated turns in memory.night_sessions. A session stamped in the future is first brought back to now(). Returns the number of turns taken.';
+
+CREATE FUNCTION memory.night_01_flux_detection(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cycle_date date := memory._night_cycle_date(p_run_id);
+    v_closing int := (ops.setting('continuity.closing_turns'))::int;
+    v_opening int := (ops.setting('continuity.opening_turns'))::int;
+    v_cwindow interval := (ops.setting('continuity.window') #>> '{}')::interval;
+    v_csim float8 := (ops.setting('continuity.similarity'))::float8;
+    v_n bigint;
+    v_link record;
+BEGIN
+    -- An arc is the turns sharing a flux_arc_start (the spike that opened their flux window).
+    -- One whose spike was consolidated by an earlier cycle (the session was taken while the
+    -- window was open, then resumed) is stored as a continuation of the part stored then:
+    -- the latest arc of that session starting between the spike and the consolidated turn.
+    WITH turns AS (
+        SELECT d.session_id, n.consolidated_turn, d.turn_number, d.flux_arc_start, d.flux_state, d.perplexity_score,
+               d.flux_baseline_mean, d.flux_baseline_sd, d.created_at
+        FROM memory.night_sessions n
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number > n.consolidated_turn
+        WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND d.flux_arc_start IS NOT NULL),
+    found AS (
+        SELECT t.session_id, t.flux_arc_start, min(t.consolidated_turn) AS consolidated_turn,
+               min(t.turn_number) AS start_turn, max(t.turn_number) AS end_turn,
+               (array_agg(t.turn_number ORDER BY t.perplexity_score DESC, t.turn_number))[1] AS peak_turn,
+               bool_or(t.flux_state = 'stable') AS resolved,
+               coalesce(min(t.flux_baseline_mean) FILTER (WHERE t.turn_number = t.flux_arc_start),
+                        (array_agg(t.flux_baseline_mean ORDER BY t.turn_number))[1]) AS baseline,
+               coalesce(min(t.flux_baseline_sd) FILTER (WHERE t.turn_number = t.flux_arc_start),
+                        (array_agg(t.flux_baseline_sd ORDER BY t.turn_number))[1]) AS sigma,
+               max(t.perplexity_score) AS peak,
+               (array_agg(t.perplexity_score ORDER BY t.turn_number DESC))[1] AS final,
+               min(t.created_at) AS start_time, max(t.created_at) AS end_time
+        FROM turns t
+        GROUP BY t.session_id, t.flux_arc_start),
+    arcs AS (
+        SELECT f.*, e.arc_id AS earlier_arc_id,
+               coalesce(e.baseline_perplexity, f.baseline) AS base, coalesce(e.baseline_sigma, f.sigma) AS base_sigma
+        FROM found f
+        LEFT JOIN LATERAL (
+            SELECT a.arc_id, a.baseline_perplexity, a.baseline_sigma FROM memory.flux_arcs a
+            WHERE f.flux_arc_start <= f.consolidated_turn AND a.session_id = f.session_id
+              AND a.start_turn BETWEEN f.flux_arc_start AND f.consolidated_turn
+            ORDER BY a.start_turn DESC LIMIT 1) e ON true),
+    ins AS (
+        INSERT INTO memory.flux_arcs AS fa (session_id, user_id, cycle_date, start_turn, peak_turn, end_turn, resolved,
+            open_at_session_end, baseline_perplexity, baseline_sigma, peak_perplexity, final_perplexity,
+            flux_reversal_quality, arc_duration_turns, start_time, end_time, open_arc_embedding)
+        SELECT a.session_id, p_user_id, v_cycle_date, a.start_turn, a.peak_turn, a.end_turn, a.resolved, NOT a.resolved,
+               a.base, a.base_sigma, a.peak, a.final, (a.peak - a.final) * (a.end_turn - a.start_turn + 1),
+               a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
+               CASE WHEN NOT a.resolved THEN (
+                   SELECT l2_normalize(avg(x.universal_embedding)) FROM (
+                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
+                       ORDER BY d.turn_number DESC LIMIT v_closing) x) END
+        FROM arcs a
+        ON CONFLICT (session_id, start_turn) DO NOTHING
+        RETURNING fa.arc_id, fa.session_id, fa.start_turn)
+    INSERT INTO memory.night_arcs (run_id, user_id, arc_id, session_id, start_turn, continues_arc_id)
+    SELECT p_run_id, p_user_id, i.arc_id, i.session_id, i.start_turn, a.earlier_arc_id
+    FROM ins i JOIN arcs a ON a.session_id = i.session_id AND a.start_turn = i.start_turn;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+
+    UPDATE memory.flux_arcs e SET continued_by_arc_id = n.arc_id
+    FROM memory.night_arcs n
+    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.continued_by_arc_id IS NULL;
+
+    -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
+    -- user that ended shortly before link the new session (and its first arc) to it. Row by
+    -- row by primary key: a join plan made while statistics were stale scanned all sessions.
+    FOR v_link IN
+        WITH opening AS (
+            SELECT n.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
+            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id
+                 AND d.turn_number > n.consolidated_turn AND d.turn_number <= v_opening
+            WHERE n.run_id = p_run_id AND n.user_id = p_user_id GROUP BY n.session_id)
+        SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
+        FROM opening o
+        JOIN memory.flux_arcs a ON a.user_id = p_user_id AND a.open_at_session_end AND a.session_id <> o.session_id
+             AND a.continued_by_arc_id IS NULL AND a.end_time <= o.started AND a.end_time > o.started - v_cwindow
+        WHERE 1 - (a.open_arc_embedding <=> o.emb) > v_csim
+        ORDER BY o.session_id, a.open_arc_embedding <=> o.emb
+    LOOP
+        UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
+        UPDATE memory.flux_arcs SET continued_by_arc_id = (
+            SELECT n.arc_id FROM memory.night_arcs n
+            WHERE n.run_id = p_run_id AND n.session_id = v_link.session_id ORDER BY n.start_turn LIMIT 1)
+        WHERE arc_id = v_link.open_arc_id;
+    END LOOP;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_01_flux_detection(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 1, flux detection, for one user of a run: stores in memory.flux_arcs (and memory.night_arcs) the arcs of the turns stage 0 took, from what the day_table trigger set live (parameters flux.*): an arc is the turns sharing a flux_arc_start, from the spike that opened a flux window to the first stable turn (resolved) or the session''s last turn (unresolved). baseline and sigma = the spike''s live baseline (mean and sample stddev of the flux.baseline_window turns before it), peak = highest perplexity in the arc, final = perplexity of the closing (or last) turn, flux_reversal_quality = (peak - final) x arc_duration_turns. An arc whose spike an earlier cycle consolidated (its session resumed while the window was open) is stored from its first new turn as a continuation of the part stored then (continued_by_arc_id of that part), with that part''s baseline. An arc open at the session''s last turn sets open_at_session_end, the session continuity flag, with open_arc_embedding = normalised mean of the last continuity.closing_turns turns. Then links a new session whose opening turns (continuity.opening_turns) have cosine similarity > continuity.similarity to an open arc of the same user that ended within continuity.window before it started. Returns the number of arcs stored.';
+
+CREATE FUNCTION memory.night_02_block_formation(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cutoff timestamptz := (memory._night_cycle_date(p_run_id) + 1)::timestamptz;
+    v_margin int := (ops.setting('night.margin_turns'))::int;
+    v_live_sigma float8 := (ops.setting('night.live_spike_sigma'))::float8;
+    v_live_arrete float8 := (ops.setting('night.live_arrete'))::float8;
+    v_live_id float8 := (ops.setting('night.live_interrogative_distance'))::float8;
+    v_markers text := ops.setting('night.insight_markers') #>> '{}';
+    v_n bigint;
+BEGIN
+    -- Each new arc becomes a block with margins within the turns this run took.
+    INSERT INTO memory.night_blocks (run_id, user_id, block_kind, arc_id, session_id, start_turn, peak_turn, end_turn,
+                                     first_turn, last_turn, resolved, baseline, peak, final, quality, duration,
+                                     start_time, end_time)
+    SELECT p_run_id, p_user_id, 'arc', f.arc_id, f.session_id, f.start_turn, f.peak_turn, f.end_turn,
+           greatest(f.start_turn - v_margin, s.first_turn), least(f.end_turn + v_margin, s.last_turn), f.resolved,
+           f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
+           f.arc_duration_turns, f.start_time, f.end_time
+    FROM memory.night_arcs a
+    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
+    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.session_id = a.session_id
+    WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n = 0 THEN
+        RETURN 0;
+    END IF;
+    PERFORM memory.refresh_preoccupation_centroid(p_user_id, least(v_cutoff, now()));
+
+    -- What stages 3-5 measure on each turn a block holds: coherence with the previous turn,
+    -- Interrogative Distance to the Preoccupation Centroid, and whether it is live.
+    INSERT INTO memory.night_block_turns (run_id, user_id, block_id, turn_number, perplexity_score, coherence_prev,
+                                          interrogative_distance, live)
+    SELECT p_run_id, p_user_id, b.block_id, d.turn_number, d.perplexity_score,
+           greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
+           least(1, d.universal_embedding <=> c.universal_centroid),
+           (d.turn_number BETWEEN b.start_turn AND b.end_turn
+             AND (d.perplexity_score > d.flux_baseline_mean + v_live_sigma * d.flux_baseline_sd
+                  OR (lag(d.perplexity_score) OVER o - d.perplexity_score) / nullif(lag(d.perplexity_score) OVER o, 0) > v_live_arrete
+                  OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
+                  OR d.content ~* v_markers)) IS TRUE
+    FROM memory.night_blocks b
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+    LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id
+    WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
+
+    -- Zones over the arc's own turns: maximal runs of live or of dead turns; live ones verbatim.
+    WITH runs AS (
+        SELECT t.block_id, t.turn_number, t.live,
+               t.turn_number - row_number() OVER (PARTITION BY t.block_id, t.live ORDER BY t.turn_number) AS run
+        FROM memory.night_block_turns t
+        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.block_id = t.block_id
+        WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn)
+    INSERT INTO memory.night_zones (run_id, user_id, block_id, session_id, live, first_turn, last_turn, content)
+    SELECT p_run_id, p_user_id, r.block_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
+           string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
+    FROM runs r
+    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.block_id = r.block_id
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = b.session_id AND d.turn_number = r.turn_number
+    GROUP BY r.block_id, b.session_id, r.live, r.run;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_02_block_formation(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 2, block formation, for one user of a run. Each arc stage 1 stored becomes a block (memory.night_blocks) spanning night.margin_turns turns before its spike and after its resolution (within the turns the run took), and the user''s Preoccupation Centroid is refreshed as of the cycle''s end. For each turn a block holds, memory.night_block_turns gets its coherence with the previous turn, its Interrogative Distance to the centroid and whether it is live. The arc''s own turns are split into zones (memory.night_zones): live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Returns the number of blocks formed.';
+
+CREATE FUNCTION memory.night_03_salience(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    WITH per_block AS (
+        SELECT b.block_id,
+               memory._perplexity_salience(b.peak, b.baseline) AS p_u,
+               memory._perplexity_salience(avg(t.perplexity_score) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), b.baseline) AS p_e,
+               memory._perplexity_salience(avg(t.perplexity_score) FILTER (WHERE t.turn_number BETWEEN b.start_turn AND b.end_turn), b.baseline) AS p_t,
+               coalesce(max(t.coherence_prev) FILTER (WHERE t.turn_number = b.peak_turn + 1), 0) AS c_u,
+               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), 0) AS c_e,
+               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn), 0) AS c_t,
+               coalesce(max(t.interrogative_distance) FILTER (WHERE t.turn_number = b.peak_turn), 1) AS id_u,
+               coalesce(avg(t.interrogative_distance) FILTER (WHERE t.turn_number BETWEEN b.peak_turn AND b.peak_turn + 1), 1) AS id_e,
+               coalesce(avg(t.interrogative_distance) FILTER (WHERE t.turn_number BETWEEN b.start_turn AND b.end_turn), 1) AS id_t,
+               coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.peak_turn), 0)
+                 - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
+                 AS coherence_gain
+        FROM memory.night_blocks b
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id
+        GROUP BY b.block_id, b.peak, b.baseline, b.peak_turn, b.start_turn, b.end_turn, b.first_turn),
+    scored AS (
+        SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
+        FROM per_block p)
+    UPDATE memory.night_blocks b SET
+        salience_scores = jsonb_build_object(
+            'utterance_level', jsonb_build_object('P', round(s.p_u::numeric, 4), 'C', round(s.c_u::numeric, 4), 'ID', round(s.id_u::numeric, 4)),
+            'exchange_level', jsonb_build_object('P', round(s.p_e::numeric, 4), 'C', round(s.c_e::numeric, 4), 'ID', round(s.id_e::numeric, 4)),
+            'theme_level', jsonb_build_object('P', round(s.p_t::numeric, 4), 'C', round(s.c_t::numeric, 4), 'ID', round(s.id_t::numeric, 4)),
+            'composite', round(s.composite::numeric, 4)),
+        arrete = (b.baseline - b.final) / nullif(b.baseline, 0),
+        coherence_gain = s.coherence_gain,
+        ties_merge_weight = 0.5 * s.composite + 0.5 * greatest(0, least(1, coalesce((b.baseline - b.final) / nullif(b.baseline, 0), 0)))
+    FROM scored s WHERE b.run_id = p_run_id AND b.block_id = s.block_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_03_salience(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 3, salience, for the blocks stage 2 formed for one user of a run, at three levels. Utterance: the peak turn; exchange: the peak turn and the turn answering it; theme: the whole arc (for C, the whole block). P = 1 - exp(-max(0, perplexity / baseline - 1)) of the peak, of the exchange''s mean and of the arc''s mean perplexity. C = coherence: cosine similarity (floored at 0) of a turn''s universal embedding with the previous turn''s, for the answer to the peak, averaged over the exchange, averaged over the block. ID = Interrogative Distance: cosine distance to the user''s Preoccupation Centroid (1 when unknown), at the peak, averaged over the exchange and over the arc. composite = mean over the three levels of (P + C + (1 - ID)) / 3. Arreté = (baseline - final) / baseline. coherence_gain = mean C of the turns after the peak - mean C of the block''s turns up to the peak. ties_merge_weight = 0.5 composite + 0.5 Arreté clamped to [0, 1]. Returns the number of blocks scored.';
+
+CREATE FUNCTION memory.night_04_compression(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_summariser regproc := (ops.setting('night.summariser') #>> '{}')::regproc;
+    v_n bigint;
+BEGIN
+    EXECUTE format('UPDATE memory.night_zones z SET content = %s(z.session_id, z.first_turn, z.last_turn) '
+                   'WHERE z.run_id = $1 AND z.user_id = $2 AND NOT z.live', v_summariser)
+    USING p_run_id, p_user_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    UPDATE memory.night_blocks b SET prose = jsonb_build_object(
+        'anterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
+                                     FROM memory.day_table d WHERE d.session_id = b.session_id
+                                       AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
+        'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
+                                       'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
+                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND z.live), '[]'),
+        'dead_zone_summaries', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
+                                       'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
+                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
+        'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
+                                      FROM memory.day_table d WHERE d.session_id = b.session_id
+                                        AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
+    RETURN v_n;
+END
+$_$;
+
+COMMENT ON FUNCTION memory.night_04_compression(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 4, compression, for the blocks stage 2 formed for one user of a run. Dead zones are summarised by the function the night.summariser setting names (memory.summarise_extractive by default, called with the session and the zone''s first and last turn); live zones stay verbatim. Builds each block''s prose in the spec''s shape: anterior_margin, live_zones [{start, end, content}], dead_zone_summaries [{start, end, summary}], posterior_margin, with start and end as 0-based turn offsets within the block. Returns the number of dead zones summarised.';
+
+CREATE FUNCTION memory.night_05_embedding(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_udim int := (ops.setting('embedding.universal_dim'))::int;
+    v_ndim int := (ops.setting('embedding.native_dim'))::int;
+    v_n bigint;
+BEGIN
+    -- Weighted sums with pgvector's element-wise product: the weight repeated as a vector.
+    WITH weighted AS (
+        SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
+               d.universal_embedding, d.native_embedding
+        FROM memory.night_blocks b
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
+    centroids AS (
+        SELECT block_id,
+               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
+               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
+        FROM weighted GROUP BY block_id)
+    UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
+    FROM centroids c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_05_embedding(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 5, block embeddings, for the blocks stage 2 formed for one user of a run: in both spaces, the normalised salience-weighted centroid of the block''s turns (margins included), weight = 1 + P of the turn''s perplexity against the arc baseline + 1 for turns in a live zone. Turns without an embedding in a space do not count in it. Returns the number of blocks embedded.';
+
+CREATE FUNCTION memory.night_06_storage(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cycle_date date := memory._night_cycle_date(p_run_id);
+    v_thematic float8 := (ops.setting('night.thematic_similarity'))::float8;
+    v_udim int := (ops.setting('embedding.universal_dim'))::int;
+    v_ndim int := (ops.setting('embedding.native_dim'))::int;
+    v_n bigint;
+BEGIN
+    -- Continuations found in stage 1 between blocks formed now (one hippocampal period):
+    -- continues_from / continued_by and a metablock over each chain.
+    UPDATE memory.night_blocks b SET continued_by = nb.block_id
+    FROM memory.flux_arcs f JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.arc_id = f.continued_by_arc_id
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.arc_id = b.arc_id;
+    UPDATE memory.night_blocks b SET continues_from = pb.block_id
+    FROM memory.night_blocks pb
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.continued_by = b.block_id;
+    WITH RECURSIVE chain AS (
+        SELECT b.block_id AS root, b.block_id, 1 AS pos FROM memory.night_blocks b
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continued_by IS NOT NULL AND b.continues_from IS NULL
+        UNION ALL
+        SELECT c.root, n.block_id, c.pos + 1
+        FROM chain c
+        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.block_id = c.block_id
+        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.block_id = cur.continued_by)
+    UPDATE memory.night_blocks b SET chain_root = c.root, chain_pos = c.pos
+    FROM chain c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    WITH m AS MATERIALIZED (  -- once per chain: a subquery could be rescanned, drawing a new id per block
+        SELECT x.chain_root, gen_random_uuid() AS compound_id FROM memory.night_blocks x
+        WHERE x.run_id = p_run_id AND x.user_id = p_user_id AND x.chain_root IS NOT NULL GROUP BY x.chain_root)
+    UPDATE memory.night_blocks b SET parent_metablock_id = m.compound_id
+    FROM m WHERE b.run_id = p_run_id AND b.chain_root = m.chain_root;
+
+    -- An earlier block stored by a previous cycle is not merged (spec 004 section 4.4): from
+    -- another session it becomes a citation; the earlier part of an arc of the same session
+    -- (consolidated while the arc was open) is what this block continues.
+    UPDATE memory.night_blocks b SET citations = jsonb_build_array(hb.block_id)
+    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.continued_by_arc_id = b.arc_id
+      AND f.user_id = p_user_id AND f.session_id <> b.session_id;
+    UPDATE memory.night_blocks b SET continues_from = hb.block_id
+    FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
+      AND a.run_id = p_run_id AND a.arc_id = b.arc_id;
+
+    -- Compound blocks first (constituents reference them), then the others. A compound's
+    -- prose concatenates its constituents' zones with shifted offsets; its metrics combine
+    -- theirs; its embeddings are their centroid weighted by ties_merge_weight.
+    WITH members AS (
+        SELECT b.*, coalesce(sum(b.last_turn - b.first_turn + 1) OVER (PARTITION BY b.chain_root ORDER BY b.chain_pos
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS offs
+        FROM memory.night_blocks b
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.chain_root IS NOT NULL),
+    zones AS (
+        SELECT m.parent_metablock_id AS id,
+               jsonb_agg(z.zone ORDER BY m.chain_pos, z.ord) FILTER (WHERE z.kind = 'live') AS live,
+               jsonb_agg(z.zone ORDER BY m.chain_pos, z.ord) FILTER (WHERE z.kind = 'dead') AS dead
+        FROM members m
+        CROSS JOIN LATERAL (
+            SELECT 'live' AS kind, e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
+                                                                    'end', (e.z ->> 'end')::int + m.offs) AS zone
+            FROM jsonb_array_elements(m.prose -> 'live_zones') WITH ORDINALITY e(z, ord)
+            UNION ALL
+            SELECT 'dead', e.ord, e.z || jsonb_build_object('start', (e.z ->> 'start')::int + m.offs,
+                                                            'end', (e.z ->> 'end')::int + m.offs)
+            FROM jsonb_array_elements(m.prose -> 'dead_zone_summaries') WITH ORDINALITY e(z, ord)) z
+        GROUP BY m.parent_metablock_id)
+    INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
+        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
+        arc_start_time, arc_end_time, session_continuity_flag, citations, preoccupation_centroid_id,
+        cycle_date, first_turn, last_turn, hippocampus_until)
+    SELECT m.parent_metablock_id, 'compound',
+           jsonb_build_object(
+               'anterior_margin', (array_agg(m.prose ->> 'anterior_margin' ORDER BY m.chain_pos))[1],
+               'live_zones', coalesce((SELECT z.live FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
+               'dead_zone_summaries', coalesce((SELECT z.dead FROM zones z WHERE z.id = m.parent_metablock_id), '[]'),
+               'posterior_margin', (array_agg(m.prose ->> 'posterior_margin' ORDER BY m.chain_pos DESC))[1]),
+           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_udim])::vector * m.universal_embedding)),
+           l2_normalize(sum(array_fill((0.01 + m.ties_merge_weight)::real, ARRAY[v_ndim])::vector * m.native_embedding)),
+           jsonb_build_object('peak_perplexity', max(m.peak),
+                              'baseline_perplexity', (array_agg(m.baseline ORDER BY m.chain_pos))[1],
+                              'final_perplexity', (array_agg(m.final ORDER BY m.chain_pos DESC))[1],
+                              'flux_reversal_quality', sum(m.quality), 'arc_duration_turns', sum(m.duration)),
+           memory._mean_salience(jsonb_agg(m.salience_scores)),
+           coalesce(avg(m.coherence_gain), 0), coalesce(avg(m.ties_merge_weight), 0),
+           (array_agg(m.session_id ORDER BY m.chain_pos))[1], p_user_id, u.tier,
+           min(m.start_time), max(m.end_time), NOT (array_agg(m.resolved ORDER BY m.chain_pos DESC))[1], '[]', pc.centroid_id,
+           v_cycle_date, (array_agg(m.first_turn ORDER BY m.chain_pos))[1], (array_agg(m.last_turn ORDER BY m.chain_pos))[1],
+           v_cycle_date + r.block_cycles
+    FROM members m
+    JOIN memory.users u ON u.user_id = p_user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
+    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
+    GROUP BY m.parent_metablock_id, u.tier, r.block_cycles, pc.centroid_id;
+
+    INSERT INTO memory.holographic_blocks (block_id, block_kind, arc_id, prose, native_embedding, universal_embedding,
+        flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
+        arc_start_time, arc_end_time, parent_metablock_id, session_continuity_flag, continues_from, continued_by,
+        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, hippocampus_until)
+    SELECT b.block_id, b.block_kind, b.arc_id, b.prose, b.native_embedding, b.universal_embedding,
+           jsonb_build_object('peak_perplexity', b.peak, 'baseline_perplexity', b.baseline,
+                              'final_perplexity', b.final, 'flux_reversal_quality', b.quality,
+                              'arc_duration_turns', b.duration),
+           b.salience_scores, coalesce(b.coherence_gain, 0), coalesce(b.ties_merge_weight, 0),
+           b.session_id, p_user_id, u.tier, b.start_time, b.end_time, b.parent_metablock_id, NOT b.resolved,
+           b.continues_from, b.continued_by, coalesce(b.citations, '[]'), pc.centroid_id,
+           v_cycle_date, b.first_turn, b.last_turn, v_cycle_date + r.block_cycles
+    FROM memory.night_blocks b
+    JOIN memory.users u ON u.user_id = p_user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
+    LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    -- The earlier part, stored by a previous cycle, learns what continues it.
+    UPDATE memory.holographic_blocks e SET continued_by = b.block_id
+    FROM memory.night_blocks b
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND e.block_id = b.continues_from AND e.continued_by IS NULL;
+
+    WITH mine AS (SELECT b.* FROM memory.night_blocks b WHERE b.run_id = p_run_id AND b.user_id = p_user_id)
+    INSERT INTO memory.block_relationships (user_id, source_block_id, target_block_id, relationship_type, strength)
+    SELECT p_user_id, b.block_id, b.continues_from, 'continues', NULL::float8 FROM mine b WHERE b.continues_from IS NOT NULL
+    UNION ALL
+    SELECT p_user_id, b.block_id, (b.citations ->> 0)::uuid, 'cites', NULL FROM mine b WHERE jsonb_array_length(b.citations) > 0
+    UNION ALL
+    SELECT p_user_id, b.parent_metablock_id, b.block_id, 'derived_from', NULL FROM mine b WHERE b.parent_metablock_id IS NOT NULL
+    UNION ALL
+    SELECT p_user_id, b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
+    FROM mine b1 JOIN mine b2 ON b1.start_time < b2.start_time OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
+    WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
+    ON CONFLICT DO NOTHING;
+
+    -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
+    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date)
+    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, v_cycle_date
+    FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
+    UPDATE memory.sessions s SET consolidated_turn = n.last_turn
+    FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND s.session_id = n.session_id;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_06_storage(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 6, storage, for one user of a run. Writes the blocks of memory.night_blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; hippocampus_until = cycle date + the tier''s block_cycles). A continuation whose earlier block forms in the same run links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents). An earlier block stored by a previous cycle is not merged: from another session it becomes a citation (citations and a cites relationship); the earlier part of an arc of the same session, consolidated while the arc was still open, is continued (continues_from, its continued_by, a continues relationship). Blocks of the run at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session (memory.consolidations, sessions.consolidated_turn). Returns the number of blocks stored (compounds not counted).';
+
+CREATE FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cycle_date date := memory._night_cycle_date(p_run_id);
+    v_gain float8 := (ops.setting('cortex.coherence_gain_threshold'))::float8;
+    v_age interval := (ops.setting('cortex.max_block_age') #>> '{}')::interval;
+    v_n bigint;
+BEGIN
+    INSERT INTO ops.jobs (kind, payload, dedupe_key)
+    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'run_id', p_run_id), 'cortex_migrate:' || b.block_id
+    FROM memory.holographic_blocks b
+    WHERE b.user_id = p_user_id AND b.migrated_at IS NULL
+      AND (b.coherence_gain >= v_gain OR b.arc_end_time < (v_cycle_date + 1)::timestamptz - v_age
+           OR b.long_term OR b.hippocampus_until <= v_cycle_date)
+    ORDER BY b.arc_start_time
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        PERFORM pg_notify('psimem_jobs', 'night_cycle');  -- the worker starts on them when this batch commits
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
+
+CREATE FUNCTION memory.night_08_clustering_update(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_n bigint;
+BEGIN
+    PERFORM memory._night_cycle_date(p_run_id);  -- refuses an unknown run
+    -- One pending re-clustering covers any number of migrations (the worker runs it after
+    -- them). Migrations the worker already finished during the run count too.
+    INSERT INTO ops.jobs (kind, payload, dedupe_key)
+    SELECT 'cluster_update', jsonb_build_object('run_id', p_run_id), 'cluster_update:run:' || p_run_id
+    WHERE EXISTS (SELECT 1 FROM ops.jobs j WHERE j.kind = 'cortex_migrate' AND j.payload ->> 'run_id' = p_run_id::text)
+      AND NOT EXISTS (SELECT 1 FROM ops.jobs j WHERE j.kind = 'cluster_update' AND j.state = 'queued')
+    ON CONFLICT (dedupe_key) DO NOTHING;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF EXISTS (SELECT 1 FROM ops.jobs j WHERE j.state = 'queued') THEN
+        PERFORM pg_notify('psimem_jobs', 'night_cycle');
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_08_clustering_update(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 8, clustering update, once per run after every user (p_user_id is the run''s user filter and is not used): when the run queued blocks for the Cortex and no re-clustering is pending, queues one cluster_update job (RAPTOR re-clustering, run by the worker after the migrations); wakes the worker with NOTIFY psimem_jobs when work is queued. Returns the number of jobs queued.';
+
+CREATE FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cycle_date date := memory._night_cycle_date(p_run_id);
+    v_tier text;
+    v_raw int;
+    v_block int;
+    v_n bigint;
+BEGIN
+    SELECT u.tier, r.raw_cycles, r.block_cycles INTO v_tier, v_raw, v_block
+    FROM memory.users u JOIN memory.retention_policy r ON r.tier = u.tier WHERE u.user_id = p_user_id;
+    DELETE FROM memory.day_table d
+    USING memory.consolidations c
+    WHERE d.user_id = p_user_id
+      AND c.session_id = d.session_id AND d.turn_number BETWEEN c.first_turn AND c.last_turn
+      AND c.cycle_date <= v_cycle_date - v_raw
+      -- never a turn that a block still in the Hippocampus covers
+      AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
+                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc' AND b.migrated_at IS NULL
+                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn)
+      -- a turn no block covers stays the tier's whole span
+      AND (c.cycle_date <= v_cycle_date - (v_raw + v_block)
+           OR EXISTS (SELECT 1 FROM memory.holographic_blocks b
+                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc'
+                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn));
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    IF v_n > 0 THEN
+        INSERT INTO ops.cleanup_log (cycle_date, tier, turns_deleted) VALUES (v_cycle_date, v_tier, v_n);
+    END IF;
+    RETURN v_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 9, day table cleanup, for one user of a run, by memory.retention_policy for the user''s tier, counting cycles from the consolidation of each turn. A turn that a block covers goes once raw_cycles have passed and no block still in the Hippocampus (not yet migrated to the Cortex) covers it; a turn no block covers goes after raw_cycles + block_cycles (1 / 3 / 7 cycles for normal / meso / elder by default). What it removes is logged per tier in ops.cleanup_log. Returns the number of turns deleted.';
+
+CREATE PROCEDURE memory.night_cycle(IN p_cycle_date date DEFAULT CURRENT_DATE, IN p_user_id uuid DEFAULT NULL::uuid)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    v_since timestamptz := pg_catalog.clock_timestamp();
+BEGIN
+    COMMIT;  -- inside a transaction block this fails at once, before any lock or work
+    IF NOT memory._night_lock('session') THEN
+        RETURN;
+    END IF;
+    PERFORM memory._night_open_run(p_cycle_date, p_user_id, true);
+    COMMIT;
+    WHILE memory._night_work(true) LOOP
+        COMMIT;
+    END LOOP;
+    COMMIT;
+    PERFORM memory._night_end(v_since);
+END
+$$;
+
+COMMENT ON PROCEDURE memory.night_cycle(IN p_cycle_date date, IN p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one; pg_cron CALLs it nightly (cron.night_cycle). Stages, in memory.night_stages: 0 select sessions, 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 9 cleanup per user; 8 clustering update once per run. Commits after each batch of night.batch_users users (in user_id order), each user in a subtransaction: a user''s sessions stay locked only until their batch commits, so a turn written into a session the cycle has taken waits at most for that batch and is left for the next cycle. Its state is in ops.cycle_runs (a cursor) and the work tables keyed by run: killed at any point (server crash included), the next call resumes the unfinished run where it stopped, redoing only the uncommitted batch; a second complete run creates nothing. A session-level advisory lock keeps two runs apart (a second call returns at once); it is released at the end and on any error. A run forming more blocks than holographic_blocks holds builds their HNSW indexes once when it finishes (night.index_rebuild_*), each step its own transaction. When any user failed, raises an error naming them after the others'' work is committed (so pg_cron records a failure); each failure is in ops.cycle_stage_log. Cannot run inside a transaction block: memory.run_night_cycle does the same there.';
 
 CREATE FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer DEFAULT 10, p_user_id uuid DEFAULT NULL::uuid, p_expand boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, session_id uuid, user_id uuid, arc_start_time timestamp with time zone, distance double precision, reason text, via_block_id uuid, coherence_gain double precision, prose jsonb)
     LANGUAGE plpgsql STABLE
@@ -1674,147 +1787,19 @@ CREATE FUNCTION memory.run_night_cycle(p_cycle_date date DEFAULT CURRENT_DATE, p
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
-    v_cutoff timestamptz := (p_cycle_date + 1)::timestamptz;
-    v_run_id bigint;
-    v_user record;
-    v_stage int;
-    v_names text[] := ARRAY['flux detection', 'block formation', 'salience', 'compression', 'embedding',
-                            'storage', 'migration check', 'clustering update', 'cleanup'];
-    v_t timestamptz;
-    v_rows bigint;
-    v_log jsonb;
-    v_done int := 0;
-    v_failed int := 0;
-    v_total bigint;
-    v_migrations bigint := 0;
-    v_user_migrations bigint;
-    v_err text;
-    v_block_indexes text[];
-    v_blocks_made bigint := 0;
-    v_next_analyze bigint := 1000;
+    v_run bigint;
 BEGIN
-    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.night_cycle')) THEN
-        RAISE NOTICE 'night cycle: another run holds the lock; nothing done';
+    IF NOT memory._night_lock('transaction') THEN
         RETURN NULL;
     END IF;
-    INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (p_cycle_date, p_user_id) RETURNING run_id INTO v_run_id;
-
-    CREATE TEMP TABLE IF NOT EXISTS _night_sessions (
-        session_id uuid PRIMARY KEY, user_id uuid, consolidated_turn int, first_turn int, last_turn int, turns int) ON COMMIT DROP;
-    CREATE INDEX IF NOT EXISTS _night_sessions_user ON _night_sessions (user_id);
-    CREATE TEMP TABLE IF NOT EXISTS _night_found_arcs (
-        user_id uuid, session_id uuid, start_turn int, end_turn int, peak_turn int, resolved boolean, baseline float8,
-        sigma float8, peak float8, final float8, start_time timestamptz, end_time timestamptz) ON COMMIT DROP;
-    CREATE INDEX IF NOT EXISTS _night_found_arcs_user ON _night_found_arcs (user_id);
-    CREATE TEMP TABLE IF NOT EXISTS _night_block_turns (
-        arc_id uuid, turn_number int, role text, content text, perplexity_score float8,
-        universal_embedding vector, native_embedding vector, coherence_prev float8, interrogative_distance float8,
-        live boolean, PRIMARY KEY (arc_id, turn_number)) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS _night_arcs (arc_id uuid PRIMARY KEY, session_id uuid, start_turn int) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS _night_blocks (
-        arc_id uuid PRIMARY KEY, block_id uuid NOT NULL DEFAULT gen_random_uuid(), session_id uuid,
-        start_turn int, peak_turn int, end_turn int, first_turn int, last_turn int, resolved boolean,
-        baseline float8, peak float8, final float8, quality float8, duration int,
-        start_time timestamptz, end_time timestamptz, prose jsonb, salience_scores jsonb, arrete float8,
-        coherence_gain float8, ties_merge_weight float8, universal_embedding vector, native_embedding vector,
-        continues_from uuid, continued_by uuid, parent_metablock_id uuid, citations jsonb) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS _night_zones (
-        arc_id uuid, session_id uuid, live boolean, first_turn int, last_turn int, content text) ON COMMIT DROP;
-    CREATE TEMP TABLE IF NOT EXISTS _night_chain (root uuid, block_id uuid, pos int) ON COMMIT DROP;
-
-    -- Stage 0 and the finding half of stage 1 read only, so they run once for every user;
-    -- what writes runs per user, below, so that a failure rolls back one user's work.
-    v_t := clock_timestamp();
-    v_rows := memory._night_select_sessions(p_user_id, v_cutoff);
-    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
-    VALUES (v_run_id, NULL, 0, 'select sessions', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
-    v_t := clock_timestamp();
-    v_rows := memory._night_find_arcs();
-    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
-    VALUES (v_run_id, NULL, 1, v_names[1], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
-    v_block_indexes := memory._night_drop_block_indexes(v_rows);  -- bulk mode: one build at the end
-
-    SELECT count(*) INTO v_total FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id;
-    FOR v_user IN
-        SELECT u.user_id FROM memory.users u WHERE p_user_id IS NULL OR u.user_id = p_user_id ORDER BY u.user_id
-    LOOP
-        IF (v_done + v_failed) % 100 = 0 AND v_done + v_failed > 0 THEN  -- progress for psql (notices arrive live)
-            RAISE NOTICE 'night cycle %: % of % users done', p_cycle_date, v_done + v_failed, v_total;
-        END IF;
-        v_log := '[]';
-        v_stage := 0;
-        -- The per-user work tables, emptied outside the subtransaction (cheaper there).
-        TRUNCATE _night_arcs, _night_blocks, _night_chain, _night_zones, _night_block_turns;
-        -- The tables this run grows get fresh statistics each time its blocks double: plans
-        -- (plpgsql caches them) made while they looked empty would scan them for every user.
-        IF v_blocks_made >= v_next_analyze THEN
-            ANALYZE memory.flux_arcs, memory.holographic_blocks, memory.block_relationships, memory.consolidations;
-            v_next_analyze := 2 * v_blocks_made;
-        END IF;
-        BEGIN
-            v_t := clock_timestamp();
-            v_rows := memory._night_prepare(v_user.user_id);
-            v_log := v_log || jsonb_build_object('stage', 0, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-            IF v_rows > 0 THEN
-                v_t := clock_timestamp(); v_stage := 1; v_rows := memory._night_stage1_flux(v_user.user_id, p_cycle_date);
-                v_log := v_log || jsonb_build_object('stage', 1, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 2; v_rows := memory._night_stage2_blocks(v_user.user_id, least(v_cutoff, now()));
-                v_log := v_log || jsonb_build_object('stage', 2, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 3; v_rows := memory._night_stage3_salience();
-                v_log := v_log || jsonb_build_object('stage', 3, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 4; v_rows := memory._night_stage4_compression();
-                v_log := v_log || jsonb_build_object('stage', 4, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 5; v_rows := memory._night_stage5_embeddings();
-                v_log := v_log || jsonb_build_object('stage', 5, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-                v_t := clock_timestamp(); v_stage := 6; v_rows := memory._night_stage6_storage(v_user.user_id, p_cycle_date);
-                v_log := v_log || jsonb_build_object('stage', 6, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-            END IF;
-            v_t := clock_timestamp(); v_stage := 7; v_rows := memory._night_stage7_migration(v_user.user_id, p_cycle_date);
-            v_user_migrations := v_rows;
-            v_log := v_log || jsonb_build_object('stage', 7, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-            v_t := clock_timestamp(); v_stage := 9; v_rows := memory._night_stage9_cleanup(v_user.user_id, p_cycle_date);
-            v_log := v_log || jsonb_build_object('stage', 9, 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
-            v_done := v_done + 1;
-            v_blocks_made := v_blocks_made + coalesce((SELECT sum((e ->> 'rows')::bigint) FROM jsonb_array_elements(v_log) e
-                                                       WHERE (e ->> 'stage')::int = 6), 0);
-            v_migrations := v_migrations + v_user_migrations;  -- counted only once the user's work stands
-        EXCEPTION WHEN OTHERS THEN
-            -- This user's work is rolled back; the others go on. The failure is logged and raised as a warning.
-            GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
-            v_failed := v_failed + 1;
-            v_log := jsonb_build_array(jsonb_build_object('stage', greatest(v_stage, 1), 'rows', 0,
-                     'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t), 'error', v_err || ' (user''s cycle rolled back)'));
-            RAISE WARNING 'night cycle %: user % failed at stage % (%): %', p_cycle_date, v_user.user_id,
-                greatest(v_stage, 1), v_names[greatest(v_stage, 1)], v_err;
-        END;
-        INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok, error)
-        SELECT v_run_id, v_user.user_id, (e ->> 'stage')::int,
-               CASE (e ->> 'stage')::int WHEN 0 THEN 'select sessions' ELSE v_names[(e ->> 'stage')::int] END, (e ->> 'rows')::bigint,
-               (e ->> 'ms')::float8, e ->> 'error' IS NULL, e ->> 'error'
-        FROM jsonb_array_elements(v_log) e;
+    v_run := memory._night_open_run(p_cycle_date, p_user_id, false);
+    WHILE memory._night_work(false) LOOP
     END LOOP;
-
-    IF cardinality(v_block_indexes) > 0 THEN
-        v_t := clock_timestamp();
-        v_rows := memory._night_restore_block_indexes(v_block_indexes);
-        INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
-        VALUES (v_run_id, NULL, 6, v_names[6], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
-    END IF;
-
-    v_t := clock_timestamp();
-    v_rows := memory._night_stage8_clustering(v_run_id, v_migrations);
-    INSERT INTO ops.cycle_stage_log (run_id, user_id, stage, stage_name, rows, duration_ms, ok)
-    VALUES (v_run_id, NULL, 8, v_names[8], v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
-
-    UPDATE ops.cycle_runs SET finished_at = clock_timestamp(), users_done = v_done, users_failed = v_failed,
-        status = CASE WHEN v_failed = 0 THEN 'ok' WHEN v_done = 0 THEN 'failed' ELSE 'partial' END
-    WHERE run_id = v_run_id;
-    RAISE NOTICE 'night cycle %: run % done, % user(s) consolidated, % failed', p_cycle_date, v_run_id, v_done, v_failed;
-    RETURN v_run_id;
+    RETURN v_run;
 END
 $$;
 
-COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one: 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 8 clustering update (once per run), 9 day table cleanup. Takes sessions idle for night.session_idle whose turns all precede the end of p_cycle_date. Idempotent: consolidated turns are not taken again, so a second run for the same cycle creates nothing new. An advisory lock keeps two runs from overlapping (the second returns NULL). Stage 0 (picking sessions) and the finding of arcs (groups of the turns the day_table trigger marked with their flux window) run once for all users; the rest per user. A cycle forming at least night.index_rebuild_min_blocks blocks and more than night.index_rebuild_ratio times those stored builds the blocks'' HNSW indexes once at its end (bulk mode; readers of holographic_blocks wait for the commit). Each user runs in a subtransaction: a failure rolls back that user''s work only, is logged in ops.cycle_stage_log and raised as a WARNING, and marks the run partial or failed in ops.cycle_runs. Returns the run id; scheduled by pg_cron (cron.night_cycle).';
+COMMENT ON FUNCTION memory.run_night_cycle(p_cycle_date date, p_user_id uuid) IS 'The Night Cycle inside the caller''s transaction, for callers that need one (tests, a script that checks before committing): the same stages and logs as CALL memory.night_cycle, but nothing commits until the caller does, so every session it takes stays locked and every user it consolidates holds a subtransaction until then (more than 64 slows every other session): for a few users, not for the nightly run. Failed users are logged and raised as WARNINGs, not as an error. Finishes an unfinished run first, as the procedure does. Returns the run id, or NULL when another run holds the lock.';
 
 CREATE FUNCTION memory.start_session(p_user_id uuid, p_external_ref text DEFAULT NULL::text, p_started_at timestamp with time zone DEFAULT now()) RETURNS uuid
     LANGUAGE plpgsql
@@ -1908,6 +1893,21 @@ END
 $$;
 
 COMMENT ON FUNCTION ops._reclaim_stale_jobs() IS 'Internal. Running jobs whose worker has not heartbeaten for worker.stale_after (it crashed or was killed), or is stopped or unknown, go back to the queue, or to failed when they have used all their attempts; their open attempt is closed as abandoned. Returns the number reclaimed.';
+
+CREATE FUNCTION ops._refresh_turn_rules() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    INSERT INTO ops.turn_rules (singleton, rules)
+    SELECT true, coalesce(jsonb_object_agg(s.key, s.value), '{}')
+    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key LIKE 'limits.%'
+    ON CONFLICT (singleton) DO UPDATE SET rules = EXCLUDED.rules;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION ops._refresh_turn_rules() IS 'Trigger on ops.settings, after each statement that changes it: rewrites ops.turn_rules, the flux.* and limits.* settings as one jsonb row, which the day_table trigger reads for every turn.';
 
 CREATE FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) RETURNS text
     LANGUAGE plpgsql STABLE
@@ -2057,7 +2057,7 @@ DECLARE
 BEGIN
     FOR v_job IN
         SELECT * FROM (VALUES
-            ('psimem-night-cycle', 'cron.night_cycle', 'SELECT memory.run_night_cycle()'),
+            ('psimem-night-cycle', 'cron.night_cycle', 'CALL memory.night_cycle()'),
             ('psimem-procedural', 'cron.procedural_maintenance',
              'SELECT procedural.decay_causal_edges(), procedural.prune_reflexes()'),
             ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()'),
@@ -2070,7 +2070,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
+COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle (CALL memory.night_cycle(), which commits per batch of users and fails the job when a user failed), procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
 
 CREATE FUNCTION ops.queue_job(p_kind text, p_payload jsonb DEFAULT '{}'::jsonb, p_dedupe_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT 5) RETURNS bigint
     LANGUAGE plpgsql
@@ -2165,6 +2165,56 @@ $$;
 
 COMMENT ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text) IS 'Gives jobs back to the queue, ready at once and without counting the interrupted attempt (it closes as released with p_reason): what a worker does when it is told to stop mid-job. Returns the number released.';
 
+CREATE TABLE ops.jobs (
+    job_id bigint NOT NULL,
+    kind text NOT NULL,
+    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
+    dedupe_key text,
+    state text DEFAULT 'queued'::text NOT NULL,
+    attempts integer DEFAULT 0 NOT NULL,
+    max_attempts integer DEFAULT 5 NOT NULL,
+    run_after timestamp with time zone DEFAULT now() NOT NULL,
+    locked_by text,
+    locked_at timestamp with time zone,
+    heartbeat_at timestamp with time zone,
+    last_error text,
+    result jsonb,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    finished_at timestamp with time zone,
+    CONSTRAINT jobs_kind_known CHECK ((kind = ANY (ARRAY['cortex_migrate'::text, 'cluster_update'::text]))),
+    CONSTRAINT jobs_state_known CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'done'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE ops.jobs IS 'Work for the Python worker (psimem worker), queued by the Night Cycle; taken with FOR UPDATE SKIP LOCKED';
+
+CREATE FUNCTION ops.retry_job(p_job_id bigint) RETURNS ops.jobs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_job ops.jobs;
+BEGIN
+    -- A failed job keeps its dedupe key, so the Night Cycle never queues its block again:
+    -- without this, a block whose migration failed for good would stay in the Hippocampus.
+    UPDATE ops.jobs j SET state = 'queued', attempts = 0, run_after = clock_timestamp(), finished_at = NULL,
+                          locked_by = NULL, locked_at = NULL
+    WHERE j.job_id = p_job_id AND j.state = 'failed'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        SELECT * INTO v_job FROM ops.jobs j WHERE j.job_id = p_job_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'p_job_id: unknown job %', coalesce(p_job_id::text, 'null') USING ERRCODE = 'no_data_found';
+        END IF;
+        RAISE EXCEPTION 'p_job_id: job % is %, not failed: only a failed job is retried', p_job_id, v_job.state
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_notify('psimem_jobs', v_job.kind);
+    RETURN v_job;
+END
+$$;
+
+COMMENT ON FUNCTION ops.retry_job(p_job_id bigint) IS 'Puts a job that failed for good (state failed, listed in bi.dead_letter_jobs) back in the queue, ready now and with its attempts counted from zero; its last error stays in last_error and every attempt in ops.job_attempts. Wakes the worker. Returns the job. Refuses an unknown job or one that is not failed.';
+
 CREATE FUNCTION ops.set_schedule(p_job text, p_schedule text) RETURNS text
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
@@ -2240,28 +2290,6 @@ END
 $$;
 
 COMMENT ON FUNCTION ops.stop_worker(p_worker_id text) IS 'Marks a worker stopped, first releasing any job it still holds (ops.release_jobs). Returns the number of jobs released.';
-
-CREATE TABLE ops.jobs (
-    job_id bigint NOT NULL,
-    kind text NOT NULL,
-    payload jsonb DEFAULT '{}'::jsonb NOT NULL,
-    dedupe_key text,
-    state text DEFAULT 'queued'::text NOT NULL,
-    attempts integer DEFAULT 0 NOT NULL,
-    max_attempts integer DEFAULT 5 NOT NULL,
-    run_after timestamp with time zone DEFAULT now() NOT NULL,
-    locked_by text,
-    locked_at timestamp with time zone,
-    heartbeat_at timestamp with time zone,
-    last_error text,
-    result jsonb,
-    created_at timestamp with time zone DEFAULT now() NOT NULL,
-    finished_at timestamp with time zone,
-    CONSTRAINT jobs_kind_known CHECK ((kind = ANY (ARRAY['cortex_migrate'::text, 'cluster_update'::text]))),
-    CONSTRAINT jobs_state_known CHECK ((state = ANY (ARRAY['queued'::text, 'running'::text, 'done'::text, 'failed'::text])))
-);
-
-COMMENT ON TABLE ops.jobs IS 'Work for the Python worker (psimem worker), queued by the Night Cycle; taken with FOR UPDATE SKIP LOCKED';
 
 CREATE FUNCTION ops.take_jobs(p_worker_id text, p_limit integer DEFAULT 1) RETURNS SETOF ops.jobs
     LANGUAGE plpgsql
@@ -3388,8 +3416,14 @@ CREATE TABLE ops.cycle_runs (
     status text DEFAULT 'running'::text NOT NULL,
     users_done integer DEFAULT 0 NOT NULL,
     users_failed integer DEFAULT 0 NOT NULL,
+    resume_after uuid,
+    block_indexes text[] DEFAULT '{}'::text[] NOT NULL,
     CONSTRAINT cycle_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'failed'::text, 'partial'::text])))
 );
+
+COMMENT ON COLUMN ops.cycle_runs.resume_after IS 'the last user (in user_id order) whose batch this run has committed: a killed run resumes after it';
+
+COMMENT ON COLUMN ops.cycle_runs.block_indexes IS 'definitions of the holographic_blocks HNSW indexes this run dropped for a backfill; built again when it finishes';
 
 CREATE VIEW bi.cycle_runs AS
  SELECT r.run_id,
@@ -3402,7 +3436,7 @@ CREATE VIEW bi.cycle_runs AS
     EXTRACT(epoch FROM (r.finished_at - r.started_at)) AS seconds
    FROM ops.cycle_runs r;
 
-COMMENT ON VIEW bi.cycle_runs IS 'Night Cycle runs: status, users consolidated and failed, duration.';
+COMMENT ON VIEW bi.cycle_runs IS 'Night Cycle runs: status (running until finished: a killed run stays running until the next call resumes it), users consolidated and failed, duration.';
 
 CREATE TABLE ops.cycle_stage_log (
     run_id bigint NOT NULL,
@@ -3430,7 +3464,20 @@ CREATE VIEW bi.cycle_stages AS
    FROM ops.cycle_stage_log l
   GROUP BY l.run_id, l.stage, l.stage_name;
 
-COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1, 6 and 8 included), failures.';
+COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide index build of a backfill, logged as stage 6, and stage 8 included), failures.';
+
+CREATE VIEW bi.dead_letter_jobs AS
+ SELECT j.job_id,
+    j.kind,
+    j.attempts,
+    j.max_attempts,
+    j.created_at,
+    j.finished_at AS failed_at,
+    j.last_error
+   FROM ops.jobs j
+  WHERE (j.state = 'failed'::text);
+
+COMMENT ON VIEW bi.dead_letter_jobs IS 'Jobs that failed for good (every attempt used): nothing retries them until ops.retry_job(job_id); a cortex_migrate among them keeps its block in the Hippocampus.';
 
 CREATE TABLE memory.day_table (
     entry_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3452,7 +3499,6 @@ CREATE TABLE memory.day_table (
     flux_arc_start integer,
     universal_embedding_bq bit(768) GENERATED ALWAYS AS ((public.binary_quantize(universal_embedding))::bit(768)) STORED,
     external_ref text,
-    content_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED,
     CONSTRAINT day_table_content_not_blank CHECK ((content ~ '\S'::text)),
     CONSTRAINT day_table_flux_state_known CHECK ((flux_state = ANY (ARRAY['baseline'::text, 'spike'::text, 'resolution'::text, 'stable'::text]))),
     CONSTRAINT day_table_perplexity_nonnegative CHECK ((perplexity_score >= (0)::double precision)),
@@ -3471,8 +3517,6 @@ COMMENT ON COLUMN memory.day_table.flux_baseline_sd IS 'set by the trigger: samp
 COMMENT ON COLUMN memory.day_table.flux_arc_start IS 'set by the trigger: turn number of the spike that opened the flux window this turn is in, from that spike to the stable turn closing it; NULL outside a window';
 
 COMMENT ON COLUMN memory.day_table.external_ref IS 'the agent''s own id for this turn, unique within the session';
-
-COMMENT ON COLUMN memory.day_table.content_tsv IS 'the content as a tsvector (configuration english), for the text leg of memory.recall';
 
 CREATE VIEW bi.hippocampus_daily AS
  SELECT (date_trunc('day'::text, d.created_at))::date AS day,
@@ -3663,26 +3707,6 @@ CREATE TABLE memory.block_relationships (
     CONSTRAINT block_relationships_type_known CHECK ((relationship_type = ANY (ARRAY['cites'::text, 'continues'::text, 'derived_from'::text, 'thematic'::text])))
 );
 
-CREATE TABLE memory.block_turns (
-    block_id uuid NOT NULL,
-    turn_number integer NOT NULL,
-    user_id uuid NOT NULL,
-    session_id uuid NOT NULL,
-    zone_no smallint NOT NULL,
-    role text NOT NULL,
-    kept text NOT NULL,
-    verbatim boolean NOT NULL,
-    created_at timestamp with time zone NOT NULL,
-    external_ref text,
-    universal_embedding public.vector(768),
-    kept_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, kept)) STORED,
-    CONSTRAINT block_turns_kept_not_blank CHECK ((kept ~ '\S'::text)),
-    CONSTRAINT block_turns_role_known CHECK ((role = ANY (ARRAY['user'::text, 'assistant'::text, 'system'::text]))),
-    CONSTRAINT block_turns_turn_number_positive CHECK ((turn_number > 0))
-);
-
-COMMENT ON TABLE memory.block_turns IS 'What a Holographic Block keeps of each turn it covers: the turn verbatim (live zone or margin) or the sentences its dead-zone summary kept, with the turn''s role, time, external reference and universal embedding. Recall reaches consolidated turns here once retention has deleted them from day_table.';
-
 CREATE TABLE memory.block_zones (
     block_id uuid NOT NULL,
     user_id uuid NOT NULL,
@@ -3709,6 +3733,103 @@ CREATE TABLE memory.consolidations (
 );
 
 COMMENT ON TABLE memory.consolidations IS 'Which turns of a session which Night Cycle consolidated; retention counts cycles from here';
+
+CREATE UNLOGGED TABLE memory.night_arcs (
+    run_id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    arc_id uuid NOT NULL,
+    session_id uuid NOT NULL,
+    start_turn integer NOT NULL,
+    continues_arc_id uuid
+);
+
+COMMENT ON TABLE memory.night_arcs IS 'Night Cycle work state, stage 1: the flux arcs a run stored for a user; continues_arc_id is the earlier part, stored by an earlier cycle, of an arc that was still open when its session was consolidated.';
+
+CREATE UNLOGGED TABLE memory.night_block_turns (
+    run_id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    block_id uuid NOT NULL,
+    turn_number integer NOT NULL,
+    perplexity_score double precision,
+    coherence_prev double precision,
+    interrogative_distance double precision,
+    live boolean NOT NULL
+);
+
+COMMENT ON TABLE memory.night_block_turns IS 'Night Cycle work state, stage 2: what the later stages measure on each turn a block holds (its text and vectors stay in day_table): coherence with the previous turn, Interrogative Distance, whether it is live.';
+
+CREATE UNLOGGED TABLE memory.night_blocks (
+    run_id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    block_id uuid DEFAULT gen_random_uuid() NOT NULL,
+    block_kind text DEFAULT 'arc'::text NOT NULL,
+    arc_id uuid,
+    session_id uuid NOT NULL,
+    start_turn integer NOT NULL,
+    peak_turn integer,
+    end_turn integer NOT NULL,
+    first_turn integer NOT NULL,
+    last_turn integer NOT NULL,
+    resolved boolean,
+    baseline double precision,
+    peak double precision,
+    final double precision,
+    quality double precision,
+    duration integer,
+    start_time timestamp with time zone,
+    end_time timestamp with time zone,
+    prose jsonb,
+    salience_scores jsonb,
+    arrete double precision,
+    coherence_gain double precision,
+    ties_merge_weight double precision,
+    universal_embedding public.vector(768),
+    native_embedding public.vector(4096),
+    continues_from uuid,
+    continued_by uuid,
+    parent_metablock_id uuid,
+    citations jsonb,
+    chain_root uuid,
+    chain_pos integer
+);
+
+COMMENT ON TABLE memory.night_blocks IS 'Night Cycle work state, stages 2-6: the blocks a run forms for a user, filled in stage by stage (span and flux metrics, salience, prose, embeddings, links) and stored by stage 6. start_turn..end_turn is what the block is about (an arc), first_turn..last_turn what it holds (with margins).';
+
+CREATE UNLOGGED TABLE memory.night_sessions (
+    run_id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    session_id uuid NOT NULL,
+    consolidated_turn integer NOT NULL,
+    first_turn integer NOT NULL,
+    last_turn integer NOT NULL,
+    turns integer NOT NULL
+);
+
+COMMENT ON TABLE memory.night_sessions IS 'Night Cycle work state, stage 0: the sessions a run took for a user (locked until the user''s batch commits), with the range of their turns it consolidates.';
+
+CREATE TABLE memory.night_stages (
+    stage smallint NOT NULL,
+    name text NOT NULL,
+    function regproc NOT NULL,
+    scope text NOT NULL,
+    CONSTRAINT night_stages_scope_known CHECK ((scope = ANY (ARRAY['user'::text, 'taken'::text, 'run'::text]))),
+    CONSTRAINT night_stages_stage_range CHECK (((stage >= 0) AND (stage <= 99)))
+);
+
+COMMENT ON TABLE memory.night_stages IS 'The Night Cycle''s stages in order. function(p_run_id bigint, p_user_id uuid) returns the rows it touched. scope: user = for every user of the run; taken = only for a user whose sessions stage 0 took; run = once when the run finishes, after every user (p_user_id is the run''s user filter). Each db/functions/night/NN_name.sql registers its stage.';
+
+CREATE UNLOGGED TABLE memory.night_zones (
+    run_id bigint NOT NULL,
+    user_id uuid NOT NULL,
+    block_id uuid NOT NULL,
+    session_id uuid NOT NULL,
+    live boolean NOT NULL,
+    first_turn integer NOT NULL,
+    last_turn integer NOT NULL,
+    content text
+);
+
+COMMENT ON TABLE memory.night_zones IS 'Night Cycle work state, stages 2 and 4: the live and dead zones of each block (maximal runs of live or dead turns of its arc), live ones verbatim, dead ones summarised by stage 4.';
 
 CREATE TABLE memory.preoccupation_centroids (
     centroid_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3738,31 +3859,14 @@ CREATE TABLE memory.sessions (
     continues_session_id uuid,
     flux_arc_start integer,
     CONSTRAINT sessions_turn_count_nonnegative CHECK ((turn_count >= 0))
-);
+)
+WITH (fillfactor='70');
 
 COMMENT ON TABLE memory.sessions IS 'Conversations; each acts for one user';
 
 COMMENT ON COLUMN memory.sessions.consolidated_turn IS 'turns up to this number have been consolidated by a Night Cycle';
 
 COMMENT ON COLUMN memory.sessions.flux_arc_start IS 'turn number of the spike that opened the current flux window (trigger state)';
-
-CREATE TABLE memory.text_stats (
-    user_id uuid NOT NULL,
-    lexeme text NOT NULL,
-    turns bigint NOT NULL,
-    CONSTRAINT text_stats_turns_positive CHECK ((turns > 0))
-);
-
-COMMENT ON TABLE memory.text_stats IS 'Per user: in how many of their turns (ever recorded) each lexeme occurs; the document frequencies of BM25 in memory.recall';
-
-CREATE TABLE memory.text_totals (
-    user_id uuid NOT NULL,
-    turns bigint NOT NULL,
-    lexemes bigint NOT NULL,
-    CONSTRAINT text_totals_counts_nonnegative CHECK (((turns >= 0) AND (lexemes >= 0)))
-);
-
-COMMENT ON TABLE memory.text_totals IS 'Per user: how many turns were ever recorded and how many lexemes they held in all (BM25''s collection size and mean length)';
 
 CREATE TABLE memory.user_bindings (
     user_id uuid NOT NULL,
@@ -3810,6 +3914,14 @@ ALTER TABLE ops.jobs ALTER COLUMN job_id ADD GENERATED ALWAYS AS IDENTITY (
     NO MAXVALUE
     CACHE 1
 );
+
+CREATE TABLE ops.turn_rules (
+    singleton boolean DEFAULT true NOT NULL,
+    rules jsonb NOT NULL,
+    CONSTRAINT turn_rules_one_row CHECK (singleton)
+);
+
+COMMENT ON TABLE ops.turn_rules IS 'The flux.* and limits.* settings as one row, rewritten by a trigger on ops.settings: what the day_table trigger reads for every turn.';
 
 CREATE TABLE procedural.causal_edges (
     edge_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -3942,9 +4054,6 @@ ALTER TABLE ONLY memory.block_relationships
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type);
 
-ALTER TABLE ONLY memory.block_turns
-    ADD CONSTRAINT block_turns_pkey PRIMARY KEY (user_id, block_id, turn_number);
-
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_pkey PRIMARY KEY (block_id, zone_no);
 
@@ -3966,6 +4075,27 @@ ALTER TABLE ONLY memory.flux_arcs
 ALTER TABLE ONLY memory.holographic_blocks
     ADD CONSTRAINT holographic_blocks_pkey PRIMARY KEY (block_id);
 
+ALTER TABLE ONLY memory.night_arcs
+    ADD CONSTRAINT night_arcs_pkey PRIMARY KEY (run_id, arc_id);
+
+ALTER TABLE ONLY memory.night_block_turns
+    ADD CONSTRAINT night_block_turns_pkey PRIMARY KEY (run_id, block_id, turn_number);
+
+ALTER TABLE ONLY memory.night_blocks
+    ADD CONSTRAINT night_blocks_pkey PRIMARY KEY (run_id, block_id);
+
+ALTER TABLE ONLY memory.night_sessions
+    ADD CONSTRAINT night_sessions_pkey PRIMARY KEY (run_id, session_id);
+
+ALTER TABLE ONLY memory.night_stages
+    ADD CONSTRAINT night_stages_name_key UNIQUE (name);
+
+ALTER TABLE ONLY memory.night_stages
+    ADD CONSTRAINT night_stages_pkey PRIMARY KEY (stage);
+
+ALTER TABLE ONLY memory.night_zones
+    ADD CONSTRAINT night_zones_pkey PRIMARY KEY (run_id, block_id, first_turn);
+
 ALTER TABLE ONLY memory.preoccupation_centroids
     ADD CONSTRAINT preoccupation_centroids_pkey PRIMARY KEY (centroid_id);
 
@@ -3980,12 +4110,6 @@ ALTER TABLE ONLY memory.sessions
 
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_external_ref_unique UNIQUE (user_id, external_ref);
-
-ALTER TABLE ONLY memory.text_stats
-    ADD CONSTRAINT text_stats_pkey PRIMARY KEY (user_id, lexeme);
-
-ALTER TABLE ONLY memory.text_totals
-    ADD CONSTRAINT text_totals_pkey PRIMARY KEY (user_id);
 
 ALTER TABLE ONLY memory.user_bindings
     ADD CONSTRAINT user_bindings_pkey PRIMARY KEY (user_id, grantee);
@@ -4013,6 +4137,9 @@ ALTER TABLE ONLY ops.jobs
 
 ALTER TABLE ONLY ops.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
+
+ALTER TABLE ONLY ops.turn_rules
+    ADD CONSTRAINT turn_rules_pkey PRIMARY KEY (singleton);
 
 ALTER TABLE ONLY ops.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (worker_id);
@@ -4056,29 +4183,15 @@ ALTER TABLE ONLY psi.utterances
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
 
-CREATE INDEX idx_block_turns_kept_tsv ON memory.block_turns USING gin (kept_tsv);
-
-CREATE INDEX idx_block_turns_session_turn ON memory.block_turns USING btree (session_id, turn_number);
-
-CREATE INDEX idx_block_turns_universal ON memory.block_turns USING hnsw (universal_embedding public.vector_cosine_ops);
-
-CREATE INDEX idx_block_turns_user_time ON memory.block_turns USING btree (user_id, created_at);
-
 CREATE INDEX idx_block_zones_session_turns ON memory.block_zones USING btree (session_id, first_turn);
 
 CREATE INDEX idx_block_zones_user ON memory.block_zones USING btree (user_id);
 
 CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks USING btree (arc_id) WHERE (block_kind = 'arc'::text);
 
-CREATE INDEX idx_blocks_centroid ON memory.holographic_blocks USING btree (preoccupation_centroid_id);
-
-CREATE INDEX idx_blocks_coherence ON memory.holographic_blocks USING btree (coherence_gain DESC);
-
 CREATE INDEX idx_blocks_migrated ON memory.holographic_blocks USING btree (migrated_at) WHERE (migrated_at IS NOT NULL);
 
 CREATE INDEX idx_blocks_native ON memory.holographic_blocks USING hnsw (native_embedding_bq public.bit_hamming_ops);
-
-CREATE INDEX idx_blocks_session ON memory.holographic_blocks USING btree (session_id);
 
 CREATE INDEX idx_blocks_session_turns ON memory.holographic_blocks USING btree (session_id, first_turn, last_turn);
 
@@ -4086,19 +4199,11 @@ CREATE INDEX idx_blocks_universal ON memory.holographic_blocks USING hnsw (unive
 
 CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
 
-CREATE INDEX idx_consolidations_cycle ON memory.consolidations USING btree (cycle_date);
-
 CREATE INDEX idx_consolidations_user ON memory.consolidations USING btree (user_id);
-
-CREATE INDEX idx_day_table_content_tsv ON memory.day_table USING gin (content_tsv);
 
 CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops) WITH (m='32', ef_construction='128');
 
-CREATE INDEX idx_day_table_session ON memory.day_table USING btree (session_id);
-
 CREATE UNIQUE INDEX idx_day_table_session_external_ref ON memory.day_table USING btree (session_id, external_ref) WHERE (external_ref IS NOT NULL);
-
-CREATE INDEX idx_day_table_time ON memory.day_table USING btree (created_at);
 
 CREATE INDEX idx_day_table_universal_embedding ON memory.day_table USING hnsw (universal_embedding public.vector_cosine_ops) WITH (m='32', ef_construction='128');
 
@@ -4106,23 +4211,27 @@ CREATE INDEX idx_day_table_user_time ON memory.day_table USING btree (user_id, c
 
 CREATE INDEX idx_flux_arcs_continued_by ON memory.flux_arcs USING btree (continued_by_arc_id) WHERE (continued_by_arc_id IS NOT NULL);
 
-CREATE INDEX idx_flux_arcs_cycle ON memory.flux_arcs USING btree (cycle_date);
-
 CREATE INDEX idx_flux_arcs_user_open ON memory.flux_arcs USING btree (user_id, end_time) WHERE open_at_session_end;
 
-CREATE INDEX idx_relationships_source ON memory.block_relationships USING btree (source_block_id);
+CREATE INDEX idx_night_arcs_user ON memory.night_arcs USING btree (run_id, user_id);
+
+CREATE INDEX idx_night_block_turns_user ON memory.night_block_turns USING btree (run_id, user_id);
+
+CREATE INDEX idx_night_blocks_user ON memory.night_blocks USING btree (run_id, user_id);
+
+CREATE INDEX idx_night_sessions_user ON memory.night_sessions USING btree (run_id, user_id);
+
+CREATE INDEX idx_night_zones_user ON memory.night_zones USING btree (run_id, user_id);
 
 CREATE INDEX idx_relationships_target ON memory.block_relationships USING btree (target_block_id);
-
-CREATE INDEX idx_relationships_type ON memory.block_relationships USING btree (relationship_type);
 
 CREATE INDEX idx_relationships_user ON memory.block_relationships USING btree (user_id);
 
 CREATE INDEX idx_sessions_user ON memory.sessions USING btree (user_id, started_at);
 
-CREATE INDEX idx_sessions_user_last_turn ON memory.sessions USING btree (user_id, last_turn_at) INCLUDE (turn_count);
-
 CREATE INDEX idx_cleanup_log_date ON ops.cleanup_log USING btree (cycle_date);
+
+CREATE INDEX idx_cycle_runs_running ON ops.cycle_runs USING btree (run_id) WHERE (status = 'running'::text);
 
 CREATE INDEX idx_cycle_stage_log_run ON ops.cycle_stage_log USING btree (run_id);
 
@@ -4174,9 +4283,9 @@ CREATE INDEX idx_utterances_user_time ON psi.utterances USING btree (user_id, st
 
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
 
-CREATE TRIGGER day_table_text_stats AFTER INSERT ON memory.day_table REFERENCING NEW TABLE AS new_turns FOR EACH STATEMENT EXECUTE FUNCTION memory._day_table_text_stats();
-
 CREATE TRIGGER settings_check BEFORE INSERT OR UPDATE ON ops.settings FOR EACH ROW EXECUTE FUNCTION ops._settings_check();
+
+CREATE TRIGGER settings_turn_rules AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON ops.settings FOR EACH STATEMENT EXECUTE FUNCTION ops._refresh_turn_rules();
 
 CREATE TRIGGER psi_frames_integrity BEFORE INSERT OR UPDATE OF psi_blob, integrity_crc, frame_count ON psi.psi_frames FOR EACH ROW EXECUTE FUNCTION psi._psi_frames_check();
 
@@ -4190,15 +4299,6 @@ ALTER TABLE ONLY memory.block_relationships
 
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY memory.block_turns
-    ADD CONSTRAINT block_turns_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY memory.block_turns
-    ADD CONSTRAINT block_turns_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY memory.block_turns
-    ADD CONSTRAINT block_turns_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
@@ -4257,12 +4357,6 @@ ALTER TABLE ONLY memory.sessions
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
-ALTER TABLE ONLY memory.text_stats
-    ADD CONSTRAINT text_stats_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
-
-ALTER TABLE ONLY memory.text_totals
-    ADD CONSTRAINT text_totals_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
-
 ALTER TABLE ONLY memory.user_bindings
     ADD CONSTRAINT user_bindings_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
@@ -4305,12 +4399,6 @@ CREATE POLICY block_relationships_acting_user ON memory.block_relationships TO p
 
 CREATE POLICY block_relationships_admin ON memory.block_relationships TO psimem_admin USING (true) WITH CHECK (true);
 
-ALTER TABLE memory.block_turns ENABLE ROW LEVEL SECURITY;
-
-CREATE POLICY block_turns_acting_user ON memory.block_turns TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
-
-CREATE POLICY block_turns_admin ON memory.block_turns TO psimem_admin USING (true) WITH CHECK (true);
-
 ALTER TABLE memory.block_zones ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY block_zones_acting_user ON memory.block_zones TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
@@ -4341,6 +4429,26 @@ CREATE POLICY holographic_blocks_acting_user ON memory.holographic_blocks TO psi
 
 CREATE POLICY holographic_blocks_admin ON memory.holographic_blocks TO psimem_admin USING (true) WITH CHECK (true);
 
+ALTER TABLE memory.night_arcs ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY night_arcs_admin ON memory.night_arcs TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.night_block_turns ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY night_block_turns_admin ON memory.night_block_turns TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.night_blocks ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY night_blocks_admin ON memory.night_blocks TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.night_sessions ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY night_sessions_admin ON memory.night_sessions TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.night_zones ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY night_zones_admin ON memory.night_zones TO psimem_admin USING (true) WITH CHECK (true);
+
 ALTER TABLE memory.preoccupation_centroids ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY preoccupation_centroids_acting_user ON memory.preoccupation_centroids TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
@@ -4352,18 +4460,6 @@ ALTER TABLE memory.sessions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY sessions_acting_user ON memory.sessions TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY sessions_admin ON memory.sessions TO psimem_admin USING (true) WITH CHECK (true);
-
-ALTER TABLE memory.text_stats ENABLE ROW LEVEL SECURITY;
-
-CREATE POLICY text_stats_acting_user ON memory.text_stats TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
-
-CREATE POLICY text_stats_admin ON memory.text_stats TO psimem_admin USING (true) WITH CHECK (true);
-
-ALTER TABLE memory.text_totals ENABLE ROW LEVEL SECURITY;
-
-CREATE POLICY text_totals_acting_user ON memory.text_totals TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
-
-CREATE POLICY text_totals_admin ON memory.text_totals TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.user_bindings ENABLE ROW LEVEL SECURITY;
 
@@ -4463,57 +4559,46 @@ GRANT ALL ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end bo
 
 REVOKE ALL ON FUNCTION memory._day_table_before_insert() FROM PUBLIC;
 
-REVOKE ALL ON FUNCTION memory._day_table_text_stats() FROM PUBLIC;
-
 REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION memory._mean_salience(p_scores jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._mean_salience(p_scores jsonb) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._night_analyze(p_table regclass) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_analyze(p_table regclass) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory._night_backfill_mode(p_run_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_backfill_mode(p_run_id bigint) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_drop_block_indexes(p_new_blocks bigint) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory._night_batch(p_run_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_batch(p_run_id bigint) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._night_find_arcs() FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_find_arcs() TO psimem_admin;
+REVOKE ALL ON FUNCTION memory._night_consolidate_user(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_consolidate_user(p_run_id bigint, p_user_id uuid) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._night_prepare(p_user_id uuid) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_prepare(p_user_id uuid) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory._night_cycle_date(p_run_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_cycle_date(p_run_id bigint) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_end(p_since timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_end(p_since timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_finish(p_run_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_finish(p_run_id bigint) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_lock(p_action text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_lock(p_action text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_log(p_run_id bigint, p_user_id uuid, p_entries jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_log(p_run_id bigint, p_user_id uuid, p_entries jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_select_sessions(p_user_id uuid, p_cutoff timestamp with time zone) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage1_flux(p_user_id uuid, p_cycle_date date) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage2_blocks(p_user_id uuid, p_as_of timestamp with time zone) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage3_salience() FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage3_salience() TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage4_compression() FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage4_compression() TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage5_embeddings() FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage5_embeddings() TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage6_storage(p_user_id uuid, p_cycle_date date) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage7_migration(p_user_id uuid, p_cycle_date date) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage8_clustering(p_run_id bigint, p_migrations_queued bigint) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._night_stage9_cleanup(p_user_id uuid, p_cycle_date date) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory._night_work(p_session_lock boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_work(p_session_lock boolean) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._perplexity_salience(p_value double precision, p_baseline double precision) TO psimem_admin;
@@ -4522,21 +4607,9 @@ REVOKE ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id 
 GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_reader;
 GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) TO psimem_reader;
-GRANT ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) TO psimem_admin;
-
 REVOKE ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
 GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
-GRANT ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
-
-REVOKE ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
-GRANT ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.act_for(p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.act_for(p_user_id uuid) TO psimem_writer;
@@ -4567,9 +4640,38 @@ GRANT ALL ON FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_
 REVOKE ALL ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
-GRANT ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_01_flux_detection(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_01_flux_detection(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_02_block_formation(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_02_block_formation(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_03_salience(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_03_salience(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_04_compression(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_04_compression(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_05_embedding(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_05_embedding(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_06_storage(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_06_storage(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_08_clustering_update(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_08_clustering_update(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON PROCEDURE memory.night_cycle(IN p_cycle_date date, IN p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON PROCEDURE memory.night_cycle(IN p_cycle_date date, IN p_user_id uuid) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) TO psimem_reader;
@@ -4610,6 +4712,8 @@ GRANT ALL ON FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) TO p
 REVOKE ALL ON FUNCTION ops._reclaim_stale_jobs() FROM PUBLIC;
 GRANT ALL ON FUNCTION ops._reclaim_stale_jobs() TO psimem_admin;
 
+REVOKE ALL ON FUNCTION ops._refresh_turn_rules() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION ops._setting_problem(p_value jsonb, p_type text, p_min numeric, p_max numeric, p_allowed text[]) TO psimem_admin;
 
@@ -4635,6 +4739,11 @@ GRANT ALL ON FUNCTION ops.register_worker(p_worker_id text, p_host text, p_pid i
 REVOKE ALL ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text) FROM PUBLIC;
 GRANT ALL ON FUNCTION ops.release_jobs(p_worker_id text, p_job_ids bigint[], p_reason text) TO psimem_admin;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.jobs TO psimem_admin;
+
+REVOKE ALL ON FUNCTION ops.retry_job(p_job_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION ops.retry_job(p_job_id bigint) TO psimem_admin;
+
 REVOKE ALL ON FUNCTION ops.set_schedule(p_job text, p_schedule text) FROM PUBLIC;
 GRANT ALL ON FUNCTION ops.set_schedule(p_job text, p_schedule text) TO psimem_admin;
 
@@ -4648,8 +4757,6 @@ GRANT ALL ON FUNCTION ops.setting(p_key text) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION ops.stop_worker(p_worker_id text) FROM PUBLIC;
 GRANT ALL ON FUNCTION ops.stop_worker(p_worker_id text) TO psimem_admin;
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.jobs TO psimem_admin;
 
 REVOKE ALL ON FUNCTION ops.take_jobs(p_worker_id text, p_limit integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION ops.take_jobs(p_worker_id text, p_limit integer) TO psimem_admin;
@@ -4751,6 +4858,8 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_stage_log TO psimem_admin;
 
 GRANT SELECT ON TABLE bi.cycle_stages TO psimem_bi;
 
+GRANT SELECT ON TABLE bi.dead_letter_jobs TO psimem_bi;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.day_table TO psimem_admin;
 GRANT SELECT ON TABLE memory.day_table TO psimem_reader;
 GRANT SELECT,INSERT,DELETE ON TABLE memory.day_table TO psimem_writer;
@@ -4785,10 +4894,6 @@ GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_relationships TO psimem_admin;
 
-GRANT SELECT ON TABLE memory.block_turns TO psimem_reader;
-GRANT SELECT ON TABLE memory.block_turns TO psimem_writer;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_turns TO psimem_admin;
-
 GRANT SELECT ON TABLE memory.block_zones TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_zones TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_zones TO psimem_admin;
@@ -4796,6 +4901,18 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_zones TO psimem_admin;
 GRANT SELECT ON TABLE memory.consolidations TO psimem_reader;
 GRANT SELECT ON TABLE memory.consolidations TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.consolidations TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.night_arcs TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.night_block_turns TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.night_blocks TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.night_sessions TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.night_stages TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.night_zones TO psimem_admin;
 
 GRANT SELECT ON TABLE memory.preoccupation_centroids TO psimem_reader;
 GRANT SELECT ON TABLE memory.preoccupation_centroids TO psimem_writer;
@@ -4805,17 +4922,12 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.sessions TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE memory.sessions TO psimem_writer;
 GRANT SELECT ON TABLE memory.sessions TO psimem_reader;
 
-GRANT SELECT ON TABLE memory.text_stats TO psimem_reader;
-GRANT SELECT ON TABLE memory.text_stats TO psimem_writer;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_stats TO psimem_admin;
-
-GRANT SELECT ON TABLE memory.text_totals TO psimem_reader;
-GRANT SELECT ON TABLE memory.text_totals TO psimem_writer;
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_totals TO psimem_admin;
-
 GRANT SELECT,INSERT,DELETE ON TABLE memory.user_bindings TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.applied_sql TO psimem_admin;
+
+GRANT SELECT ON TABLE ops.turn_rules TO psimem_writer;
+GRANT SELECT ON TABLE ops.turn_rules TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.causal_edges TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE procedural.causal_edges TO psimem_writer;

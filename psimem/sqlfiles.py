@@ -7,7 +7,8 @@ order, functions first.
 
 ops.applied_sql also records which functions each file defined, so that a function whose
 file no longer defines it (removed, renamed, or its signature changed) is dropped rather
-than left behind for a caller to hit by mistake.
+than left behind for a caller to hit by mistake — unless another file defines it now (it
+moved): stale functions are dropped only after every file has been applied.
 """
 from __future__ import annotations
 
@@ -59,6 +60,7 @@ def _drop(cur, functions, say) -> None:
 def apply_sql_files(conn, db_dir: Path = DB_DIR, say=None) -> list[str]:
     """Apply changed code files inside the caller's transaction; return their names."""
     applied = []
+    stale: set[str] = set()
     with conn.cursor() as cur:
         cur.execute("SET LOCAL check_function_bodies = off")
         cur.execute("SELECT path, checksum, objects FROM ops.applied_sql")
@@ -77,10 +79,9 @@ def apply_sql_files(conn, db_dir: Path = DB_DIR, say=None) -> list[str]:
             if old_objects is None:
                 # Applied before objects were recorded: an old overload of a name it defines is stale.
                 names = {fn.split("(")[0] for fn in defined}
-                stale = {fn for fn in before if fn.split("(")[0] in names and fn not in defined}
+                stale |= {fn for fn in before if fn.split("(")[0] in names and fn not in defined}
             else:
-                stale = set(old_objects) - defined
-            _drop(cur, stale, say)
+                stale |= set(old_objects) - defined
             cur.execute(
                 "INSERT INTO ops.applied_sql (path, checksum, objects) VALUES (%s, %s, %s) "
                 "ON CONFLICT (path) DO UPDATE SET checksum = EXCLUDED.checksum, objects = EXCLUDED.objects, "
@@ -92,8 +93,10 @@ def apply_sql_files(conn, db_dir: Path = DB_DIR, say=None) -> list[str]:
                 say(f"applied {name}")
         for name, (_, objects) in known.items():
             if name not in files:
-                _drop(cur, set(objects or ()), say)
+                stale |= set(objects or ())
                 cur.execute("DELETE FROM ops.applied_sql WHERE path = %s", (name,))
+        cur.execute("SELECT coalesce(array_agg(DISTINCT o), '{}') FROM ops.applied_sql, unnest(objects) o")
+        _drop(cur, stale - set(cur.fetchone()[0]), say)
         # Each file revokes its own functions from PUBLIC; this catches one that forgot.
         cur.execute(f"REVOKE EXECUTE ON ALL FUNCTIONS IN SCHEMA {', '.join(_present_schemas(cur))} FROM PUBLIC")
         cur.execute(

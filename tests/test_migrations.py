@@ -61,6 +61,31 @@ def test_changed_code_file_is_reapplied_and_unchanged_ones_are_not(db_url, tmp_p
         c.rollback()
 
 
+def test_a_routine_no_file_defines_is_dropped_and_one_that_moved_to_another_file_is_kept(db_url, tmp_path):
+    db = tmp_path / "db"
+    shutil.copytree(DB_DIR, db, ignore=shutil.ignore_patterns("migrations"))
+    probe, moved = db / "functions" / "zz_probe.sql", db / "functions" / "aa_probe.sql"
+    proc = ("CREATE OR REPLACE PROCEDURE memory.zz_probe({args}) LANGUAGE plpgsql "
+            "SET search_path = pg_catalog, public, pg_temp AS $$ BEGIN END $$;")
+    func = ("CREATE OR REPLACE FUNCTION memory.zz_probe_f() RETURNS int LANGUAGE sql "
+            "SET search_path = pg_catalog, public, pg_temp AS $$ SELECT 1 $$;")
+    exists = "SELECT to_regprocedure(%s) IS NOT NULL"
+    with psycopg.connect(db_url) as c:
+        probe.write_text(proc.format(args="p_a int") + func)
+        assert apply_sql_files(c, db) == ["functions/zz_probe.sql"]
+        # its signature changes, and the function moves to a file applied before it
+        probe.write_text(proc.format(args="p_a int, p_b int"))
+        moved.write_text(func)
+        assert apply_sql_files(c, db) == ["functions/aa_probe.sql", "functions/zz_probe.sql"]
+        assert [c.execute(exists, (f,)).fetchone()[0] for f in
+                ("memory.zz_probe(int)", "memory.zz_probe(int, int)", "memory.zz_probe_f()")] == [False, True, True]
+        probe.unlink()
+        assert apply_sql_files(c, db) == []
+        assert [c.execute(exists, (f,)).fetchone()[0] for f in ("memory.zz_probe(int, int)", "memory.zz_probe_f()")] == \
+            [False, True]
+        c.rollback()
+
+
 def test_upgrade_downgrade_upgrade_on_the_base_revision(db_url):
     migrate.downgrade(db_url, "0001")
     with psycopg.connect(db_url) as c:

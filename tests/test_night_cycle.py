@@ -1,11 +1,12 @@
 """The Night Cycle on a scripted conversation: exactly the expected arcs, blocks, zones, links."""
 import math
+from datetime import datetime, timedelta, timezone
 
 import psycopg
 import pytest
 
 import night_script
-from helpers import record
+from helpers import new_session, new_user, record
 
 ARC_COLS = "start_turn, peak_turn, end_turn, resolved, open_at_session_end"
 
@@ -274,3 +275,92 @@ def test_a_bulk_cycle_rebuilds_the_block_indexes_once_with_the_same_blocks(conn)
     run2 = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
     assert conn.execute("SELECT count(*) FROM ops.cycle_stage_log WHERE run_id = %s AND stage = 6 AND user_id IS NULL",
                         (run2,)).fetchone()[0] == 0
+
+
+def test_each_stage_is_a_function_of_run_and_user_in_its_own_file_and_runs_alone(conn):
+    """What a psql user does to look at one stage: open a run, call the stages one by one,
+    read what each left in the work tables."""
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
+    user, sessions = night_script.build(conn)
+    stages = conn.execute("SELECT s.stage, s.function::text, s.scope, a.path FROM memory.night_stages s "
+                          "LEFT JOIN ops.applied_sql a ON (s.function::text || '(bigint,uuid)') = ANY(a.objects) "
+                          "ORDER BY s.stage").fetchall()
+    assert [st for st, *_ in stages] == list(range(10))
+    for st, fn, scope, path in stages:
+        assert path is not None and path.startswith(f"functions/night/{st:02d}_") and fn == f"memory.night_{path[16:-4]}"
+    assert {st: scope for st, _, scope, _ in stages} == {0: "user", 1: "taken", 2: "taken", 3: "taken", 4: "taken",
+                                                       5: "taken", 6: "taken", 7: "user", 8: "run", 9: "user"}
+    run = conn.execute("INSERT INTO ops.cycle_runs (cycle_date, user_id) VALUES (current_date, %s) RETURNING run_id",
+                       (user,)).fetchone()[0]
+
+    def stage(fn, table=None):
+        rows = conn.execute(f"SELECT memory.{fn}(%s, %s)", (run, user)).fetchone()[0]
+        return rows, table and conn.execute(f"SELECT count(*) FROM memory.{table} WHERE run_id = %s", (run,)).fetchone()[0]
+
+    assert stage("night_00_select_sessions", "night_sessions") == (27, 3)
+    assert stage("night_01_flux_detection", "night_arcs") == (4, 4)
+    assert stage("night_02_block_formation", "night_blocks") == (4, 4)
+    assert conn.execute("SELECT count(*) FROM memory.night_block_turns WHERE run_id = %s", (run,)).fetchone()[0] == 9 + 4 + 7 + 4
+    assert stage("night_03_salience")[0] == 4
+    dead = conn.execute("SELECT count(*) FROM memory.night_zones WHERE run_id = %s AND NOT live", (run,)).fetchone()[0]
+    assert stage("night_04_compression")[0] == dead
+    assert conn.execute("SELECT count(*) FROM memory.night_blocks WHERE run_id = %s AND prose IS NULL", (run,)).fetchone()[0] == 0
+    assert stage("night_05_embedding")[0] == 4
+    assert conn.execute("SELECT count(*) FROM memory.holographic_blocks WHERE user_id = %s", (user,)).fetchone()[0] == 0
+    assert stage("night_06_storage")[0] == 4
+    assert conn.execute("SELECT count(*) FROM memory.holographic_blocks WHERE user_id = %s", (user,)).fetchone()[0] == 5
+    logged = conn.execute("SELECT memory._night_run_stage(9::smallint, %s, %s)", (run, user)).fetchone()[0]
+    assert logged["stage"] == 9 and logged["name"] == "cleanup" and logged["ms"] >= 0
+
+
+def test_an_arc_still_open_when_its_session_was_consolidated_goes_into_a_continuing_block(conn):
+    """The session is consolidated while a flux window is open (turns 6-7), then resumes:
+    the arc's later turns, its resolution included, become a block that continues the
+    earlier one, instead of lying in no block until retention deletes them."""
+    conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
+    user = new_user(conn, "night-resumed", "elder")
+    t0 = datetime.now(timezone.utc) - timedelta(hours=8)
+    sid = new_session(conn, user, "night-resumed-s", t0)
+    v = night_script.topic(__import__("numpy").random.default_rng(1), 0)
+    for i, p in enumerate([10, 11, 10, 11, 10, 30, 25], start=1):
+        record(conn, sid, f"turn {i}: the question.", universal=v, perplexity=p, created_at=t0 + timedelta(minutes=i))
+    conn.execute("SELECT memory.run_night_cycle()")
+    later = t0 + timedelta(hours=4)
+    for i, p in enumerate([20, 15, 14.9, 14.8, 10, 11], start=8):
+        content = "oh I see, that makes sense now." if i == 11 else f"turn {i}: the answer."
+        record(conn, sid, content, universal=v, perplexity=p, created_at=later + timedelta(minutes=i))
+    conn.execute("SELECT memory.run_night_cycle()")
+
+    (first_arc, *first), (second_arc, *second) = conn.execute(
+        f"SELECT arc_id, {ARC_COLS}, continued_by_arc_id FROM memory.flux_arcs WHERE session_id = %s ORDER BY start_turn",
+        (sid,)).fetchall()
+    assert first == [6, 6, 7, False, True, second_arc] and second == [8, 8, 11, True, False, None]
+    earlier, later_block = (as_dict(conn, block(conn, sid, t)) for t in (6, 8))
+    assert later_block["continues_from"] == earlier["block_id"] and earlier["continued_by"] == later_block["block_id"]
+    assert (later_block["first_turn"], later_block["last_turn"]) == (8, 13)
+    assert "oh I see, that makes sense now." in "".join(z["content"] for z in later_block["prose"]["live_zones"])
+    assert conn.execute("SELECT relationship_type FROM memory.block_relationships WHERE source_block_id = %s "
+                        "AND target_block_id = %s", (later_block["block_id"], earlier["block_id"])).fetchall() == [("continues",)]
+    rows = conn.execute("SELECT block_id, reason FROM memory.recall_blocks(%s, 1, %s)",
+                        (later_block["universal_embedding"], user)).fetchall()
+    assert {r[0] for r in rows} == {earlier["block_id"], later_block["block_id"]}  # either one recalls the other
+    assert any(reason.endswith("part of a matched inquiry") for _, reason in rows)
+
+
+def test_a_turn_dated_in_the_future_does_not_keep_its_session_from_the_cycle(conn):
+    conn.execute("SELECT ops.set_setting('limits.future_skew', '\"7 days\"')")
+    conn.execute("SELECT ops.set_setting('night.session_idle', '\"0 seconds\"')")
+    user = new_user(conn, "night-future")
+    t0 = datetime.now(timezone.utc) - timedelta(hours=2)
+    skewed, stamped = new_session(conn, user, "night-future-a", t0), new_session(conn, user, "night-future-b", t0)
+    for sid in (skewed, stamped):
+        for i in range(1, 6):
+            record(conn, sid, f"turn {i}", perplexity=10, created_at=t0 + timedelta(minutes=i))
+    record(conn, skewed, "a client clock three days fast", perplexity=10, created_at=t0 + timedelta(days=3))
+    now = conn.execute("SELECT now()").fetchone()[0]
+    assert conn.execute("SELECT last_turn_at FROM memory.sessions WHERE session_id = %s", (skewed,)).fetchone()[0] == now
+    # A stamp in the future from before revision 0015 (or set by hand) is brought back too.
+    conn.execute("UPDATE memory.sessions SET last_turn_at = '2099-01-01' WHERE session_id = %s", (stamped,))
+    conn.execute("SELECT memory.run_night_cycle()")
+    taken = dict(conn.execute("SELECT session_id, last_turn FROM memory.consolidations WHERE user_id = %s", (user,)).fetchall())
+    assert taken == {skewed: 6, stamped: 5}

@@ -103,3 +103,26 @@ def test_concurrent_workers_never_take_the_same_job(db_url, q):
         q.execute("DELETE FROM ops.jobs WHERE job_id = ANY(%s)", (ids,))
         q.execute("DELETE FROM ops.workers WHERE worker_id IN ('w1', 'w2')")
         q.commit()
+
+
+def test_a_job_that_failed_for_good_is_dead_lettered_until_retried(q):
+    """Its dedupe key stays taken, so the Night Cycle cannot queue the block again: the block
+    would stay in the Hippocampus for ever. bi.dead_letter_jobs lists it; ops.retry_job
+    puts it back with fresh attempts."""
+    job = queue(q, key="cortex_migrate:dead", block_id="dead")
+    q.execute("UPDATE ops.jobs SET max_attempts = 1 WHERE job_id = %s", (job,))
+    assert take(q, "w1") == [job]
+    assert q.execute("SELECT ops.fail_job('w1', %s, 'lance down')", (job,)).fetchone()[0] == "failed"
+    assert queue(q, key="cortex_migrate:dead", block_id="dead") is None
+    assert q.execute("SELECT job_id, kind, attempts, last_error FROM bi.dead_letter_jobs").fetchall() == \
+        [(job, "cortex_migrate", 1, "lance down")]
+
+    state, attempts = q.execute("SELECT state, attempts FROM ops.retry_job(%s)", (job,)).fetchone()
+    assert (state, attempts) == ("queued", 0)
+    assert q.execute("SELECT count(*) FROM bi.dead_letter_jobs").fetchone()[0] == 0
+    assert take(q, "w1") == [job]
+    q.execute("SELECT ops.finish_jobs('w1', %s, '{}')", ([job],))
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match=f"job {job} is done, not failed"), q.transaction():
+        q.execute("SELECT ops.retry_job(%s)", (job,))
+    with pytest.raises(psycopg.errors.NoDataFound, match="unknown job"), q.transaction():
+        q.execute("SELECT ops.retry_job(-1)")

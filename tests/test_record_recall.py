@@ -68,7 +68,8 @@ def test_recall_returns_k_exact_nearest_even_when_the_filter_keeps_1_percent(con
             if s == sessions[0]:
                 vecs[eid] = v
     assert len(vecs) == 10
-    conn.execute("DROP INDEX memory.idx_day_table_session, memory.idx_day_table_user_time")
+    # Without the user's (user_id, created_at) index no bitmap can cover the filter's OR: the HNSW path.
+    conn.execute("DROP INDEX memory.idx_day_table_user_time")
     conn.execute("SET enable_seqscan = off")
     q = unit(rng, dim)
     rows = recall(conn, fn, q, sessions[0], users[0], k=5)
@@ -153,3 +154,13 @@ def test_recall_judges_a_filters_size_from_session_turn_counts_and_then_rows(con
     counted = lambda rows: conn.execute(  # noqa: E731
         "SELECT memory._recall_filter_below(NULL, %s, interval '7 days', %s)", (many, rows)).fetchone()[0]
     assert counted(301) and not counted(300)
+
+
+def test_recording_a_turn_updates_its_session_without_writing_an_index_entry(conn):
+    """The trigger's UPDATE of the session (turn count, last turn time, flux state) is HOT:
+    no indexed column changes (revision 0015 dropped the index on last_turn_at)."""
+    s = new_session(conn, new_user(conn, "rec-hot"))
+    for i in range(6):
+        record(conn, s, f"t{i}", perplexity=10 + i)
+    assert conn.execute("SELECT pg_stat_get_xact_tuples_updated('memory.sessions'::regclass), "
+                        "pg_stat_get_xact_tuples_hot_updated('memory.sessions'::regclass)").fetchone() == (6, 6)

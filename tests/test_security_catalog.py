@@ -1,9 +1,11 @@
 """The security rules as catalog facts, so a new table or function that breaks one fails
 here without anyone remembering to add a test for it."""
+import re
+
 SCHEMAS = ["memory", "psi", "procedural", "kernel", "ops", "bi"]
 ROLES = ["psimem_writer", "psimem_reader", "psimem_bi"]
 # Tables without a user_id that user-facing roles may read: tunables and policy, no one's memories.
-SHARED_TABLES = {"ops.settings", "memory.retention_policy"}
+SHARED_TABLES = {"ops.settings", "ops.turn_rules", "memory.retention_policy"}
 
 
 def test_every_table_holding_a_user_id_has_row_level_security_and_policies(conn):
@@ -42,16 +44,32 @@ def test_no_function_is_executable_by_public_and_every_one_pins_its_search_path(
     rows = conn.execute("""
         SELECT p.oid::regprocedure::text, p.prosecdef,
                (SELECT c FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%%'),
-               p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0)
+               p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0),
+               p.prokind, p.prosrc
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = ANY(%s)""", (SCHEMAS,)).fetchall()
     assert len(rows) >= 60
-    for fn, definer, path, public in rows:
+    for fn, definer, path, public, kind, body in rows:
         assert not public, f"{fn}: PUBLIC may execute it"
+        if kind == "p" and not path and not definer:
+            assert_independent_of_search_path(fn, body)
+            continue
         assert path, f"{fn}: no SET search_path"
         assert path.rstrip().endswith("pg_temp"), f"{fn}: pg_temp must come last in {path}"
         if definer:
             assert "public" not in path.split("=", 1)[1], f"{fn} is SECURITY DEFINER and searches public: {path}"
+
+
+def assert_independent_of_search_path(fn: str, body: str) -> None:
+    """A procedure that commits cannot pin search_path (PostgreSQL refuses transaction control
+    under a SET clause), so nothing in it may be looked up through one: every function it
+    calls is schema-qualified and it uses no operator (operators resolve through the path too)."""
+    code = re.sub(r"--[^\n]*", "", body)
+    code = re.sub(r"'(?:[^']|'')*'", "''", code).replace(":=", " ")
+    unqualified = [m for m in re.findall(r"(?<![\w.])([A-Za-z_]\w*)\s*\(", code)]
+    assert not unqualified, f"{fn} has no SET search_path and calls {unqualified} without a schema"
+    operators = re.findall(r"[-+*/<>=~!@#%^&|`?]+", code)
+    assert not operators, f"{fn} has no SET search_path and uses operators {operators}"
 
 
 def test_bi_sees_views_only_and_no_view_names_a_person_or_holds_content(conn):

@@ -51,17 +51,17 @@ CREATE OR REPLACE VIEW bi.cycle_runs AS
 SELECT r.run_id, r.cycle_date, r.started_at, r.finished_at, r.status, r.users_done, r.users_failed,
        extract(epoch FROM r.finished_at - r.started_at) AS seconds
 FROM ops.cycle_runs r;
-COMMENT ON VIEW bi.cycle_runs IS 'Night Cycle runs: status, users consolidated and failed, duration.';
+COMMENT ON VIEW bi.cycle_runs IS 'Night Cycle runs: status (running until finished: a killed run stays running until the next call resumes it), users consolidated and failed, duration.';
 
 CREATE OR REPLACE VIEW bi.cycle_stages AS
 SELECT l.run_id, l.stage, l.stage_name, count(l.user_id) AS users,
-       -- stages 0, 1 and 6 also log a run-wide row (user_id NULL) that counts the same rows again
+       -- a backfill's index build is logged as a run-wide stage 6 row (user_id NULL) counting the blocks again
        coalesce(sum(l.rows) FILTER (WHERE l.user_id IS NOT NULL), sum(l.rows)) AS rows,
        round(sum(l.duration_ms)::numeric, 1) AS duration_ms, count(*) FILTER (WHERE NOT l.ok) AS failures,
        max(l.error) AS an_error
 FROM ops.cycle_stage_log l
 GROUP BY 1, 2, 3;
-COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide part of stages 0, 1, 6 and 8 included), failures.';
+COMMENT ON VIEW bi.cycle_stages IS 'Per Night Cycle run and stage: users, rows, total duration (the run-wide index build of a backfill, logged as stage 6, and stage 8 included), failures.';
 
 CREATE OR REPLACE VIEW bi.cron_runs AS
 SELECT j.jobname, d.status, count(*) AS runs, max(d.start_time) AS last_start,

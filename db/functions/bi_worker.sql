@@ -26,4 +26,10 @@ FROM memory.holographic_blocks b
 GROUP BY b.user_tier;
 COMMENT ON VIEW bi.cortex_migration IS 'Per tier: blocks still in the Hippocampus and moved to the Cortex, the last move, and migration jobs queued or failed.';
 
-GRANT SELECT ON bi.workers, bi.job_attempts, bi.cortex_migration TO psimem_bi;
+CREATE OR REPLACE VIEW bi.dead_letter_jobs AS
+SELECT j.job_id, j.kind, j.attempts, j.max_attempts, j.created_at, j.finished_at AS failed_at, j.last_error
+FROM ops.jobs j
+WHERE j.state = 'failed';
+COMMENT ON VIEW bi.dead_letter_jobs IS 'Jobs that failed for good (every attempt used): nothing retries them until ops.retry_job(job_id); a cortex_migrate among them keeps its block in the Hippocampus.';
+
+GRANT SELECT ON bi.workers, bi.job_attempts, bi.cortex_migration, bi.dead_letter_jobs TO psimem_bi;

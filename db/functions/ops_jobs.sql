@@ -292,3 +292,34 @@ COMMENT ON FUNCTION ops.queue_job(text, jsonb, text, int) IS
 'Queues a job for the worker (kind cortex_migrate with {"block_id": …} or cluster_update) and wakes it with NOTIFY psimem_jobs. A dedupe_key already queued or done makes it a no-op returning null.';
 REVOKE ALL ON FUNCTION ops.queue_job(text, jsonb, text, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ops.queue_job(text, jsonb, text, int) TO psimem_admin;
+
+CREATE OR REPLACE FUNCTION ops.retry_job(p_job_id bigint)
+RETURNS ops.jobs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_job ops.jobs;
+BEGIN
+    -- A failed job keeps its dedupe key, so the Night Cycle never queues its block again:
+    -- without this, a block whose migration failed for good would stay in the Hippocampus.
+    UPDATE ops.jobs j SET state = 'queued', attempts = 0, run_after = clock_timestamp(), finished_at = NULL,
+                          locked_by = NULL, locked_at = NULL
+    WHERE j.job_id = p_job_id AND j.state = 'failed'
+    RETURNING j.* INTO v_job;
+    IF NOT FOUND THEN
+        SELECT * INTO v_job FROM ops.jobs j WHERE j.job_id = p_job_id;
+        IF NOT FOUND THEN
+            RAISE EXCEPTION 'p_job_id: unknown job %', coalesce(p_job_id::text, 'null') USING ERRCODE = 'no_data_found';
+        END IF;
+        RAISE EXCEPTION 'p_job_id: job % is %, not failed: only a failed job is retried', p_job_id, v_job.state
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM pg_notify('psimem_jobs', v_job.kind);
+    RETURN v_job;
+END
+$$;
+COMMENT ON FUNCTION ops.retry_job(bigint) IS
+'Puts a job that failed for good (state failed, listed in bi.dead_letter_jobs) back in the queue, ready now and with its attempts counted from zero; its last error stays in last_error and every attempt in ops.job_attempts. Wakes the worker. Returns the job. Refuses an unknown job or one that is not failed.';
+REVOKE ALL ON FUNCTION ops.retry_job(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ops.retry_job(bigint) TO psimem_admin;

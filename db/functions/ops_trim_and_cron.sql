@@ -37,7 +37,7 @@ DECLARE
 BEGIN
     FOR v_job IN
         SELECT * FROM (VALUES
-            ('psimem-night-cycle', 'cron.night_cycle', 'SELECT memory.run_night_cycle()'),
+            ('psimem-night-cycle', 'cron.night_cycle', 'CALL memory.night_cycle()'),
             ('psimem-procedural', 'cron.procedural_maintenance',
              'SELECT procedural.decay_causal_edges(), procedural.prune_reflexes()'),
             ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()'),
@@ -50,7 +50,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops.install_cron_jobs() IS
-'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle, procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
+'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle (CALL memory.night_cycle(), which commits per batch of users and fails the job when a user failed), procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
 REVOKE ALL ON FUNCTION ops.install_cron_jobs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ops.install_cron_jobs() TO psimem_admin;
 

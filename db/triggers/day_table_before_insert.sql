@@ -18,8 +18,12 @@ DECLARE
     v_window int;
     v_same boolean;
 BEGIN
-    SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg
-    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key LIKE 'limits.%';
+    -- One row kept by a trigger on ops.settings: a tenth of the cost of aggregating the
+    -- settings for every turn (and, unlike a session variable, not the writer's to set).
+    SELECT r.rules INTO v_cfg FROM ops.turn_rules r;
+    IF v_cfg IS NULL THEN  -- fail closed: without the limits no check below would refuse anything
+        RAISE EXCEPTION 'ops.turn_rules is empty: run psimem db migrate' USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
 
     IF NEW.role IS NULL OR NEW.role NOT IN ('user', 'assistant', 'system') THEN
         RAISE EXCEPTION 'role: must be one of user, assistant, system (got %)', quote_nullable(NEW.role)
@@ -146,7 +150,9 @@ BEGIN
 
     UPDATE memory.sessions s SET
         turn_count = greatest(s.turn_count, NEW.turn_number),
-        last_turn_at = greatest(s.last_turn_at, NEW.created_at),
+        -- Never later than now: a turn dated in the future must not keep its session from
+        -- ever looking idle to the Night Cycle.
+        last_turn_at = greatest(s.last_turn_at, least(NEW.created_at, now())),
         flux_recent = v_session.flux_recent,
         flux_window_open = v_session.flux_window_open,
         flux_stable_count = v_session.flux_stable_count,
@@ -158,7 +164,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory._day_table_before_insert() IS
-'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state.';
+'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state. The session''s last_turn_at becomes the turn''s created_at, or now() when that lies in the future. The flux.* and limits.* settings are read from ops.turn_rules.';
 REVOKE ALL ON FUNCTION memory._day_table_before_insert() FROM PUBLIC;
 
 CREATE OR REPLACE TRIGGER day_table_before_insert

@@ -82,3 +82,28 @@ REVOKE ALL ON FUNCTION ops._settings_check() FROM PUBLIC;
 CREATE OR REPLACE TRIGGER settings_check
     BEFORE INSERT OR UPDATE ON ops.settings
     FOR EACH ROW EXECUTE FUNCTION ops._settings_check();
+
+-- The day_table trigger reads the flux.* and limits.* settings for every turn; it reads
+-- them from one row here, kept whole by every change to ops.settings.
+CREATE OR REPLACE FUNCTION ops._refresh_turn_rules()
+RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+BEGIN
+    INSERT INTO ops.turn_rules (singleton, rules)
+    SELECT true, coalesce(jsonb_object_agg(s.key, s.value), '{}')
+    FROM ops.settings s WHERE s.key LIKE 'flux.%' OR s.key LIKE 'limits.%'
+    ON CONFLICT (singleton) DO UPDATE SET rules = EXCLUDED.rules;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION ops._refresh_turn_rules() IS
+'Trigger on ops.settings, after each statement that changes it: rewrites ops.turn_rules, the flux.* and limits.* settings as one jsonb row, which the day_table trigger reads for every turn.';
+REVOKE ALL ON FUNCTION ops._refresh_turn_rules() FROM PUBLIC;
+
+CREATE OR REPLACE TRIGGER settings_turn_rules
+    AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON ops.settings
+    FOR EACH STATEMENT EXECUTE FUNCTION ops._refresh_turn_rules();
+-- Applying this file brings the row up to date (an install, or settings changed meanwhile).
+UPDATE ops.settings SET key = key WHERE false;

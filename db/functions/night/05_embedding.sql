@@ -1,0 +1,39 @@
+-- Night Cycle stage 5: block embeddings in both spaces.
+
+CREATE OR REPLACE FUNCTION memory.night_05_embedding(p_run_id bigint, p_user_id uuid)
+RETURNS bigint
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_udim int := (ops.setting('embedding.universal_dim'))::int;
+    v_ndim int := (ops.setting('embedding.native_dim'))::int;
+    v_n bigint;
+BEGIN
+    -- Weighted sums with pgvector's element-wise product: the weight repeated as a vector.
+    WITH weighted AS (
+        SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
+               d.universal_embedding, d.native_embedding
+        FROM memory.night_blocks b
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
+        JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
+    centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
+        SELECT block_id,
+               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
+               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
+        FROM weighted GROUP BY block_id)
+    UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
+    FROM centroids c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
+    GET DIAGNOSTICS v_n = ROW_COUNT;
+    RETURN v_n;
+END
+$$;
+COMMENT ON FUNCTION memory.night_05_embedding(bigint, uuid) IS
+'Night Cycle stage 5, block embeddings, for the blocks stage 2 formed for one user of a run: in both spaces, the normalised salience-weighted centroid of the block''s turns (margins included), weight = 1 + P of the turn''s perplexity against the arc baseline + 1 for turns in a live zone. Turns without an embedding in a space do not count in it. Returns the number of blocks embedded.';
+REVOKE ALL ON FUNCTION memory.night_05_embedding(bigint, uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory.night_05_embedding(bigint, uuid) TO psimem_admin;
+
+INSERT INTO memory.night_stages (stage, name, function, scope)
+VALUES (5, 'embedding', 'memory.night_05_embedding', 'taken')
+ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
