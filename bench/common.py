@@ -97,6 +97,39 @@ def orthogonal_clusters(n: int, dim: int, seed: int, clusters: int = 256, spread
     return out
 
 
+# Model outputs (MiniLM embeddings of chitchat-dataset messages, LoCoMo's turns) shared by the
+# benchmarks that use real text: computed once, cached as they go.
+MODEL_CACHE = Path("/var/tmp/psimem-bench-models/model-outputs.npz")
+
+
+def chitchat_messages(n: int) -> list[str]:
+    """n distinct chitchat-dataset messages (over three characters), in the dataset's order."""
+    from chitchat_dataset import Dataset
+
+    out, seen = [], set()
+    for _, conv in sorted(Dataset().items()):
+        for group in conv["messages"]:
+            for m in group:
+                t = m["text"].strip()
+                if len(t) > 3 and t not in seen:
+                    seen.add(t)
+                    out.append(t)
+                    if len(out) == n:
+                        return out
+    raise SystemExit(f"chitchat-dataset has only {len(out)} distinct messages; asked for {n}")
+
+
+def minilm(texts: list[str]) -> np.ndarray:
+    """Real MiniLM (384-d) embeddings of texts, from MODEL_CACHE where computed before."""
+    from loaders.models import Cache, UniversalEmbedder
+
+    emb = UniversalEmbedder(Cache(MODEL_CACHE))
+    say(f"embedding {len(texts)} texts (MiniLM, cached in {MODEL_CACHE})")
+    out = emb.embed(texts)
+    emb.cache.save()
+    return out
+
+
 def percentile_ms(samples: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(samples) * 1000, q))
 

@@ -20,7 +20,6 @@ import math
 import shutil
 import sys
 import tempfile
-import time
 import uuid
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -53,10 +52,10 @@ def load_blocks(conn, n: int, seed: int, users: int = 1, cluster: bool = True) -
     with Timer() as t, conn.cursor() as cur:
         with cur.copy("COPY memory.holographic_blocks (block_id, prose, universal_embedding, native_embedding, "
                       "flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier, "
-                      "arc_start_time, arc_end_time, cycle_date, first_turn, last_turn, hippocampus_until) "
+                      "arc_start_time, arc_end_time, cycle_date, first_turn, last_turn) "
                       "FROM STDIN (FORMAT BINARY)") as cp:
             cp.set_types(["uuid", "jsonb", "vector", "vector", "jsonb", "jsonb", "float8", "float8", "uuid", "uuid",
-                          "text", "timestamptz", "timestamptz", "date", "int4", "int4", "date"])
+                          "text", "timestamptz", "timestamptz", "date", "int4", "int4"])
             for i in range(n):
                 at = t0 + timedelta(seconds=20 * i)
                 prose = {"anterior_margin": f"user: opening turn {i} of the margin.\nassistant: the turn before the spike {i}.",
@@ -70,8 +69,7 @@ def load_blocks(conn, n: int, seed: int, users: int = 1, cluster: bool = True) -
                               Jsonb({"utterance_level": {"P": .8, "C": .7, "ID": .3}, "exchange_level": {"P": .7, "C": .7, "ID": .3},
                                           "theme_level": {"P": .6, "C": .8, "ID": .2}, "composite": .66}),
                               0.4, 0.5, owners[i % users][1], owners[i % users][0], "normal", at,
-                              at + timedelta(minutes=10), date.today(), 1, 9,
-                              date.today()])
+                              at + timedelta(minutes=10), date.today(), 1, 9])
     conn.execute("INSERT INTO ops.jobs (kind, payload, dedupe_key) SELECT 'cortex_migrate', "
                  "jsonb_build_object('block_id', block_id), 'cortex_migrate:' || block_id FROM memory.holographic_blocks "
                  "ORDER BY arc_start_time")

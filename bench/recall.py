@@ -1,5 +1,11 @@
 """recall_recent: latency and recall@10 against exact search.
 
+--data real: real MiniLM embeddings (384-d) of chitchat-dataset messages (cached in
+/var/tmp/psimem-bench-models), universal only, on a cluster installed with 384-d universal
+embeddings, measured next to the synthetic embedding-like vectors of the same size in the
+same run, unfiltered (the plain HNSW query) and at the 50% and 1% filters: index defaults
+are chosen on real vectors.
+
 Loads --rows turns (768-d universal and 4096-d native), then --rows-1m turns (universal
 only), with users arranged so the session/user filter keeps 50% of the rows (one large
 user) or 1% (fifty small users). For each query it times memory.recall_recent (and
@@ -15,8 +21,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 from psycopg.types.json import Jsonb
-from common import (Timer, bench_database, embedding_like, orthogonal_clusters, percentile_ms, report,
-                    say, with_connection)
+from common import (Timer, bench_database, chitchat_messages, embedding_like, minilm, orthogonal_clusters,
+                    percentile_ms, report, say, with_connection)
 
 from loaders.turns import ingest_rows
 
@@ -97,11 +103,23 @@ def prewarm(conn) -> None:
     say(f"prewarmed {pages * 8 // 1024} MB in {t.seconds:.0f}s")
 
 
-FILTERS = {"50": ("filter keeps 50%", lambda j: "big"), "1": ("filter keeps 1%", lambda j: f"small{j % 50}")}
+FILTERS = {"all": ("no filter", None), "50": ("filter keeps 50%", lambda j: "big"),
+           "1": ("filter keeps 1%", lambda j: f"small{j % 50}")}
+
+
+def _nearest_sql(conn, space: str, q, k: int, first_session: dict, users: dict, who: str | None) -> list:
+    """The query timed: recall_recent for a filter, the plain HNSW query over every row without one."""
+    if who is None:
+        conn.execute("SELECT set_config('hnsw.ef_search', (SELECT value #>> '{}' FROM ops.settings "
+                     "WHERE key = 'recall.ef_search'), true)")
+        return conn.execute(f"SELECT entry_id FROM memory.day_table ORDER BY {space}_embedding <=> %s::vector LIMIT %s",
+                            (q, k)).fetchall()
+    fn = "recall_recent" if space == "universal" else "recall_recent_native"
+    return conn.execute(f"SELECT entry_id FROM memory.{fn}(%s, %s, %s, %s)",
+                        (q, first_session[who], users[who], k)).fetchall()
 
 
 def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries, filters=tuple(FILTERS)) -> dict:
-    fn = "recall_recent" if space == "universal" else "recall_recent_native"
     users = dict(conn.execute("SELECT external_ref, user_id FROM memory.users"))
     first_session = {}
     for ref, sid in conn.execute("SELECT u.external_ref, min(s.session_id::text) FROM memory.sessions s "
@@ -110,21 +128,19 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries, filters
     owners = np.array([owner(i, n) for i in range(n)])
     out = {}
     for label, pick in (FILTERS[f] for f in filters):
+        pick = pick or (lambda j: None)
         lat, rec, exact_lat = [], [], []
         for j, q in enumerate(queries[:20]):  # warm the caches: a serving database is warm
-            conn.execute(f"SELECT entry_id FROM memory.{fn}(%s, %s, %s, %s)",
-                         (q, first_session[pick(j)], users[pick(j)], k)).fetchall()
+            _nearest_sql(conn, space, q, k, first_session, users, pick(j))
         results = []
         for j, q in enumerate(queries):
-            who = pick(j)
             t = time.perf_counter()
-            results.append(conn.execute(f"SELECT entry_id FROM memory.{fn}(%s, %s, %s, %s)",
-                                        (q, first_session[who], users[who], k)).fetchall())
+            results.append(_nearest_sql(conn, space, q, k, first_session, users, pick(j)))
             lat.append(time.perf_counter() - t)
         # Exact answers after the timed loop: a numpy pass over the filtered rows between two
         # queries would flush the CPU caches the next query runs in.
         for j, (q, got) in enumerate(zip(queries, results)):
-            mask = np.flatnonzero(owners == pick(j))
+            mask = np.arange(n) if pick(j) is None else np.flatnonzero(owners == pick(j))
             top = mask[np.argsort(-(vectors[mask] @ q))[:k]]
             rec.append(len({r[0] for r in got} & set(ids[top])) / k)
         # The exact scans come after the timed loop: each reads the whole table and would
@@ -133,10 +149,10 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries, filters
         for j, q in enumerate(queries[:exact_sql_queries]):
             who = pick(j)
             t = time.perf_counter()
-            conn.execute(f"SELECT entry_id FROM memory.day_table d WHERE d.session_id = %s OR "
+            conn.execute(f"SELECT entry_id FROM memory.day_table d WHERE %s::uuid IS NULL OR d.session_id = %s OR "
                          f"(d.user_id = %s AND d.created_at > now() - interval '7 days') "
                          f"ORDER BY d.{space}_embedding <=> %s LIMIT %s",
-                         (first_session[who], users[who], q, k)).fetchall()
+                         (who and first_session[who], who and first_session[who], who and users[who], q, k)).fetchall()
             exact_lat.append(time.perf_counter() - t)
         conn.execute("RESET enable_indexscan")
         conn.rollback()
@@ -148,7 +164,14 @@ def measure(conn, n, ids, space, vectors, queries, k, exact_sql_queries, filters
     return out
 
 
-GENERATORS = {"embedding-like": embedding_like, "orthogonal": orthogonal_clusters}
+def chitchat_minilm(n: int, dim: int, seed: int) -> np.ndarray:
+    """Real sentence embeddings: MiniLM (384-d) of the first n distinct chitchat-dataset messages."""
+    if dim != 384:
+        raise SystemExit(f"--data real: MiniLM embeddings are 384-d, not {dim}-d")
+    return minilm(chitchat_messages(n))
+
+
+GENERATORS = {"embedding-like": embedding_like, "orthogonal": orthogonal_clusters, "real": chitchat_minilm}
 
 
 def run(url, n, spaces, queries_n, k, exact_n, generator=embedding_like, ef_list=(), reuse=False, warm=True,
@@ -192,18 +215,22 @@ def main() -> None:
     ap.add_argument("--exact-queries", type=int, default=10, help="queries also run as exact SQL")
     ap.add_argument("-k", type=int, default=10)
     ap.add_argument("--data", choices=GENERATORS, default="embedding-like",
-                    help="vectors with real sentence-embedding statistics, or the orthogonal-clusters hard case")
+                    help="vectors with real sentence-embedding statistics, the orthogonal-clusters hard case, or real "
+                         "MiniLM embeddings of chitchat-dataset messages next to embedding-like ones of the same size")
     ap.add_argument("--ef-search", default="", help="also measure these hnsw.ef_search values, e.g. 40,64")
     ap.add_argument("--reuse", action="store_true", help="keep the loaded rows if the table holds --rows turns")
-    ap.add_argument("--filters", default="50,1", help="which filters to measure: 50 (one large user), 1 (small users)")
+    ap.add_argument("--filters", default=None, help="which filters to measure: all (no filter), 50 (one large user), "
+                                                    "1 (small users); default 50,1 (all,50,1 with --data real)")
     ap.add_argument("--no-prewarm", action="store_true", help="measure without reading indexes and vectors into shared buffers first")
     args = ap.parse_args()
     if not 1 <= args.queries <= QUERY_POOL:
         ap.error(f"--queries: must be between 1 and {QUERY_POOL}, got {args.queries}")
     efs = [int(x) for x in args.ef_search.split(",") if x]
-    filters = tuple(f for f in args.filters.split(",") if f)
+    filters = tuple(f for f in (args.filters or ("all,50,1" if args.data == "real" else "50,1")).split(",") if f)
     if not filters or set(filters) - set(FILTERS):
         ap.error(f"--filters: give some of {', '.join(FILTERS)}, comma-separated")
+    if args.data == "real":
+        return real(args, efs, filters)
     url = bench_database()
     gen = GENERATORS[args.data]
     results = {"data": f"synthetic, {args.data}: {gen.__doc__.splitlines()[0]}",
@@ -220,6 +247,19 @@ def main() -> None:
                                               filters)
         show(f"recall_recent at {args.rows_1m} rows (universal)", results[f"{args.rows_1m}_rows"])
     report(f"recall-{args.data}" + ("" if args.rows else "-1m"), results)
+
+
+def real(args, efs, filters) -> None:
+    """Real MiniLM vectors and embedding-like ones of the same size, one after the other on one cluster."""
+    n = args.rows or 100_000
+    url = bench_database("/var/tmp/psimem-bench-real", 55439, universal_dim=384, native_dim=576)
+    results = {"data": "real: MiniLM (384-d) of chitchat-dataset messages, next to synthetic embedding-like 384-d",
+               "targets": "p95 <= 10 ms, recall@10 >= 0.95"}
+    for name in ("real", "embedding-like"):
+        results[name] = run(url, n, {"universal": 384}, args.queries, args.k, args.exact_queries,
+                            GENERATORS[name], efs, args.reuse and name == "real", not args.no_prewarm, filters)
+        show(f"recall_recent at {n} rows, {name} 384-d vectors (vector HNSW)", results[name])
+    report("recall-real", results)
 
 
 if __name__ == "__main__":

@@ -278,6 +278,30 @@ $$;
 
 COMMENT ON FUNCTION memory._day_table_before_insert() IS 'Trigger on memory.day_table, before each insert (record_turn and bulk COPY alike). Refuses bad rows with errors naming the column and rule (role; content empty or over limits.content_max_chars; perplexity negative, not finite or over limits.perplexity_max; token_count; turn_number over limits.turn_number_max; created_at before 1970 or beyond now() + limits.future_skew; all-zero vectors; unknown session; user mismatch). A row whose external_ref is already a turn of its session with the same role and content is skipped (a retried write); with other content it is refused. Fills user_id and user_tier from the session, numbers the turn when none is given, and sets flux_state from the session''s rolling perplexity: with the window closed, a turn above mean + flux.spike_sigma x stddev of the previous flux.baseline_window turns (at least flux.min_baseline_turns of them) is a spike and opens the window; with it open, a turn whose |change| from the previous turn is below flux.stable_derivative x the baseline mean counts as stable, flux.stabilization_count consecutive stable turns close the window (state stable), and other turns are spike (rising) or resolution (falling). Each scored turn keeps its baseline (flux_baseline_mean, flux_baseline_sd) and, from the spike opening a window to the stable turn closing it, that spike''s turn number (flux_arc_start): the Night Cycle''s arcs are groups of it. Turns without perplexity get no flux_state. The session''s last_turn_at becomes the turn''s created_at, or now() when that lies in the future. The flux.* and limits.* settings are read from ops.turn_rules.';
 
+CREATE FUNCTION memory._day_table_text_stats() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- SECURITY DEFINER: writers may not write the statistics themselves, and the rows
+    -- counted here are the ones row-level security just let them insert. Lexemes are
+    -- upserted in one order, so two writers of one user wait for each other, never deadlock.
+    INSERT INTO memory.text_stats AS s (user_id, lexeme, turns)
+    SELECT n.user_id, l.lexeme, count(*) FROM new_turns n CROSS JOIN LATERAL unnest(n.content_tsv) l
+    GROUP BY n.user_id, l.lexeme
+    ORDER BY n.user_id, l.lexeme
+    ON CONFLICT (user_id, lexeme) DO UPDATE SET turns = s.turns + EXCLUDED.turns;
+    INSERT INTO memory.text_totals AS t (user_id, turns, lexemes)
+    SELECT n.user_id, count(*), sum(length(n.content_tsv)) FROM new_turns n
+    GROUP BY n.user_id
+    ORDER BY n.user_id
+    ON CONFLICT (user_id) DO UPDATE SET turns = t.turns + EXCLUDED.turns, lexemes = t.lexemes + EXCLUDED.lexemes;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION memory._day_table_text_stats() IS 'Internal, statement trigger on memory.day_table: adds the new turns'' lexemes to memory.text_stats (turns containing each lexeme, per user) and their counts to memory.text_totals. Counts are never decreased when retention deletes turns: they describe the history recall searches.';
+
 CREATE FUNCTION memory._may_act_for(p_user_id uuid) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -729,6 +753,30 @@ $$;
 
 COMMENT ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) IS 'Internal. Whether recall''s filter (the session, or the user''s turns within p_window) keeps fewer than p_rows rows, judged from session turn counts where they decide it.';
 
+CREATE FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) RETURNS TABLE(lexeme text, turns bigint, idf double precision, candidate boolean)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    WITH q AS (
+        SELECT DISTINCT l.lexeme FROM unnest(to_tsvector('english'::regconfig, coalesce(p_query_text, ''))) l),
+    n AS (
+        SELECT coalesce((SELECT t.turns FROM memory.text_totals t WHERE t.user_id = p_user_id), 0) AS total),
+    f AS (
+        SELECT q.lexeme, coalesce(s.turns, 0) AS turns, n.total
+        FROM q CROSS JOIN n LEFT JOIN memory.text_stats s ON s.user_id = p_user_id AND s.lexeme = q.lexeme),
+    ranked AS (
+        -- Rarest first: candidates come from the rarest words until they reach
+        -- recall.text_candidate_docs turns (always at least one word).
+        SELECT f.*, sum(f.turns) OVER (ORDER BY f.turns, f.lexeme ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+        FROM f)
+    SELECT r.lexeme, r.turns,
+           ln(1 + (greatest(r.total, r.turns) - r.turns + 0.5) / (r.turns + 0.5)),
+           coalesce(r.before, 0) < (ops.setting('recall.text_candidate_docs'))::bigint
+    FROM ranked r
+$$;
+
+COMMENT ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) IS 'Internal, text leg of memory.recall: the query''s lexemes (configuration english, stop words dropped) with the number of the user''s turns that hold each (memory.text_stats), its BM25 inverse document frequency ln(1 + (N - n + 0.5) / (n + 0.5)), and whether it selects candidates: the rarest lexemes do, until those chosen occur in recall.text_candidate_docs turns. A common word still adds to the score of a turn found by a rarer one.';
+
 CREATE FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE plpgsql STABLE
     SET "hnsw.iterative_scan" TO 'relaxed_order'
@@ -808,6 +856,131 @@ END
 $_$;
 
 COMMENT ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) IS 'Internal. Nearest turns in one embedding space (universal or native) among the current session and the user''s turns within recall.window. A filter keeping fewer than recall.selective_rows rows is ranked on the binary codes stored in its rows, and the best recall.binary_overfetch_selective per wanted row are re-ranked exactly; otherwise the HNSW index form chosen at install (vector, halfvec, or the stored binary code with recall.binary_overfetch candidates per wanted row) with pgvector iterative scans, then exact cosine re-rank.';
+
+CREATE FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(session_id uuid, turn_number integer, rank integer, bm25 double precision)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_k1 float8 := (ops.setting('recall.bm25_k1'))::float8;
+    v_b float8 := (ops.setting('recall.bm25_b'))::float8;
+    v_avg float8;
+    v_query tsquery;
+    v_lexemes text[];
+    v_idf float8[];
+BEGIN
+    SELECT array_agg(l.lexeme ORDER BY l.lexeme), array_agg(l.idf ORDER BY l.lexeme),
+           string_agg(quote_ident_tsq, ' | ') FILTER (WHERE l.candidate)::tsquery
+    INTO v_lexemes, v_idf, v_query
+    FROM memory._recall_lexemes(p_user_id, p_query_text) l
+    -- a lexeme as a tsquery operand: quoted, with quotes doubled and backslashes escaped
+    CROSS JOIN LATERAL (SELECT '''' || replace(replace(l.lexeme, '\', '\\'), '''', '''''') || '''' AS quote_ident_tsq) x;
+    IF v_query IS NULL THEN
+        RETURN;  -- no word of the query is searchable: the leg cannot run
+    END IF;
+    SELECT coalesce(t.lexemes::float8 / nullif(t.turns, 0), 1) INTO v_avg FROM memory.text_totals t WHERE t.user_id = p_user_id;
+    RETURN QUERY
+    WITH cand AS (
+        -- A turn still in day_table is scored on its whole text; a block's copy of it stands
+        -- in once retention has deleted it (the first of its blocks, if margins overlap).
+        SELECT DISTINCT ON (c.session_id, c.turn_number) c.session_id, c.turn_number, c.tsv
+        FROM (
+            SELECT d.session_id, d.turn_number, d.content_tsv AS tsv, 0 AS pref
+            FROM memory.day_table d
+            WHERE d.user_id = p_user_id AND d.content_tsv @@ v_query
+              AND (p_since IS NULL OR d.created_at >= p_since) AND (p_until IS NULL OR d.created_at < p_until)
+            UNION ALL
+            SELECT b.session_id, b.turn_number, b.kept_tsv, 1
+            FROM memory.block_turns b
+            WHERE b.user_id = p_user_id AND b.kept_tsv @@ v_query
+              AND (p_since IS NULL OR b.created_at >= p_since) AND (p_until IS NULL OR b.created_at < p_until)) c
+        ORDER BY c.session_id, c.turn_number, c.pref),
+    scored AS (
+        SELECT c.session_id, c.turn_number,
+               sum(v_idf[i] * (tf * (v_k1 + 1)) / (tf + v_k1 * (1 - v_b + v_b * length(c.tsv) / v_avg))) AS bm25
+        FROM cand c
+        CROSS JOIN LATERAL unnest(c.tsv) u
+        CROSS JOIN LATERAL (SELECT array_position(v_lexemes, u.lexeme) AS i, coalesce(cardinality(u.positions), 1) AS tf) m
+        WHERE m.i IS NOT NULL
+        GROUP BY c.session_id, c.turn_number)
+    SELECT s.session_id, s.turn_number, (row_number() OVER (ORDER BY s.bm25 DESC, s.session_id, s.turn_number))::int, s.bm25
+    FROM scored s
+    ORDER BY s.bm25 DESC, s.session_id, s.turn_number
+    LIMIT p_n;
+END
+$$;
+
+COMMENT ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Internal, the text leg of memory.recall: the p_n turns of the user (in day_table, or kept by a block once retention deleted them) with the highest BM25 score for the query (k1 = recall.bm25_k1, b = recall.bm25_b, document frequencies from memory.text_stats, length in lexemes), among the turns holding one of the query''s rarest words (memory._recall_lexemes), optionally within [p_since, p_until). Empty when no word of the query is searchable.';
+
+CREATE FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(session_id uuid, turn_number integer, rank integer, distance double precision)
+    LANGUAGE plpgsql STABLE
+    SET "hnsw.iterative_scan" TO 'relaxed_order'
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_kind text := ops.setting('embedding.universal_index') #>> '{}';
+    v_dim int := (ops.setting('embedding.universal_dim'))::int;
+    v_rows bigint := coalesce((SELECT t.turns FROM memory.text_totals t WHERE t.user_id = p_user_id), 0);
+    v_order text;
+    v_fetch int := p_n;
+BEGIN
+    PERFORM set_config('hnsw.ef_search', greatest(p_n, (ops.setting('recall.ef_search'))::int)::text, true);
+    -- text_totals counts every turn the user ever had, so it bounds what both tables hold.
+    -- Below recall.selective_rows an exact scan is fast and, unlike an HNSW walk filtered
+    -- to one user among many, never comes back short; above, the index the install chose.
+    IF v_rows < (ops.setting('recall.selective_rows'))::bigint THEN
+        v_order := '(%1$s.universal_embedding <=> $1) + 0';  -- "+ 0": an expression no index serves
+    ELSIF v_kind = 'vector' THEN
+        v_order := '%1$s.universal_embedding <=> $1';
+    ELSIF v_kind = 'halfvec' THEN
+        v_order := format('%%1$s.universal_embedding::halfvec(%s) <=> $1::halfvec(%s)', v_dim, v_dim);
+        v_fetch := p_n * 2;
+    ELSE
+        v_order := '%1$s.universal_embedding_bq <~> binary_quantize($1)';
+        v_fetch := p_n * (ops.setting('recall.binary_overfetch'))::int;
+    END IF;
+    RETURN QUERY EXECUTE format($q$
+        WITH cand AS (
+            (SELECT d.session_id, d.turn_number, (d.universal_embedding <=> $1)::float8 AS distance, 0 AS pref
+             FROM memory.day_table d
+             WHERE d.user_id = $2 AND d.universal_embedding IS NOT NULL
+               AND ($4::timestamptz IS NULL OR d.created_at >= $4) AND ($5::timestamptz IS NULL OR d.created_at < $5)
+             ORDER BY %1$s LIMIT $3)
+            UNION ALL
+            (SELECT b.session_id, b.turn_number, (b.universal_embedding <=> $1)::float8, 1
+             FROM memory.block_turns b
+             WHERE b.user_id = $2 AND b.universal_embedding IS NOT NULL
+               AND ($4::timestamptz IS NULL OR b.created_at >= $4) AND ($5::timestamptz IS NULL OR b.created_at < $5)
+             ORDER BY %2$s LIMIT $3)),
+        one AS (
+            SELECT DISTINCT ON (c.session_id, c.turn_number) c.session_id, c.turn_number, c.distance
+            FROM cand c ORDER BY c.session_id, c.turn_number, c.pref)
+        SELECT o.session_id, o.turn_number, (row_number() OVER (ORDER BY o.distance, o.session_id, o.turn_number))::int, o.distance
+        FROM one o ORDER BY o.distance, o.session_id, o.turn_number LIMIT $6 $q$,
+        format(v_order, 'd'), CASE WHEN v_order LIKE '%_bq%' THEN format('(%s.universal_embedding <=> $1)', 'b')
+                                   ELSE format(v_order, 'b') END)
+    USING p_query, p_user_id, v_fetch, p_since, p_until, p_n;
+END
+$_$;
+
+COMMENT ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Internal, the vector leg of memory.recall: the p_n turns of the user (in day_table, or kept by a block) nearest the query by cosine distance of universal embeddings, optionally within [p_since, p_until). A user with fewer than recall.selective_rows turns is ranked exactly; otherwise through the HNSW index form chosen at install, with pgvector iterative scans so the user filter never returns fewer rows than asked.';
+
+CREATE FUNCTION memory._sentence_facts(p_sentence text) RETURNS double precision
+    LANGUAGE sql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT (CASE WHEN s ~ '\d' THEN 2 ELSE 0 END)
+         + (CASE WHEN s ~* '\m(january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sep|sept|oct|nov|dec|monday|tuesday|wednesday|thursday|friday|saturday|sunday|yesterday|today|tonight|tomorrow|weekend|ago|last (week|month|year|night|time)|next (week|month|year)|since|birthday|anniversary)\M'
+                THEN 2 ELSE 0 END)
+         -- a capitalised word after the sentence's first (a name, a place, a title), "I" aside
+         + (CASE WHEN regexp_replace(s, '^\s*\S+:\s*', '') ~ '\s(?!I\M)[[:upper:]][[:alpha:]]+' THEN 1.5 ELSE 0 END)
+         + (CASE WHEN s ~ '\m(I|I''m|I''ve|I''d|I''ll|my|My|mine|me|we|We|our|Our|us)\M' THEN 1.5 ELSE 0 END)
+         + (CASE WHEN array_length(regexp_split_to_array(btrim(s), '\s+'), 1) >= 8 THEN 1 ELSE 0 END)
+         - (CASE WHEN array_length(regexp_split_to_array(btrim(s), '\s+'), 1) < 4 THEN 2 ELSE 0 END)
+    FROM (SELECT coalesce(p_sentence, '') AS s) x
+$$;
+
+COMMENT ON FUNCTION memory._sentence_facts(p_sentence text) IS 'Internal, the default summariser''s fact score of a sentence: +2 for a number, +2 for a date or time word (months, weekdays, yesterday, last week, birthday …), +1.5 for a capitalised word after the first (a name or place; a "Speaker:" prefix and "I" aside), +1.5 for a first-person statement (I, my, we, our …), +1 for eight words or more, -2 for fewer than four (filler such as "Wow, that''s cool!").';
 
 CREATE FUNCTION memory.act_for(p_user_id uuid) RETURNS uuid
     LANGUAGE plpgsql SECURITY DEFINER
@@ -971,12 +1144,12 @@ CREATE FUNCTION memory.import_block(p_block_id uuid, p_session_id uuid, p_prose 
 DECLARE
     v_user uuid;
     v_tier text;
-    v_cycles int;
+    v_cycle int;
     v_missing uuid;
     v_n int;
 BEGIN
-    SELECT s.user_id, u.tier, r.block_cycles INTO v_user, v_tier, v_cycles
-    FROM memory.sessions s JOIN memory.users u USING (user_id) JOIN memory.retention_policy r ON r.tier = u.tier
+    SELECT s.user_id, u.tier, u.cycles INTO v_user, v_tier, v_cycle
+    FROM memory.sessions s JOIN memory.users u USING (user_id)
     WHERE s.session_id = p_session_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'p_session_id: unknown session %', p_session_id USING ERRCODE = 'foreign_key_violation';
@@ -1001,14 +1174,14 @@ BEGIN
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, citations, preoccupation_centroid_id, derived_from, continues_from,
-        cycle_date, first_turn, last_turn, hippocampus_until)
+        cycle_date, first_turn, last_turn, cycle_no)
     VALUES (p_block_id, 'imported', p_prose,
             memory._checked_vector(p_universal_embedding, 'p_universal_embedding', 'universal'),
             memory._checked_vector(p_native_embedding, 'p_native_embedding', 'native'),
             '{}', CASE WHEN p_salience_composite IS NULL THEN '{}' ELSE jsonb_build_object('composite', p_salience_composite) END,
             coalesce(p_coherence_gain, 0), 0, p_session_id, v_user, v_tier, p_at, p_at,
             to_jsonb(coalesce(p_citations, '{}')), p_preoccupation_centroid_id, p_derived_from, p_continues_from,
-            p_at::date, 0, 0, p_at::date + v_cycles)
+            p_at::date, 0, 0, v_cycle)
     ON CONFLICT (block_id) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
@@ -1038,24 +1211,30 @@ DECLARE
     v_n int;
 BEGIN
     UPDATE memory.holographic_blocks b
-    SET migrated_at = clock_timestamp(), universal_embedding = NULL, native_embedding = NULL
+    SET migrated_at = clock_timestamp(), native_embedding = NULL
     WHERE b.block_id = ANY (p_block_ids) AND b.migrated_at IS NULL;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) IS 'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their embeddings from the Hippocampus (the Cortex keeps them at full precision), so Hippocampus vector search stops returning them while the row stays as the anchor of their structural references. Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
+COMMENT ON FUNCTION memory.mark_migrated(p_block_ids uuid[]) IS 'Marks blocks as moved to the Cortex, after the worker has written them there: sets migrated_at and releases their native embedding (the Cortex keeps both at full precision). The universal embedding, the zones and what the block keeps of each turn (memory.block_turns) stay, so a psql user still finds the block and its turns (memory.recall, memory.recall_blocks). Blocks already marked are left alone, so a repeated mark is harmless. Returns the number newly marked.';
 
 CREATE FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
 DECLARE
-    v_cutoff timestamptz := (memory._night_cycle_date(p_run_id) + 1)::timestamptz;
+    v_date date := memory._night_cycle_date(p_run_id);
+    v_cutoff timestamptz := (v_date + 1)::timestamptz;
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_n bigint;
 BEGIN
+    -- The run is one more of the user's cycles, what retention counts in, unless a run for
+    -- this date (or a later one) counted already: running a date twice changes nothing.
+    UPDATE memory.users u SET cycles = u.cycles + 1, last_cycle_date = v_date
+    WHERE u.user_id = p_user_id AND (u.last_cycle_date IS NULL OR u.last_cycle_date < v_date);
+
     -- The trigger never stamps a session later than now(); one stamped in the future by
     -- other means would never look idle, so it counts as written now (taken once idle).
     UPDATE memory.sessions s SET last_turn_at = now()
@@ -1083,7 +1262,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 0 for one user of a run: takes the user''s sessions that are idle for night.session_idle, have no turn after the end of the run''s cycle date and are not being written (FOR NO KEY UPDATE SKIP LOCKED: a session is in this cycle whole or left for the next), locking them until the user''s batch commits, and records them with the range of their unconsolidated turns in memory.night_sessions. A session stamped in the future is first brought back to now(). Returns the number of turns taken.';
+COMMENT ON FUNCTION memory.night_00_select_sessions(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 0 for one user of a run: counts the run as one of the user''s cycles (users.cycles, once per cycle date, never for a date older than the last counted); takes the user''s sessions that are idle for night.session_idle, have no turn after the end of the run''s cycle date and are not being written (FOR NO KEY UPDATE SKIP LOCKED: a session is in this cycle whole or left for the next), locking them until the user''s batch commits, and records them with the range of their unconsolidated turns in memory.night_sessions. A session stamped in the future is first brought back to now(). Returns the number of turns taken.';
 
 CREATE FUNCTION memory.night_01_flux_detection(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
@@ -1173,7 +1352,8 @@ BEGIN
         UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
         UPDATE memory.flux_arcs SET continued_by_arc_id = (
             SELECT n.arc_id FROM memory.night_arcs n
-            WHERE n.run_id = p_run_id AND n.session_id = v_link.session_id ORDER BY n.start_turn LIMIT 1)
+            WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND n.session_id = v_link.session_id
+            ORDER BY n.start_turn LIMIT 1)
         WHERE arc_id = v_link.open_arc_id;
     END LOOP;
     RETURN v_n;
@@ -1193,6 +1373,7 @@ DECLARE
     v_live_arrete float8 := (ops.setting('night.live_arrete'))::float8;
     v_live_id float8 := (ops.setting('night.live_interrogative_distance'))::float8;
     v_markers text := ops.setting('night.insight_markers') #>> '{}';
+    v_gap_max int := (ops.setting('night.gap_max_turns'))::int;
     v_n bigint;
 BEGIN
     -- Each new arc becomes a block with margins within the turns this run took.
@@ -1205,9 +1386,36 @@ BEGIN
            f.arc_duration_turns, f.start_time, f.end_time
     FROM memory.night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.session_id = a.session_id
+    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.user_id = a.user_id AND s.session_id = a.session_id
     WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
-    GET DIAGNOSTICS v_n = ROW_COUNT;
+
+    -- The stretches of the taken turns that no arc block holds become gap blocks (at most
+    -- night.gap_max_turns turns each), so every turn the run consolidates lies in a block
+    -- and retention never deletes a turn nothing keeps.
+    WITH free AS (
+        SELECT n.session_id, d.turn_number, d.perplexity_score, d.flux_baseline_mean, d.created_at
+        FROM memory.night_sessions n
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number BETWEEN n.first_turn AND n.last_turn
+        WHERE n.run_id = p_run_id AND n.user_id = p_user_id
+          AND NOT EXISTS (SELECT 1 FROM memory.night_blocks b
+                          WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.session_id = n.session_id
+                            AND d.turn_number BETWEEN b.first_turn AND b.last_turn)),
+    stretches AS (
+        SELECT f.*, f.turn_number - row_number() OVER (PARTITION BY f.session_id ORDER BY f.turn_number) AS stretch
+        FROM free f),
+    pieces AS (
+        SELECT s.*, (row_number() OVER (PARTITION BY s.session_id, s.stretch ORDER BY s.turn_number) - 1) / v_gap_max AS piece
+        FROM stretches s)
+    INSERT INTO memory.night_blocks (run_id, user_id, block_kind, session_id, start_turn, peak_turn, end_turn,
+                                     first_turn, last_turn, resolved, baseline, peak, final, duration, start_time, end_time)
+    SELECT p_run_id, p_user_id, 'gap', p.session_id, min(p.turn_number),
+           (array_agg(p.turn_number ORDER BY p.perplexity_score DESC NULLS LAST, p.turn_number))[1], max(p.turn_number),
+           min(p.turn_number), max(p.turn_number), true, avg(coalesce(p.flux_baseline_mean, p.perplexity_score)),
+           max(p.perplexity_score), (array_agg(p.perplexity_score ORDER BY p.turn_number DESC))[1], count(*),
+           min(p.created_at), max(p.created_at)
+    FROM pieces p
+    GROUP BY p.session_id, p.stretch, p.piece;
+    SELECT count(*) INTO v_n FROM memory.night_blocks b WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
     IF v_n = 0 THEN
         RETURN 0;
     END IF;
@@ -1221,8 +1429,9 @@ BEGIN
            greatest(0, 1 - (d.universal_embedding <=> lag(d.universal_embedding) OVER o)),
            least(1, d.universal_embedding <=> c.universal_centroid),
            (d.turn_number BETWEEN b.start_turn AND b.end_turn
-             AND (d.perplexity_score > d.flux_baseline_mean + v_live_sigma * d.flux_baseline_sd
-                  OR (lag(d.perplexity_score) OVER o - d.perplexity_score) / nullif(lag(d.perplexity_score) OVER o, 0) > v_live_arrete
+             -- a spike and an Arreté are an arc's; a gap block's turns are live only by ID or a marker
+             AND ((b.block_kind = 'arc' AND (d.perplexity_score > d.flux_baseline_mean + v_live_sigma * d.flux_baseline_sd
+                       OR (lag(d.perplexity_score) OVER o - d.perplexity_score) / nullif(lag(d.perplexity_score) OVER o, 0) > v_live_arrete))
                   OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
                   OR d.content ~* v_markers)) IS TRUE
     FROM memory.night_blocks b
@@ -1231,25 +1440,26 @@ BEGIN
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
 
-    -- Zones over the arc's own turns: maximal runs of live or of dead turns; live ones verbatim.
+    -- Zones over the arc's own turns (a gap block's are all its own): maximal runs of live or
+    -- of dead turns; live ones verbatim.
     WITH runs AS (
         SELECT t.block_id, t.turn_number, t.live,
                t.turn_number - row_number() OVER (PARTITION BY t.block_id, t.live ORDER BY t.turn_number) AS run
         FROM memory.night_block_turns t
-        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.block_id = t.block_id
+        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
         WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn)
     INSERT INTO memory.night_zones (run_id, user_id, block_id, session_id, live, first_turn, last_turn, content)
     SELECT p_run_id, p_user_id, r.block_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.block_id = r.block_id
+    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = r.block_id
     LEFT JOIN memory.day_table d ON r.live AND d.session_id = b.session_id AND d.turn_number = r.turn_number
     GROUP BY r.block_id, b.session_id, r.live, r.run;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory.night_02_block_formation(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 2, block formation, for one user of a run. Each arc stage 1 stored becomes a block (memory.night_blocks) spanning night.margin_turns turns before its spike and after its resolution (within the turns the run took), and the user''s Preoccupation Centroid is refreshed as of the cycle''s end. For each turn a block holds, memory.night_block_turns gets its coherence with the previous turn, its Interrogative Distance to the centroid and whether it is live. The arc''s own turns are split into zones (memory.night_zones): live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; Interrogative Distance below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Returns the number of blocks formed.';
+COMMENT ON FUNCTION memory.night_02_block_formation(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 2, block formation, for one user of a run. Each arc stage 1 stored becomes a block (memory.night_blocks) spanning night.margin_turns turns before its spike and after its resolution (within the turns the run took); each stretch of taken turns that no arc block holds becomes a gap block (block_kind gap, at most night.gap_max_turns turns, its own span start..end, peak = its most perplexing turn, baseline = its turns'' mean live baseline), so that every consolidated turn lies in a block. The user''s Preoccupation Centroid is refreshed as of the cycle''s end. For each turn a block holds, memory.night_block_turns gets its coherence with the previous turn, its Interrogative Distance to the centroid and whether it is live. The arc''s own turns are split into zones (memory.night_zones): live zones, kept verbatim ("role: content" lines), are maximal runs of turns meeting any of: (arc blocks only) perplexity above the local baseline mean + night.live_spike_sigma standard deviations; Arreté within the exchange, (previous perplexity - perplexity) / previous perplexity, above night.live_arrete; (every block) Interrogative Distance below night.live_interrogative_distance; an insight marker (night.insight_markers). The other runs are dead zones, summarised in stage 4. Returns the number of blocks formed (arc and gap).';
 
 CREATE FUNCTION memory.night_03_salience(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
@@ -1273,10 +1483,10 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id
         GROUP BY b.block_id, b.peak, b.baseline, b.peak_turn, b.start_turn, b.end_turn, b.first_turn),
-    scored AS (
+    scored AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
         FROM per_block p)
     UPDATE memory.night_blocks b SET
@@ -1288,7 +1498,7 @@ BEGIN
         arrete = (b.baseline - b.final) / nullif(b.baseline, 0),
         coherence_gain = s.coherence_gain,
         ties_merge_weight = 0.5 * s.composite + 0.5 * greatest(0, least(1, coalesce((b.baseline - b.final) / nullif(b.baseline, 0), 0)))
-    FROM scored s WHERE b.run_id = p_run_id AND b.block_id = s.block_id;
+    FROM scored s WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = s.block_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -1304,20 +1514,43 @@ DECLARE
     v_summariser regproc := (ops.setting('night.summariser') #>> '{}')::regproc;
     v_n bigint;
 BEGIN
-    EXECUTE format('UPDATE memory.night_zones z SET content = %s(z.session_id, z.first_turn, z.last_turn) '
-                   'WHERE z.run_id = $1 AND z.user_id = $2 AND NOT z.live', v_summariser)
+    -- The summariser returns the sentences it keeps, each with the turn it came from (NULL:
+    -- a sentence standing for the whole zone); what a turn keeps goes to memory.block_turns.
+    EXECUTE format($q$
+        WITH kept AS MATERIALIZED (
+            SELECT z.block_id, z.first_turn AS zone, f.turn_number, f.sentence, f.ord
+            FROM memory.night_zones z
+            CROSS JOIN LATERAL %s(z.session_id, z.first_turn, z.last_turn) WITH ORDINALITY f(turn_number, sentence, ord)
+            WHERE z.run_id = $1 AND z.user_id = $2 AND NOT z.live AND f.sentence ~ '\S'),
+        per_turn AS (
+            UPDATE memory.night_block_turns t SET kept = x.sentences
+            FROM (SELECT k.block_id, k.turn_number, string_agg(k.sentence, ' ' ORDER BY k.ord) AS sentences
+                  FROM kept k WHERE k.turn_number IS NOT NULL GROUP BY k.block_id, k.turn_number) x
+            WHERE t.run_id = $1 AND t.user_id = $2 AND t.block_id = x.block_id AND t.turn_number = x.turn_number)
+        UPDATE memory.night_zones z SET content = x.summary
+        FROM (SELECT k.block_id, k.zone, string_agg(k.sentence, ' ' ORDER BY k.ord) AS summary
+              FROM kept k GROUP BY k.block_id, k.zone) x
+        WHERE z.run_id = $1 AND z.user_id = $2 AND z.block_id = x.block_id AND z.first_turn = x.zone $q$, v_summariser)
     USING p_run_id, p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
+    -- Live zones and margins keep their turns whole.
+    UPDATE memory.night_block_turns t SET kept = d.content
+    FROM memory.night_blocks b, memory.day_table d
+    WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND b.run_id = t.run_id AND b.user_id = t.user_id
+      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.turn_number = t.turn_number
+      AND (t.live OR t.turn_number < b.start_turn OR t.turn_number > b.end_turn);
     UPDATE memory.night_blocks b SET prose = jsonb_build_object(
         'anterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
                                      FROM memory.day_table d WHERE d.session_id = b.session_id
                                        AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
-                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND z.live), '[]'),
+                                FROM memory.night_zones z
+                                WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND z.live), '[]'),
         'dead_zone_summaries', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
-                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
+                                FROM memory.night_zones z
+                                WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
                                       FROM memory.day_table d WHERE d.session_id = b.session_id
                                         AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))
@@ -1326,7 +1559,7 @@ BEGIN
 END
 $_$;
 
-COMMENT ON FUNCTION memory.night_04_compression(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 4, compression, for the blocks stage 2 formed for one user of a run. Dead zones are summarised by the function the night.summariser setting names (memory.summarise_extractive by default, called with the session and the zone''s first and last turn); live zones stay verbatim. Builds each block''s prose in the spec''s shape: anterior_margin, live_zones [{start, end, content}], dead_zone_summaries [{start, end, summary}], posterior_margin, with start and end as 0-based turn offsets within the block. Returns the number of dead zones summarised.';
+COMMENT ON FUNCTION memory.night_04_compression(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 4, compression, for the blocks stage 2 formed for one user of a run. Dead zones are summarised by the function the night.summariser setting names (memory.summarise_facts by default), called with the session and the zone''s first and last turn and returning the sentences it keeps with the turn each came from: the zone''s summary is those sentences in order, and each turn keeps its own (memory.night_block_turns.kept, for memory.block_turns); turns of live zones and margins keep their whole text. Builds each block''s prose in the spec''s shape: anterior_margin, live_zones [{start, end, content}], dead_zone_summaries [{start, end, summary}], posterior_margin, with start and end as 0-based turn offsets within the block. Returns the number of dead zones summarised (that kept a sentence).';
 
 CREATE FUNCTION memory.night_05_embedding(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
@@ -1342,16 +1575,16 @@ BEGIN
         SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                d.universal_embedding, d.native_embedding
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
         JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
-    centroids AS (
+    centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
                l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
                l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
         FROM weighted GROUP BY block_id)
     UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
-    FROM centroids c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    FROM centroids c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -1373,26 +1606,28 @@ BEGIN
     -- Continuations found in stage 1 between blocks formed now (one hippocampal period):
     -- continues_from / continued_by and a metablock over each chain.
     UPDATE memory.night_blocks b SET continued_by = nb.block_id
-    FROM memory.flux_arcs f JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.arc_id = f.continued_by_arc_id
+    FROM memory.flux_arcs f
+    JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.user_id = p_user_id AND nb.arc_id = f.continued_by_arc_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.arc_id = b.arc_id;
     UPDATE memory.night_blocks b SET continues_from = pb.block_id
     FROM memory.night_blocks pb
-    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.continued_by = b.block_id;
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.user_id = p_user_id
+      AND pb.continued_by = b.block_id;
     WITH RECURSIVE chain AS (
         SELECT b.block_id AS root, b.block_id, 1 AS pos FROM memory.night_blocks b
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continued_by IS NOT NULL AND b.continues_from IS NULL
         UNION ALL
         SELECT c.root, n.block_id, c.pos + 1
         FROM chain c
-        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.block_id = c.block_id
-        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.block_id = cur.continued_by)
+        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.user_id = p_user_id AND cur.block_id = c.block_id
+        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.user_id = p_user_id AND n.block_id = cur.continued_by)
     UPDATE memory.night_blocks b SET chain_root = c.root, chain_pos = c.pos
-    FROM chain c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    FROM chain c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
     WITH m AS MATERIALIZED (  -- once per chain: a subquery could be rescanned, drawing a new id per block
         SELECT x.chain_root, gen_random_uuid() AS compound_id FROM memory.night_blocks x
         WHERE x.run_id = p_run_id AND x.user_id = p_user_id AND x.chain_root IS NOT NULL GROUP BY x.chain_root)
     UPDATE memory.night_blocks b SET parent_metablock_id = m.compound_id
-    FROM m WHERE b.run_id = p_run_id AND b.chain_root = m.chain_root;
+    FROM m WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.chain_root = m.chain_root;
 
     -- An earlier block stored by a previous cycle is not merged (spec 004 section 4.4): from
     -- another session it becomes a citation; the earlier part of an arc of the same session
@@ -1404,7 +1639,7 @@ BEGIN
     UPDATE memory.night_blocks b SET continues_from = hb.block_id
     FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
-      AND a.run_id = p_run_id AND a.arc_id = b.arc_id;
+      AND a.run_id = p_run_id AND a.user_id = p_user_id AND a.arc_id = b.arc_id;
 
     -- Compound blocks first (constituents reference them), then the others. A compound's
     -- prose concatenates its constituents' zones with shifted offsets; its metrics combine
@@ -1431,7 +1666,7 @@ BEGIN
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, session_continuity_flag, citations, preoccupation_centroid_id,
-        cycle_date, first_turn, last_turn, hippocampus_until)
+        cycle_date, first_turn, last_turn, cycle_no)
     SELECT m.parent_metablock_id, 'compound',
            jsonb_build_object(
                'anterior_margin', (array_agg(m.prose ->> 'anterior_margin' ORDER BY m.chain_pos))[1],
@@ -1449,17 +1684,16 @@ BEGIN
            (array_agg(m.session_id ORDER BY m.chain_pos))[1], p_user_id, u.tier,
            min(m.start_time), max(m.end_time), NOT (array_agg(m.resolved ORDER BY m.chain_pos DESC))[1], '[]', pc.centroid_id,
            v_cycle_date, (array_agg(m.first_turn ORDER BY m.chain_pos))[1], (array_agg(m.last_turn ORDER BY m.chain_pos))[1],
-           v_cycle_date + r.block_cycles
+           u.cycles
     FROM members m
     JOIN memory.users u ON u.user_id = p_user_id
-    JOIN memory.retention_policy r ON r.tier = u.tier
     LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
-    GROUP BY m.parent_metablock_id, u.tier, r.block_cycles, pc.centroid_id;
+    GROUP BY m.parent_metablock_id, u.tier, u.cycles, pc.centroid_id;
 
     INSERT INTO memory.holographic_blocks (block_id, block_kind, arc_id, prose, native_embedding, universal_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, parent_metablock_id, session_continuity_flag, continues_from, continued_by,
-        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, hippocampus_until)
+        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, cycle_no)
     SELECT b.block_id, b.block_kind, b.arc_id, b.prose, b.native_embedding, b.universal_embedding,
            jsonb_build_object('peak_perplexity', b.peak, 'baseline_perplexity', b.baseline,
                               'final_perplexity', b.final, 'flux_reversal_quality', b.quality,
@@ -1467,10 +1701,9 @@ BEGIN
            b.salience_scores, coalesce(b.coherence_gain, 0), coalesce(b.ties_merge_weight, 0),
            b.session_id, p_user_id, u.tier, b.start_time, b.end_time, b.parent_metablock_id, NOT b.resolved,
            b.continues_from, b.continued_by, coalesce(b.citations, '[]'), pc.centroid_id,
-           v_cycle_date, b.first_turn, b.last_turn, v_cycle_date + r.block_cycles
+           v_cycle_date, b.first_turn, b.last_turn, u.cycles
     FROM memory.night_blocks b
     JOIN memory.users u ON u.user_id = p_user_id
-    JOIN memory.retention_policy r ON r.tier = u.tier
     LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -1489,20 +1722,49 @@ BEGIN
     UNION ALL
     SELECT p_user_id, b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
     FROM mine b1 JOIN mine b2 ON b1.start_time < b2.start_time OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
-    WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
+    WHERE b1.block_kind = 'arc' AND b2.block_kind = 'arc'  -- themes tie arcs; gap blocks sit between them
+      AND 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
     ON CONFLICT DO NOTHING;
 
+    -- Each block's zones with the turns they came from, and what it keeps of each turn (the
+    -- turn's time, reference and universal embedding come along): recall finds the turn
+    -- there once retention has deleted it from day_table.
+    INSERT INTO memory.block_zones (block_id, user_id, zone_no, zone_kind, session_id, first_turn, last_turn, content)
+    SELECT z.block_id, p_user_id, (row_number() OVER (PARTITION BY z.block_id ORDER BY z.first_turn) - 1)::smallint,
+           z.kind, z.session_id, z.first_turn, z.last_turn, z.content
+    FROM (SELECT b.block_id, 'anterior_margin' AS kind, b.session_id, b.first_turn, b.start_turn - 1 AS last_turn,
+                 b.prose ->> 'anterior_margin' AS content
+          FROM memory.night_blocks b WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.first_turn < b.start_turn
+          UNION ALL
+          SELECT z.block_id, CASE WHEN z.live THEN 'live' ELSE 'dead' END, z.session_id, z.first_turn, z.last_turn,
+                 coalesce(z.content, '')
+          FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.user_id = p_user_id
+          UNION ALL
+          SELECT b.block_id, 'posterior_margin', b.session_id, b.end_turn + 1, b.last_turn, b.prose ->> 'posterior_margin'
+          FROM memory.night_blocks b WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.last_turn > b.end_turn) z;
+    INSERT INTO memory.block_turns (block_id, turn_number, user_id, session_id, zone_no, role, kept, verbatim,
+                                    created_at, external_ref, universal_embedding)
+    SELECT t.block_id, t.turn_number, p_user_id, b.session_id, z.zone_no, d.role, t.kept, t.kept = d.content,
+           d.created_at, d.external_ref, d.universal_embedding
+    FROM memory.night_block_turns t
+    JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+    JOIN memory.block_zones z ON z.user_id = p_user_id AND z.block_id = t.block_id
+         AND t.turn_number BETWEEN z.first_turn AND z.last_turn
+    WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.kept ~ '\S';
+
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
-    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date)
-    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, v_cycle_date
-    FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
+    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date, cycle_no)
+    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, v_cycle_date, u.cycles
+    FROM memory.night_sessions n JOIN memory.users u ON u.user_id = n.user_id
+    WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
     UPDATE memory.sessions s SET consolidated_turn = n.last_turn
     FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND s.session_id = n.session_id;
     RETURN v_n;
 END
 $$;
 
-COMMENT ON FUNCTION memory.night_06_storage(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 6, storage, for one user of a run. Writes the blocks of memory.night_blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; hippocampus_until = cycle date + the tier''s block_cycles). A continuation whose earlier block forms in the same run links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents). An earlier block stored by a previous cycle is not merged: from another session it becomes a citation (citations and a cites relationship); the earlier part of an arc of the same session, consolidated while the arc was still open, is continued (continues_from, its continued_by, a continues relationship). Blocks of the run at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session (memory.consolidations, sessions.consolidated_turn). Returns the number of blocks stored (compounds not counted).';
+COMMENT ON FUNCTION memory.night_06_storage(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 6, storage, for one user of a run. Writes the blocks of memory.night_blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; cycle_no = the user''s cycle, from which stage 7 counts the tier''s block_cycles), each block''s zones with their turn ranges (memory.block_zones) and what it keeps of each turn (memory.block_turns: verbatim for live zones and margins, the summary''s sentences for dead zones, with the turn''s role, time, external reference and universal embedding). A continuation whose earlier block forms in the same run links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents). An earlier block stored by a previous cycle is not merged: from another session it becomes a citation (citations and a cites relationship); the earlier part of an arc of the same session, consolidated while the arc was still open, is continued (continues_from, its continued_by, a continues relationship). Arc blocks of the run at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session with the user''s cycle (memory.consolidations, sessions.consolidated_turn). Returns the number of blocks stored (compounds not counted).';
 
 CREATE FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
@@ -1517,9 +1779,11 @@ BEGIN
     INSERT INTO ops.jobs (kind, payload, dedupe_key)
     SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'run_id', p_run_id), 'cortex_migrate:' || b.block_id
     FROM memory.holographic_blocks b
+    JOIN memory.users u ON u.user_id = b.user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
     WHERE b.user_id = p_user_id AND b.migrated_at IS NULL
       AND (b.coherence_gain >= v_gain OR b.arc_end_time < (v_cycle_date + 1)::timestamptz - v_age
-           OR b.long_term OR b.hippocampus_until <= v_cycle_date)
+           OR b.long_term OR u.cycles - b.cycle_no >= r.block_cycles)
     ORDER BY b.arc_start_time
     ON CONFLICT (dedupe_key) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -1530,7 +1794,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
+COMMENT ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has stayed its tier''s block_cycles of the user''s cycles since it was stored (memory.retention_policy); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
 
 CREATE FUNCTION memory.night_08_clustering_update(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
@@ -1563,27 +1827,26 @@ CREATE FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) RETURNS
     AS $$
 DECLARE
     v_cycle_date date := memory._night_cycle_date(p_run_id);
+    v_window interval := (ops.setting('recall.window') #>> '{}')::interval;
     v_tier text;
     v_raw int;
-    v_block int;
+    v_cycles int;
     v_n bigint;
 BEGIN
-    SELECT u.tier, r.raw_cycles, r.block_cycles INTO v_tier, v_raw, v_block
+    SELECT u.tier, r.raw_cycles, u.cycles INTO v_tier, v_raw, v_cycles
     FROM memory.users u JOIN memory.retention_policy r ON r.tier = u.tier WHERE u.user_id = p_user_id;
     DELETE FROM memory.day_table d
     USING memory.consolidations c
-    WHERE d.user_id = p_user_id
+    WHERE d.user_id = p_user_id AND c.user_id = p_user_id
       AND c.session_id = d.session_id AND d.turn_number BETWEEN c.first_turn AND c.last_turn
-      AND c.cycle_date <= v_cycle_date - v_raw
-      -- never a turn that a block still in the Hippocampus covers
-      AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
-                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc' AND b.migrated_at IS NULL
-                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn)
-      -- a turn no block covers stays the tier's whole span
-      AND (c.cycle_date <= v_cycle_date - (v_raw + v_block)
-           OR EXISTS (SELECT 1 FROM memory.holographic_blocks b
-                      WHERE b.session_id = d.session_id AND b.block_kind = 'arc'
-                        AND d.turn_number BETWEEN b.first_turn AND b.last_turn));
+      -- the tier's raw span, in the user's cycles (runs, not calendar days)
+      AND v_cycles - c.cycle_no >= v_raw
+      -- never what recall_recent still promises (the user's last recall.window, from now())
+      AND d.created_at <= now() - v_window
+      -- only a turn a block holds: in a zone, verbatim or in its summary
+      AND EXISTS (SELECT 1 FROM memory.block_zones z
+                  WHERE z.session_id = d.session_id AND z.user_id = p_user_id
+                    AND d.turn_number BETWEEN z.first_turn AND z.last_turn);
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n > 0 THEN
         INSERT INTO ops.cleanup_log (cycle_date, tier, turns_deleted) VALUES (v_cycle_date, v_tier, v_n);
@@ -1592,7 +1855,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 9, day table cleanup, for one user of a run, by memory.retention_policy for the user''s tier, counting cycles from the consolidation of each turn. A turn that a block covers goes once raw_cycles have passed and no block still in the Hippocampus (not yet migrated to the Cortex) covers it; a turn no block covers goes after raw_cycles + block_cycles (1 / 3 / 7 cycles for normal / meso / elder by default). What it removes is logged per tier in ops.cleanup_log. Returns the number of turns deleted.';
+COMMENT ON FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 9, day table cleanup, for one user of a run, by memory.retention_policy for the user''s tier. Cycles are counted in the user''s Night Cycles (users.cycles), not calendar days. A raw turn goes once raw_cycles of them have passed since its consolidation (memory.consolidations.cycle_no), and only if a block holds it (a zone of memory.block_zones covers it: the turn verbatim, or its dead zone''s summary) and it is older than recall.window (what memory.recall_recent promises). A turn no block holds (consolidated before blocks covered every turn) stays. What it removes is logged per tier in ops.cleanup_log. Returns the number of turns deleted.';
 
 CREATE PROCEDURE memory.night_cycle(IN p_cycle_date date DEFAULT CURRENT_DATE, IN p_user_id uuid DEFAULT NULL::uuid)
     LANGUAGE plpgsql
@@ -1615,6 +1878,121 @@ END
 $$;
 
 COMMENT ON PROCEDURE memory.night_cycle(IN p_cycle_date date, IN p_user_id uuid) IS 'The Night Cycle (spec 004 section 8) for one cycle date, for every user or one; pg_cron CALLs it nightly (cron.night_cycle). Stages, in memory.night_stages: 0 select sessions, 1 flux detection, 2 block formation, 3 salience, 4 compression, 5 embedding, 6 storage, 7 migration check, 9 cleanup per user; 8 clustering update once per run. Commits after each batch of night.batch_users users (in user_id order), each user in a subtransaction: a user''s sessions stay locked only until their batch commits, so a turn written into a session the cycle has taken waits at most for that batch and is left for the next cycle. Its state is in ops.cycle_runs (a cursor) and the work tables keyed by run: killed at any point (server crash included), the next call resumes the unfinished run where it stopped, redoing only the uncommitted batch; a second complete run creates nothing. A session-level advisory lock keeps two runs apart (a second call returns at once); it is released at the end and on any error. A run forming more blocks than holographic_blocks holds builds their HNSW indexes once when it finishes (night.index_rebuild_*), each step its own transaction. When any user failed, raises an error naming them after the others'' work is committed (so pg_cron records a failure); each failure is in ops.cycle_stage_log. Cannot run inside a transaction block: memory.run_night_cycle does the same there.';
+
+CREATE FUNCTION memory.recall(p_user_id uuid, p_query_text text DEFAULT NULL::text, p_query_vector real[] DEFAULT NULL::real[], p_session_id uuid DEFAULT NULL::uuid, p_budget_turns integer DEFAULT 10, p_since timestamp with time zone DEFAULT NULL::timestamp with time zone, p_until timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(rank integer, item_kind text, session_id uuid, turn_number integer, turns integer, created_at timestamp with time zone, role text, content text, external_ref text, entry_id uuid, block_id uuid, verbatim boolean, score double precision, legs text[], reason text)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_cfg jsonb;
+    v_n int;
+    v_k float8;
+    v_query vector;
+    v_nw float8;
+    v_legs_run text[] := '{}';
+    v_text_ran boolean;
+BEGIN
+    SELECT jsonb_object_agg(s.key, s.value) INTO v_cfg FROM ops.settings s
+    WHERE s.key LIKE 'recall.%' OR s.key = 'limits.content_max_chars';
+    IF p_user_id IS NULL OR NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_user_id: unknown user %', quote_nullable(p_user_id) USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF p_session_id IS NOT NULL AND NOT EXISTS (SELECT 1 FROM memory.sessions s
+                                                WHERE s.session_id = p_session_id AND s.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_session_id: unknown session % for this user', p_session_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF p_budget_turns IS NULL OR p_budget_turns < 1 OR p_budget_turns > 1000 THEN
+        RAISE EXCEPTION 'p_budget_turns: must be between 1 and 1000, got %', coalesce(p_budget_turns::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_since IS NOT NULL AND p_until IS NOT NULL AND p_since >= p_until THEN
+        RAISE EXCEPTION 'p_since, p_until: p_since must be before p_until' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(p_query_text) > (v_cfg ->> 'limits.content_max_chars')::int THEN
+        RAISE EXCEPTION 'p_query_text: must be at most % characters (limits.content_max_chars), got %',
+            v_cfg ->> 'limits.content_max_chars', length(p_query_text) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF coalesce(p_query_text, '') !~ '\S' AND p_query_vector IS NULL THEN
+        RAISE EXCEPTION 'p_query_text, p_query_vector: give a query text, a query vector or both'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_query := memory._checked_vector(p_query_vector, 'p_query_vector', 'universal');
+    v_n := greatest((v_cfg ->> 'recall.leg_candidates')::int, p_budget_turns);
+    v_k := (v_cfg ->> 'recall.rrf_k')::float8;
+    v_nw := (v_cfg ->> 'recall.neighbour_weight')::float8;
+
+    v_text_ran := coalesce(p_query_text, '') ~ '\S' AND EXISTS (SELECT 1 FROM memory._recall_lexemes(p_user_id, p_query_text));
+    v_legs_run := ARRAY[
+        CASE WHEN v_text_ran THEN 'text' WHEN coalesce(p_query_text, '') ~ '\S' THEN 'text (not run: only stop words)'
+             ELSE 'text (not run: no query text)' END,
+        CASE WHEN v_query IS NOT NULL THEN 'vector' ELSE 'vector (not run: no query vector)' END]
+        || CASE WHEN v_query IS NOT NULL AND (v_cfg ->> 'recall.weight_recent')::float8 > 0 THEN ARRAY['recent'] ELSE '{}' END;
+
+    RETURN QUERY
+    WITH hits AS (
+        SELECT t.session_id, t.turn_number, 'text' AS leg, t.rank, t.bm25 AS measure,
+               (v_cfg ->> 'recall.weight_text')::float8 / (v_k + t.rank) AS score
+        FROM memory._recall_text_leg(p_user_id, p_query_text, v_n, p_since, p_until) t
+        WHERE v_text_ran
+        UNION ALL
+        SELECT t.session_id, t.turn_number, 'vector', t.rank, t.distance, (v_cfg ->> 'recall.weight_vector')::float8 / (v_k + t.rank)
+        FROM memory._recall_vector_leg(p_user_id, v_query, v_n, p_since, p_until) t
+        WHERE v_query IS NOT NULL
+        UNION ALL
+        -- The spec's real-time retrieval: the session and the user's last recall.window.
+        SELECT r.session_id, r.turn_number, 'recent', r.rank::int, r.distance,
+               (v_cfg ->> 'recall.weight_recent')::float8 / (v_k + r.rank)
+        FROM (SELECT x.*, row_number() OVER (ORDER BY x.distance, x.entry_id) AS rank
+              FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, v_n) x
+              WHERE (p_since IS NULL OR x.created_at >= p_since) AND (p_until IS NULL OR x.created_at < p_until)) r
+        WHERE 'recent' = ANY (v_legs_run)),
+    fused AS (
+        SELECT h.session_id, h.turn_number, sum(h.score) AS score,
+               array_agg(h.leg ORDER BY h.leg) AS legs,
+               string_agg(h.leg || ' #' || h.rank || CASE h.leg WHEN 'text' THEN ' (bm25 ' || round(h.measure::numeric, 2)
+                                                                ELSE ' (cosine ' || round((1 - h.measure)::numeric, 3) END || ')',
+                          ', ' ORDER BY h.leg) AS why
+        FROM hits h GROUP BY h.session_id, h.turn_number),
+    neighbours AS (
+        -- Structural expansion: the turns either side of a hit compete with a share of its score.
+        SELECT f.session_id, f.turn_number + o.d AS turn_number, max(v_nw * f.score) AS score,
+               ARRAY['neighbour'] AS legs, 'next to turn ' || min(f.turn_number) AS why
+        FROM fused f CROSS JOIN (VALUES (-1), (1)) o(d)
+        WHERE v_nw > 0 AND f.turn_number + o.d > 0
+          AND NOT EXISTS (SELECT 1 FROM fused x WHERE x.session_id = f.session_id AND x.turn_number = f.turn_number + o.d)
+        GROUP BY f.session_id, f.turn_number + o.d),
+    ranked AS (
+        SELECT a.* FROM (SELECT * FROM fused UNION ALL SELECT * FROM neighbours) a
+        ORDER BY a.score DESC, a.session_id, a.turn_number
+        LIMIT p_budget_turns * 2),  -- room for neighbours that turn out not to exist
+    resolved AS (
+        SELECT r.*, t.*
+        FROM ranked r
+        CROSS JOIN LATERAL (
+            SELECT 'turn'::text AS kind, d.created_at AS at, d.role AS who, d.content AS text, d.external_ref AS ref,
+                   d.entry_id AS eid, NULL::uuid AS bid, true AS whole
+            FROM memory.day_table d WHERE d.session_id = r.session_id AND d.turn_number = r.turn_number
+            UNION ALL
+            (SELECT 'kept_turn', b.created_at, b.role, b.kept, b.external_ref, NULL, b.block_id, b.verbatim
+             FROM memory.block_turns b WHERE b.session_id = r.session_id AND b.turn_number = r.turn_number
+             ORDER BY b.verbatim DESC, b.block_id)
+            LIMIT 1) t)
+    SELECT (row_number() OVER (ORDER BY x.score DESC, x.session_id, x.turn_number))::int, x.kind, x.session_id,
+           x.turn_number, 1, x.at, x.who, x.text, x.ref, x.eid, x.bid, x.whole, x.score, x.legs,
+           x.why || CASE WHEN x.kind = 'kept_turn' AND NOT x.whole THEN '; as its block''s summary kept it' ELSE '' END
+                 || '; legs: ' || c.summary
+    FROM resolved x
+    CROSS JOIN (  -- what each leg did, on every row: a leg that found nothing or could not run says so
+        SELECT string_agg(CASE WHEN l.leg LIKE '%(not run%' THEN l.leg
+                               ELSE l.leg || ' ' || coalesce(n.hits, 0) || ' hits' END, ', ' ORDER BY l.ord) AS summary
+        FROM unnest(v_legs_run) WITH ORDINALITY l(leg, ord)
+        LEFT JOIN (SELECT h.leg, count(*) AS hits FROM hits h GROUP BY h.leg) n ON n.leg = l.leg) c
+    ORDER BY x.score DESC, x.session_id, x.turn_number
+    LIMIT p_budget_turns;
+END
+$$;
+
+COMMENT ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) IS 'Recall for one user over their whole history, as one ranked list of turns within a budget of p_budget_turns turns: the raw turns still in day_table and, for turns retention has deleted, what their Holographic Block kept (memory.block_turns: verbatim, or the sentences its summary kept). Hybrid: a text leg (BM25 over the query''s words, memory._recall_text_leg) and a vector leg (cosine over universal embeddings, memory._recall_vector_leg), each ranking recall.leg_candidates turns, plus, when recall.weight_recent > 0, the recent leg (memory.recall_recent: the session and the user''s last recall.window); fused by reciprocal rank fusion, weight / (recall.rrf_k + rank) per leg. With recall.neighbour_weight > 0 the turns either side of a hit compete with that share of its score. p_since / p_until restrict the turns'' times. Each row says which legs found it, at which rank and why, and which legs ran (a leg that could not run says so). Refuses an unknown user or session, a bad vector, an empty query, a budget outside 1..1000.';
 
 CREATE FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer DEFAULT 10, p_user_id uuid DEFAULT NULL::uuid, p_expand boolean DEFAULT true) RETURNS TABLE(block_id uuid, block_kind text, session_id uuid, user_id uuid, arc_start_time timestamp with time zone, distance double precision, reason text, via_block_id uuid, coherence_gain double precision, prose jsonb)
     LANGUAGE plpgsql STABLE
@@ -1680,34 +2058,49 @@ $_$;
 
 COMMENT ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) IS 'Hybrid block retrieval (spec 004 section 7.4): the p_k blocks nearest p_query_vector (universal, cosine; optionally one user''s), the union with blocks they cite, and with p_expand the structural neighbours along continuation edges (continues_from, continued_by) and their metablocks. Every row says why it came back (vector match, cited by a match, earlier or later part of a matched inquiry, metablock of a match) and through which block (via_block_id); vector matches come first, by distance.';
 
-CREATE FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(item_kind text, item_id uuid, session_id uuid, created_at timestamp with time zone, distance double precision, reason text, via_id uuid, migrated boolean, content text, prose jsonb, universal_embedding real[])
-    LANGUAGE sql STABLE
+CREATE FUNCTION memory.recall_in_blocks(p_user_id uuid, p_block_ids uuid[], p_query_text text DEFAULT NULL::text, p_query_vector real[] DEFAULT NULL::real[], p_per_block integer DEFAULT 1) RETURNS TABLE(block_id uuid, rank integer, session_id uuid, turn_number integer, created_at timestamp with time zone, role text, content text, external_ref text, verbatim boolean, distance double precision, bm25 double precision)
+    LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
     AS $$
-    WITH turns AS (
-        SELECT r.* FROM memory.recall_recent(p_query_vector, p_session_id, p_user_id, p_k) r),
-    blocks AS (
-        SELECT r.* FROM memory.recall_blocks(p_query_vector, p_k, p_user_id, true) r),
-    covering AS (  -- the block a matched turn belongs to: a structural reference of the turn
-        SELECT DISTINCT ON (b.block_id) b.block_id, t.entry_id AS via
-        FROM turns t JOIN memory.holographic_blocks b
-          ON b.session_id = t.session_id AND t.turn_number BETWEEN b.first_turn AND b.last_turn
-        WHERE b.block_kind = 'arc' AND NOT EXISTS (SELECT 1 FROM blocks x WHERE x.block_id = b.block_id)
-        ORDER BY b.block_id, t.distance)
-    SELECT 'turn', t.entry_id, t.session_id, t.created_at, t.distance, 'turn: ' || t.reason, NULL::uuid, false,
-           t.role || ': ' || t.content, NULL::jsonb, d.universal_embedding::real[]
-    FROM turns t JOIN memory.day_table d USING (entry_id)
-    UNION ALL
-    SELECT 'block', b.block_id, b.session_id, b.arc_start_time, b.distance, 'block: ' || b.reason, b.via_block_id,
-           h.migrated_at IS NOT NULL, NULL, b.prose, h.universal_embedding::real[]
-    FROM blocks b JOIN memory.holographic_blocks h USING (block_id)
-    UNION ALL
-    SELECT 'block', h.block_id, h.session_id, h.arc_start_time, (h.universal_embedding <=> p_query_vector::vector)::float8,
-           'block: covers a matched turn', c.via, h.migrated_at IS NOT NULL, NULL, h.prose, h.universal_embedding::real[]
-    FROM covering c JOIN memory.holographic_blocks h USING (block_id)
+DECLARE
+    v_query vector := memory._checked_vector(p_query_vector, 'p_query_vector', 'universal');
+    v_k float8 := (ops.setting('recall.rrf_k'))::float8;
+    v_k1 float8 := (ops.setting('recall.bm25_k1'))::float8;
+    v_b float8 := (ops.setting('recall.bm25_b'))::float8;
+    v_avg float8 := coalesce((SELECT t.lexemes::float8 / nullif(t.turns, 0) FROM memory.text_totals t
+                              WHERE t.user_id = p_user_id), 1);
+BEGIN
+    IF p_per_block IS NULL OR p_per_block < 1 OR p_per_block > 1000 THEN
+        RAISE EXCEPTION 'p_per_block: must be between 1 and 1000, got %', coalesce(p_per_block::text, 'null')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
+    WITH lex AS (SELECT l.lexeme, l.idf FROM memory._recall_lexemes(p_user_id, p_query_text) l),
+    t AS (
+        SELECT b.block_id, b.session_id, b.turn_number, b.created_at, b.role, b.kept, b.external_ref, b.verbatim,
+               (b.universal_embedding <=> v_query)::float8 AS distance,
+               (SELECT sum(l.idf * (cardinality(u.positions) * (v_k1 + 1))
+                           / (cardinality(u.positions) + v_k1 * (1 - v_b + v_b * length(b.kept_tsv) / v_avg)))
+                FROM unnest(b.kept_tsv) u JOIN lex l ON l.lexeme = u.lexeme) AS bm25
+        FROM memory.block_turns b
+        WHERE b.user_id = p_user_id AND b.block_id = ANY (p_block_ids)),
+    legs AS (
+        SELECT t.*, rank() OVER (PARTITION BY t.block_id ORDER BY t.distance NULLS LAST) AS vrank,
+               CASE WHEN t.bm25 > 0 THEN rank() OVER (PARTITION BY t.block_id ORDER BY t.bm25 DESC NULLS LAST) END AS trank
+        FROM t),
+    ranked AS (
+        SELECT l.*, row_number() OVER (PARTITION BY l.block_id ORDER BY
+                   CASE WHEN l.distance IS NOT NULL THEN 1 / (v_k + l.vrank) ELSE 0 END
+                   + coalesce(1 / (v_k + l.trank), 0) DESC, l.turn_number) AS r
+        FROM legs l)
+    SELECT r.block_id, r.r::int, r.session_id, r.turn_number, r.created_at, r.role, r.kept, r.external_ref, r.verbatim,
+           r.distance, r.bm25
+    FROM ranked r WHERE r.r <= p_per_block
+    ORDER BY r.block_id, r.r;
+END
 $$;
 
-COMMENT ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) IS 'The Hippocampus half of the retrieval chain (spec 004 section 1.3, step 1): the p_k turns nearest the query (memory.recall_recent, the current session or the user''s recent ones), the p_k nearest blocks with their structural neighbours (memory.recall_blocks: citations, continuations, metablocks), and the blocks that cover matched turns. Each row says what it is, why it came back and through which item (via_id); migrated says the block has moved to the Cortex, where the caller reads it (its structural reference is the Cortex query of step 2).';
+COMMENT ON FUNCTION memory.recall_in_blocks(p_user_id uuid, p_block_ids uuid[], p_query_text text, p_query_vector real[], p_per_block integer) IS 'The best p_per_block turns inside each of the user''s blocks named in p_block_ids, as the blocks keep them (memory.block_turns), ranked within the block by reciprocal rank fusion (recall.rrf_k) of cosine distance to p_query_vector and BM25 for p_query_text (either may be null). The retrieval chain uses it to turn a Cortex block into the turns that answer the query, so a block costs one turn of a caller''s budget, not all of its turns. Blocks of another user, or unknown, give no rows.';
 
 CREATE FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid DEFAULT NULL::uuid, p_user_id uuid DEFAULT NULL::uuid, p_k integer DEFAULT 10) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE sql STABLE
@@ -1829,25 +2222,36 @@ $$;
 
 COMMENT ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) IS 'Opens a conversation session for a user this database session acts for and returns its id. With an external reference (unique per user) it is idempotent: the same reference returns the same session. p_started_at must lie between 1970 and now() + limits.future_skew.';
 
-CREATE FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) RETURNS text
+CREATE FUNCTION memory.summarise_facts(p_session_id uuid, p_first_turn integer, p_last_turn integer) RETURNS TABLE(turn_number integer, sentence text)
     LANGUAGE sql STABLE
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
-    AS $_$
+    AS $$
     WITH zone AS (
         SELECT d.turn_number, d.content, d.universal_embedding
         FROM memory.day_table d
         WHERE d.session_id = p_session_id AND d.turn_number BETWEEN p_first_turn AND p_last_turn),
     centre AS (SELECT avg(z.universal_embedding) AS c FROM zone z),
-    central AS (
-        SELECT z.turn_number,
-               left(coalesce((regexp_match(z.content, '^\s*(.+?[.!?])(\s|$)'))[1], btrim(z.content)), 200) AS sentence
-        FROM zone z, centre
-        ORDER BY z.universal_embedding <=> centre.c NULLS LAST, z.turn_number
-        LIMIT (ops.setting('night.summary_sentences'))::int)
-    SELECT string_agg(sentence, ' … ' ORDER BY turn_number) FROM central
-$_$;
+    sentences AS (
+        SELECT z.turn_number, s.n, btrim(s.sentence) AS sentence,
+               memory._sentence_facts(s.sentence) AS facts,
+               coalesce(1 - (z.universal_embedding <=> centre.c), 0) AS centrality
+        FROM zone z CROSS JOIN centre
+        -- sentence ends: . ! ? or … followed by space and a capital, a quote or a digit
+        CROSS JOIN LATERAL regexp_split_to_table(z.content, '(?<=[.!?…])\s+(?=[[:upper:]"''\d])') WITH ORDINALITY s(sentence, n)
+        WHERE s.sentence ~ '\S'),
+    ranked AS (
+        SELECT s.*, sum(length(s.sentence)) OVER (ORDER BY s.facts DESC, s.centrality DESC, s.turn_number, s.n
+                                                  ROWS UNBOUNDED PRECEDING) AS upto,
+               row_number() OVER (ORDER BY s.facts DESC, s.centrality DESC, s.turn_number, s.n) AS pick
+        FROM sentences s)
+    SELECT r.turn_number, string_agg(r.sentence, ' ' ORDER BY r.n)
+    FROM ranked r
+    WHERE r.pick = 1 OR r.upto <= (ops.setting('night.summary_ratio'))::float8 * (SELECT sum(length(z.content)) FROM zone z)
+    GROUP BY r.turn_number
+    ORDER BY r.turn_number
+$$;
 
-COMMENT ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) IS 'The default dead-zone summariser (the night.summariser setting names it): extractive, no LLM. Takes the night.summary_sentences turns of the zone closest (cosine) to the zone''s mean universal embedding and keeps the first sentence of each (at most 200 characters), in turn order. Any function with this signature can replace it, an LLM-backed one included.';
+COMMENT ON FUNCTION memory.summarise_facts(p_session_id uuid, p_first_turn integer, p_last_turn integer) IS 'The default dead-zone summariser (the night.summariser setting names it): extractive, no LLM. Splits the zone''s turns into sentences, ranks them by fact score (memory._sentence_facts: numbers, dates, names and places, first-person statements, substance) and then by how close their turn is to the zone''s mean universal embedding, and keeps them in that order while they fit night.summary_ratio of the zone''s characters (always at least one). Returns, in turn order, each turn that kept something with its kept sentences in their order. Any function with this signature can replace it (an LLM-backed one may return turn_number NULL for a sentence that stands for the whole zone).';
 
 CREATE FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) RETURNS boolean
     LANGUAGE plpgsql
@@ -3272,12 +3676,19 @@ CREATE TABLE memory.users (
     tier text DEFAULT 'normal'::text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     realm name NOT NULL,
+    cycles integer DEFAULT 0 NOT NULL,
+    last_cycle_date date,
+    CONSTRAINT users_cycles_nonnegative CHECK ((cycles >= 0)),
     CONSTRAINT users_tier_known CHECK ((tier = ANY (ARRAY['normal'::text, 'meso'::text, 'elder'::text])))
 );
 
 COMMENT ON TABLE memory.users IS 'People the agent talks to; tier sets how long the Hippocampus keeps their memories';
 
 COMMENT ON COLUMN memory.users.realm IS 'the role whose namespace external_ref is unique in: the login (or group role) that created the user';
+
+COMMENT ON COLUMN memory.users.cycles IS 'Night Cycles run for the user: the cycle dates counted (retention counts in these)';
+
+COMMENT ON COLUMN memory.users.last_cycle_date IS 'the latest cycle date counted in cycles';
 
 CREATE VIEW bi.arcs_daily AS
  SELECT a.cycle_date,
@@ -3321,10 +3732,10 @@ CREATE TABLE memory.holographic_blocks (
     cycle_date date NOT NULL,
     first_turn integer NOT NULL,
     last_turn integer NOT NULL,
-    hippocampus_until date NOT NULL,
     long_term boolean DEFAULT false NOT NULL,
     migrated_at timestamp with time zone,
     native_embedding_bq bit(4096) GENERATED ALWAYS AS ((public.binary_quantize(native_embedding))::bit(4096)) STORED,
+    cycle_no integer DEFAULT 0 NOT NULL,
     CONSTRAINT holographic_blocks_kind_known CHECK ((block_kind = ANY (ARRAY['arc'::text, 'gap'::text, 'compound'::text, 'imported'::text]))),
     CONSTRAINT holographic_blocks_prose_shape CHECK ((prose ?& ARRAY['anterior_margin'::text, 'live_zones'::text, 'dead_zone_summaries'::text, 'posterior_margin'::text])),
     CONSTRAINT holographic_blocks_times_ordered CHECK ((arc_start_time <= arc_end_time)),
@@ -3336,6 +3747,8 @@ WITH (fillfactor='90');
 COMMENT ON TABLE memory.holographic_blocks IS 'Holographic Blocks (spec 004 section 3.4): a flux arc with margins, live zones verbatim and dead zones summarised, dual embeddings and salience';
 
 COMMENT ON COLUMN memory.holographic_blocks.block_kind IS 'arc: a flux arc with its margins; gap: a stretch of a session between arcs (dead-zone heavy); compound: a metablock; imported: from a Bifocal Packet';
+
+COMMENT ON COLUMN memory.holographic_blocks.cycle_no IS 'the user''s cycle (users.cycles) that stored the block';
 
 CREATE VIEW bi.blocks AS
  SELECT b.block_kind,
@@ -3355,7 +3768,7 @@ CREATE VIEW bi.blocks AS
     jsonb_array_length((b.prose -> 'dead_zone_summaries'::text)) AS dead_zones,
     b.session_continuity_flag,
     (b.parent_metablock_id IS NOT NULL) AS in_metablock,
-    b.hippocampus_until,
+    b.cycle_no,
     b.long_term,
     b.migrated_at
    FROM memory.holographic_blocks b;
@@ -3499,6 +3912,7 @@ CREATE TABLE memory.day_table (
     flux_arc_start integer,
     universal_embedding_bq bit(768) GENERATED ALWAYS AS ((public.binary_quantize(universal_embedding))::bit(768)) STORED,
     external_ref text,
+    content_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, content)) STORED,
     CONSTRAINT day_table_content_not_blank CHECK ((content ~ '\S'::text)),
     CONSTRAINT day_table_flux_state_known CHECK ((flux_state = ANY (ARRAY['baseline'::text, 'spike'::text, 'resolution'::text, 'stable'::text]))),
     CONSTRAINT day_table_perplexity_nonnegative CHECK ((perplexity_score >= (0)::double precision)),
@@ -3517,6 +3931,8 @@ COMMENT ON COLUMN memory.day_table.flux_baseline_sd IS 'set by the trigger: samp
 COMMENT ON COLUMN memory.day_table.flux_arc_start IS 'set by the trigger: turn number of the spike that opened the flux window this turn is in, from that spike to the stable turn closing it; NULL outside a window';
 
 COMMENT ON COLUMN memory.day_table.external_ref IS 'the agent''s own id for this turn, unique within the session';
+
+COMMENT ON COLUMN memory.day_table.content_tsv IS 'the content as a tsvector (configuration english), for the text leg of memory.recall';
 
 CREATE VIEW bi.hippocampus_daily AS
  SELECT (date_trunc('day'::text, d.created_at))::date AS day,
@@ -3707,6 +4123,26 @@ CREATE TABLE memory.block_relationships (
     CONSTRAINT block_relationships_type_known CHECK ((relationship_type = ANY (ARRAY['cites'::text, 'continues'::text, 'derived_from'::text, 'thematic'::text])))
 );
 
+CREATE TABLE memory.block_turns (
+    block_id uuid NOT NULL,
+    turn_number integer NOT NULL,
+    user_id uuid NOT NULL,
+    session_id uuid NOT NULL,
+    zone_no smallint NOT NULL,
+    role text NOT NULL,
+    kept text NOT NULL,
+    verbatim boolean NOT NULL,
+    created_at timestamp with time zone NOT NULL,
+    external_ref text,
+    universal_embedding public.vector(768),
+    kept_tsv tsvector GENERATED ALWAYS AS (to_tsvector('english'::regconfig, kept)) STORED,
+    CONSTRAINT block_turns_kept_not_blank CHECK ((kept ~ '\S'::text)),
+    CONSTRAINT block_turns_role_known CHECK ((role = ANY (ARRAY['user'::text, 'assistant'::text, 'system'::text]))),
+    CONSTRAINT block_turns_turn_number_positive CHECK ((turn_number > 0))
+);
+
+COMMENT ON TABLE memory.block_turns IS 'What a Holographic Block keeps of each turn it covers: the turn verbatim (live zone or margin) or the sentences its dead-zone summary kept, with the turn''s role, time, external reference and universal embedding. Recall reaches consolidated turns here once retention has deleted them from day_table.';
+
 CREATE TABLE memory.block_zones (
     block_id uuid NOT NULL,
     user_id uuid NOT NULL,
@@ -3729,10 +4165,13 @@ CREATE TABLE memory.consolidations (
     last_turn integer NOT NULL,
     cycle_date date NOT NULL,
     user_id uuid NOT NULL,
+    cycle_no integer DEFAULT 0 NOT NULL,
     CONSTRAINT consolidations_turns_ordered CHECK ((first_turn <= last_turn))
 );
 
 COMMENT ON TABLE memory.consolidations IS 'Which turns of a session which Night Cycle consolidated; retention counts cycles from here';
+
+COMMENT ON COLUMN memory.consolidations.cycle_no IS 'the user''s cycle (users.cycles) that consolidated these turns';
 
 CREATE UNLOGGED TABLE memory.night_arcs (
     run_id bigint NOT NULL,
@@ -3753,10 +4192,13 @@ CREATE UNLOGGED TABLE memory.night_block_turns (
     perplexity_score double precision,
     coherence_prev double precision,
     interrogative_distance double precision,
-    live boolean NOT NULL
+    live boolean NOT NULL,
+    kept text
 );
 
 COMMENT ON TABLE memory.night_block_turns IS 'Night Cycle work state, stage 2: what the later stages measure on each turn a block holds (its text and vectors stay in day_table): coherence with the previous turn, Interrogative Distance, whether it is live.';
+
+COMMENT ON COLUMN memory.night_block_turns.kept IS 'stage 4: what the block keeps of the turn (the turn for a live zone or a margin, its kept sentences for a dead zone; null: nothing)';
 
 CREATE UNLOGGED TABLE memory.night_blocks (
     run_id bigint NOT NULL,
@@ -3867,6 +4309,24 @@ COMMENT ON TABLE memory.sessions IS 'Conversations; each acts for one user';
 COMMENT ON COLUMN memory.sessions.consolidated_turn IS 'turns up to this number have been consolidated by a Night Cycle';
 
 COMMENT ON COLUMN memory.sessions.flux_arc_start IS 'turn number of the spike that opened the current flux window (trigger state)';
+
+CREATE TABLE memory.text_stats (
+    user_id uuid NOT NULL,
+    lexeme text NOT NULL,
+    turns bigint NOT NULL,
+    CONSTRAINT text_stats_turns_positive CHECK ((turns > 0))
+);
+
+COMMENT ON TABLE memory.text_stats IS 'Per user: in how many of their turns (ever recorded) each lexeme occurs; the document frequencies of BM25 in memory.recall';
+
+CREATE TABLE memory.text_totals (
+    user_id uuid NOT NULL,
+    turns bigint NOT NULL,
+    lexemes bigint NOT NULL,
+    CONSTRAINT text_totals_counts_nonnegative CHECK (((turns >= 0) AND (lexemes >= 0)))
+);
+
+COMMENT ON TABLE memory.text_totals IS 'Per user: how many turns were ever recorded and how many lexemes they held in all (BM25''s collection size and mean length)';
 
 CREATE TABLE memory.user_bindings (
     user_id uuid NOT NULL,
@@ -4054,6 +4514,9 @@ ALTER TABLE ONLY memory.block_relationships
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type);
 
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_pkey PRIMARY KEY (user_id, block_id, turn_number);
+
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_pkey PRIMARY KEY (block_id, zone_no);
 
@@ -4076,16 +4539,16 @@ ALTER TABLE ONLY memory.holographic_blocks
     ADD CONSTRAINT holographic_blocks_pkey PRIMARY KEY (block_id);
 
 ALTER TABLE ONLY memory.night_arcs
-    ADD CONSTRAINT night_arcs_pkey PRIMARY KEY (run_id, arc_id);
+    ADD CONSTRAINT night_arcs_pkey PRIMARY KEY (run_id, user_id, arc_id);
 
 ALTER TABLE ONLY memory.night_block_turns
-    ADD CONSTRAINT night_block_turns_pkey PRIMARY KEY (run_id, block_id, turn_number);
+    ADD CONSTRAINT night_block_turns_pkey PRIMARY KEY (run_id, user_id, block_id, turn_number);
 
 ALTER TABLE ONLY memory.night_blocks
-    ADD CONSTRAINT night_blocks_pkey PRIMARY KEY (run_id, block_id);
+    ADD CONSTRAINT night_blocks_pkey PRIMARY KEY (run_id, user_id, block_id);
 
 ALTER TABLE ONLY memory.night_sessions
-    ADD CONSTRAINT night_sessions_pkey PRIMARY KEY (run_id, session_id);
+    ADD CONSTRAINT night_sessions_pkey PRIMARY KEY (run_id, user_id, session_id);
 
 ALTER TABLE ONLY memory.night_stages
     ADD CONSTRAINT night_stages_name_key UNIQUE (name);
@@ -4094,7 +4557,7 @@ ALTER TABLE ONLY memory.night_stages
     ADD CONSTRAINT night_stages_pkey PRIMARY KEY (stage);
 
 ALTER TABLE ONLY memory.night_zones
-    ADD CONSTRAINT night_zones_pkey PRIMARY KEY (run_id, block_id, first_turn);
+    ADD CONSTRAINT night_zones_pkey PRIMARY KEY (run_id, user_id, block_id, first_turn);
 
 ALTER TABLE ONLY memory.preoccupation_centroids
     ADD CONSTRAINT preoccupation_centroids_pkey PRIMARY KEY (centroid_id);
@@ -4110,6 +4573,12 @@ ALTER TABLE ONLY memory.sessions
 
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_external_ref_unique UNIQUE (user_id, external_ref);
+
+ALTER TABLE ONLY memory.text_stats
+    ADD CONSTRAINT text_stats_pkey PRIMARY KEY (user_id, lexeme);
+
+ALTER TABLE ONLY memory.text_totals
+    ADD CONSTRAINT text_totals_pkey PRIMARY KEY (user_id);
 
 ALTER TABLE ONLY memory.user_bindings
     ADD CONSTRAINT user_bindings_pkey PRIMARY KEY (user_id, grantee);
@@ -4183,6 +4652,14 @@ ALTER TABLE ONLY psi.utterances
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
 
+CREATE INDEX idx_block_turns_kept_tsv ON memory.block_turns USING gin (kept_tsv);
+
+CREATE INDEX idx_block_turns_session_turn ON memory.block_turns USING btree (session_id, turn_number);
+
+CREATE INDEX idx_block_turns_universal ON memory.block_turns USING hnsw (universal_embedding public.vector_cosine_ops);
+
+CREATE INDEX idx_block_turns_user_time ON memory.block_turns USING btree (user_id, created_at);
+
 CREATE INDEX idx_block_zones_session_turns ON memory.block_zones USING btree (session_id, first_turn);
 
 CREATE INDEX idx_block_zones_user ON memory.block_zones USING btree (user_id);
@@ -4201,6 +4678,8 @@ CREATE INDEX idx_blocks_user ON memory.holographic_blocks USING btree (user_id);
 
 CREATE INDEX idx_consolidations_user ON memory.consolidations USING btree (user_id);
 
+CREATE INDEX idx_day_table_content_tsv ON memory.day_table USING gin (content_tsv);
+
 CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops) WITH (m='32', ef_construction='128');
 
 CREATE UNIQUE INDEX idx_day_table_session_external_ref ON memory.day_table USING btree (session_id, external_ref) WHERE (external_ref IS NOT NULL);
@@ -4212,16 +4691,6 @@ CREATE INDEX idx_day_table_user_time ON memory.day_table USING btree (user_id, c
 CREATE INDEX idx_flux_arcs_continued_by ON memory.flux_arcs USING btree (continued_by_arc_id) WHERE (continued_by_arc_id IS NOT NULL);
 
 CREATE INDEX idx_flux_arcs_user_open ON memory.flux_arcs USING btree (user_id, end_time) WHERE open_at_session_end;
-
-CREATE INDEX idx_night_arcs_user ON memory.night_arcs USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_block_turns_user ON memory.night_block_turns USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_blocks_user ON memory.night_blocks USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_sessions_user ON memory.night_sessions USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_zones_user ON memory.night_zones USING btree (run_id, user_id);
 
 CREATE INDEX idx_relationships_target ON memory.block_relationships USING btree (target_block_id);
 
@@ -4283,6 +4752,8 @@ CREATE INDEX idx_utterances_user_time ON psi.utterances USING btree (user_id, st
 
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
 
+CREATE TRIGGER day_table_text_stats AFTER INSERT ON memory.day_table REFERENCING NEW TABLE AS new_turns FOR EACH STATEMENT EXECUTE FUNCTION memory._day_table_text_stats();
+
 CREATE TRIGGER settings_check BEFORE INSERT OR UPDATE ON ops.settings FOR EACH ROW EXECUTE FUNCTION ops._settings_check();
 
 CREATE TRIGGER settings_turn_rules AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE ON ops.settings FOR EACH STATEMENT EXECUTE FUNCTION ops._refresh_turn_rules();
@@ -4299,6 +4770,15 @@ ALTER TABLE ONLY memory.block_relationships
 
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.block_turns
+    ADD CONSTRAINT block_turns_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
@@ -4357,6 +4837,12 @@ ALTER TABLE ONLY memory.sessions
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY memory.text_stats
+    ADD CONSTRAINT text_stats_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY memory.text_totals
+    ADD CONSTRAINT text_totals_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY memory.user_bindings
     ADD CONSTRAINT user_bindings_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
@@ -4398,6 +4884,12 @@ ALTER TABLE memory.block_relationships ENABLE ROW LEVEL SECURITY;
 CREATE POLICY block_relationships_acting_user ON memory.block_relationships TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY block_relationships_admin ON memory.block_relationships TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.block_turns ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY block_turns_acting_user ON memory.block_turns TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY block_turns_admin ON memory.block_turns TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.block_zones ENABLE ROW LEVEL SECURITY;
 
@@ -4460,6 +4952,18 @@ ALTER TABLE memory.sessions ENABLE ROW LEVEL SECURITY;
 CREATE POLICY sessions_acting_user ON memory.sessions TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
 
 CREATE POLICY sessions_admin ON memory.sessions TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.text_stats ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY text_stats_acting_user ON memory.text_stats TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY text_stats_admin ON memory.text_stats TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE memory.text_totals ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY text_totals_acting_user ON memory.text_totals TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY text_totals_admin ON memory.text_totals TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.user_bindings ENABLE ROW LEVEL SECURITY;
 
@@ -4559,6 +5063,8 @@ GRANT ALL ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end bo
 
 REVOKE ALL ON FUNCTION memory._day_table_before_insert() FROM PUBLIC;
 
+REVOKE ALL ON FUNCTION memory._day_table_text_stats() FROM PUBLIC;
+
 REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION memory._mean_salience(p_scores jsonb) FROM PUBLIC;
@@ -4607,9 +5113,24 @@ REVOKE ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id 
 GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_reader;
 GRANT ALL ON FUNCTION memory._recall_filter_below(p_session_id uuid, p_user_id uuid, p_window interval, p_rows integer) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
 GRANT ALL ON FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_text_leg(p_user_id uuid, p_query_text text, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._recall_vector_leg(p_user_id uuid, p_query public.vector, p_n integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._sentence_facts(p_sentence text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._sentence_facts(p_sentence text) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.act_for(p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.act_for(p_user_id uuid) TO psimem_writer;
@@ -4673,13 +5194,17 @@ GRANT ALL ON FUNCTION memory.night_09_cleanup(p_run_id bigint, p_user_id uuid) T
 REVOKE ALL ON PROCEDURE memory.night_cycle(IN p_cycle_date date, IN p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON PROCEDURE memory.night_cycle(IN p_cycle_date date, IN p_user_id uuid) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_session_id uuid, p_budget_turns integer, p_since timestamp with time zone, p_until timestamp with time zone) TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) TO psimem_reader;
 GRANT ALL ON FUNCTION memory.recall_blocks(p_query_vector real[], p_k integer, p_user_id uuid, p_expand boolean) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) TO psimem_reader;
-GRANT ALL ON FUNCTION memory.recall_hippocampus(p_query_vector real[], p_user_id uuid, p_session_id uuid, p_k integer) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory.recall_in_blocks(p_user_id uuid, p_block_ids uuid[], p_query_text text, p_query_vector real[], p_per_block integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.recall_in_blocks(p_user_id uuid, p_block_ids uuid[], p_query_text text, p_query_vector real[], p_per_block integer) TO psimem_reader;
+GRANT ALL ON FUNCTION memory.recall_in_blocks(p_user_id uuid, p_block_ids uuid[], p_query_text text, p_query_vector real[], p_per_block integer) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.recall_recent(p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) TO psimem_reader;
@@ -4703,8 +5228,8 @@ REVOKE ALL ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text,
 GRANT ALL ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) TO psimem_writer;
 GRANT ALL ON FUNCTION memory.start_session(p_user_id uuid, p_external_ref text, p_started_at timestamp with time zone) TO psimem_admin;
 
-REVOKE ALL ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) FROM PUBLIC;
-GRANT ALL ON FUNCTION memory.summarise_extractive(p_session_id uuid, p_first_turn integer, p_last_turn integer) TO psimem_admin;
+REVOKE ALL ON FUNCTION memory.summarise_facts(p_session_id uuid, p_first_turn integer, p_last_turn integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory.summarise_facts(p_session_id uuid, p_first_turn integer, p_last_turn integer) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory.unbind_user(p_user_id uuid, p_grantee regrole) TO psimem_admin;
@@ -4894,6 +5419,10 @@ GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_relationships TO psimem_admin;
 
+GRANT SELECT ON TABLE memory.block_turns TO psimem_reader;
+GRANT SELECT ON TABLE memory.block_turns TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_turns TO psimem_admin;
+
 GRANT SELECT ON TABLE memory.block_zones TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_zones TO psimem_writer;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.block_zones TO psimem_admin;
@@ -4921,6 +5450,14 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.preoccupation_centroids TO psi
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.sessions TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE memory.sessions TO psimem_writer;
 GRANT SELECT ON TABLE memory.sessions TO psimem_reader;
+
+GRANT SELECT ON TABLE memory.text_stats TO psimem_reader;
+GRANT SELECT ON TABLE memory.text_stats TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_stats TO psimem_admin;
+
+GRANT SELECT ON TABLE memory.text_totals TO psimem_reader;
+GRANT SELECT ON TABLE memory.text_totals TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_totals TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE ON TABLE memory.user_bindings TO psimem_admin;
 

@@ -119,7 +119,7 @@ def recall(conn, cortex: Cortex | None, query_text: str | None, query_vector, us
     # 2. The Cortex, by its own hybrid search; 3. fused by rank
     if cortex is not None and q is not None and cortex.blocks() is not None:
         hits = cortex.search_hybrid(q, query_text, wanted, user_id=user_id, rrf_k=int(k), since=since, until=until)
-        unmatched = {}
+        unmatched, gained = {}, set()
         for rank, h in enumerate(hits, 1):
             gain = w_cortex / (k + rank)
             legs = [leg for leg, col in (("cortex vector", "_distance"), ("cortex text", "_score")) if h.get(col) is not None]
@@ -127,9 +127,11 @@ def recall(conn, cortex: Cortex | None, query_text: str | None, query_vector, us
             inside = [it for it in found.values() if it.session_id == h["session_id"]
                       and h["first_turn"] <= it.first_turn <= h["last_turn"]]
             for it in inside:
-                it.score += gain
-                it.legs.append("cortex")
-                it.reasons.append(why)
+                if id(it) not in gained:  # a turn in two blocks (overlapping margins) gains from the better one
+                    gained.add(id(it))
+                    it.score += gain
+                    it.legs.append("cortex")
+                    it.reasons.append(why)
             if not inside:
                 unmatched[h["block_id"]] = (gain, why, h)
         if unmatched:

@@ -1,7 +1,6 @@
 """The `psimem realtime` and `psimem replay` commands (psimem/cli.py parses, this runs)."""
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path

@@ -28,12 +28,16 @@ class Committed:
         self.settings: dict = {}
         self.conn.commit()
 
-    def night(self, tier: str = "normal") -> tuple:
-        """The scripted conversation of night_script for a new user, consolidated by a Night Cycle."""
+    def night(self, tier: str = "normal", start: datetime | None = None, cycles: int = 1) -> tuple:
+        """The scripted conversation of night_script for a new user (from start: default eight
+        hours ago), consolidated by Night Cycles for its date and the cycles - 1 dates after."""
         ref = f"cortex-{uuid.uuid4()}"
-        user, sessions = night_script.build(self.conn, tier=tier, ref=ref)
+        user, sessions = night_script.build(self.conn, tier=tier, ref=ref, start=start)
         self.users.append(user)
-        self.runs.append(self.conn.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,)).fetchone()[0])
+        day = (start or datetime.now(timezone.utc)).date()
+        for n in range(cycles):
+            self.runs.append(self.conn.execute("SELECT memory.run_night_cycle(%s, %s)",
+                                               (day + timedelta(days=n), user)).fetchone()[0])
         self.conn.commit()
         return user, sessions
 
@@ -57,10 +61,10 @@ class Committed:
                 self.conn.execute(
                     "INSERT INTO memory.holographic_blocks (block_id, prose, universal_embedding, flux_metrics, "
                     "salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier, arc_start_time, "
-                    "arc_end_time, cycle_date, first_turn, last_turn, hippocampus_until) VALUES "
-                    "(%s, %s, %s, '{}', '{\"composite\": 0.5}', 0.4, 0.5, %s, %s, 'normal', %s, %s, %s, %s, %s, %s)",
+                    "arc_end_time, cycle_date, first_turn, last_turn) VALUES "
+                    "(%s, %s, %s, '{}', '{\"composite\": 0.5}', 0.4, 0.5, %s, %s, 'normal', %s, %s, %s, %s, %s)",
                     (bid, psycopg.types.json.Jsonb(prose), v / np.linalg.norm(v), session, user, at,
-                     at + timedelta(minutes=5), date.today(), 2 * i, 2 * i + 1, date.today()))
+                     at + timedelta(minutes=5), date.today(), 2 * i, 2 * i + 1))
                 self.conn.execute("SELECT ops.queue_job('cortex_migrate', jsonb_build_object('block_id', %s::text), "
                                   "'cortex_migrate:' || %s::text)", (bid, bid))
             out[str(user)] = [str(b) for b in ids]

@@ -19,7 +19,7 @@ from helpers import record
 MARK = "night-test"  # the test summariser holds an advisory lock (MARK, user) while it runs
 SUMMARISER = f"""
 CREATE OR REPLACE FUNCTION public.night_test_summariser(p_session_id uuid, p_first int, p_last int)
-RETURNS text LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+RETURNS TABLE (turn_number int, sentence text) LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
 BEGIN
     PERFORM pg_advisory_xact_lock_shared(hashtext('{MARK}'),
         hashtext((SELECT s.user_id::text FROM memory.sessions s WHERE s.session_id = p_session_id)));
@@ -28,7 +28,7 @@ BEGIN
                WHERE s.session_id = p_session_id AND u.external_ref LIKE 'night-bad-%%') THEN
         RAISE EXCEPTION 'summariser refused';
     END IF;
-    RETURN memory.summarise_extractive(p_session_id, p_first, p_last);
+    RETURN QUERY SELECT * FROM memory.summarise_facts(p_session_id, p_first, p_last);
 END $$"""
 SETTINGS = ("night.summariser", "night.live_interrogative_distance", "night.batch_users", "night.session_idle",
             "night.index_rebuild_min_blocks", "night.index_rebuild_ratio")
@@ -149,7 +149,7 @@ def assert_whole_or_untouched(night: Night, users) -> list:
     done = []
     for user, sessions in users:
         counts = night.counts(user)
-        assert counts in ([4, 5, 6, 3], [0, 0, 0, 0]), (user, counts)  # arcs, blocks, relationships, consolidations
+        assert counts in ([4, 8, 6, 3], [0, 0, 0, 0]), (user, counts)  # arcs, blocks, relationships, consolidations
         taken = night.c.execute("SELECT count(*) FROM memory.sessions WHERE session_id = ANY(%s) AND consolidated_turn > 0",
                                 (sessions,)).fetchone()[0]
         assert taken == (3 if counts[0] else 0)
@@ -298,7 +298,7 @@ def test_a_failed_user_fails_the_call_after_the_others_commit(night):
     assert f"user {bad}, stage 4 (compression): summariser refused" in message
     assert any("failed at stage 4 (compression): summariser refused" in n for n in done.notices)
     for user, _ in users:
-        assert night.counts(user) == ([0, 0, 0, 0] if user == bad else [4, 5, 6, 3])
+        assert night.counts(user) == ([0, 0, 0, 0] if user == bad else [4, 8, 6, 3])
     (run_id, status, ok, failed), = night.runs()
     assert (status, failed) == ("partial", 1) and ok >= 2
     assert night.c.execute("SELECT user_id, stage, ok FROM ops.cycle_stage_log WHERE run_id = %s AND NOT ok",

@@ -45,33 +45,31 @@ def test_running_a_cycle_twice_creates_nothing_new(conn, sessions):
 @SETTINGS
 @given(sessions=conversation, tier=st.sampled_from(["normal", "meso", "elder"]),
        migrate=st.lists(st.booleans(), min_size=8, max_size=8), later=st.integers(0, 9))
-def test_no_turn_is_deleted_while_a_kept_block_covers_it(conn, sessions, tier, migrate, later):
+def test_a_turn_goes_only_once_a_block_holds_it_and_its_raw_cycles_have_passed(conn, sessions, tier, migrate, later):
+    held = """EXISTS (SELECT 1 FROM memory.block_zones z WHERE z.session_id = c.session_id
+                      AND t BETWEEN z.first_turn AND z.last_turn)"""
     with conn.transaction(force_rollback=True):
-        load(conn, sessions, tier)
-        today = conn.execute("SELECT current_date").fetchone()[0]
-        for day in range(later + 1):
-            conn.execute("SELECT memory.run_night_cycle(%s)", (today + timedelta(days=day),))
-            # the worker moves some blocks to the Cortex between cycles
+        user = load(conn, sessions, tier, days_ago=10)  # older than recall.window: nothing keeps them but retention
+        first = conn.execute("SELECT min(created_at)::date FROM memory.day_table WHERE user_id = %s", (user,)).fetchone()[0]
+        for day in range(later + 2):
+            conn.execute("SELECT memory.run_night_cycle(%s)", (first + timedelta(days=day),))
+            # the worker moves some blocks to the Cortex between cycles: that keeps or frees nothing
             blocks = [r[0] for r in conn.execute("SELECT block_id FROM memory.holographic_blocks "
                                                  "WHERE migrated_at IS NULL ORDER BY block_id")]
             for b, go in zip(blocks, migrate):
                 if go and day % 2:
                     conn.execute("UPDATE memory.holographic_blocks SET migrated_at = now() WHERE block_id = %s", (b,))
-            missing = conn.execute("""
-                SELECT count(*) FROM memory.holographic_blocks b, generate_series(b.first_turn, b.last_turn) t
-                WHERE b.block_kind = 'arc' AND b.migrated_at IS NULL
-                  AND NOT EXISTS (SELECT 1 FROM memory.day_table d WHERE d.session_id = b.session_id AND d.turn_number = t)
-            """).fetchone()[0]
-            assert missing == 0
-        span = conn.execute("SELECT raw_cycles + block_cycles FROM memory.retention_policy WHERE tier = %s", (tier,)).fetchone()[0]
-        uncovered_left = conn.execute("""
-            SELECT count(*) FROM memory.day_table d JOIN memory.consolidations c
-              ON c.session_id = d.session_id AND d.turn_number BETWEEN c.first_turn AND c.last_turn
-            WHERE c.cycle_date <= %s - %s::int
-              AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.session_id = d.session_id
-                              AND b.block_kind = 'arc' AND d.turn_number BETWEEN b.first_turn AND b.last_turn)
-        """, (today + timedelta(days=later), span)).fetchone()[0]
-        assert uncovered_left == 0  # and what no block covers does go after the tier's span
+            gone_unheld, overdue, unheld = conn.execute(f"""
+                SELECT count(*) FILTER (WHERE d.entry_id IS NULL AND NOT {held}),
+                       count(*) FILTER (WHERE d.entry_id IS NOT NULL AND {held} AND u.cycles - c.cycle_no >= r.raw_cycles),
+                       count(*) FILTER (WHERE NOT {held})
+                FROM memory.consolidations c CROSS JOIN generate_series(c.first_turn, c.last_turn) t
+                JOIN memory.users u ON u.user_id = c.user_id JOIN memory.retention_policy r ON r.tier = u.tier
+                LEFT JOIN memory.day_table d ON d.session_id = c.session_id AND d.turn_number = t
+                WHERE c.user_id = %s""", (user,)).fetchone()
+            assert gone_unheld == 0  # nothing goes that no block holds
+            assert overdue == 0      # and what a block holds goes after the tier's raw cycles (1 for every tier)
+            assert unheld == 0       # every consolidated turn lies in a block: gap blocks hold what arcs do not
 
 
 def test_a_huge_spike_does_not_break_salience(conn):

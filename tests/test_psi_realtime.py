@@ -16,9 +16,9 @@ from conftest import wait_until_accepting
 from helpers import new_session, new_user, record
 from realtime import codec_core as cc
 from realtime.commands import record as record_turns
-from realtime.core import MICRO_MS, Geometry, analyse
+from realtime.core import MICRO_MS, Geometry
 from realtime.process import Turn, write_wav
-from realtime.replay import load, phase_error, render, verify
+from realtime.replay import load, render, verify
 
 PSIMEM = [sys.executable, "-m", "psimem"]
 

@@ -1,5 +1,8 @@
-"""The retrieval chain across the Hippocampus and the Cortex, after a real worker run."""
+"""The retrieval chain across the Hippocampus and the Cortex, after a real worker run: one
+ranked list of turns within a budget, each saying which legs found it."""
 from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -7,8 +10,12 @@ import pytest
 import night_script
 from cortex_data import Committed
 from loaders.cortex import Cortex
-from loaders.recall import Recalled, mmr, recall
+from loaders.recall import Recalled, mmr, recall, within_budget
 from loaders.worker import Worker
+
+INSIGHT = night_script.INSIGHT[(1, 9)]
+# Ten days ago at 01:00: older than recall.window, and the script's four hours in one cycle date.
+START = (datetime.now(timezone.utc) - timedelta(days=10)).replace(hour=1, minute=0, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -22,57 +29,72 @@ def topic0() -> np.ndarray:
     return night_script.topic(np.random.default_rng(0), 0)
 
 
-def test_chain_crosses_both_tiers_by_vector_and_by_structure(data, db_url, tmp_path):
-    other, _ = data.night(tier="normal")          # another user, all of whose blocks go to the Cortex
-    user, (s1, s2, s3) = data.night(tier="elder")  # elder: blocks stay in the Hippocampus unless queued
+def test_the_chain_finds_a_deleted_turn_through_both_tiers_and_never_another_users(data, db_url, tmp_path):
+    other, _ = data.night(tier="normal", start=START, cycles=2)
+    user, (s1, s2, s3) = data.night(tier="normal", start=START, cycles=2)  # normal: every block to the Cortex
     c = data.conn
-    # move exactly one of the elder user's blocks: the open arc that session 2 continues
-    c.execute("DELETE FROM ops.jobs WHERE job_id > %s AND kind = 'cortex_migrate' AND payload->>'block_id' IN "
-              "(SELECT block_id::text FROM memory.holographic_blocks WHERE user_id = %s)", (data.jobs_before, user))
-    moved, original_prose = c.execute(
-        "SELECT b.block_id, b.prose FROM memory.holographic_blocks b JOIN memory.holographic_blocks n "
-        "ON n.continues_from = b.block_id WHERE b.user_id = %s AND b.session_id = %s", (user, s1)).fetchone()
-    c.execute("SELECT ops.queue_job('cortex_migrate', jsonb_build_object('block_id', %s::text))", (moved,))
-    c.commit()
+    assert c.execute("SELECT count(*) FROM memory.day_table WHERE user_id = %s", (user,)).fetchone()[0] == 0
     cortex_dir = str(tmp_path / "cortex")
     Worker(db_url, cortex_uri=cortex_dir, say=lambda m: None).run(once=True)
-    assert c.execute("SELECT migrated_at IS NOT NULL FROM memory.holographic_blocks WHERE block_id = %s",
-                     (moved,)).fetchone()[0]
-    kept = {r[0] for r in c.execute("SELECT block_id::text FROM memory.holographic_blocks WHERE user_id = %s "
-                                    "AND migrated_at IS NULL", (user,))}
-    others = {r[0] for r in c.execute("SELECT block_id::text FROM memory.holographic_blocks WHERE user_id = %s", (other,))}
-    c.commit()
     cortex = Cortex.for_database(c, cortex_dir)
-    assert cortex.count() == len(others) + 1
+    mine = {str(b) for b, in c.execute("SELECT block_id FROM memory.holographic_blocks WHERE user_id = %s", (user,))}
+    assert cortex.count(f"user_id = '{user}'") == len(mine)
+    c.commit()
 
-    results = recall(c, cortex, topic0(), user, k=10, limit=50)
+    results = recall(c, cortex, "oh I see, that makes sense", topic0(), user, budget=5)
     c.rollback()
-    by_id = {r.id: r for r in results}
-    assert len(by_id) == len(results)                       # de-duplicated
-    assert not set(by_id) & others                          # never another user's memories
-    hit = by_id[str(moved)]
-    assert hit.tier == "cortex" and hit.kind == "block"
-    # found twice and kept once with both reasons: by vector in the Cortex, and as the
-    # structural reference (continuation) of a Hippocampus hit
-    assert "cortex block: vector match" in hit.reasons
-    assert any(r.startswith("cortex block: earlier part of a matched inquiry") for r in hit.reasons), hit.reasons
-    assert hit.via in kept
-    # live zones in full, byte for byte
-    assert [z["content"].encode() for z in hit.live_zones] == [z["content"].encode() for z in original_prose["live_zones"]]
-    tiers = {(r.tier, r.kind) for r in results}
-    assert {("hippocampus", "turn"), ("hippocampus", "block"), ("cortex", "block")} <= tiers
-    assert all(r.reasons for r in results)
-    hippo_blocks = {r.id for r in results if r.tier == "hippocampus" and r.kind == "block"}
-    assert hippo_blocks <= kept and hippo_blocks
-    # the most relevant item leads
-    assert results[0].distance == pytest.approx(min(r.distance for r in results if r.distance is not None), abs=1e-6)
+    assert 0 < len(results) <= 5 and sum(r.turns for r in results) <= 5
+    top = results[0]
+    assert (top.kind, top.session_id, top.first_turn) == ("kept_turn", str(s1), 9) and top.text.endswith(INSIGHT)
+    assert "text" in top.legs and "cortex" in top.legs  # found in the Hippocampus and in its Cortex block
+    assert any("in Cortex block #" in r for r in top.reasons)
+    assert [r.score for r in results] == sorted((r.score for r in results), reverse=True)
+    assert {r.session_id for r in results} <= {str(s1), str(s2), str(s3)}  # never the other user's
+
+
+def test_recall_in_blocks_returns_the_best_turn_inside_each_block(data):
+    user, (s1, s2, s3) = data.night(tier="normal", start=START, cycles=2)
+    c = data.conn
+    arc = c.execute("SELECT block_id FROM memory.holographic_blocks WHERE session_id = %s AND block_kind = 'arc' "
+                    "AND first_turn = 4", (s1,)).fetchone()[0]
+    other_users = c.execute("SELECT block_id FROM memory.holographic_blocks WHERE user_id <> %s LIMIT 1", (user,)).fetchall()
+    rows = c.execute("SELECT block_id, rank, turn_number, content FROM memory.recall_in_blocks(%s, %s::uuid[], "
+                     "'that makes sense now', %s::real[], 2)",
+                     (user, [arc] + [r[0] for r in other_users], topic0().tolist())).fetchall()
+    c.rollback()
+    assert [(b, r) for b, r, _, _ in rows] == [(arc, 1), (arc, 2)]  # another user's block gives nothing
+    assert rows[0][2:] == (9, INSIGHT)
+
+
+def test_a_cortex_block_postgresql_keeps_no_turns_of_comes_back_whole(data, db_url, tmp_path):
+    user, _ = data.night(tier="elder")
+    cortex = Cortex.for_database(data.conn, str(tmp_path / "cortex"))
+    v = night_script.topic(np.random.default_rng(5), 2)  # a topic no turn of the user has
+    prose = {"anterior_margin": "", "posterior_margin": "", "dead_zone_summaries": [],
+             "live_zones": [{"start": 0, "end": 2, "content": "user: the lighthouse keeper's logbook"}]}
+    cortex.upsert_blocks([{"block_id": "9f0f3c52-0000-4000-8000-00000000b10c", "user_id": str(user), "session_id": None,
+                           "block_kind": "imported", "universal_embedding": v, "first_turn": 0, "last_turn": 2,
+                           **prose}])
+    results = recall(data.conn, cortex, "lighthouse logbook", v, user, budget=10)
+    data.conn.rollback()
+    block = [r for r in results if r.kind == "block"]
+    assert len(block) == 1 and block[0].tier == "cortex" and block[0].turns == 3
+    assert block[0].text == "user: the lighthouse keeper's logbook" and block[0].legs == ["cortex"]
+
+
+def test_a_block_costs_the_turns_it_covers():
+    def item(i, first, last):
+        return Recalled("block" if last > first else "turn", i, "cortex", "s", first, last, 1.0, [], [], "")
+    picked = within_budget([item("a", 1, 1), item("big", 1, 5), item("b", 2, 2), item("c", 3, 4)], 4)
+    assert [i.id for i in picked] == ["a", "b", "c"]  # the five-turn block does not fit what is left
 
 
 def test_mmr_puts_a_different_result_before_a_near_duplicate():
     q = np.zeros(4, np.float32)
     q[0] = 1
-    a = Recalled("block", "a", "hippocampus", ["x"], 0.0, "", embedding=np.array([1, 0.1, 0, 0], np.float32))
-    dup = Recalled("block", "dup", "cortex", ["x"], 0.0, "", embedding=np.array([1, 0.11, 0, 0], np.float32))
-    other = Recalled("block", "b", "cortex", ["x"], 0.3, "", embedding=np.array([0.8, -0.6, 0, 0], np.float32))
+
+    def item(i, v):
+        return Recalled("turn", i, "hippocampus", "s", 1, 1, 0.0, [], [], "", embedding=np.array(v, np.float32))
+    a, dup, other = item("a", [1, 0.1, 0, 0]), item("dup", [1, 0.11, 0, 0]), item("b", [0.8, -0.6, 0, 0])
     assert [r.id for r in mmr([a, dup, other], q, 3)] == ["a", "b", "dup"]
     assert [r.id for r in mmr([a, dup, other], q, 3, lam=1.0)] == ["a", "dup", "b"]  # relevance only

@@ -72,9 +72,9 @@ def test_blocks_and_arcs_follow_the_acting_user(conn, two_users):
     for user, session in ((a, sa), (b, sb)):
         conn.execute("INSERT INTO memory.holographic_blocks (prose, flux_metrics, salience_scores, coherence_gain, "
                      "ties_merge_weight, session_id, user_id, arc_start_time, arc_end_time, cycle_date, first_turn, "
-                     "last_turn, hippocampus_until) VALUES ('{\"anterior_margin\": \"\", \"live_zones\": [], "
+                     "last_turn) VALUES ('{\"anterior_margin\": \"\", \"live_zones\": [], "
                      "\"dead_zone_summaries\": [], \"posterior_margin\": \"\"}', '{}', '{}', 0, 0, %s, %s, now(), "
-                     "now(), current_date, 1, 2, current_date)", (session, user))
+                     "now(), current_date, 1, 2)", (session, user))
     act(conn, "rls_agent", a)
     assert [r[0] for r in conn.execute("SELECT user_id FROM memory.holographic_blocks")] == [a]
 

@@ -119,6 +119,11 @@ def build_person(url: str, login: str, name: str) -> Person:
 @pytest.fixture(scope="module")
 def world(db_url):
     owner = psycopg.connect(db_url, autocommit=True)
+    # pg_cron's jobs change users' rows on their own (psi.decay_centroids every minute): paused
+    # here, so that every change to the other user's fingerprint is one a caller made.
+    paused = [r[0] for r in owner.execute("SELECT jobid FROM cron.job WHERE active")]
+    for job in paused:
+        owner.execute("SELECT cron.alter_job(%s, active => false)", (job,))
     for login, roles in LOGINS.items():
         owner.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(login)))
         owner.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(login)))
@@ -148,6 +153,8 @@ def world(db_url):
     owner.execute("DELETE FROM memory.users WHERE user_id = ANY(%s)", ([a.user, b.user],))
     for login in LOGINS:
         owner.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(login)))
+    for job in paused:
+        owner.execute("SELECT cron.alter_job(%s, active => true)", (job,))
     owner.close()
 
 

@@ -26,7 +26,7 @@ SELECT b.block_kind, b.cycle_date, b.user_tier, b.arc_start_time, b.arc_end_time
        jsonb_array_length(b.prose -> 'live_zones') AS live_zones,
        jsonb_array_length(b.prose -> 'dead_zone_summaries') AS dead_zones,
        b.session_continuity_flag, b.parent_metablock_id IS NOT NULL AS in_metablock,
-       b.hippocampus_until, b.long_term, b.migrated_at
+       b.cycle_no, b.long_term, b.migrated_at
 FROM memory.holographic_blocks b;
 COMMENT ON VIEW bi.blocks IS 'Every Holographic Block with its flux metrics, salience, zone counts and where it stands; no prose.';
 

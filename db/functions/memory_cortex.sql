@@ -122,12 +122,12 @@ AS $$
 DECLARE
     v_user uuid;
     v_tier text;
-    v_cycles int;
+    v_cycle int;
     v_missing uuid;
     v_n int;
 BEGIN
-    SELECT s.user_id, u.tier, r.block_cycles INTO v_user, v_tier, v_cycles
-    FROM memory.sessions s JOIN memory.users u USING (user_id) JOIN memory.retention_policy r ON r.tier = u.tier
+    SELECT s.user_id, u.tier, u.cycles INTO v_user, v_tier, v_cycle
+    FROM memory.sessions s JOIN memory.users u USING (user_id)
     WHERE s.session_id = p_session_id;
     IF NOT FOUND THEN
         RAISE EXCEPTION 'p_session_id: unknown session %', p_session_id USING ERRCODE = 'foreign_key_violation';
@@ -152,14 +152,14 @@ BEGIN
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, citations, preoccupation_centroid_id, derived_from, continues_from,
-        cycle_date, first_turn, last_turn, hippocampus_until)
+        cycle_date, first_turn, last_turn, cycle_no)
     VALUES (p_block_id, 'imported', p_prose,
             memory._checked_vector(p_universal_embedding, 'p_universal_embedding', 'universal'),
             memory._checked_vector(p_native_embedding, 'p_native_embedding', 'native'),
             '{}', CASE WHEN p_salience_composite IS NULL THEN '{}' ELSE jsonb_build_object('composite', p_salience_composite) END,
             coalesce(p_coherence_gain, 0), 0, p_session_id, v_user, v_tier, p_at, p_at,
             to_jsonb(coalesce(p_citations, '{}')), p_preoccupation_centroid_id, p_derived_from, p_continues_from,
-            p_at::date, 0, 0, p_at::date + v_cycles)
+            p_at::date, 0, 0, v_cycle)
     ON CONFLICT (block_id) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b

@@ -7,10 +7,16 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
-    v_cutoff timestamptz := (memory._night_cycle_date(p_run_id) + 1)::timestamptz;
+    v_date date := memory._night_cycle_date(p_run_id);
+    v_cutoff timestamptz := (v_date + 1)::timestamptz;
     v_idle interval := (ops.setting('night.session_idle') #>> '{}')::interval;
     v_n bigint;
 BEGIN
+    -- The run is one more of the user's cycles, what retention counts in, unless a run for
+    -- this date (or a later one) counted already: running a date twice changes nothing.
+    UPDATE memory.users u SET cycles = u.cycles + 1, last_cycle_date = v_date
+    WHERE u.user_id = p_user_id AND (u.last_cycle_date IS NULL OR u.last_cycle_date < v_date);
+
     -- The trigger never stamps a session later than now(); one stamped in the future by
     -- other means would never look idle, so it counts as written now (taken once idle).
     UPDATE memory.sessions s SET last_turn_at = now()
@@ -38,7 +44,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory.night_00_select_sessions(bigint, uuid) IS
-'Night Cycle stage 0 for one user of a run: takes the user''s sessions that are idle for night.session_idle, have no turn after the end of the run''s cycle date and are not being written (FOR NO KEY UPDATE SKIP LOCKED: a session is in this cycle whole or left for the next), locking them until the user''s batch commits, and records them with the range of their unconsolidated turns in memory.night_sessions. A session stamped in the future is first brought back to now(). Returns the number of turns taken.';
+'Night Cycle stage 0 for one user of a run: counts the run as one of the user''s cycles (users.cycles, once per cycle date, never for a date older than the last counted); takes the user''s sessions that are idle for night.session_idle, have no turn after the end of the run''s cycle date and are not being written (FOR NO KEY UPDATE SKIP LOCKED: a session is in this cycle whole or left for the next), locking them until the user''s batch commits, and records them with the range of their unconsolidated turns in memory.night_sessions. A session stamped in the future is first brought back to now(). Returns the number of turns taken.';
 REVOKE ALL ON FUNCTION memory.night_00_select_sessions(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_00_select_sessions(bigint, uuid) TO psimem_admin;
 

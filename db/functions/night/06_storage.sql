@@ -94,7 +94,7 @@ BEGIN
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, session_continuity_flag, citations, preoccupation_centroid_id,
-        cycle_date, first_turn, last_turn, hippocampus_until)
+        cycle_date, first_turn, last_turn, cycle_no)
     SELECT m.parent_metablock_id, 'compound',
            jsonb_build_object(
                'anterior_margin', (array_agg(m.prose ->> 'anterior_margin' ORDER BY m.chain_pos))[1],
@@ -112,17 +112,16 @@ BEGIN
            (array_agg(m.session_id ORDER BY m.chain_pos))[1], p_user_id, u.tier,
            min(m.start_time), max(m.end_time), NOT (array_agg(m.resolved ORDER BY m.chain_pos DESC))[1], '[]', pc.centroid_id,
            v_cycle_date, (array_agg(m.first_turn ORDER BY m.chain_pos))[1], (array_agg(m.last_turn ORDER BY m.chain_pos))[1],
-           v_cycle_date + r.block_cycles
+           u.cycles
     FROM members m
     JOIN memory.users u ON u.user_id = p_user_id
-    JOIN memory.retention_policy r ON r.tier = u.tier
     LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
-    GROUP BY m.parent_metablock_id, u.tier, r.block_cycles, pc.centroid_id;
+    GROUP BY m.parent_metablock_id, u.tier, u.cycles, pc.centroid_id;
 
     INSERT INTO memory.holographic_blocks (block_id, block_kind, arc_id, prose, native_embedding, universal_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, parent_metablock_id, session_continuity_flag, continues_from, continued_by,
-        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, hippocampus_until)
+        citations, preoccupation_centroid_id, cycle_date, first_turn, last_turn, cycle_no)
     SELECT b.block_id, b.block_kind, b.arc_id, b.prose, b.native_embedding, b.universal_embedding,
            jsonb_build_object('peak_perplexity', b.peak, 'baseline_perplexity', b.baseline,
                               'final_perplexity', b.final, 'flux_reversal_quality', b.quality,
@@ -130,10 +129,9 @@ BEGIN
            b.salience_scores, coalesce(b.coherence_gain, 0), coalesce(b.ties_merge_weight, 0),
            b.session_id, p_user_id, u.tier, b.start_time, b.end_time, b.parent_metablock_id, NOT b.resolved,
            b.continues_from, b.continued_by, coalesce(b.citations, '[]'), pc.centroid_id,
-           v_cycle_date, b.first_turn, b.last_turn, v_cycle_date + r.block_cycles
+           v_cycle_date, b.first_turn, b.last_turn, u.cycles
     FROM memory.night_blocks b
     JOIN memory.users u ON u.user_id = p_user_id
-    JOIN memory.retention_policy r ON r.tier = u.tier
     LEFT JOIN memory.preoccupation_centroids pc ON pc.user_id = p_user_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -152,20 +150,49 @@ BEGIN
     UNION ALL
     SELECT p_user_id, b2.block_id, b1.block_id, 'thematic', 1 - (b1.universal_embedding <=> b2.universal_embedding)
     FROM mine b1 JOIN mine b2 ON b1.start_time < b2.start_time OR (b1.start_time = b2.start_time AND b1.block_id < b2.block_id)
-    WHERE 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
+    WHERE b1.block_kind = 'arc' AND b2.block_kind = 'arc'  -- themes tie arcs; gap blocks sit between them
+      AND 1 - (b1.universal_embedding <=> b2.universal_embedding) >= v_thematic
     ON CONFLICT DO NOTHING;
 
+    -- Each block's zones with the turns they came from, and what it keeps of each turn (the
+    -- turn's time, reference and universal embedding come along): recall finds the turn
+    -- there once retention has deleted it from day_table.
+    INSERT INTO memory.block_zones (block_id, user_id, zone_no, zone_kind, session_id, first_turn, last_turn, content)
+    SELECT z.block_id, p_user_id, (row_number() OVER (PARTITION BY z.block_id ORDER BY z.first_turn) - 1)::smallint,
+           z.kind, z.session_id, z.first_turn, z.last_turn, z.content
+    FROM (SELECT b.block_id, 'anterior_margin' AS kind, b.session_id, b.first_turn, b.start_turn - 1 AS last_turn,
+                 b.prose ->> 'anterior_margin' AS content
+          FROM memory.night_blocks b WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.first_turn < b.start_turn
+          UNION ALL
+          SELECT z.block_id, CASE WHEN z.live THEN 'live' ELSE 'dead' END, z.session_id, z.first_turn, z.last_turn,
+                 coalesce(z.content, '')
+          FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.user_id = p_user_id
+          UNION ALL
+          SELECT b.block_id, 'posterior_margin', b.session_id, b.end_turn + 1, b.last_turn, b.prose ->> 'posterior_margin'
+          FROM memory.night_blocks b WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.last_turn > b.end_turn) z;
+    INSERT INTO memory.block_turns (block_id, turn_number, user_id, session_id, zone_no, role, kept, verbatim,
+                                    created_at, external_ref, universal_embedding)
+    SELECT t.block_id, t.turn_number, p_user_id, b.session_id, z.zone_no, d.role, t.kept, t.kept = d.content,
+           d.created_at, d.external_ref, d.universal_embedding
+    FROM memory.night_block_turns t
+    JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+    JOIN memory.block_zones z ON z.user_id = p_user_id AND z.block_id = t.block_id
+         AND t.turn_number BETWEEN z.first_turn AND z.last_turn
+    WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.kept ~ '\S';
+
     -- Bookkeeping, not an UPDATE of day_table (that would touch its HNSW indexes).
-    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date)
-    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, v_cycle_date
-    FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
+    INSERT INTO memory.consolidations (user_id, session_id, first_turn, last_turn, cycle_date, cycle_no)
+    SELECT p_user_id, n.session_id, n.first_turn, n.last_turn, v_cycle_date, u.cycles
+    FROM memory.night_sessions n JOIN memory.users u ON u.user_id = n.user_id
+    WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
     UPDATE memory.sessions s SET consolidated_turn = n.last_turn
     FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND s.session_id = n.session_id;
     RETURN v_n;
 END
 $$;
 COMMENT ON FUNCTION memory.night_06_storage(bigint, uuid) IS
-'Night Cycle stage 6, storage, for one user of a run. Writes the blocks of memory.night_blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; hippocampus_until = cycle date + the tier''s block_cycles). A continuation whose earlier block forms in the same run links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents). An earlier block stored by a previous cycle is not merged: from another session it becomes a citation (citations and a cites relationship); the earlier part of an arc of the same session, consolidated while the arc was still open, is continued (continues_from, its continued_by, a continues relationship). Blocks of the run at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session (memory.consolidations, sessions.consolidated_turn). Returns the number of blocks stored (compounds not counted).';
+'Night Cycle stage 6, storage, for one user of a run. Writes the blocks of memory.night_blocks to memory.holographic_blocks (flux_metrics and prose in the spec''s shapes; cycle_no = the user''s cycle, from which stage 7 counts the tier''s block_cycles), each block''s zones with their turn ranges (memory.block_zones) and what it keeps of each turn (memory.block_turns: verbatim for live zones and margins, the summary''s sentences for dead zones, with the turn''s role, time, external reference and universal embedding). A continuation whose earlier block forms in the same run links them (continues_from / continued_by, a continues relationship) and makes a compound metablock (parent_metablock_id; prose zones concatenated with shifted offsets, metrics combined, salience averaged, embeddings weighted by ties_merge_weight; derived_from relationships to its constituents). An earlier block stored by a previous cycle is not merged: from another session it becomes a citation (citations and a cites relationship); the earlier part of an arc of the same session, consolidated while the arc was still open, is continued (continues_from, its continued_by, a continues relationship). Arc blocks of the run at least night.thematic_similarity alike get a thematic relationship. Records the consolidated turns per session with the user''s cycle (memory.consolidations, sessions.consolidated_turn). Returns the number of blocks stored (compounds not counted).';
 REVOKE ALL ON FUNCTION memory.night_06_storage(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_06_storage(bigint, uuid) TO psimem_admin;
 

@@ -14,9 +14,11 @@ BEGIN
     INSERT INTO ops.jobs (kind, payload, dedupe_key)
     SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'run_id', p_run_id), 'cortex_migrate:' || b.block_id
     FROM memory.holographic_blocks b
+    JOIN memory.users u ON u.user_id = b.user_id
+    JOIN memory.retention_policy r ON r.tier = u.tier
     WHERE b.user_id = p_user_id AND b.migrated_at IS NULL
       AND (b.coherence_gain >= v_gain OR b.arc_end_time < (v_cycle_date + 1)::timestamptz - v_age
-           OR b.long_term OR b.hippocampus_until <= v_cycle_date)
+           OR b.long_term OR u.cycles - b.cycle_no >= r.block_cycles)
     ORDER BY b.arc_start_time
     ON CONFLICT (dedupe_key) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
@@ -27,7 +29,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory.night_07_migration_check(bigint, uuid) IS
-'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has reached hippocampus_until (its tier''s block retention); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
+'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has stayed its tier''s block_cycles of the user''s cycles since it was stored (memory.retention_policy); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
 REVOKE ALL ON FUNCTION memory.night_07_migration_check(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_07_migration_check(bigint, uuid) TO psimem_admin;
 

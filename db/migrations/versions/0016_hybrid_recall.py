@@ -1,4 +1,4 @@
-"""Hybrid recall over the whole history: full text next to vectors, and what blocks keep of each turn.
+"""Consolidation that keeps what was said; hybrid recall over the whole history.
 
 - day_table.content_tsv: the turn's text as a tsvector (text search configuration
   'english'), a stored generated column with a GIN index, for the text leg of recall.
@@ -15,19 +15,30 @@
   universal embedding. Recall finds consolidated turns here after retention has deleted
   them from day_table, and returns a turn (one turn of a caller's budget) instead of a
   whole block. No native embedding is kept: that is most of what consolidation saves.
+- Consolidation: the Night Cycle's work table night_block_turns gains kept (what stage 4
+  keeps of the turn for memory.block_turns). The default summariser becomes
+  memory.summarise_facts (per-turn sentences, facts first, within night.summary_ratio of
+  the zone's text), replacing night.summary_sentences; stretches between arcs become 'gap'
+  blocks of at most night.gap_max_turns turns.
+- Retention counts cycles, not calendar days: users.cycles counts the cycle dates the Night
+  Cycle has run for the user (a second run for a date adds nothing), and consolidations and
+  blocks record the user's cycle (cycle_no) they were made in. holographic_blocks'
+  hippocampus_until (a date) goes: a block leaves for the Cortex once the user's cycles
+  since its own reach the tier's block_cycles. Existing rows get their cycle numbers from
+  their cycle dates.
 - Settings for recall's fusion (recall.rrf_k, recall.weight_*, recall.leg_candidates,
   recall.text_candidate_docs, recall.bm25_k1, recall.bm25_b, recall.neighbour_weight,
   recall.weight_cortex for the chain across tiers).
 
 Revision ID: 0016
-Revises: 0013
+Revises: 0015
 """
 from alembic import op
 
 from psimem.migration_sql import hnsw_index, user_policies
 
 revision = "0016"
-down_revision = "0013"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
@@ -38,6 +49,8 @@ SETTINGS = {  # key: (value, description, type, min, max)
     "recall.weight_vector": ("1.0", "weight of the vector leg (cosine over the same turns)", "number", 0, 100),
     "recall.weight_recent": ("0.0", "weight of the recent leg (recall_recent: the session and the user's last recall.window)", "number", 0, 100),
     "recall.weight_cortex": ("1.0", "weight of the Cortex leg in the retrieval chain (LanceDB hybrid search over blocks)", "number", 0, 100),
+    "night.summary_ratio": ("0.5", "share of a dead zone's characters its summary keeps (memory.summarise_facts)", "number", 0.01, 1),
+    "night.gap_max_turns": ("12", "longest stretch of turns between arcs that becomes one gap block", "integer", 1, 1000),
     "recall.leg_candidates": ("50", "candidates each leg ranks before fusion", "integer", 1, 10000),
     "recall.text_candidate_docs": ("5000", "the text leg takes candidates from the rarest query words until they occur in this many turns", "integer", 1, 10**9),
     "recall.bm25_k1": ("1.2", "BM25 term-frequency saturation", "number", 0, 10),
@@ -110,6 +123,39 @@ def upgrade() -> None:
     GRANT SELECT ON memory.block_turns, memory.text_stats, memory.text_totals TO psimem_reader, psimem_writer;
     GRANT SELECT, INSERT, UPDATE, DELETE ON memory.block_turns, memory.text_stats, memory.text_totals TO psimem_admin;
     """)
+    op.execute("""
+    ALTER TABLE memory.night_block_turns ADD COLUMN kept text;
+    COMMENT ON COLUMN memory.night_block_turns.kept IS
+      'stage 4: what the block keeps of the turn (the turn for a live zone or a margin, its kept sentences for a dead zone; null: nothing)';
+
+    ALTER TABLE memory.users ADD COLUMN cycles int NOT NULL DEFAULT 0, ADD COLUMN last_cycle_date date,
+        ADD CONSTRAINT users_cycles_nonnegative CHECK (cycles >= 0);
+    COMMENT ON COLUMN memory.users.cycles IS 'Night Cycles run for the user: the cycle dates counted (retention counts in these)';
+    COMMENT ON COLUMN memory.users.last_cycle_date IS 'the latest cycle date counted in cycles';
+    ALTER TABLE memory.consolidations ADD COLUMN cycle_no int NOT NULL DEFAULT 0;
+    COMMENT ON COLUMN memory.consolidations.cycle_no IS 'the user''s cycle (users.cycles) that consolidated these turns';
+    ALTER TABLE memory.holographic_blocks ADD COLUMN cycle_no int NOT NULL DEFAULT 0;
+    COMMENT ON COLUMN memory.holographic_blocks.cycle_no IS 'the user''s cycle (users.cycles) that stored the block';
+    WITH n AS (SELECT c.user_id, c.cycle_date, dense_rank() OVER (PARTITION BY c.user_id ORDER BY c.cycle_date) AS no
+               FROM (SELECT DISTINCT user_id, cycle_date FROM memory.consolidations) c)
+    UPDATE memory.consolidations c SET cycle_no = n.no FROM n WHERE n.user_id = c.user_id AND n.cycle_date = c.cycle_date;
+    UPDATE memory.holographic_blocks b SET cycle_no = coalesce((
+        SELECT max(c.cycle_no) FROM memory.consolidations c WHERE c.user_id = b.user_id AND c.cycle_date <= b.cycle_date), 0);
+    UPDATE memory.users u SET cycles = x.n, last_cycle_date = x.last
+    FROM (SELECT user_id, max(cycle_no) AS n, max(cycle_date) AS last FROM memory.consolidations GROUP BY user_id) x
+    WHERE x.user_id = u.user_id;
+    DROP VIEW IF EXISTS bi.blocks;  -- db/functions/bi_night_cycle.sql defines it again without the column
+    ALTER TABLE memory.holographic_blocks DROP COLUMN hippocampus_until;
+
+    -- The new summariser is code (db/functions), applied after the revisions: the check that
+    -- a function setting names an existing function would refuse it until then.
+    ALTER TABLE ops.settings DISABLE TRIGGER USER;
+    UPDATE ops.settings SET value = '"memory.summarise_facts"',
+        description = 'function (session_id, first_turn, last_turn) -> table (turn_number, sentence) summarising a dead zone'
+    WHERE key = 'night.summariser' AND value = '"memory.summarise_extractive"';
+    ALTER TABLE ops.settings ENABLE TRIGGER USER;
+    DELETE FROM ops.settings WHERE key = 'night.summary_sentences';
+    """)
     for table in ("memory.block_turns", "memory.text_stats", "memory.text_totals"):
         op.execute(user_policies(table))
     for key, (value, description, kind, lo, hi) in SETTINGS.items():
@@ -122,6 +168,18 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.execute(f"""
     DELETE FROM ops.settings WHERE key IN ({", ".join(f"'{k}'" for k in SETTINGS)});
+    INSERT INTO ops.settings (key, value, description, value_type, min_value, max_value) VALUES
+      ('night.summary_sentences', '1', 'sentences an extractive dead-zone summary keeps', 'integer', 1, 100) ON CONFLICT DO NOTHING;
+    ALTER TABLE ops.settings DISABLE TRIGGER USER;  -- the old summariser returns with the old code files
+    UPDATE ops.settings SET value = '"memory.summarise_extractive"' WHERE key = 'night.summariser';
+    ALTER TABLE ops.settings ENABLE TRIGGER USER;
+    DROP VIEW IF EXISTS bi.blocks;
+    ALTER TABLE memory.holographic_blocks ADD COLUMN hippocampus_until date NOT NULL DEFAULT current_date,
+        DROP COLUMN cycle_no;
+    ALTER TABLE memory.consolidations DROP COLUMN cycle_no;
+    ALTER TABLE memory.users DROP COLUMN cycles, DROP COLUMN last_cycle_date;
+    ALTER TABLE memory.night_block_turns DROP COLUMN kept;
+    DELETE FROM ops.applied_sql;  -- re-apply every code file on the next upgrade
     DROP TRIGGER IF EXISTS day_table_text_stats ON memory.day_table;
     DROP TABLE memory.block_turns, memory.text_stats, memory.text_totals;
     ALTER TABLE memory.day_table DROP COLUMN content_tsv;
