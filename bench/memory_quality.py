@@ -31,6 +31,7 @@ Without the data (PSIMEM_LOCOMO_DIR or --data) it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
 import time
 from collections import defaultdict
@@ -38,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
-from common import bench_database, percentile_ms, report, say
+from common import Timer, bench_database, percentile_ms, report, say
 from locomo import CATEGORIES, DEV, Conversation, conversations, locate
 
 from pgvector.psycopg import register_vector
@@ -94,7 +95,7 @@ def load(conn, convs: list[Conversation], universal, ppl, native) -> None:
                 role="user" if t.speaker == c.speakers[0] else "assistant", content=t.content,
                 created_at=(t.at + shift + timedelta(seconds=30 * t.turn_no)).isoformat(), turn_number=t.turn_no,
                 external_ref=f"D{t.session_no}:{t.turn_no}", universal_embedding=universal[i].tolist(),
-                native_embedding=native[i].tolist(), perplexity_score=float(ppl[i]),
+                native_embedding=None if native is None else native[i].tolist(), perplexity_score=float(ppl[i]),
                 token_count=len(t.content.split())))
             i += 1
     say(f"loading {len(records)} turns")
@@ -107,11 +108,15 @@ def night_cycles(conn) -> list[dict]:
         "SELECT DISTINCT (created_at AT TIME ZONE 'UTC')::date FROM memory.day_table ORDER BY 1").fetchall()]
     say(f"running the Night Cycle for {len(dates)} session dates")
     runs = []
-    for d in dates:
-        t0 = time.perf_counter()
-        conn.execute("SELECT memory.run_night_cycle(p_cycle_date => %s)", (d,))
-        conn.commit()
-        runs.append({"date": str(d), "seconds": time.perf_counter() - t0})
+    conn.commit()
+    conn.autocommit = True  # CALL commits per batch of users, as under pg_cron
+    try:
+        for d in dates:
+            t0 = time.perf_counter()
+            conn.execute("CALL memory.night_cycle(p_cycle_date => %s)", (d,))
+            runs.append({"date": str(d), "seconds": round(time.perf_counter() - t0, 2)})
+    finally:
+        conn.autocommit = False
     return runs
 
 
@@ -163,32 +168,98 @@ def flat(convs, universal, questions) -> Scores:
     return scores
 
 
-def sql_recall(conn, convs, questions) -> tuple[Scores, list[float]]:
-    """memory.recall for every question, at the largest budget; smaller budgets take its prefix."""
+def evaluate(conn, convs, questions, recall_fn) -> tuple[Scores, list[float]]:
+    """Evidence recall of recall_fn(user, session ids by number, question, vector, budget) -> items
+    (session_no, first turn, last turn) in rank order, for every question at the largest
+    budget; smaller budgets take what fits of the same list."""
     scores, j, latency = Scores(), 0, []
     for c in convs:
         user = conn.execute("SELECT memory.find_user(%s)", (user_ref(c),)).fetchone()[0]
-        sessions = {sid: int(ref.rsplit(":", 1)[1]) for sid, ref in conn.execute(
+        sessions = {str(sid): int(ref.rsplit(":", 1)[1]) for sid, ref in conn.execute(
             "SELECT session_id, external_ref FROM memory.sessions WHERE user_id = %s", (user,)).fetchall()}
         for q in c.questions:
             t0 = time.perf_counter()
-            rows = conn.execute("SELECT session_id, turn_number, turns FROM memory.recall(%s, %s, %s::real[], "
-                                "p_budget_turns => %s)", (user, q.text, questions[j].tolist(), max(KS))).fetchall()
+            items = recall_fn(user, sessions, q.text, questions[j], max(KS))
             latency.append(time.perf_counter() - t0)
-            items = [(sessions[s], t, t + n - 1) for s, t, n in rows]
             scores.add(q, {k: covered(items, k) for k in KS})
             j += 1
+        conn.rollback()
     return scores, latency
 
 
+def sql_path(conn):
+    def fn(user, sessions, text, vector, budget):
+        rows = conn.execute("SELECT session_id, turn_number, turns FROM memory.recall(%s, %s, %s::real[], "
+                            "p_budget_turns => %s)", (user, text, vector.tolist(), budget)).fetchall()
+        return [(sessions[str(s)], t, t + n - 1) for s, t, n in rows]
+    return fn
+
+
+def chain_path(conn, cortex, mmr_lambda=None):
+    from loaders.recall import recall
+
+    def fn(user, sessions, text, vector, budget):
+        got = recall(conn, cortex, text, vector, user, budget=budget, mmr_lambda=mmr_lambda)
+        return [(sessions.get(r.session_id, 0), r.first_turn, r.last_turn) for r in got]
+    return fn
+
+
+def survival(conn, convs) -> dict:
+    """Where each evidence turn is after consolidation and retention: still raw, kept verbatim by
+    a block, in a dead-zone summary (some of its sentences), only within a zone's turn range
+    (nothing of it kept), or nowhere. And what the Night Cycle made of all turns."""
+    where = defaultdict(int)
+    for c in convs:
+        user = conn.execute("SELECT memory.find_user(%s)", (user_ref(c),)).fetchone()[0]
+        ev = sorted({e for q in c.questions for e in q.evidence})
+        for s, t in ev:
+            row = conn.execute("""
+                SELECT EXISTS (SELECT 1 FROM memory.day_table d WHERE d.session_id = x.session_id AND d.turn_number = %s),
+                       bool_or(b.verbatim), count(b.*) > 0,
+                       EXISTS (SELECT 1 FROM memory.block_zones z WHERE z.session_id = x.session_id
+                               AND %s BETWEEN z.first_turn AND z.last_turn)
+                FROM memory.sessions x LEFT JOIN memory.block_turns b ON b.session_id = x.session_id AND b.turn_number = %s
+                WHERE x.user_id = %s AND x.external_ref = %s GROUP BY x.session_id""",
+                (t, t, t, user, session_ref(c, s))).fetchone()
+            raw, verbatim, kept, zone = row
+            where["verbatim" if verbatim else "in summary" if kept else "zone only" if zone else "raw only" if raw
+                  else "lost"] += 1
+            where["still raw"] += raw
+    total = sum(where[k] for k in ("verbatim", "in summary", "zone only", "raw only", "lost"))
+    out = {f"evidence {k}": round(where[k] / total, 4) for k in ("verbatim", "in summary", "zone only", "raw only", "lost")}
+    out["evidence still raw"] = round(where["still raw"] / total, 4)
+    users = [conn.execute("SELECT memory.find_user(%s)", (user_ref(c),)).fetchone()[0] for c in convs]
+    out.update(dict(zip(
+        ("turns", "turns left raw", "turns in a zone", "turns kept by blocks", "turns kept verbatim",
+         "blocks arc", "blocks gap", "blocks compound", "kept text / raw text"),
+        conn.execute("""
+            SELECT (SELECT sum(s.turn_count) FROM memory.sessions s WHERE s.user_id = ANY(%(u)s)),
+                   (SELECT count(*) FROM memory.day_table d WHERE d.user_id = ANY(%(u)s)),
+                   (SELECT count(DISTINCT (z.session_id, t)) FROM memory.block_zones z,
+                           generate_series(z.first_turn, z.last_turn) t WHERE z.user_id = ANY(%(u)s)),
+                   (SELECT count(DISTINCT (b.session_id, b.turn_number)) FROM memory.block_turns b WHERE b.user_id = ANY(%(u)s)),
+                   (SELECT count(DISTINCT (b.session_id, b.turn_number)) FROM memory.block_turns b
+                    WHERE b.user_id = ANY(%(u)s) AND b.verbatim),
+                   (SELECT count(*) FROM memory.holographic_blocks b WHERE b.user_id = ANY(%(u)s) AND b.block_kind = 'arc'),
+                   (SELECT count(*) FROM memory.holographic_blocks b WHERE b.user_id = ANY(%(u)s) AND b.block_kind = 'gap'),
+                   (SELECT count(*) FROM memory.holographic_blocks b WHERE b.user_id = ANY(%(u)s) AND b.block_kind = 'compound'),
+                   (SELECT round(sum(length(x.kept))::numeric / nullif(%(raw)s, 0), 3) FROM (
+                        SELECT DISTINCT ON (b.session_id, b.turn_number) b.kept FROM memory.block_turns b
+                        WHERE b.user_id = ANY(%(u)s)) x)""",
+                     {"u": users, "raw": sum(len(t.content) for c in convs for t in c.turns)}).fetchone())))
+    return {k: (float(v) if v is not None and not isinstance(v, int) else v) for k, v in out.items()}
+
+
 def show(results: dict) -> None:
-    paths = [p for p in ("flat", "raw hybrid", "sql", "chain") if p in results]
+    paths = [p for p in ("flat", "raw hybrid", "sql", "chain", "chain + mmr") if p in results]
     cols = [f"recall@{k}" for k in KS] + [f"recall@10 {n}" for n in CATEGORIES.values()]
     print(f"\nLoCoMo evidence recall, {results['split']} split ({results['questions']} questions, "
           f"{results['turns']} turns); a block costs the turns it covers")
     print(f"{'path':<12}" + "".join(f"{c.replace('recall@10 ', '@10 '):>14}" for c in cols))
     for p in paths:
         print(f"{p:<12}" + "".join(f"{results[p][c] if results[p][c] is not None else '-':>14}" for c in cols))
+    if "consolidation" in results:
+        print("after consolidation and retention: " + ", ".join(f"{k} {v}" for k, v in results["consolidation"].items()))
     base = results["flat"]["recall@10"]
     for p in paths[1:]:
         print(f"{p}: recall@10 {results[p]['recall@10']} = {results[p]['recall@10'] / base:.2f}x the flat baseline")
@@ -221,13 +292,33 @@ def main() -> int:
     with connect(url) as conn:
         register_vector(conn)
         if not args.reuse:
-            conn.execute("TRUNCATE memory.users CASCADE")
+            conn.execute("TRUNCATE memory.users, ops.jobs, ops.cycle_runs CASCADE")
             conn.commit()
+            shutil.rmtree(HOME / "cortex", ignore_errors=True)
             load(conn, convs, universal, ppl, native)
-        raw, lat = sql_recall(conn, convs, questions)
-        results["raw hybrid"] = raw.table()
-        results["raw hybrid latency ms"] = {"p50": percentile_ms(lat, 50), "p95": percentile_ms(lat, 95)}
-        say(f"raw hybrid: {results['raw hybrid']}")
+            raw, lat = evaluate(conn, convs, questions, sql_path(conn))
+            results["raw hybrid"] = raw.table()
+            say(f"raw hybrid: {results['raw hybrid']}")
+        results["night cycles"] = night_cycles(conn)
+        results["consolidation"] = survival(conn, convs)
+        say(f"after the Night Cycles: {results['consolidation']}")
+        sql, lat = evaluate(conn, convs, questions, sql_path(conn))
+        results["sql"] = sql.table()
+        results["sql latency ms"] = {"p50": round(percentile_ms(lat, 50), 2), "p95": round(percentile_ms(lat, 95), 2)}
+        say(f"memory.recall after consolidation: {results['sql']}")
+        from loaders.cortex import Cortex
+        from loaders.worker import Worker
+
+        cortex_uri = str(HOME / "cortex")
+        with Timer() as t:
+            stats = Worker(url, cortex_uri=cortex_uri, say=lambda m: None).run(once=True)
+        results["worker"] = {"seconds": round(t.seconds, 1), **{k: v for k, v in stats.items() if isinstance(v, int)}}
+        cortex = Cortex.for_database(conn, cortex_uri)
+        chain, lat = evaluate(conn, convs, questions, chain_path(conn, cortex))
+        results["chain"] = chain.table()
+        results["chain latency ms"] = {"p50": round(percentile_ms(lat, 50), 2), "p95": round(percentile_ms(lat, 95), 2)}
+        mmr_scores, _ = evaluate(conn, convs, questions, chain_path(conn, cortex, mmr_lambda=0.5))
+        results["chain + mmr"] = mmr_scores.table()
     show(results)
     report("memory_quality" + ("_heldout" if args.heldout else ""), results)
     return 0

@@ -424,8 +424,10 @@ class Cortex:
         if text and text.strip() and "search_text" in tbl.schema.names:
             q = tbl.search(query_type="hybrid", vector_column_name="universal_embedding").vector(v).text(text) \
                    .distance_type("cosine").rerank(RRFReranker(K=rrf_k, return_score="all"))
+            cols += ["_distance", "_score"]
         else:
             q = tbl.search(v, vector_column_name="universal_embedding").distance_type("cosine")
+            cols += ["_distance"]
         q = q.limit(limit).select(cols)
         if where:
             q = q.where(" AND ".join(where), prefilter=True)

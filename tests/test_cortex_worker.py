@@ -75,7 +75,8 @@ def test_worker_moves_queued_blocks_with_full_vectors_and_compressed_prose(data,
         assert "\n" not in r["anterior_margin"] and len(r["anterior_margin"]) <= 160
         assert old["anterior_margin"].endswith(r["anterior_margin"].lstrip("…"))
         assert old["posterior_margin"].startswith(r["posterior_margin"].rstrip("…"))
-        assert r["prose_bytes_after"] < r["prose_bytes_before"]
+        assert r["prose_bytes_after"] <= r["prose_bytes_before"]
+    assert any(r["prose_bytes_after"] < r["prose_bytes_before"] for r in rows.values())
 
     # marked in PostgreSQL: migrated, the native vector released, the universal one kept for SQL recall;
     # the jobs are done with their results

@@ -78,5 +78,5 @@ def test_a_huge_spike_does_not_break_salience(conn):
     run_id = conn.execute("SELECT memory.run_night_cycle(p_user_id => %s)", (user,)).fetchone()[0]
     assert conn.execute("SELECT count(*) FROM ops.cycle_stage_log WHERE run_id = %s AND NOT ok", (run_id,)).fetchone()[0] == 0
     p_u = conn.execute("SELECT (salience_scores->'utterance_level'->>'P')::float8 FROM memory.holographic_blocks "
-                     "WHERE user_id = %s", (user,)).fetchone()[0]
+                     "WHERE user_id = %s AND block_kind = 'arc'", (user,)).fetchone()[0]
     assert p_u == 1.0

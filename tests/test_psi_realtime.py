@@ -211,10 +211,18 @@ def test_frames_left_in_the_spool_exit_5_until_flush_spool_writes_them(pg_server
                                    "old stone wall that runs along the bottom of it, past the pond.")
     spool = tmp_path / "spool.jsonl"
     env = {**os.environ, "PSIMEM_HOME": str(tmp_path / "home")}
-    p = subprocess.Popen([*PSIMEM, "realtime", "--entry", turn.entry_id, "--synth", "--pace", "--spool", str(spool)],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(1.5)
-    with pg_server.stopped():
+    backends = ("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+    with psycopg.connect(env_url, autocommit=True) as c:
+        before = c.execute(backends).fetchone()[0]
+        p = subprocess.Popen([*PSIMEM, "realtime", "--entry", turn.entry_id, "--synth", "--pace", "--spool", str(spool)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        deadline = time.monotonic() + 60  # a loaded machine can take a while to start it
+        while c.execute(backends).fetchone()[0] <= before and p.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+    time.sleep(0.5)  # connected, and voicing
+    pg_server.stop()
+    try:  # the server comes back whatever happens here: every later test needs it
         out, err = p.communicate(timeout=60)
         assert p.returncode == 5, err
         assert "rows are not in the database yet, only in the spool" in err and "--flush-spool" in err
@@ -222,6 +230,8 @@ def test_frames_left_in_the_spool_exit_5_until_flush_spool_writes_them(pg_server
                            text=True, env=env)
         assert r.returncode in (4, 5), r.stderr            # still down: nothing to write it to
         assert spool.exists()
+    finally:
+        pg_server.start()
     wait_until_accepting(env_url)
     r = subprocess.run([*PSIMEM, "realtime", "--flush-spool", "--spool", str(spool)], capture_output=True, text=True,
                        env=env)
