@@ -123,7 +123,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turns", type=int, default=100_000, help="the big user's turns (default 100000)")
     ap.add_argument("--raw", type=int, default=10_000, help="of which still raw in day_table (default 10000)")
-    ap.add_argument("--others", type=int, default=20_000, help="raw turns of each of 4 other users (default 20000)")
+    ap.add_argument("--others", type=int, default=5_000, help="raw turns of each of 4 other users (default 5000)")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--reuse", action="store_true", help="time the rows a previous run loaded")
     args = ap.parse_args()

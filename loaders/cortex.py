@@ -32,16 +32,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
-import lancedb
-import numpy as np
-import pyarrow as pa
+# LanceDB's Rust core logs a deprecation notice to stderr on every hybrid query that selects
+# columns; psimem's commands print one line per problem, so only its errors are shown.
+os.environ.setdefault("LANCEDB_LOG", "error")
 
-from .storage import cortex_uri, storage_options
+import lancedb  # noqa: E402
+import numpy as np  # noqa: E402
+import pyarrow as pa  # noqa: E402
+
+from .storage import cortex_uri, storage_options  # noqa: E402
 
 BLOCKS = "cortex_blocks"
 CLUSTERS = "cortex_clusters"
@@ -424,7 +429,6 @@ class Cortex:
         if text and text.strip() and "search_text" in tbl.schema.names:
             q = tbl.search(query_type="hybrid", vector_column_name="universal_embedding").vector(v).text(text) \
                    .distance_type("cosine").rerank(RRFReranker(K=rrf_k, return_score="all"))
-            cols += ["_distance", "_score"]
         else:
             q = tbl.search(v, vector_column_name="universal_embedding").distance_type("cosine")
             cols += ["_distance"]
