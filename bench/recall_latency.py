@@ -31,6 +31,9 @@ PER_BLOCK = 10
 def load(conn, content: list[str], vectors: np.ndarray, turns: int, raw: int, others: int) -> None:
     """The big user's history and the other users' turns, straight into the tables (set-based)."""
     conn.execute("TRUNCATE memory.users CASCADE")
+    # The kept turns' HNSW index is built once after the load (as a backfill would), not row by row.
+    hnsw = conn.execute("SELECT pg_get_indexdef('memory.idx_block_turns_universal'::regclass)").fetchone()[0]
+    conn.execute("DROP INDEX memory.idx_block_turns_universal")
     kept = turns - raw
     say(f"loading: {kept} kept turns in {kept // PER_BLOCK} blocks and {raw} raw turns for the big user, "
         f"{others} raw turns for each of 4 others")
@@ -69,6 +72,8 @@ def load(conn, content: list[str], vectors: np.ndarray, turns: int, raw: int, ot
         JOIN memory.sessions s USING (session_id)
         JOIN src x ON x.i / %(per)s = substr(s.external_ref, 2)::int
         WHERE x.i < %(kept)s""", {"per": PER_BLOCK, "kept": kept})
+    conn.execute("SET maintenance_work_mem = '2GB'")
+    conn.execute(hnsw)
     # Raw turns go through the real insert path (trigger, text statistics) in one statement per user.
     for ref, lo, n in [("big", kept, raw)] + [(f"o{k}", turns + (k - 1) * others, others) for k in range(1, 5)]:
         conn.execute("SELECT memory.act_for(memory.find_user(%s))", (ref,))

@@ -294,7 +294,7 @@ def save_live(stream: Stream, live_dir: Path) -> Path:
 def load_turns(conn, entry_ids: list[str] | None = None, latest_assistant: int | None = None) -> list[Turn]:
     if entry_ids:
         rows = conn.execute("SELECT entry_id::text, user_id::text, content FROM memory.day_table "
-                            "WHERE entry_id = ANY(%s::uuid[]) ORDER BY created_at", (entry_ids,)).fetchall()
+                            "WHERE entry_id = ANY(%s::uuid[]) ORDER BY created_at, turn_number", (entry_ids,)).fetchall()
         missing = set(entry_ids) - {r[0] for r in rows}
         if missing:
             raise SystemExit(f"psimem: entry_id: unknown turn(s) {', '.join(sorted(missing))}")
@@ -302,5 +302,6 @@ def load_turns(conn, entry_ids: list[str] | None = None, latest_assistant: int |
         rows = conn.execute(
             "SELECT d.entry_id::text, d.user_id::text, d.content FROM memory.day_table d "
             "WHERE d.role = 'assistant' AND NOT EXISTS (SELECT 1 FROM psi.utterances u WHERE u.entry_id = d.entry_id) "
-            "ORDER BY d.created_at DESC LIMIT %s", (latest_assistant or 1,)).fetchall()
+            # turns loaded in one statement share created_at; turn_number orders them within a session
+            "ORDER BY d.created_at DESC, d.turn_number DESC LIMIT %s", (latest_assistant or 1,)).fetchall()
     return [Turn(*r) for r in rows]

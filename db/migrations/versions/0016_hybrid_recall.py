@@ -48,7 +48,7 @@ SETTINGS = {  # key: (value, description, type, min, max)
     "recall.weight_text": ("1.0", "weight of the full-text leg (BM25 over turns kept in day_table and in blocks)", "number", 0, 100),
     "recall.weight_vector": ("1.0", "weight of the vector leg (cosine over the same turns)", "number", 0, 100),
     "recall.weight_recent": ("0.0", "weight of the recent leg (recall_recent: the session and the user's last recall.window)", "number", 0, 100),
-    "recall.weight_cortex": ("1.0", "weight of the Cortex leg in the retrieval chain (LanceDB hybrid search over blocks)", "number", 0, 100),
+    "recall.weight_cortex": ("0.3", "weight of the Cortex leg in the retrieval chain (LanceDB hybrid search over blocks; 0.3 chosen on LoCoMo's development split)", "number", 0, 100),
     "night.summary_ratio": ("0.5", "share of a dead zone's characters its summary keeps (memory.summarise_facts)", "number", 0.01, 1),
     "night.gap_max_turns": ("12", "longest stretch of turns between arcs that becomes one gap block", "integer", 1, 1000),
     "recall.leg_candidates": ("50", "candidates each leg ranks before fusion", "integer", 1, 10000),
