@@ -305,6 +305,22 @@ END $$;
 
 COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
 
+CREATE FUNCTION memory._night_analyze() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET default_statistics_target TO '10'
+    AS $$
+BEGIN
+    -- A 3,000-row sample tells the planner enough about run_id, user_id and block_id: without
+    -- statistics it joined a user's blocks to their turns by scanning all the user's turns
+    -- for each block. The tables the run grows are analysed too (their plans are cached).
+    ANALYZE memory.night_sessions, memory.night_arcs, memory.night_blocks, memory.night_block_turns, memory.night_zones,
+            memory.flux_arcs, memory.holographic_blocks, memory.block_relationships, memory.consolidations;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_analyze() IS 'Internal, Night Cycle: statistics (a small sample) for its work tables and the tables a run grows, taken each time the run''s users done double, so that the plans the stages cache fit what the tables hold.';
+
 CREATE FUNCTION memory._night_backfill_mode(p_run_id bigint) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
@@ -362,22 +378,26 @@ CREATE FUNCTION memory._night_batch(p_run_id bigint) RETURNS boolean
 DECLARE
     v_run ops.cycle_runs;
     v_batch int := (ops.setting('night.batch_users'))::int;
+    v_users uuid[];
     v_user uuid;
     v_last uuid;
     v_done int := 0;
     v_failed int := 0;
+    v_before int;
+    v_after int;
 BEGIN
-    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    v_run := memory._night_running(p_run_id);
+    -- Two queries, so that each is a range scan of the users' key from the cursor (an OR
+    -- with "no cursor yet" would read every user behind it again for every batch).
+    IF v_run.resume_after IS NULL THEN
+        v_users := ARRAY(SELECT u.user_id FROM memory.users u WHERE u.user_id = coalesce(v_run.user_id, u.user_id)
+                         ORDER BY u.user_id LIMIT v_batch);
+    ELSE
+        v_users := ARRAY(SELECT u.user_id FROM memory.users u
+                         WHERE u.user_id > v_run.resume_after AND u.user_id = coalesce(v_run.user_id, u.user_id)
+                         ORDER BY u.user_id LIMIT v_batch);
     END IF;
-    FOR v_user IN
-        SELECT u.user_id FROM memory.users u
-        WHERE (v_run.user_id IS NULL OR u.user_id = v_run.user_id)
-          AND (v_run.resume_after IS NULL OR u.user_id > v_run.resume_after)
-        ORDER BY u.user_id
-        LIMIT v_batch
-    LOOP
+    FOREACH v_user IN ARRAY v_users LOOP
         IF memory._night_consolidate_user(p_run_id, v_user) THEN
             v_done := v_done + 1;
         ELSE
@@ -392,14 +412,19 @@ BEGIN
     -- this commits redoes the batch, one killed after it goes on with the next user.
     UPDATE ops.cycle_runs SET resume_after = v_last, users_done = users_done + v_done, users_failed = users_failed + v_failed
     WHERE run_id = p_run_id;
-    IF (v_run.users_done + v_run.users_failed) / 100 < (v_run.users_done + v_run.users_failed + v_done + v_failed) / 100 THEN
-        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_run.users_done + v_run.users_failed + v_done + v_failed;
+    v_before := v_run.users_done + v_run.users_failed;
+    v_after := v_before + v_done + v_failed;
+    IF v_before = 0 OR floor(log(2, v_after)) > floor(log(2, v_before)) THEN
+        PERFORM memory._night_analyze();
+    END IF;
+    IF v_before / 100 < v_after / 100 THEN
+        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_after;
     END IF;
     RETURN true;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_batch(p_run_id bigint) IS 'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction. Returns false when no user was left.';
+COMMENT ON FUNCTION memory._night_batch(p_run_id bigint) IS 'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction, and refreshes statistics (memory._night_analyze) each time the run''s users done double. Returns false when no user was left.';
 
 CREATE FUNCTION memory._night_consolidate_user(p_run_id bigint, p_user_id uuid) RETURNS boolean
     LANGUAGE plpgsql
@@ -489,10 +514,7 @@ DECLARE
     v_rows bigint;
     v_status text;
 BEGIN
-    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
-    END IF;
+    v_run := memory._night_running(p_run_id);
     IF cardinality(v_run.block_indexes) > 0 THEN
         v_rows := memory._night_restore_block_indexes(v_run.block_indexes);
         -- Logged as storage (stage 6), run-wide: it finishes what storage started.
@@ -608,6 +630,26 @@ $$;
 
 COMMENT ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) IS 'Internal, Night Cycle: the run for a cycle date and user filter (NULL: every user): the unfinished one (status running) if a call was killed, else a new row in ops.cycle_runs, for which backfill mode may drop the blocks'' HNSW indexes (memory._night_backfill_mode). Refuses an unknown user and a stage whose function no longer exists. On any error (cancel included) releases the session lock when p_session_lock. Returns the run id.';
 
+CREATE FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) RETURNS smallint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- The loop calls every stage the same way: function(p_run_id bigint, p_user_id uuid) -> rows.
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = p_function AND p.prorettype = 'bigint'::regtype
+                   AND p.proargtypes = '20 2950'::oidvector) THEN
+        RAISE EXCEPTION 'p_function: % must take (bigint, uuid) and return bigint', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO memory.night_stages (stage, name, function, scope)
+    VALUES (p_stage, p_name, p_function::regproc, p_scope)
+    ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+    RETURN p_stage;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) IS 'Internal, Night Cycle: registers (or updates) a stage in memory.night_stages: its number (the order it runs in), name, function and scope (user: for every user of a run; taken: only for a user whose sessions stage 0 took; run: once when the run finishes). The function must take (p_run_id bigint, p_user_id uuid) and return the rows it touched. Each file in db/functions/night/NN_name.sql registers its stage with it.';
+
 CREATE FUNCTION memory._night_restore_block_indexes(p_defs text[]) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
@@ -659,6 +701,41 @@ END
 $_$;
 
 COMMENT ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) IS 'Internal, Night Cycle: runs one stage (its function from memory.night_stages) for a run and user and returns its log entry: {stage, name, rows, ms}. The same from psql: SELECT memory._night_run_stage(2, <run>, <user>).';
+
+CREATE TABLE ops.cycle_runs (
+    run_id bigint NOT NULL,
+    cycle_date date NOT NULL,
+    user_id uuid,
+    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    finished_at timestamp with time zone,
+    status text DEFAULT 'running'::text NOT NULL,
+    users_done integer DEFAULT 0 NOT NULL,
+    users_failed integer DEFAULT 0 NOT NULL,
+    resume_after uuid,
+    block_indexes text[] DEFAULT '{}'::text[] NOT NULL,
+    CONSTRAINT cycle_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'failed'::text, 'partial'::text])))
+);
+
+COMMENT ON COLUMN ops.cycle_runs.resume_after IS 'the last user (in user_id order) whose batch this run has committed: a killed run resumes after it';
+
+COMMENT ON COLUMN ops.cycle_runs.block_indexes IS 'definitions of the holographic_blocks HNSW indexes this run dropped for a backfill; built again when it finishes';
+
+CREATE FUNCTION memory._night_running(p_run_id bigint) RETURNS ops.cycle_runs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_run ops.cycle_runs;
+BEGIN
+    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_run;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_running(p_run_id bigint) IS 'Internal, Night Cycle: the row of a run that is still running, locked until the transaction ends (the batch or the finish that moves it on), or an error naming the run.';
 
 CREATE FUNCTION memory._night_work(p_session_lock boolean) RETURNS boolean
     LANGUAGE plpgsql
@@ -1173,7 +1250,8 @@ BEGIN
         UPDATE memory.sessions SET continues_session_id = v_link.open_session_id WHERE session_id = v_link.session_id;
         UPDATE memory.flux_arcs SET continued_by_arc_id = (
             SELECT n.arc_id FROM memory.night_arcs n
-            WHERE n.run_id = p_run_id AND n.session_id = v_link.session_id ORDER BY n.start_turn LIMIT 1)
+            WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND n.session_id = v_link.session_id
+            ORDER BY n.start_turn LIMIT 1)
         WHERE arc_id = v_link.open_arc_id;
     END LOOP;
     RETURN v_n;
@@ -1205,7 +1283,7 @@ BEGIN
            f.arc_duration_turns, f.start_time, f.end_time
     FROM memory.night_arcs a
     JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
-    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.session_id = a.session_id
+    JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.user_id = a.user_id AND s.session_id = a.session_id
     WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 THEN
@@ -1232,19 +1310,23 @@ BEGIN
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
 
     -- Zones over the arc's own turns: maximal runs of live or of dead turns; live ones verbatim.
+    -- LATERAL ... OFFSET 0 (not flattened into a join): each block's turns by key. The work
+    -- tables have no statistics for this run's users, and a planned join scanned all of the
+    -- user's turns for every block.
     WITH runs AS (
-        SELECT t.block_id, t.turn_number, t.live,
-               t.turn_number - row_number() OVER (PARTITION BY t.block_id, t.live ORDER BY t.turn_number) AS run
-        FROM memory.night_block_turns t
-        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.block_id = t.block_id
-        WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn)
+        SELECT b.block_id, b.session_id, t.turn_number, t.live,
+               t.turn_number - row_number() OVER (PARTITION BY b.block_id, t.live ORDER BY t.turn_number) AS run
+        FROM memory.night_blocks b
+        CROSS JOIN LATERAL (SELECT x.turn_number, x.live FROM memory.night_block_turns x
+                            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id
+                              AND x.turn_number BETWEEN b.start_turn AND b.end_turn OFFSET 0) t
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id)
     INSERT INTO memory.night_zones (run_id, user_id, block_id, session_id, live, first_turn, last_turn, content)
-    SELECT p_run_id, p_user_id, r.block_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
+    SELECT p_run_id, p_user_id, r.block_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.block_id = r.block_id
-    LEFT JOIN memory.day_table d ON r.live AND d.session_id = b.session_id AND d.turn_number = r.turn_number
-    GROUP BY r.block_id, b.session_id, r.live, r.run;
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.turn_number = r.turn_number
+    GROUP BY r.block_id, r.session_id, r.live, r.run;
     RETURN v_n;
 END
 $$;
@@ -1273,10 +1355,12 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
+            SELECT x.* FROM memory.night_block_turns x
+            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id
         GROUP BY b.block_id, b.peak, b.baseline, b.peak_turn, b.start_turn, b.end_turn, b.first_turn),
-    scored AS (
+    scored AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT p.*, ((p.p_u + p.c_u + 1 - p.id_u) + (p.p_e + p.c_e + 1 - p.id_e) + (p.p_t + p.c_t + 1 - p.id_t)) / 9 AS composite
         FROM per_block p)
     UPDATE memory.night_blocks b SET
@@ -1288,7 +1372,7 @@ BEGIN
         arrete = (b.baseline - b.final) / nullif(b.baseline, 0),
         coherence_gain = s.coherence_gain,
         ties_merge_weight = 0.5 * s.composite + 0.5 * greatest(0, least(1, coalesce((b.baseline - b.final) / nullif(b.baseline, 0), 0)))
-    FROM scored s WHERE b.run_id = p_run_id AND b.block_id = s.block_id;
+    FROM scored s WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = s.block_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -1314,10 +1398,12 @@ BEGIN
                                        AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
-                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND z.live), '[]'),
+                                FROM memory.night_zones z
+                                WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND z.live), '[]'),
         'dead_zone_summaries', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'summary', coalesce(z.content, '')) ORDER BY z.first_turn)
-                                FROM memory.night_zones z WHERE z.run_id = p_run_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
+                                FROM memory.night_zones z
+                                WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
                                       FROM memory.day_table d WHERE d.session_id = b.session_id
                                         AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))
@@ -1342,16 +1428,21 @@ BEGIN
         SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                d.universal_embedding, d.native_embedding
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.block_id = b.block_id
+        CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
+            SELECT x.* FROM memory.night_block_turns x
+            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
         JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
-    centroids AS (
+    centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
+               -- CASE: no weight vector is built for a turn without an embedding in that space
+               l2_normalize(sum(CASE WHEN universal_embedding IS NOT NULL
+                                     THEN array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding END)) AS u,
+               l2_normalize(sum(CASE WHEN native_embedding IS NOT NULL
+                                     THEN array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding END)) AS n
         FROM weighted GROUP BY block_id)
     UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
-    FROM centroids c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    FROM centroids c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     RETURN v_n;
 END
@@ -1373,26 +1464,28 @@ BEGIN
     -- Continuations found in stage 1 between blocks formed now (one hippocampal period):
     -- continues_from / continued_by and a metablock over each chain.
     UPDATE memory.night_blocks b SET continued_by = nb.block_id
-    FROM memory.flux_arcs f JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.arc_id = f.continued_by_arc_id
+    FROM memory.flux_arcs f
+    JOIN memory.night_blocks nb ON nb.run_id = p_run_id AND nb.user_id = p_user_id AND nb.arc_id = f.continued_by_arc_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.arc_id = b.arc_id;
     UPDATE memory.night_blocks b SET continues_from = pb.block_id
     FROM memory.night_blocks pb
-    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.continued_by = b.block_id;
+    WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND pb.run_id = p_run_id AND pb.user_id = p_user_id
+      AND pb.continued_by = b.block_id;
     WITH RECURSIVE chain AS (
         SELECT b.block_id AS root, b.block_id, 1 AS pos FROM memory.night_blocks b
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continued_by IS NOT NULL AND b.continues_from IS NULL
         UNION ALL
         SELECT c.root, n.block_id, c.pos + 1
         FROM chain c
-        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.block_id = c.block_id
-        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.block_id = cur.continued_by)
+        JOIN memory.night_blocks cur ON cur.run_id = p_run_id AND cur.user_id = p_user_id AND cur.block_id = c.block_id
+        JOIN memory.night_blocks n ON n.run_id = p_run_id AND n.user_id = p_user_id AND n.block_id = cur.continued_by)
     UPDATE memory.night_blocks b SET chain_root = c.root, chain_pos = c.pos
-    FROM chain c WHERE b.run_id = p_run_id AND b.block_id = c.block_id;
+    FROM chain c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
     WITH m AS MATERIALIZED (  -- once per chain: a subquery could be rescanned, drawing a new id per block
         SELECT x.chain_root, gen_random_uuid() AS compound_id FROM memory.night_blocks x
         WHERE x.run_id = p_run_id AND x.user_id = p_user_id AND x.chain_root IS NOT NULL GROUP BY x.chain_root)
     UPDATE memory.night_blocks b SET parent_metablock_id = m.compound_id
-    FROM m WHERE b.run_id = p_run_id AND b.chain_root = m.chain_root;
+    FROM m WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.chain_root = m.chain_root;
 
     -- An earlier block stored by a previous cycle is not merged (spec 004 section 4.4): from
     -- another session it becomes a citation; the earlier part of an arc of the same session
@@ -1404,7 +1497,7 @@ BEGIN
     UPDATE memory.night_blocks b SET continues_from = hb.block_id
     FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
-      AND a.run_id = p_run_id AND a.arc_id = b.arc_id;
+      AND a.run_id = p_run_id AND a.user_id = p_user_id AND a.arc_id = b.arc_id;
 
     -- Compound blocks first (constituents reference them), then the others. A compound's
     -- prose concatenates its constituents' zones with shifted offsets; its metrics combine
@@ -2360,14 +2453,14 @@ BEGIN
     END IF;
     DELETE FROM cron.job_run_details WHERE end_time < p_as_of - v_keep;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep;
+    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep AND status <> 'running';  -- the next cycle resumes those
     GET DIAGNOSTICS v_m = ROW_COUNT;
     DELETE FROM ops.jobs WHERE state = 'done' AND finished_at < p_as_of - v_keep;
     RETURN v_n + v_m;
 END
 $$;
 
-COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
+COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs (not of a run still to be resumed) and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
 
 CREATE FUNCTION ops.worker_heartbeat(p_worker_id text) RETURNS timestamp with time zone
     LANGUAGE plpgsql
@@ -3407,24 +3500,6 @@ CREATE VIEW bi.cron_runs AS
 
 COMMENT ON VIEW bi.cron_runs IS 'psimem''s pg_cron jobs: runs by status, last start, a failure message.';
 
-CREATE TABLE ops.cycle_runs (
-    run_id bigint NOT NULL,
-    cycle_date date NOT NULL,
-    user_id uuid,
-    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    finished_at timestamp with time zone,
-    status text DEFAULT 'running'::text NOT NULL,
-    users_done integer DEFAULT 0 NOT NULL,
-    users_failed integer DEFAULT 0 NOT NULL,
-    resume_after uuid,
-    block_indexes text[] DEFAULT '{}'::text[] NOT NULL,
-    CONSTRAINT cycle_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'failed'::text, 'partial'::text])))
-);
-
-COMMENT ON COLUMN ops.cycle_runs.resume_after IS 'the last user (in user_id order) whose batch this run has committed: a killed run resumes after it';
-
-COMMENT ON COLUMN ops.cycle_runs.block_indexes IS 'definitions of the holographic_blocks HNSW indexes this run dropped for a backfill; built again when it finishes';
-
 CREATE VIEW bi.cycle_runs AS
  SELECT r.run_id,
     r.cycle_date,
@@ -4076,16 +4151,16 @@ ALTER TABLE ONLY memory.holographic_blocks
     ADD CONSTRAINT holographic_blocks_pkey PRIMARY KEY (block_id);
 
 ALTER TABLE ONLY memory.night_arcs
-    ADD CONSTRAINT night_arcs_pkey PRIMARY KEY (run_id, arc_id);
+    ADD CONSTRAINT night_arcs_pkey PRIMARY KEY (run_id, user_id, arc_id);
 
 ALTER TABLE ONLY memory.night_block_turns
-    ADD CONSTRAINT night_block_turns_pkey PRIMARY KEY (run_id, block_id, turn_number);
+    ADD CONSTRAINT night_block_turns_pkey PRIMARY KEY (run_id, user_id, block_id, turn_number);
 
 ALTER TABLE ONLY memory.night_blocks
-    ADD CONSTRAINT night_blocks_pkey PRIMARY KEY (run_id, block_id);
+    ADD CONSTRAINT night_blocks_pkey PRIMARY KEY (run_id, user_id, block_id);
 
 ALTER TABLE ONLY memory.night_sessions
-    ADD CONSTRAINT night_sessions_pkey PRIMARY KEY (run_id, session_id);
+    ADD CONSTRAINT night_sessions_pkey PRIMARY KEY (run_id, user_id, session_id);
 
 ALTER TABLE ONLY memory.night_stages
     ADD CONSTRAINT night_stages_name_key UNIQUE (name);
@@ -4094,7 +4169,7 @@ ALTER TABLE ONLY memory.night_stages
     ADD CONSTRAINT night_stages_pkey PRIMARY KEY (stage);
 
 ALTER TABLE ONLY memory.night_zones
-    ADD CONSTRAINT night_zones_pkey PRIMARY KEY (run_id, block_id, first_turn);
+    ADD CONSTRAINT night_zones_pkey PRIMARY KEY (run_id, user_id, block_id, first_turn);
 
 ALTER TABLE ONLY memory.preoccupation_centroids
     ADD CONSTRAINT preoccupation_centroids_pkey PRIMARY KEY (centroid_id);
@@ -4212,16 +4287,6 @@ CREATE INDEX idx_day_table_user_time ON memory.day_table USING btree (user_id, c
 CREATE INDEX idx_flux_arcs_continued_by ON memory.flux_arcs USING btree (continued_by_arc_id) WHERE (continued_by_arc_id IS NOT NULL);
 
 CREATE INDEX idx_flux_arcs_user_open ON memory.flux_arcs USING btree (user_id, end_time) WHERE open_at_session_end;
-
-CREATE INDEX idx_night_arcs_user ON memory.night_arcs USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_block_turns_user ON memory.night_block_turns USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_blocks_user ON memory.night_blocks USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_sessions_user ON memory.night_sessions USING btree (run_id, user_id);
-
-CREATE INDEX idx_night_zones_user ON memory.night_zones USING btree (run_id, user_id);
 
 CREATE INDEX idx_relationships_target ON memory.block_relationships USING btree (target_block_id);
 
@@ -4564,6 +4629,9 @@ REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION memory._mean_salience(p_scores jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._mean_salience(p_scores jsonb) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._night_analyze() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_analyze() TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory._night_backfill_mode(p_run_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_backfill_mode(p_run_id bigint) TO psimem_admin;
 
@@ -4591,11 +4659,19 @@ GRANT ALL ON FUNCTION memory._night_log(p_run_id bigint, p_user_id uuid, p_entri
 REVOKE ALL ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_runs TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_running(p_run_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_running(p_run_id bigint) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._night_work(p_session_lock boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_work(p_session_lock boolean) TO psimem_admin;
@@ -4849,8 +4925,6 @@ GRANT SELECT ON TABLE bi.cleanup_daily TO psimem_bi;
 GRANT SELECT ON TABLE bi.cortex_migration TO psimem_bi;
 
 GRANT SELECT ON TABLE bi.cron_runs TO psimem_bi;
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_runs TO psimem_admin;
 
 GRANT SELECT ON TABLE bi.cycle_runs TO psimem_bi;
 
