@@ -29,6 +29,8 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/recall.py
 	$(PY) bench/night_cycle.py
+	$(PY) bench/night_retention.py
+	$(PY) bench/write_cost.py
 	$(PY) bench/codec.py
 	$(PY) bench/psi_ingest.py
 	$(PY) bench/psiarc.py

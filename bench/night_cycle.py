@@ -10,20 +10,24 @@ template database; every side below runs on its own copy of it.
 Sides, each on a fresh copy, each started the same way (PostgreSQL restarted, then the day
 table, its TOAST and indexes and the sessions read into shared buffers with pg_prewarm, so
 no side inherits a cache another side warmed):
-- old: memory.run_night_cycle() as it is on git main (one transaction; its SQL is read with
-  `git show main:...` into a schema night_old of the bench database only, never shipped);
+- old: memory.run_night_cycle() as it was before it became a procedure (one transaction; its
+  SQL is read with `git show` from the commit before the change into a schema night_old of
+  the bench database only, never shipped);
 - new: CALL memory.night_cycle() (commits per user; backfill mode as configured);
-- new, no backfill: the same with the blocks' HNSW indexes kept and inserted into;
+- new, no backfill (with --sides): the same with the blocks' HNSW indexes kept and inserted into;
 - Python: arcs detected client-side from the perplexities themselves (the day_table
   trigger's rules: rolling baseline, spike, stabilisation) over the fetched turns, written
   back with COPY; compared with the new cycle's stages 0 and 1 (pick sessions, group the
   trigger's marks into arcs and store them), whose per-turn half the trigger already paid
   at insert time. Its arc count is checked against the database's.
 
-While old and new run, writer threads record turns into sessions the cycle holds locked
+Each side runs alone (--repeat times: its wall time, turns/s, time per stage), then once
+more under load: writer threads record turns into sessions the cycle holds locked
 at that moment (read with pgrowlocks: old holds every session it took until it commits, new
 those of the user in flight) and reader threads call memory.recall_hippocampus for random
-users. Reported: each record_turn's and recall's latency (max, p99 / p95).
+users. Reported: each record_turn's and recall's latency (max, p99 / p95), counting for a
+blocked thread the calls its schedule (a write every 0.2 s, a recall every 0.1 s) would have
+made meanwhile, each waiting until the same moment.
 """
 from __future__ import annotations
 
@@ -56,7 +60,7 @@ FLUX = {"window": 20, "sigma": 1.5, "stable_derivative": 0.1, "stabilization": 2
 
 def bench_cluster() -> Cluster:
     home = os.environ.get("PSIMEM_BENCH_HOME", "/var/tmp/psimem-bench-night")
-    return Cluster(Path(home), int(os.environ.get("PSIMEM_BENCH_PORT", 55491)), dbname="nightbench", conf=CONF)
+    return Cluster(Path(home), int(os.environ.get("PSIMEM_BENCH_PORT", "55491")), dbname="nightbench", conf=CONF)
 
 
 def admin(cl: Cluster) -> psycopg.Connection:
@@ -109,7 +113,7 @@ def perplexities(rng: np.random.Generator, n: int) -> np.ndarray:
 
 def load_template(cl: Cluster, n: int) -> str:
     """A database holding n turns, loaded once and kept: sides run on copies of it."""
-    name = f"nc_t{n}"
+    name = f"nc_t{n}_v2"  # v2: every session idle when loaded
     if exists(cl, name):
         with psycopg.connect(cl.conninfo(name)) as c:
             if c.execute("SELECT count(*) FROM memory.day_table").fetchone()[0] == n:
@@ -130,7 +134,7 @@ def load_template(cl: Cluster, n: int) -> str:
                 recs = []
                 for s in range(lo, min(sessions, lo + 100)):
                     ppl = perplexities(rng, PER_SESSION)
-                    start = t0 + timedelta(seconds=s * 72000 / sessions)  # all within the last 20 hours
+                    start = t0 + timedelta(seconds=s * 68400 / sessions)  # 20 to 1 hours ago: all idle
                     for k in range(PER_SESSION):
                         recs.append({"user": f"nb-u{s // SESSIONS_PER_USER}", "session": f"nb-s{s}",
                                      "role": "user" if k % 2 == 0 else "assistant",
@@ -146,16 +150,36 @@ def load_template(cl: Cluster, n: int) -> str:
     return name
 
 
+def before_procedure(path: str) -> str:
+    """A file as it was before the Night Cycle became a procedure: at the parent of the commit
+    that removed the single-transaction driver."""
+    removed = subprocess.run(["git", "rev-list", "-1", "HEAD", "--", "db/functions/memory_run_night_cycle.sql"], cwd=REPO,
+                             check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(["git", "show", f"{removed}^:{path}"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+
+
 def install_old_driver(url: str) -> None:
-    """Today's cycle (git main) into schema night_old of this bench database: every function
-    those files define is renamed into it, so nothing shipped is replaced."""
-    text = "\n".join(subprocess.run(["git", "show", f"main:db/functions/{f}"], cwd=REPO, check=True,
-                                    capture_output=True, text=True).stdout for f in OLD_FILES)
+    """The single-transaction cycle (its files before this change) into schema night_old of
+    this bench database: every function those files define is renamed into it, so nothing
+    shipped is replaced."""
+    text = "\n".join(before_procedure(f"db/functions/{f}") for f in OLD_FILES)
     for name in sorted(set(re.findall(r"CREATE OR REPLACE FUNCTION memory\.(\w+)\(", text)), key=len, reverse=True):
         text = re.sub(rf"memory\.{name}\(", f"night_old.{name}(", text)
     with psycopg.connect(url, autocommit=True) as c:
         c.execute("CREATE SCHEMA IF NOT EXISTS night_old")
         c.execute(text)
+
+
+def record(samples: list[float], started: float, ended: float, interval: float) -> None:
+    """A call's latency, and that of each call the thread would have made on its schedule
+    (every `interval` s) while this one was blocked: those would have waited until the same
+    moment. Without them a blocked thread reports one slow call where a steady client (an
+    agent recalling every 0.1 s) meets many (coordinated omission)."""
+    samples.append(ended - started)
+    slot = started + interval
+    while slot < ended:
+        samples.append(ended - slot)
+        slot += interval
 
 
 class Load:
@@ -206,7 +230,7 @@ class Load:
                 t0 = time.perf_counter()
                 c.execute("SELECT memory.record_turn(p_session_id => %s, p_role => 'user', p_content => 'a late turn', "
                           "p_universal_embedding => %s::real[], p_perplexity_score => 20)", (sid, (v / np.linalg.norm(v)).tolist()))
-                self.writes.append(time.perf_counter() - t0)
+                record(self.writes, t0, time.perf_counter(), 0.2)
                 time.sleep(0.2)
 
     def reader(self, i: int) -> None:
@@ -217,7 +241,7 @@ class Load:
                 t0 = time.perf_counter()
                 c.execute("SELECT count(*) FROM memory.recall_hippocampus(%s::real[], %s, NULL, 10)",
                           ((v / np.linalg.norm(v)).tolist(), self.users[int(rng.integers(len(self.users)))]))
-                self.recalls.append(time.perf_counter() - t0)
+                record(self.recalls, t0, time.perf_counter(), 0.1)
                 time.sleep(0.1)
 
     def figures(self) -> dict:
@@ -227,10 +251,24 @@ class Load:
                 "recall_p95_ms": round(percentile_ms(r, 95), 1), "_writes": self.writes, "_recalls": self.recalls}
 
 
-def run_cycle(cl: Cluster, template: str, n: int, side: str) -> dict:
+class NoLoad:
+    """No concurrent work: the cycle's own wall time."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        pass
+
+    def figures(self) -> dict:
+        return {}
+
+
+def run_cycle(cl: Cluster, template: str, n: int, side: str, loaded: bool) -> dict:
     db = f"nc_{side.replace(' ', '_').replace(',', '')}"
     copy_database(cl, template, db)
     url = cl.url(db)
+    migrate.upgrade(url)  # the checkout's code files, whatever the template was copied with
     if side == "old":
         install_old_driver(url)
     elif side == "new, no backfill":
@@ -238,21 +276,21 @@ def run_cycle(cl: Cluster, template: str, n: int, side: str) -> dict:
             c.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1000000000')")
     cold_start(cl, db, ("memory.day_table", "memory.sessions"))
     call = "SELECT night_old.run_night_cycle()" if side == "old" else "CALL memory.night_cycle()"
-    say(f"{side}: {call} over {n} turns")
+    say(f"{side}: {call} over {n} turns" + " under load" * loaded)
     load_avg = os.getloadavg()[0]
     with psycopg.connect(url, autocommit=True) as c:
-        with Load(url) as load, Timer() as t:
+        with Load(url) if loaded else NoLoad() as load, Timer() as t:
             c.execute(call)
     with psycopg.connect(url) as c:
         run_id = c.execute("SELECT max(run_id) FROM ops.cycle_runs").fetchone()[0]
-        stages = {f"{s} {name}": round(float(ms) / 1000, 2) for s, name, ms in c.execute(
-            "SELECT stage, stage_name, sum(duration_ms) FROM ops.cycle_stage_log WHERE run_id = %s GROUP BY 1, 2 ORDER BY 1",
-            (run_id,))}
+        stages = {f"{s} {name}{' (run-wide)' * whole}": round(float(ms) / 1000, 2) for s, name, whole, ms in c.execute(
+            "SELECT stage, stage_name, user_id IS NULL, sum(duration_ms) FROM ops.cycle_stage_log WHERE run_id = %s "
+            "GROUP BY 1, 2, 3 ORDER BY 1, 3", (run_id,))}
         arcs, blocks, failed = c.execute("SELECT (SELECT count(*) FROM memory.flux_arcs), "
                                          "(SELECT count(*) FROM memory.holographic_blocks), "
                                          "(SELECT users_failed FROM ops.cycle_runs WHERE run_id = %s)", (run_id,)).fetchone()
     drop_database(cl, db)
-    return {"side": side, "turns": n, "seconds": round(t.seconds, 2), "turns_per_s": round(n / t.seconds),
+    return {"side": side, "turns": n, "under_load": loaded, "seconds": round(t.seconds, 2), "turns_per_s": round(n / t.seconds),
             "arcs": arcs, "blocks": blocks, "users_failed": failed, "stage_seconds": stages,
             "load_average_at_start": round(load_avg, 2), **load.figures()}
 
@@ -323,16 +361,18 @@ def python_flux(cl: Cluster, template: str, closing: int = 5) -> dict:
     return {"seconds": round(t.seconds, 2), "arcs": len(arcs), "turns": sum(len(v) for v in sessions.values())}
 
 
-def summary(runs: list[dict]) -> dict:
-    """One side at one size over its repeats: the median wall time, latencies over every call."""
+def summary(runs: list[dict], loaded: list[dict]) -> dict:
+    """One side at one size: the median wall time of its runs alone; the latencies (over
+    every call) and wall time of its runs under load."""
     secs = sorted(r["seconds"] for r in runs)
     med = secs[len(secs) // 2]
-    w = [x for r in runs for x in r.pop("_writes")]
-    q = [x for r in runs for x in r.pop("_recalls")]
+    w = [x for r in loaded for x in r.pop("_writes")]
+    q = [x for r in loaded for x in r.pop("_recalls")]
     return {"side": runs[0]["side"], "turns": runs[0]["turns"], "repeats": len(runs), "seconds_median": med,
             "seconds_all": secs, "turns_per_s": round(runs[0]["turns"] / med), "arcs": runs[0]["arcs"],
             "blocks": runs[0]["blocks"], "users_failed": max(r["users_failed"] for r in runs),
             "stage_seconds_of_median_run": next(r["stage_seconds"] for r in runs if r["seconds"] == med),
+            "seconds_under_load": [r["seconds"] for r in loaded],
             "writes": len(w), "write_max_ms": round(max(w or [0]) * 1000, 1), "write_p99_ms": round(percentile_ms(w or [0], 99), 1),
             "writes_over_1s": sum(x > 1 for x in w), "recalls": len(q), "recall_p50_ms": round(percentile_ms(q or [0], 50), 1),
             "recall_p95_ms": round(percentile_ms(q or [0], 95), 1), "recall_max_ms": round(max(q or [0]) * 1000, 1)}
@@ -341,9 +381,11 @@ def summary(runs: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="10000,100000,1000000", help="comma-separated turn counts")
-    ap.add_argument("--sides", default="old,new,new, no backfill", help="which cycles to run (old, new, new, no backfill)")
-    ap.add_argument("--repeat", default="3,3,1", help="runs of each side per size (comma-separated, one per size), "
-                                                      "interleaved; the median wall time is reported")
+    ap.add_argument("--sides", default="old,new", help="which cycles to run (old, new, new, no backfill)")
+    ap.add_argument("--repeat", default="3,3,1", help="runs of each side alone per size (comma-separated, one per "
+                                                      "size), interleaved; the median wall time is reported; then "
+                                                      "one run of each under load")
+    ap.add_argument("--report", default="night_cycle", help="name of the JSON report in bench/out")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     repeats = [int(x) for x in args.repeat.split(",")] + [1] * len(sizes)
@@ -361,34 +403,34 @@ def main() -> None:
         template = load_template(cl, n)
         py = python_flux(cl, template)
         res["python_flux"].append(py)
-        runs = {side: [] for side in sides}
-        for _ in range(repeat):
+        runs = {(side, loaded): [] for side in sides for loaded in (False, True)}
+        for rep in range(repeat + 1):  # the sides alone `repeat` times, then once each under load
             for side in sides:
-                r = run_cycle(cl, template, n, side)
-                runs[side].append(r)
+                r = run_cycle(cl, template, n, side, loaded=rep == repeat)
+                runs[side, rep == repeat].append(r)
                 res["runs"].append({k: v for k, v in r.items() if not k.startswith("_")})
-                say(f"{side} {n}: {r['seconds']} s (load average {r['load_average_at_start']})")
-                report("night_cycle", res)
+                say(f"{side} {n}{' under load' * (rep == repeat)}: {r['seconds']} s "
+                    f"(load average {r['load_average_at_start']})")
+                report(args.report, res)
         for side in sides:
-            sm = summary(runs[side])
+            sm = summary(runs[side, False], runs[side, True])
             if side == "new":
-                st = sm["stage_seconds_of_median_run"]
-                sql = st.get("0 select sessions", 0) + st.get("1 flux detection", 0)
+                sql = sum(v for k, v in sm["stage_seconds_of_median_run"].items() if k.split()[0] in ("0", "1"))
                 py.update(sql_stages_0_1_seconds=round(sql, 2),
                           ratio_python_vs_sql_stages_0_1=round(py["seconds"] / sql, 2) if sql else None,
                           sql_arcs=sm["arcs"])
             res["summary"].append(sm)
-        report("night_cycle", res)
+        report(args.report, res)
     for side in sides:
         rows = [r for r in res["summary"] if r["side"] == side]
         if len(rows) > 1:
             xs, ys = np.log([r["turns"] for r in rows]), np.log([r["seconds_median"] for r in rows])
             res.setdefault("cost_exponent", {})[side] = round(float(np.polyfit(xs, ys, 1)[0]), 3)
-    print("\nNight Cycle, 100 turns per session, under 4 writers and 2 readers (median of the repeats):")
+    print("\nNight Cycle, 100 turns per session: alone (median of the repeats), then under 4 writers and 2 readers:")
     for r in res["summary"]:
         print(f"  {r['side']:<17} {r['turns']:>8} turns: {r['seconds_median']:>8.1f} s {r['turns_per_s']:>7} turns/s "
               f"(runs: {r['seconds_all']})  {r['arcs']} arcs, {r['blocks']} blocks, {r['users_failed']} users failed")
-        print(f"      record_turn into taken sessions: {r['writes']} calls, max {r['write_max_ms']} ms, "
+        print(f"      under load: {r['seconds_under_load']} s; record_turn into taken sessions: {r['writes']} calls, max {r['write_max_ms']} ms, "
               f"p99 {r['write_p99_ms']} ms, {r['writes_over_1s']} over 1 s; recall: {r['recalls']} calls, "
               f"p50 {r['recall_p50_ms']} ms, p95 {r['recall_p95_ms']} ms, max {r['recall_max_ms']} ms")
         print("      per stage (s): " + ", ".join(f"{k} {v}" for k, v in r["stage_seconds_of_median_run"].items()))
@@ -399,7 +441,7 @@ def main() -> None:
                   f"({p['sql_stages_0_1_seconds']} s)")
     for side, e in res.get("cost_exponent", {}).items():
         print(f"  {side}: time ~ turns^{e} (1.0 is linear)")
-    report("night_cycle", res)
+    report(args.report, res)
 
 
 if __name__ == "__main__":

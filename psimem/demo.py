@@ -5,6 +5,8 @@ import sys
 import time
 from datetime import datetime, timedelta, timezone
 
+import psycopg
+
 from . import migrate
 from .cluster import Cluster
 from .connect import connect, database_url
@@ -101,10 +103,17 @@ def _recall(conn, embedder, scorer) -> None:
 
 
 def _night_cycle(conn) -> None:
-    print("\n== Night Cycle (memory.run_night_cycle, all in SQL)")
-    t0 = time.perf_counter()
-    run_id = conn.execute("SELECT memory.run_night_cycle()").fetchone()[0]
+    print("\n== Night Cycle (CALL memory.night_cycle(), as pg_cron runs it: all in SQL, a commit per user)")
     conn.commit()
+    conn.autocommit = True  # a procedure that commits runs outside a transaction block
+    t0 = time.perf_counter()
+    try:
+        conn.execute("CALL memory.night_cycle()")
+    except psycopg.Error as e:  # users failed: the others' work is committed, the stages below say which
+        print(f"  {e.diag.message_primary}")
+    finally:
+        conn.autocommit = False
+    run_id = conn.execute("SELECT max(run_id) FROM ops.cycle_runs").fetchone()[0]
     print(f"  run {run_id} in {time.perf_counter() - t0:.2f}s; stages (rows, ms):")
     for stage, name, rows, ms, failures in conn.execute(
             "SELECT stage, stage_name, rows, duration_ms, failures FROM bi.cycle_stages WHERE run_id = %s ORDER BY stage",

@@ -16,14 +16,14 @@ BEGIN
     END IF;
     DELETE FROM cron.job_run_details WHERE end_time < p_as_of - v_keep;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep;
+    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep AND status <> 'running';  -- the next cycle resumes those
     GET DIAGNOSTICS v_m = ROW_COUNT;
     DELETE FROM ops.jobs WHERE state = 'done' AND finished_at < p_as_of - v_keep;
     RETURN v_n + v_m;
 END
 $$;
 COMMENT ON FUNCTION ops.trim_history(timestamptz) IS
-'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
+'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs (not of a run still to be resumed) and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
 REVOKE ALL ON FUNCTION ops.trim_history(timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ops.trim_history(timestamptz) TO psimem_admin;
 

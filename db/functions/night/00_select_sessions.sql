@@ -48,6 +48,4 @@ COMMENT ON FUNCTION memory.night_00_select_sessions(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_00_select_sessions(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_00_select_sessions(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (0, 'select sessions', 'memory.night_00_select_sessions', 'user')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(0::smallint, 'select sessions', 'memory.night_00_select_sessions(bigint, uuid)', 'user');

@@ -102,6 +102,4 @@ COMMENT ON FUNCTION memory.night_01_flux_detection(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_01_flux_detection(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_01_flux_detection(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (1, 'flux detection', 'memory.night_01_flux_detection', 'taken')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(1::smallint, 'flux detection', 'memory.night_01_flux_detection(bigint, uuid)', 'taken');

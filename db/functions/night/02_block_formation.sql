@@ -81,20 +81,23 @@ BEGIN
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
 
     -- Zones over the arc's own turns (a gap block's are all its own): maximal runs of live or
-    -- of dead turns; live ones verbatim.
+    -- of dead turns; live ones verbatim. LATERAL ... OFFSET 0 (not flattened into a join): each
+    -- block's turns by key. The work tables have no statistics for this run's users, and a
+    -- planned join scanned all of the user's turns for every block.
     WITH runs AS (
-        SELECT t.block_id, t.turn_number, t.live,
-               t.turn_number - row_number() OVER (PARTITION BY t.block_id, t.live ORDER BY t.turn_number) AS run
-        FROM memory.night_block_turns t
-        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
-        WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn)
+        SELECT b.block_id, b.session_id, t.turn_number, t.live,
+               t.turn_number - row_number() OVER (PARTITION BY b.block_id, t.live ORDER BY t.turn_number) AS run
+        FROM memory.night_blocks b
+        CROSS JOIN LATERAL (SELECT x.turn_number, x.live FROM memory.night_block_turns x
+                            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id
+                              AND x.turn_number BETWEEN b.start_turn AND b.end_turn OFFSET 0) t
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id)
     INSERT INTO memory.night_zones (run_id, user_id, block_id, session_id, live, first_turn, last_turn, content)
-    SELECT p_run_id, p_user_id, r.block_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
+    SELECT p_run_id, p_user_id, r.block_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = r.block_id
-    LEFT JOIN memory.day_table d ON r.live AND d.session_id = b.session_id AND d.turn_number = r.turn_number
-    GROUP BY r.block_id, b.session_id, r.live, r.run;
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.turn_number = r.turn_number
+    GROUP BY r.block_id, r.session_id, r.live, r.run;
     RETURN v_n;
 END
 $$;
@@ -103,6 +106,4 @@ COMMENT ON FUNCTION memory.night_02_block_formation(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_02_block_formation(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_02_block_formation(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (2, 'block formation', 'memory.night_02_block_formation', 'taken')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(2::smallint, 'block formation', 'memory.night_02_block_formation(bigint, uuid)', 'taken');

@@ -33,7 +33,9 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
+        CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
+            SELECT x.* FROM memory.night_block_turns x
+            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id
         GROUP BY b.block_id, b.peak, b.baseline, b.peak_turn, b.start_turn, b.end_turn, b.first_turn),
     scored AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
@@ -58,6 +60,4 @@ COMMENT ON FUNCTION memory.night_03_salience(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_03_salience(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_03_salience(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (3, 'salience', 'memory.night_03_salience', 'taken')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(3::smallint, 'salience', 'memory.night_03_salience(bigint, uuid)', 'taken');

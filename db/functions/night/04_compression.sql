@@ -58,6 +58,4 @@ COMMENT ON FUNCTION memory.night_04_compression(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_04_compression(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_04_compression(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (4, 'compression', 'memory.night_04_compression', 'taken')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(4::smallint, 'compression', 'memory.night_04_compression(bigint, uuid)', 'taken');

@@ -15,13 +15,18 @@ BEGIN
         SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                d.universal_embedding, d.native_embedding
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
+        CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
+            SELECT x.* FROM memory.night_block_turns x
+            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
         JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
     centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
+               -- CASE: no weight vector is built for a turn without an embedding in that space
+               l2_normalize(sum(CASE WHEN universal_embedding IS NOT NULL
+                                     THEN array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding END)) AS u,
+               l2_normalize(sum(CASE WHEN native_embedding IS NOT NULL
+                                     THEN array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding END)) AS n
         FROM weighted GROUP BY block_id)
     UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
     FROM centroids c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
@@ -34,6 +39,4 @@ COMMENT ON FUNCTION memory.night_05_embedding(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_05_embedding(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_05_embedding(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (5, 'embedding', 'memory.night_05_embedding', 'taken')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(5::smallint, 'embedding', 'memory.night_05_embedding(bigint, uuid)', 'taken');

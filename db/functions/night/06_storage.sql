@@ -196,6 +196,4 @@ COMMENT ON FUNCTION memory.night_06_storage(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_06_storage(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_06_storage(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (6, 'storage', 'memory.night_06_storage', 'taken')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(6::smallint, 'storage', 'memory.night_06_storage(bigint, uuid)', 'taken');

@@ -33,6 +33,4 @@ COMMENT ON FUNCTION memory.night_07_migration_check(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_07_migration_check(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_07_migration_check(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (7, 'migration check', 'memory.night_07_migration_check', 'user')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(7::smallint, 'migration check', 'memory.night_07_migration_check(bigint, uuid)', 'user');

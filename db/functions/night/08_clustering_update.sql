@@ -28,6 +28,4 @@ COMMENT ON FUNCTION memory.night_08_clustering_update(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_08_clustering_update(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_08_clustering_update(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (8, 'clustering update', 'memory.night_08_clustering_update', 'run')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(8::smallint, 'clustering update', 'memory.night_08_clustering_update(bigint, uuid)', 'run');

@@ -39,6 +39,4 @@ COMMENT ON FUNCTION memory.night_09_cleanup(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory.night_09_cleanup(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_09_cleanup(bigint, uuid) TO psimem_admin;
 
-INSERT INTO memory.night_stages (stage, name, function, scope)
-VALUES (9, 'cleanup', 'memory.night_09_cleanup', 'user')
-ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+SELECT memory._night_register_stage(9::smallint, 'cleanup', 'memory.night_09_cleanup(bigint, uuid)', 'user');

@@ -25,6 +25,26 @@ COMMENT ON FUNCTION memory._night_cycle_date(bigint) IS
 REVOKE ALL ON FUNCTION memory._night_cycle_date(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory._night_cycle_date(bigint) TO psimem_admin;
 
+CREATE OR REPLACE FUNCTION memory._night_running(p_run_id bigint)
+RETURNS ops.cycle_runs
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_run ops.cycle_runs;
+BEGIN
+    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_run;
+END
+$$;
+COMMENT ON FUNCTION memory._night_running(bigint) IS
+'Internal, Night Cycle: the row of a run that is still running, locked until the transaction ends (the batch or the finish that moves it on), or an error naming the run.';
+REVOKE ALL ON FUNCTION memory._night_running(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_running(bigint) TO psimem_admin;
+
 CREATE OR REPLACE FUNCTION memory._night_lock(p_action text)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -191,6 +211,25 @@ COMMENT ON FUNCTION memory._night_consolidate_user(bigint, uuid) IS
 REVOKE ALL ON FUNCTION memory._night_consolidate_user(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory._night_consolidate_user(bigint, uuid) TO psimem_admin;
 
+CREATE OR REPLACE FUNCTION memory._night_analyze()
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+SET default_statistics_target = 10
+AS $$
+BEGIN
+    -- A 3,000-row sample tells the planner enough about run_id, user_id and block_id: without
+    -- statistics it joined a user's blocks to their turns by scanning all the user's turns
+    -- for each block. The tables the run grows are analysed too (their plans are cached).
+    ANALYZE memory.night_sessions, memory.night_arcs, memory.night_blocks, memory.night_block_turns, memory.night_zones,
+            memory.flux_arcs, memory.holographic_blocks, memory.block_relationships, memory.consolidations;
+END
+$$;
+COMMENT ON FUNCTION memory._night_analyze() IS
+'Internal, Night Cycle: statistics (a small sample) for its work tables and the tables a run grows, taken each time the run''s users done double, so that the plans the stages cache fit what the tables hold.';
+REVOKE ALL ON FUNCTION memory._night_analyze() FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._night_analyze() TO psimem_admin;
+
 CREATE OR REPLACE FUNCTION memory._night_batch(p_run_id bigint)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -199,22 +238,26 @@ AS $$
 DECLARE
     v_run ops.cycle_runs;
     v_batch int := (ops.setting('night.batch_users'))::int;
+    v_users uuid[];
     v_user uuid;
     v_last uuid;
     v_done int := 0;
     v_failed int := 0;
+    v_before int;
+    v_after int;
 BEGIN
-    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    v_run := memory._night_running(p_run_id);
+    -- Two queries, so that each is a range scan of the users' key from the cursor (an OR
+    -- with "no cursor yet" would read every user behind it again for every batch).
+    IF v_run.resume_after IS NULL THEN
+        v_users := ARRAY(SELECT u.user_id FROM memory.users u WHERE u.user_id = coalesce(v_run.user_id, u.user_id)
+                         ORDER BY u.user_id LIMIT v_batch);
+    ELSE
+        v_users := ARRAY(SELECT u.user_id FROM memory.users u
+                         WHERE u.user_id > v_run.resume_after AND u.user_id = coalesce(v_run.user_id, u.user_id)
+                         ORDER BY u.user_id LIMIT v_batch);
     END IF;
-    FOR v_user IN
-        SELECT u.user_id FROM memory.users u
-        WHERE (v_run.user_id IS NULL OR u.user_id = v_run.user_id)
-          AND (v_run.resume_after IS NULL OR u.user_id > v_run.resume_after)
-        ORDER BY u.user_id
-        LIMIT v_batch
-    LOOP
+    FOREACH v_user IN ARRAY v_users LOOP
         IF memory._night_consolidate_user(p_run_id, v_user) THEN
             v_done := v_done + 1;
         ELSE
@@ -229,14 +272,19 @@ BEGIN
     -- this commits redoes the batch, one killed after it goes on with the next user.
     UPDATE ops.cycle_runs SET resume_after = v_last, users_done = users_done + v_done, users_failed = users_failed + v_failed
     WHERE run_id = p_run_id;
-    IF (v_run.users_done + v_run.users_failed) / 100 < (v_run.users_done + v_run.users_failed + v_done + v_failed) / 100 THEN
-        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_run.users_done + v_run.users_failed + v_done + v_failed;
+    v_before := v_run.users_done + v_run.users_failed;
+    v_after := v_before + v_done + v_failed;
+    IF v_before = 0 OR floor(log(2, v_after)) > floor(log(2, v_before)) THEN
+        PERFORM memory._night_analyze();
+    END IF;
+    IF v_before / 100 < v_after / 100 THEN
+        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_after;
     END IF;
     RETURN true;
 END
 $$;
 COMMENT ON FUNCTION memory._night_batch(bigint) IS
-'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction. Returns false when no user was left.';
+'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction, and refreshes statistics (memory._night_analyze) each time the run''s users done double. Returns false when no user was left.';
 REVOKE ALL ON FUNCTION memory._night_batch(bigint) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory._night_batch(bigint) TO psimem_admin;
 
@@ -252,10 +300,7 @@ DECLARE
     v_rows bigint;
     v_status text;
 BEGIN
-    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
-    END IF;
+    v_run := memory._night_running(p_run_id);
     IF cardinality(v_run.block_indexes) > 0 THEN
         v_rows := memory._night_restore_block_indexes(v_run.block_indexes);
         -- Logged as storage (stage 6), run-wide: it finishes what storage started.

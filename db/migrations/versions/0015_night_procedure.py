@@ -201,8 +201,8 @@ def upgrade() -> None:
 
     INSERT INTO ops.settings (key, value, description, value_type, min_value, max_value) VALUES
       ('night.batch_users', '1',
-       'users the Night Cycle consolidates per transaction: it commits after each batch, and a writer into a session it took waits at most for that batch (at most 64: one subtransaction per user)',
-       'integer', 1, 64)
+       'users the Night Cycle consolidates per transaction: it commits after each batch, and a writer into a session it took waits at most for that batch (at most 63: a subtransaction per user and one for the batch stay within the 64 PostgreSQL caches per transaction)',
+       'integer', 1, 63)
     ON CONFLICT (key) DO NOTHING;
     UPDATE ops.settings SET description = 'pg_cron schedule of CALL memory.night_cycle()' WHERE key = 'cron.night_cycle';
 

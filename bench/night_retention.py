@@ -1,0 +1,163 @@
+"""Retention at 1M turns: DELETE from day_table (today) against day_table partitioned by day.
+
+The Night Cycle's cleanup deletes the turns whose retention has passed; with raw turns kept
+one to seven cycles, each night removes a large share of an HNSW-indexed table, and vacuum
+then repairs the graph around every deleted row. Partitioned by day, whole expired days
+could be dropped instead. Measured here on the same 1M turns (bench/night_cycle.py's 1M
+template, its sessions spread over 4 days, 250k turns a day, the universal HNSW index built
+as the schema defines it: m 32, ef_construction 128):
+
+- delete: memory.day_table as shipped; the oldest day deleted (DELETE, as stage 9 does) and
+  vacuumed (VACUUM, what autovacuum would do after it), each timed, with the WAL it wrote;
+- partitioned: a copy of day_table partitioned by day (4 partitions, each with the same
+  btree and HNSW indexes); the oldest day dropped (DROP TABLE of its partition).
+
+Recall before and after, on both: the two shapes memory._recall_recent runs, per user (the
+user's last 7 days: a selective filter, ranked on the stored binary codes then exactly) and
+nearest turns over the whole table (the HNSW path), p50 and p95 over the same queries; and
+what the cycle's per-turn reads cost on both: a session's turns by (session_id, turn_number),
+which a table partitioned by time must probe in every partition.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import timedelta
+
+import numpy as np
+import psycopg
+from common import percentile_ms, report, say
+from night_cycle import bench_cluster, cold_start, copy_database, load_template
+
+from psimem import migrate
+
+DAYS = 4
+DB = "nr_bench"
+
+
+def wal_bytes(c) -> int:
+    return c.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0]
+
+
+def timed(c, sql: str, params=()) -> tuple[float, int]:
+    w0 = wal_bytes(c)
+    t0 = time.perf_counter()
+    c.execute(sql, params)
+    return time.perf_counter() - t0, int(wal_bytes(c) - w0)
+
+
+def prepare(cl, template: str) -> dict:
+    """The template's sessions spread over DAYS days, the HNSW index built, and the
+    partitioned copy beside it."""
+    copy_database(cl, template, DB)
+    out = {}
+    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+        c.execute("SET maintenance_work_mem = '6GB'")
+        say(f"spreading the sessions over {DAYS} days")
+        # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
+        c.execute(f"""UPDATE memory.day_table d
+                      SET created_at = (current_date - 1 - s.n % {DAYS})::timestamptz + (d.created_at - t.first)
+                      FROM (SELECT session_id, row_number() OVER (ORDER BY session_id) AS n FROM memory.sessions) s,
+                           (SELECT min(created_at) AS first FROM memory.day_table) t
+                      WHERE s.session_id = d.session_id""")
+        c.execute("VACUUM (FULL, ANALYZE) memory.day_table")
+        hnsw = ("CREATE INDEX {name} ON {table} USING hnsw (universal_embedding vector_cosine_ops) "
+                "WITH (m = 32, ef_construction = 128)")
+        say("building the HNSW index on day_table (1 index over all rows)")
+        out["hnsw_build_s_whole"] = round(timed(c, hnsw.format(name="idx_day_table_universal_embedding",
+                                                               table="memory.day_table"))[0], 1)
+        lo, hi = c.execute("SELECT date_trunc('day', min(created_at)), date_trunc('day', max(created_at)) + interval '1 day' "
+                           "FROM memory.day_table").fetchone()
+        cols = [r[0] for r in c.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'memory.day_table'::regclass "
+                                        "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum")]
+        c.execute("CREATE TABLE memory.day_table_p (LIKE memory.day_table INCLUDING DEFAULTS INCLUDING GENERATED) "
+                  "PARTITION BY RANGE (created_at)")
+        day, parts = lo, []
+        while day < hi:
+            name = f"memory.day_table_p_{day:%Y%m%d}"
+            c.execute(f"CREATE TABLE {name} PARTITION OF memory.day_table_p FOR VALUES FROM (%s) TO (%s)",
+                      (day, day + timedelta(days=1)))
+            parts.append(name)
+            day += timedelta(days=1)
+        c.execute(f"INSERT INTO memory.day_table_p ({', '.join(cols)}) SELECT {', '.join(cols)} FROM memory.day_table")
+        c.execute("CREATE INDEX ON memory.day_table_p (session_id, turn_number)")
+        c.execute("CREATE INDEX ON memory.day_table_p (user_id, created_at)")
+        say(f"building the HNSW index on day_table_p ({len(parts)} partitions, one index each)")
+        out["hnsw_build_s_partitioned"] = round(timed(c, hnsw.format(name="idx_day_table_p_universal",
+                                                                     table="memory.day_table_p"))[0], 1)
+        c.execute("VACUUM ANALYZE memory.day_table_p")
+        out["partitions"] = [(p, c.execute(f"SELECT count(*) FROM {p}").fetchone()[0]) for p in parts]
+    return out
+
+
+def recall_figures(c, table: str, queries: np.ndarray, users: list) -> dict:
+    """The two shapes of memory._recall_recent on `table`, and the cycle's per-session read."""
+    per_user, whole, session = [], [], []
+    c.execute("SET hnsw.ef_search = 40")
+    c.execute("SET hnsw.iterative_scan = relaxed_order")
+    for i, q in enumerate(queries):
+        v, user = q.tolist(), users[i % len(users)]
+        t0 = time.perf_counter()
+        c.execute(f"""WITH candidates AS MATERIALIZED (
+                SELECT d.entry_id, d.universal_embedding AS v FROM {table} d
+                WHERE d.user_id = %s AND d.created_at > now() - interval '7 days'
+                ORDER BY d.universal_embedding_bq <~> binary_quantize(%s::vector) LIMIT 400)
+            SELECT entry_id FROM candidates ORDER BY v <=> %s::vector LIMIT 10""", (user, v, v)).fetchall()
+        per_user.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        c.execute(f"SELECT entry_id FROM {table} ORDER BY universal_embedding <=> %s::vector LIMIT 10", (v,)).fetchall()
+        whole.append(time.perf_counter() - t0)
+        sid = c.execute("SELECT session_id FROM memory.sessions WHERE user_id = %s LIMIT 1", (user,)).fetchone()[0]
+        t0 = time.perf_counter()
+        c.execute(f"SELECT turn_number, perplexity_score FROM {table} WHERE session_id = %s AND turn_number BETWEEN 20 AND 40",
+                  (sid,)).fetchall()
+        session.append(time.perf_counter() - t0)
+    return {name: {"p50_ms": round(percentile_ms(x, 50), 2), "p95_ms": round(percentile_ms(x, 95), 2)}
+            for name, x in (("recall_per_user", per_user), ("recall_whole_table_hnsw", whole),
+                            ("session_turns_read", session))}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--turns", type=int, default=1_000_000)
+    ap.add_argument("--queries", type=int, default=200)
+    args = ap.parse_args()
+    cl = bench_cluster()
+    cl.start(say)
+    migrate.upgrade(cl.url())
+    res = {"turns": args.turns, "days": DAYS, **prepare(cl, load_template(cl, args.turns))}
+    rng = np.random.default_rng(7)
+    queries = rng.standard_normal((args.queries, 768)).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)
+    cold_start(cl, DB, ("memory.day_table", "memory.day_table_p", "memory.sessions"))
+    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+        users = [r[0] for r in c.execute("SELECT user_id FROM memory.users ORDER BY user_id")]
+        for table in ("memory.day_table", "memory.day_table_p"):  # once each to warm both alike
+            recall_figures(c, table, queries[:20], users)
+        res["before"] = {t: recall_figures(c, t, queries, users) for t in ("memory.day_table", "memory.day_table_p")}
+        oldest = res["partitions"][0][0]
+        bound = c.execute(f"SELECT max(created_at) FROM {oldest}").fetchone()[0]
+        say("retention: DELETE the oldest day from day_table, then VACUUM")
+        delete_s, delete_wal = timed(c, "DELETE FROM memory.day_table WHERE created_at <= %s", (bound,))
+        vacuum_s, vacuum_wal = timed(c, "VACUUM memory.day_table")
+        say("retention: DROP the oldest partition")
+        drop_s, drop_wal = timed(c, f"DROP TABLE {oldest}")
+        res["retention"] = {
+            "delete": {"rows": res["partitions"][0][1], "delete_s": round(delete_s, 2), "delete_wal_mb": round(delete_wal / 2**20, 1),
+                       "vacuum_s": round(vacuum_s, 2), "vacuum_wal_mb": round(vacuum_wal / 2**20, 1)},
+            "partitioned": {"rows": res["partitions"][0][1], "drop_s": round(drop_s, 3), "drop_wal_mb": round(drop_wal / 2**20, 3)}}
+        res["after"] = {t: recall_figures(c, t, queries, users) for t in ("memory.day_table", "memory.day_table_p")}
+    report("night_retention", res)
+    r = res["retention"]
+    print(f"\nRetention over {args.turns} turns in {DAYS} days (the oldest day, {r['delete']['rows']} turns, goes):")
+    print(f"  DELETE {r['delete']['delete_s']} s ({r['delete']['delete_wal_mb']} MB WAL) + VACUUM {r['delete']['vacuum_s']} s "
+          f"({r['delete']['vacuum_wal_mb']} MB WAL)  against  DROP partition {r['partitioned']['drop_s']} s "
+          f"({r['partitioned']['drop_wal_mb']} MB WAL)")
+    print(f"  HNSW build: one index {res['hnsw_build_s_whole']} s, one per day {res['hnsw_build_s_partitioned']} s")
+    for when in ("before", "after"):
+        for t, figs in res[when].items():
+            print(f"  {when:<6} {t:<20} " + ", ".join(f"{k} p50 {v['p50_ms']} ms p95 {v['p95_ms']} ms" for k, v in figs.items()))
+
+
+if __name__ == "__main__":
+    main()
