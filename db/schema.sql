@@ -329,6 +329,22 @@ END $$;
 
 COMMENT ON FUNCTION memory._mean_salience(p_scores jsonb) IS 'Internal. Mean of a JSON array of salience_scores objects, level by level: the salience of a compound block.';
 
+CREATE FUNCTION memory._night_analyze() RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET default_statistics_target TO '10'
+    AS $$
+BEGIN
+    -- A 3,000-row sample tells the planner enough about run_id, user_id and block_id: without
+    -- statistics it joined a user's blocks to their turns by scanning all the user's turns
+    -- for each block. The tables the run grows are analysed too (their plans are cached).
+    ANALYZE memory.night_sessions, memory.night_arcs, memory.night_blocks, memory.night_block_turns, memory.night_zones,
+            memory.flux_arcs, memory.holographic_blocks, memory.block_relationships, memory.consolidations;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_analyze() IS 'Internal, Night Cycle: statistics (a small sample) for its work tables and the tables a run grows, taken each time the run''s users done double, so that the plans the stages cache fit what the tables hold.';
+
 CREATE FUNCTION memory._night_backfill_mode(p_run_id bigint) RETURNS integer
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
@@ -386,22 +402,26 @@ CREATE FUNCTION memory._night_batch(p_run_id bigint) RETURNS boolean
 DECLARE
     v_run ops.cycle_runs;
     v_batch int := (ops.setting('night.batch_users'))::int;
+    v_users uuid[];
     v_user uuid;
     v_last uuid;
     v_done int := 0;
     v_failed int := 0;
+    v_before int;
+    v_after int;
 BEGIN
-    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    v_run := memory._night_running(p_run_id);
+    -- Two queries, so that each is a range scan of the users' key from the cursor (an OR
+    -- with "no cursor yet" would read every user behind it again for every batch).
+    IF v_run.resume_after IS NULL THEN
+        v_users := ARRAY(SELECT u.user_id FROM memory.users u WHERE u.user_id = coalesce(v_run.user_id, u.user_id)
+                         ORDER BY u.user_id LIMIT v_batch);
+    ELSE
+        v_users := ARRAY(SELECT u.user_id FROM memory.users u
+                         WHERE u.user_id > v_run.resume_after AND u.user_id = coalesce(v_run.user_id, u.user_id)
+                         ORDER BY u.user_id LIMIT v_batch);
     END IF;
-    FOR v_user IN
-        SELECT u.user_id FROM memory.users u
-        WHERE (v_run.user_id IS NULL OR u.user_id = v_run.user_id)
-          AND (v_run.resume_after IS NULL OR u.user_id > v_run.resume_after)
-        ORDER BY u.user_id
-        LIMIT v_batch
-    LOOP
+    FOREACH v_user IN ARRAY v_users LOOP
         IF memory._night_consolidate_user(p_run_id, v_user) THEN
             v_done := v_done + 1;
         ELSE
@@ -416,14 +436,19 @@ BEGIN
     -- this commits redoes the batch, one killed after it goes on with the next user.
     UPDATE ops.cycle_runs SET resume_after = v_last, users_done = users_done + v_done, users_failed = users_failed + v_failed
     WHERE run_id = p_run_id;
-    IF (v_run.users_done + v_run.users_failed) / 100 < (v_run.users_done + v_run.users_failed + v_done + v_failed) / 100 THEN
-        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_run.users_done + v_run.users_failed + v_done + v_failed;
+    v_before := v_run.users_done + v_run.users_failed;
+    v_after := v_before + v_done + v_failed;
+    IF v_before = 0 OR floor(log(2, v_after)) > floor(log(2, v_before)) THEN
+        PERFORM memory._night_analyze();
+    END IF;
+    IF v_before / 100 < v_after / 100 THEN
+        RAISE NOTICE 'night cycle run %: % users done', p_run_id, v_after;
     END IF;
     RETURN true;
 END
 $$;
 
-COMMENT ON FUNCTION memory._night_batch(p_run_id bigint) IS 'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction. Returns false when no user was left.';
+COMMENT ON FUNCTION memory._night_batch(p_run_id bigint) IS 'Internal, Night Cycle: consolidates the next night.batch_users users of a run (in user_id order, after its resume_after cursor) with memory._night_consolidate_user, then moves the cursor and the run''s counts in the same transaction, and refreshes statistics (memory._night_analyze) each time the run''s users done double. Returns false when no user was left.';
 
 CREATE FUNCTION memory._night_consolidate_user(p_run_id bigint, p_user_id uuid) RETURNS boolean
     LANGUAGE plpgsql
@@ -513,10 +538,7 @@ DECLARE
     v_rows bigint;
     v_status text;
 BEGIN
-    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
-    END IF;
+    v_run := memory._night_running(p_run_id);
     IF cardinality(v_run.block_indexes) > 0 THEN
         v_rows := memory._night_restore_block_indexes(v_run.block_indexes);
         -- Logged as storage (stage 6), run-wide: it finishes what storage started.
@@ -632,6 +654,26 @@ $$;
 
 COMMENT ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) IS 'Internal, Night Cycle: the run for a cycle date and user filter (NULL: every user): the unfinished one (status running) if a call was killed, else a new row in ops.cycle_runs, for which backfill mode may drop the blocks'' HNSW indexes (memory._night_backfill_mode). Refuses an unknown user and a stage whose function no longer exists. On any error (cancel included) releases the session lock when p_session_lock. Returns the run id.';
 
+CREATE FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) RETURNS smallint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- The loop calls every stage the same way: function(p_run_id bigint, p_user_id uuid) -> rows.
+    IF NOT EXISTS (SELECT 1 FROM pg_proc p WHERE p.oid = p_function AND p.prorettype = 'bigint'::regtype
+                   AND p.proargtypes = '20 2950'::oidvector) THEN
+        RAISE EXCEPTION 'p_function: % must take (bigint, uuid) and return bigint', p_function
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO memory.night_stages (stage, name, function, scope)
+    VALUES (p_stage, p_name, p_function::regproc, p_scope)
+    ON CONFLICT (stage) DO UPDATE SET name = EXCLUDED.name, function = EXCLUDED.function, scope = EXCLUDED.scope;
+    RETURN p_stage;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) IS 'Internal, Night Cycle: registers (or updates) a stage in memory.night_stages: its number (the order it runs in), name, function and scope (user: for every user of a run; taken: only for a user whose sessions stage 0 took; run: once when the run finishes). The function must take (p_run_id bigint, p_user_id uuid) and return the rows it touched. Each file in db/functions/night/NN_name.sql registers its stage with it.';
+
 CREATE FUNCTION memory._night_restore_block_indexes(p_defs text[]) RETURNS bigint
     LANGUAGE plpgsql
     SET search_path TO 'pg_catalog', 'public', 'pg_temp'
@@ -683,6 +725,41 @@ END
 $_$;
 
 COMMENT ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) IS 'Internal, Night Cycle: runs one stage (its function from memory.night_stages) for a run and user and returns its log entry: {stage, name, rows, ms}. The same from psql: SELECT memory._night_run_stage(2, <run>, <user>).';
+
+CREATE TABLE ops.cycle_runs (
+    run_id bigint NOT NULL,
+    cycle_date date NOT NULL,
+    user_id uuid,
+    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    finished_at timestamp with time zone,
+    status text DEFAULT 'running'::text NOT NULL,
+    users_done integer DEFAULT 0 NOT NULL,
+    users_failed integer DEFAULT 0 NOT NULL,
+    resume_after uuid,
+    block_indexes text[] DEFAULT '{}'::text[] NOT NULL,
+    CONSTRAINT cycle_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'failed'::text, 'partial'::text])))
+);
+
+COMMENT ON COLUMN ops.cycle_runs.resume_after IS 'the last user (in user_id order) whose batch this run has committed: a killed run resumes after it';
+
+COMMENT ON COLUMN ops.cycle_runs.block_indexes IS 'definitions of the holographic_blocks HNSW indexes this run dropped for a backfill; built again when it finishes';
+
+CREATE FUNCTION memory._night_running(p_run_id bigint) RETURNS ops.cycle_runs
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_run ops.cycle_runs;
+BEGIN
+    SELECT * INTO v_run FROM ops.cycle_runs r WHERE r.run_id = p_run_id AND r.status = 'running' FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_run_id: no running Night Cycle run %', coalesce(p_run_id::text, 'null') USING ERRCODE = 'no_data_found';
+    END IF;
+    RETURN v_run;
+END
+$$;
+
+COMMENT ON FUNCTION memory._night_running(p_run_id bigint) IS 'Internal, Night Cycle: the row of a run that is still running, locked until the transaction ends (the batch or the finish that moves it on), or an error naming the run.';
 
 CREATE FUNCTION memory._night_work(p_session_lock boolean) RETURNS boolean
     LANGUAGE plpgsql
@@ -1441,20 +1518,23 @@ BEGIN
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
 
     -- Zones over the arc's own turns (a gap block's are all its own): maximal runs of live or
-    -- of dead turns; live ones verbatim.
+    -- of dead turns; live ones verbatim. LATERAL ... OFFSET 0 (not flattened into a join): each
+    -- block's turns by key. The work tables have no statistics for this run's users, and a
+    -- planned join scanned all of the user's turns for every block.
     WITH runs AS (
-        SELECT t.block_id, t.turn_number, t.live,
-               t.turn_number - row_number() OVER (PARTITION BY t.block_id, t.live ORDER BY t.turn_number) AS run
-        FROM memory.night_block_turns t
-        JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
-        WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.turn_number BETWEEN b.start_turn AND b.end_turn)
+        SELECT b.block_id, b.session_id, t.turn_number, t.live,
+               t.turn_number - row_number() OVER (PARTITION BY b.block_id, t.live ORDER BY t.turn_number) AS run
+        FROM memory.night_blocks b
+        CROSS JOIN LATERAL (SELECT x.turn_number, x.live FROM memory.night_block_turns x
+                            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id
+                              AND x.turn_number BETWEEN b.start_turn AND b.end_turn OFFSET 0) t
+        WHERE b.run_id = p_run_id AND b.user_id = p_user_id)
     INSERT INTO memory.night_zones (run_id, user_id, block_id, session_id, live, first_turn, last_turn, content)
-    SELECT p_run_id, p_user_id, r.block_id, b.session_id, r.live, min(r.turn_number), max(r.turn_number),
+    SELECT p_run_id, p_user_id, r.block_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    JOIN memory.night_blocks b ON b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = r.block_id
-    LEFT JOIN memory.day_table d ON r.live AND d.session_id = b.session_id AND d.turn_number = r.turn_number
-    GROUP BY r.block_id, b.session_id, r.live, r.run;
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.turn_number = r.turn_number
+    GROUP BY r.block_id, r.session_id, r.live, r.run;
     RETURN v_n;
 END
 $$;
@@ -1483,7 +1563,9 @@ BEGIN
                  - coalesce(avg(t.coherence_prev) FILTER (WHERE t.turn_number > b.first_turn AND t.turn_number <= b.peak_turn), 0)
                  AS coherence_gain
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
+        CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
+            SELECT x.* FROM memory.night_block_turns x
+            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id
         GROUP BY b.block_id, b.peak, b.baseline, b.peak_turn, b.start_turn, b.end_turn, b.first_turn),
     scored AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
@@ -1575,13 +1657,18 @@ BEGIN
         SELECT b.block_id, 1 + memory._perplexity_salience(t.perplexity_score, b.baseline) + t.live::int AS w,
                d.universal_embedding, d.native_embedding
         FROM memory.night_blocks b
-        JOIN memory.night_block_turns t ON t.run_id = b.run_id AND t.user_id = b.user_id AND t.block_id = b.block_id
+        CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
+            SELECT x.* FROM memory.night_block_turns x
+            WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
         JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
     centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding)) AS u,
-               l2_normalize(sum(array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding)) AS n
+               -- CASE: no weight vector is built for a turn without an embedding in that space
+               l2_normalize(sum(CASE WHEN universal_embedding IS NOT NULL
+                                     THEN array_fill(w::real, ARRAY[v_udim])::vector * universal_embedding END)) AS u,
+               l2_normalize(sum(CASE WHEN native_embedding IS NOT NULL
+                                     THEN array_fill(w::real, ARRAY[v_ndim])::vector * native_embedding END)) AS n
         FROM weighted GROUP BY block_id)
     UPDATE memory.night_blocks b SET universal_embedding = c.u, native_embedding = c.n
     FROM centroids c WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.block_id = c.block_id;
@@ -2764,14 +2851,14 @@ BEGIN
     END IF;
     DELETE FROM cron.job_run_details WHERE end_time < p_as_of - v_keep;
     GET DIAGNOSTICS v_n = ROW_COUNT;
-    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep;
+    DELETE FROM ops.cycle_runs WHERE started_at < p_as_of - v_keep AND status <> 'running';  -- the next cycle resumes those
     GET DIAGNOSTICS v_m = ROW_COUNT;
     DELETE FROM ops.jobs WHERE state = 'done' AND finished_at < p_as_of - v_keep;
     RETURN v_n + v_m;
 END
 $$;
 
-COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
+COMMENT ON FUNCTION ops.trim_history(p_as_of timestamp with time zone) IS 'Deletes pg_cron''s cron.job_run_details rows (pg_cron never trims them), Night Cycle run logs (not of a run still to be resumed) and finished jobs older than ops.keep_history. Idempotent; advisory-locked. Returns the number of run-detail and run-log rows deleted.';
 
 CREATE FUNCTION ops.worker_heartbeat(p_worker_id text) RETURNS timestamp with time zone
     LANGUAGE plpgsql
@@ -3819,24 +3906,6 @@ CREATE VIEW bi.cron_runs AS
   GROUP BY j.jobname, d.status;
 
 COMMENT ON VIEW bi.cron_runs IS 'psimem''s pg_cron jobs: runs by status, last start, a failure message.';
-
-CREATE TABLE ops.cycle_runs (
-    run_id bigint NOT NULL,
-    cycle_date date NOT NULL,
-    user_id uuid,
-    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
-    finished_at timestamp with time zone,
-    status text DEFAULT 'running'::text NOT NULL,
-    users_done integer DEFAULT 0 NOT NULL,
-    users_failed integer DEFAULT 0 NOT NULL,
-    resume_after uuid,
-    block_indexes text[] DEFAULT '{}'::text[] NOT NULL,
-    CONSTRAINT cycle_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'failed'::text, 'partial'::text])))
-);
-
-COMMENT ON COLUMN ops.cycle_runs.resume_after IS 'the last user (in user_id order) whose batch this run has committed: a killed run resumes after it';
-
-COMMENT ON COLUMN ops.cycle_runs.block_indexes IS 'definitions of the holographic_blocks HNSW indexes this run dropped for a backfill; built again when it finishes';
 
 CREATE VIEW bi.cycle_runs AS
  SELECT r.run_id,
@@ -5070,6 +5139,9 @@ REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
 REVOKE ALL ON FUNCTION memory._mean_salience(p_scores jsonb) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._mean_salience(p_scores jsonb) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._night_analyze() FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_analyze() TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory._night_backfill_mode(p_run_id bigint) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_backfill_mode(p_run_id bigint) TO psimem_admin;
 
@@ -5097,11 +5169,19 @@ GRANT ALL ON FUNCTION memory._night_log(p_run_id bigint, p_user_id uuid, p_entri
 REVOKE ALL ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_open_run(p_cycle_date date, p_user_id uuid, p_session_lock boolean) TO psimem_admin;
 
+REVOKE ALL ON FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_register_stage(p_stage smallint, p_name text, p_function regprocedure, p_scope text) TO psimem_admin;
+
 REVOKE ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_restore_block_indexes(p_defs text[]) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_run_stage(p_stage smallint, p_run_id bigint, p_user_id uuid) TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_runs TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._night_running(p_run_id bigint) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._night_running(p_run_id bigint) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._night_work(p_session_lock boolean) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._night_work(p_session_lock boolean) TO psimem_admin;
@@ -5374,8 +5454,6 @@ GRANT SELECT ON TABLE bi.cleanup_daily TO psimem_bi;
 GRANT SELECT ON TABLE bi.cortex_migration TO psimem_bi;
 
 GRANT SELECT ON TABLE bi.cron_runs TO psimem_bi;
-
-GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.cycle_runs TO psimem_admin;
 
 GRANT SELECT ON TABLE bi.cycle_runs TO psimem_bi;
 
