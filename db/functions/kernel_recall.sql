@@ -57,8 +57,7 @@ DECLARE
     v_emb vector[];
     v_tsv tsvector[];
     v_pool int;
-    v_top float8;
-    v_bottom float8;
+    v_place int[];
     v_maxsim float8[];
     v_taken boolean[];
     v_mmr float8[];
@@ -112,7 +111,7 @@ BEGIN
         IF NOT EXISTS (SELECT 1 FROM kernel.embedding e WHERE e.user_id = v_user AND e.dim = v_dim
                                                          AND (p_model IS NULL OR e.model = p_model)) THEN
             IF EXISTS (SELECT 1 FROM kernel.embedding e WHERE e.user_id = v_user AND (p_model IS NULL OR e.model = p_model)) THEN
-                RAISE EXCEPTION 'p_query_vector: must have the size of this user''s card embeddings%s (%), got %',
+                RAISE EXCEPTION 'p_query_vector: must have the size of this user''s card embeddings% (%), got %',
                     CASE WHEN p_model IS NULL THEN '' ELSE ' of that model' END,
                     (SELECT string_agg(DISTINCT e.dim::text, ', ') FROM kernel.embedding e
                      WHERE e.user_id = v_user AND (p_model IS NULL OR e.model = p_model)), v_dim
@@ -139,31 +138,33 @@ BEGIN
 
     -- Candidates of both legs, with the usage-aware recency leg ranked among them, in RRF order.
     SELECT array_agg(z.id ORDER BY z.rrf DESC, z.id), array_agg(z.rrf ORDER BY z.rrf DESC, z.id),
+           array_agg(z.place ORDER BY z.rrf DESC, z.id),
            array_agg(z.recency ORDER BY z.rrf DESC, z.id), array_agg(z.recency_rank ORDER BY z.rrf DESC, z.id),
            array_agg(z.emb ORDER BY z.rrf DESC, z.id), array_agg(z.tsv ORDER BY z.rrf DESC, z.id)
-    INTO v_ids, v_rrf, v_rec, v_rec_ranks, v_emb, v_tsv
-    FROM (SELECT r.*, coalesce(v_w_text / (v_rrf_k + v_t_ranks[array_position(v_t_ids, r.id)]), 0)
+    INTO v_ids, v_rrf, v_place, v_rec, v_rec_ranks, v_emb, v_tsv
+    FROM (SELECT f.*, (dense_rank() OVER (ORDER BY f.rrf DESC))::int AS place
+          FROM (SELECT r.*, coalesce(v_w_text / (v_rrf_k + v_t_ranks[array_position(v_t_ids, r.id)]), 0)
                     + coalesce(v_w_vector / (v_rrf_k + v_v_ranks[array_position(v_v_ids, r.id)]), 0)
                     + v_w_recency / (v_rrf_k + r.recency_rank) AS rrf
           -- ranked in steps of 0.01 (about 10 hours at a 30-day half-life): cards written moments
           -- apart tie, so recency breaks ties and near-ties of the other legs and no more
           FROM (SELECT w.*, (rank() OVER (ORDER BY round(w.recency::numeric, 2) DESC))::int AS recency_rank
-                FROM (SELECT c.id, c.tsv, kernel._recency(c.updated_at, u.last_used_at, u.used_count, v_now, v_half_life) AS recency,
+                FROM (SELECT c.id, to_tsvector(c.ts_config, c.summary) AS tsv,
+                             kernel._recency(c.updated_at, u.last_used_at, u.used_count, v_now, v_half_life) AS recency,
                              CASE WHEN v_vector IS NOT NULL THEN
                                  (SELECT e.embedding FROM kernel.embedding e WHERE e.mem_id = c.id AND e.dim = v_dim
                                     AND (p_model IS NULL OR e.model = p_model) ORDER BY e.model, e.provider LIMIT 1) END AS emb
                       FROM (SELECT unnest(v_t_ids) UNION SELECT unnest(v_v_ids)) AS ids(id)
                       JOIN kernel.card c ON c.id = ids.id
-                      LEFT JOIN kernel.usage u ON u.mem_id = c.id) w) r) z;
+                      LEFT JOIN kernel.usage u ON u.mem_id = c.id) w) r) f) z;
 
     -- MMR over the best candidates: each next card maximises
     -- lambda * relevance - (1 - lambda) * its greatest similarity to a card already taken.
-    -- Relevance is the RRF score scaled to 0..1 over the pool (RRF scores themselves differ
-    -- by a few per cent, which any similarity would outweigh); similarity is the cosine of the
-    -- two cards' embeddings in the query vector's space, else the overlap (Jaccard) of their words.
+    -- Relevance is 1 / the card's place in the fused order (ties share a place): RRF scores
+    -- themselves differ by a few per cent, which any similarity would outweigh. Similarity is
+    -- the cosine of the two cards' embeddings in the query vector's space, else the overlap
+    -- (Jaccard) of their summaries' words (tags left out: they say what a card is about, not what it says).
     v_pool := least(coalesce(cardinality(v_ids), 0), greatest(4 * v_k, 20));
-    v_top := v_rrf[1];
-    v_bottom := v_rrf[v_pool];
     v_maxsim := array_fill(0::float8, ARRAY[v_pool]);
     v_taken := array_fill(false, ARRAY[v_pool]);
     v_mmr := array_fill(NULL::float8, ARRAY[v_pool]);
@@ -172,8 +173,7 @@ BEGIN
         v_best := NULL;
         FOR v_i IN 1 .. v_pool LOOP
             CONTINUE WHEN v_taken[v_i];
-            v_s := v_lambda * CASE WHEN v_top > v_bottom THEN (v_rrf[v_i] - v_bottom) / (v_top - v_bottom) ELSE 1 END
-                 - (1 - v_lambda) * v_maxsim[v_i];
+            v_s := v_lambda / v_place[v_i] - (1 - v_lambda) * v_maxsim[v_i];
             IF v_best IS NULL OR v_s > v_best_score THEN
                 v_best := v_i;
                 v_best_score := v_s;
@@ -257,6 +257,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) IS
-'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance is the RRF score scaled to 0..1 over the pool, similarity the embeddings'' cosine in the query''s space, else the cards'' word overlap) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
+'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance 1 / place in the fused order, similarity the embeddings'' cosine in the query''s space, else the overlap of the summaries'' words) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
 REVOKE ALL ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) TO psimem_reader, psimem_writer, psimem_admin;

@@ -80,10 +80,11 @@ DECLARE
     v_dim int;
     v_type text;
 BEGIN
-    -- Sizes where some user holds enough rows for recall to use an index.
-    FOR v_dim IN
+    -- Sizes where some user holds enough rows for recall to use an index (read whole first:
+    -- an index cannot be built on a table an open loop is still reading).
+    FOREACH v_dim IN ARRAY ARRAY(
         SELECT DISTINCT x.dim FROM (SELECT e.dim FROM kernel.embedding e GROUP BY e.user_id, e.dim
-                                    HAVING count(*) >= greatest(v_below, 1)) x ORDER BY 1
+                                    HAVING count(*) >= greatest(v_below, 1)) x ORDER BY 1)
     LOOP
         dim := v_dim;
         index_name := format('idx_embedding_hnsw_%s', v_dim);
