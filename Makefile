@@ -29,6 +29,7 @@ bench: setup
 	$(PY) bench/ingest.py
 	$(PY) bench/recall.py
 	$(PY) bench/night_cycle.py
+	$(PY) bench/kernel.py
 	$(PY) bench/codec.py
 	$(PY) bench/psi_ingest.py
 	$(PY) bench/psiarc.py

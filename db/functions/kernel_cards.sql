@@ -5,10 +5,12 @@
 
 CREATE OR REPLACE FUNCTION kernel._subject_of(p_tags text[])
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT t FROM unnest(p_tags) WITH ORDINALITY AS x(t, n) WHERE t NOT LIKE 'key:%' ORDER BY n LIMIT 1
+BEGIN
+    RETURN (SELECT t FROM unnest(p_tags) WITH ORDINALITY AS x(t, n) WHERE t NOT LIKE 'key:%' ORDER BY n LIMIT 1);
+END
 $$;
 COMMENT ON FUNCTION kernel._subject_of(text[]) IS
 'Internal. The subject a card without p_subject gets: its first tag that is not a key: tag, or NULL.';
@@ -38,10 +40,12 @@ GRANT EXECUTE ON FUNCTION kernel._card(uuid, uuid, text) TO psimem_writer, psime
 
 CREATE OR REPLACE FUNCTION kernel._lock_user(p_user_id uuid)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT pg_advisory_xact_lock(hashtext('psimem.kernel.user'), hashtext(p_user_id::text))
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('psimem.kernel.user'), hashtext(p_user_id::text));
+END
 $$;
 COMMENT ON FUNCTION kernel._lock_user(uuid) IS
 'Internal. Serialises the writes of one user''s kernel until commit: contradiction checks, compression and journal turn numbers then see every committed card. Different users never wait for each other (up to hash collisions).';

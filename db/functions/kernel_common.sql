@@ -162,12 +162,14 @@ GRANT EXECUTE ON FUNCTION kernel._checked_text(text, text, boolean) TO psimem_wr
 
 CREATE OR REPLACE FUNCTION kernel._content_key(p_summary text)
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT encode(sha256(convert_to(lower(regexp_replace(regexp_replace(
+BEGIN
+    RETURN encode(sha256(convert_to(lower(regexp_replace(regexp_replace(
                CASE WHEN getdatabaseencoding() = 'UTF8' THEN normalize(p_summary, NFKC) ELSE p_summary END,
-               '\s+', ' ', 'g'), '^[\s[:punct:]]+|[\s[:punct:]]+$', '', 'g')), 'UTF8')), 'hex')
+               '\s+', ' ', 'g'), '^[\s[:punct:]]+|[\s[:punct:]]+$', '', 'g')), 'UTF8')), 'hex');
+END
 $$;
 COMMENT ON FUNCTION kernel._content_key(text) IS
 'Internal. A card''s content key: sha-256 (hex) of its summary normalised (Unicode NFKC on a UTF-8 database, whitespace collapsed, leading and trailing punctuation and space dropped, lower case), so "User likes tea." and " user likes  TEA" are one fact.';
@@ -176,11 +178,13 @@ GRANT EXECUTE ON FUNCTION kernel._content_key(text) TO psimem_writer, psimem_rea
 
 CREATE OR REPLACE FUNCTION kernel._word_count(p_text text)
 RETURNS int
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     -- the same count as the CHECK constraint journal_summary_at_most_70_words
-    SELECT length(regexp_replace(p_text, '\S+', 'x', 'g')) - length(regexp_replace(p_text, '\S+', '', 'g'))
+    RETURN length(regexp_replace(p_text, '\S+', 'x', 'g')) - length(regexp_replace(p_text, '\S+', '', 'g'));
+END
 $$;
 COMMENT ON FUNCTION kernel._word_count(text) IS
 'Internal. Words in a text: runs of non-space characters.';
@@ -189,11 +193,13 @@ GRANT EXECUTE ON FUNCTION kernel._word_count(text) TO psimem_writer, psimem_read
 
 CREATE OR REPLACE FUNCTION kernel._first_words(p_text text, p_words int)
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN kernel._word_count(p_text) <= p_words THEN btrim(p_text)
-                ELSE array_to_string((regexp_split_to_array(btrim(p_text, E' \t\n\r'), '\s+'))[1:p_words], ' ') || '…' END
+BEGIN
+    RETURN CASE WHEN kernel._word_count(p_text) <= p_words THEN btrim(p_text)
+                ELSE array_to_string((regexp_split_to_array(btrim(p_text, E' \t\n\r'), '\s+'))[1:p_words], ' ') || '…' END;
+END
 $$;
 COMMENT ON FUNCTION kernel._first_words(text, int) IS
 'Internal. A text cut to its first p_words words (an ellipsis marks the cut).';
@@ -202,12 +208,14 @@ GRANT EXECUTE ON FUNCTION kernel._first_words(text, int) TO psimem_writer, psime
 
 CREATE OR REPLACE FUNCTION kernel._jaccard(p_a text[], p_b text[])
 RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT CASE WHEN coalesce(cardinality(p_a), 0) = 0 OR coalesce(cardinality(p_b), 0) = 0 THEN 0
+BEGIN
+    RETURN CASE WHEN coalesce(cardinality(p_a), 0) = 0 OR coalesce(cardinality(p_b), 0) = 0 THEN 0
                 ELSE (SELECT count(*) FROM (SELECT unnest(p_a) INTERSECT SELECT unnest(p_b)) i)::float8
-                   / (SELECT count(*) FROM (SELECT unnest(p_a) UNION SELECT unnest(p_b)) u) END
+                   / (SELECT count(*) FROM (SELECT unnest(p_a) UNION SELECT unnest(p_b)) u) END;
+END
 $$;
 COMMENT ON FUNCTION kernel._jaccard(text[], text[]) IS
 'Internal. Jaccard similarity of two sets of words (0 when either is empty): how alike two cards are when they have no embeddings to compare.';
@@ -217,12 +225,14 @@ GRANT EXECUTE ON FUNCTION kernel._jaccard(text[], text[]) TO psimem_writer, psim
 CREATE OR REPLACE FUNCTION kernel._recency(p_updated_at timestamptz, p_last_used_at timestamptz, p_used_count int,
                                            p_now timestamptz, p_half_life interval)
 RETURNS double precision
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT power(0.5, greatest(extract(epoch FROM p_now - greatest(p_updated_at, coalesce(p_last_used_at, p_updated_at))), 0)
+BEGIN
+    RETURN power(0.5, greatest(extract(epoch FROM p_now - greatest(p_updated_at, coalesce(p_last_used_at, p_updated_at))), 0)
                       / extract(epoch FROM p_half_life))::float8
-           * (1 + ln(1 + greatest(coalesce(p_used_count, 0), 0)))
+           * (1 + ln(1 + greatest(coalesce(p_used_count, 0), 0)));
+END
 $$;
 COMMENT ON FUNCTION kernel._recency(timestamptz, timestamptz, int, timestamptz, interval) IS
 'Internal. Usage-aware recency of a card at p_now: 0.5 ^ (time since it was last updated or recalled / half-life) x (1 + ln(1 + times recalled)). Recall ranks its candidates by it; pruning trims the lowest first.';
@@ -231,12 +241,14 @@ GRANT EXECUTE ON FUNCTION kernel._recency(timestamptz, timestamptz, int, timesta
 
 CREATE OR REPLACE FUNCTION kernel._replaying()
 RETURNS boolean
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT coalesce(current_setting('psimem.kernel_replay', true), '') = 'on'
+BEGIN
+    RETURN coalesce(current_setting('psimem.kernel_replay', true), '') = 'on'
        AND (pg_has_role(session_user, 'psimem_admin', 'MEMBER')
-            OR session_user::text = (SELECT n.nspowner::regrole::text FROM pg_namespace n WHERE n.nspname = 'kernel'))
+            OR session_user::text = (SELECT n.nspowner::regrole::text FROM pg_namespace n WHERE n.nspname = 'kernel'));
+END
 $$;
 COMMENT ON FUNCTION kernel._replaying() IS
 'Internal. True while a patch from kernel.export_patch is applied (it sets psimem.kernel_replay = on for its transaction) by the owner or psimem_admin: rows then keep the changed_at, content keys and tombstones the patch brings.';

@@ -68,10 +68,12 @@ GRANT EXECUTE ON FUNCTION kernel._config_problem(text, jsonb) TO psimem_writer, 
 
 CREATE OR REPLACE FUNCTION kernel._config(p_user_id uuid)
 RETURNS jsonb
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, public, pg_temp
 AS $$
-    WITH d AS (
+BEGIN
+    -- A user's recall_weights or prune_policy may name some fields only: the rest stay defaults.
+    RETURN (WITH d AS (
         SELECT jsonb_build_object(
             'emit_auto_on', true, 'versioning', false,
             'recall_top_k', ops.setting('kernel.recall_top_k'),
@@ -81,11 +83,11 @@ AS $$
             'prune_policy', jsonb_build_object('stale_after_days', ops.setting('kernel.prune_stale_after_days'),
                                                'max_cards', ops.setting('kernel.prune_max_cards'))) AS v),
     u AS (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}'::jsonb) AS v FROM kernel.config c WHERE c.user_id = p_user_id)
-    -- A user's recall_weights or prune_policy may name some fields only: the rest stay defaults.
     SELECT d.v || u.v || jsonb_build_object(
         'recall_weights', (d.v -> 'recall_weights') || coalesce(u.v -> 'recall_weights', '{}'::jsonb),
         'prune_policy', (d.v -> 'prune_policy') || coalesce(u.v -> 'prune_policy', '{}'::jsonb))
-    FROM d, u
+    FROM d, u);
+END
 $$;
 COMMENT ON FUNCTION kernel._config(uuid) IS
 'Internal. A user''s effective MemoryConfig as one JSON object: the defaults (emit_auto_on true, versioning false, the kernel.* settings) overridden by the user''s kernel.config rows, field by field for recall_weights and prune_policy.';

@@ -5,16 +5,18 @@
 
 CREATE OR REPLACE FUNCTION kernel._stage(p_user_id uuid)
 RETURNS TABLE (stage text, before_retrospective text, turns_since_retrospective int)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, public, pg_temp
 AS $$
-    WITH t AS (SELECT s.to_stage, s.from_stage, s.turn, s.at, s.id FROM kernel.stage_transition s WHERE s.user_id = p_user_id),
+BEGIN
+    RETURN QUERY WITH t AS (SELECT s.to_stage, s.from_stage, s.turn, s.at, s.id FROM kernel.stage_transition s WHERE s.user_id = p_user_id),
     cur AS (SELECT t.to_stage FROM t ORDER BY t.turn DESC, t.at DESC, t.id DESC LIMIT 1),
     retro AS (SELECT t.from_stage, t.turn FROM t WHERE t.to_stage = 'Retrospective Innovation'
               ORDER BY t.turn DESC, t.at DESC, t.id DESC LIMIT 1),
     last_turn AS (SELECT coalesce(max(j.turn), 0) AS turn FROM kernel.journal j WHERE j.user_id = p_user_id)
     SELECT (SELECT to_stage FROM cur), (SELECT from_stage FROM retro),
-           (SELECT turn FROM last_turn) - coalesce((SELECT turn FROM retro), 0)
+           (SELECT turn FROM last_turn) - coalesce((SELECT turn FROM retro), 0);
+END
 $$;
 COMMENT ON FUNCTION kernel._stage(uuid) IS
 'Internal. A user''s lifecycle stage now (NULL before the first journal entry), the stage the last Retrospective Innovation came from, and the turns journaled since it (since the start if none).';

@@ -106,7 +106,10 @@ BEGIN
             v_log := v_log || jsonb_build_object('step', 'compress', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
             v_t := clock_timestamp(); v_step := 'compact journal';
             SELECT coalesce(sum(x.entries), 0) INTO v_rows FROM kernel.compact_journal(v_user, v_now) x;
-            v_log := v_log || jsonb_build_object('step', 'compact journal', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t))
+            v_log := v_log || jsonb_build_object('step', 'compact journal', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+            v_t := clock_timestamp(); v_step := 'text stats';
+            v_rows := kernel.refresh_text_stats(v_user);
+            v_log := v_log || jsonb_build_object('step', 'text stats', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t))
                            || jsonb_build_object('step', 'done', 'rows', 0, 'ms', 0);
             v_done := v_done + 1;
         EXCEPTION WHEN OTHERS THEN
@@ -141,6 +144,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION kernel.run_maintenance(timestamptz, int) IS
-'The kernel''s maintenance job (pg_cron, cron.kernel_maintenance): builds missing HNSW indexes (kernel.ensure_vector_indexes), then for up to p_max_users (kernel.maintenance_batch_users) users with kernel data not yet maintained for p_now''s day: kernel.prune, kernel.compress, kernel.compact_journal, each user in a subtransaction (a failure rolls back that user only, is logged and retried by a later call, at most three times a day); then forgets tombstones older than kernel.tombstone_keep. Each call is one transaction, so a day''s users are done in committed batches across calls; a killed call leaves nothing half-done and the next one takes its users. Advisory-locked (a second concurrent call returns NULL) and idempotent. Logged in ops.kernel_runs and ops.kernel_run_log (bi.kernel_runs). Returns the run id.';
+'The kernel''s maintenance job (pg_cron, cron.kernel_maintenance): builds missing HNSW indexes (kernel.ensure_vector_indexes), then for up to p_max_users (kernel.maintenance_batch_users) users with kernel data not yet maintained for p_now''s day: kernel.prune, kernel.compress, kernel.compact_journal, kernel.refresh_text_stats, each user in a subtransaction (a failure rolls back that user only, is logged and retried by a later call, at most three times a day); then forgets tombstones older than kernel.tombstone_keep. Each call is one transaction, so a day''s users are done in committed batches across calls; a killed call leaves nothing half-done and the next one takes its users. Advisory-locked (a second concurrent call returns NULL) and idempotent. Logged in ops.kernel_runs and ops.kernel_run_log (bi.kernel_runs). Returns the run id.';
 REVOKE ALL ON FUNCTION kernel.run_maintenance(timestamptz, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel.run_maintenance(timestamptz, int) TO psimem_admin;

@@ -5,6 +5,32 @@
 -- that could not run, or found nothing, is said in every row (and in the one row an empty
 -- recall returns), never dropped silently.
 
+CREATE OR REPLACE FUNCTION kernel.refresh_text_stats(p_user_id uuid)
+RETURNS int
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public, pg_temp
+AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_cards int := (SELECT count(*) FROM kernel.card c WHERE c.user_id = v_user AND c.rolled_into IS NULL);
+    v_rows int := 0;
+BEGIN
+    DELETE FROM kernel.text_stats s WHERE s.user_id = v_user;
+    IF v_cards >= (ops.setting('kernel.text_stats_min_cards'))::int AND v_cards > 0 THEN
+        INSERT INTO kernel.text_stats (user_id, lexeme, ndoc, cards)
+        SELECT v_user, w.word, w.ndoc, v_cards
+        FROM ts_stat(format('SELECT c.tsv FROM kernel.card c WHERE c.user_id = %L AND c.rolled_into IS NULL', v_user)) w
+        WHERE w.ndoc > (ops.setting('kernel.text_common_share'))::float8 * v_cards;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+    END IF;
+    RETURN v_rows;
+END
+$$;
+COMMENT ON FUNCTION kernel.refresh_text_stats(uuid) IS
+'Counts, for a user with at least kernel.text_stats_min_cards live cards, the words (lexemes) more than kernel.text_common_share of those cards contain, into kernel.text_stats (replacing the previous count); a smaller user gets none. The maintenance job runs it daily. Returns the number of common words.';
+REVOKE ALL ON FUNCTION kernel.refresh_text_stats(uuid) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION kernel.refresh_text_stats(uuid) TO psimem_writer, psimem_admin;
+
 CREATE OR REPLACE FUNCTION kernel.recall(
     p_user_id uuid, p_query_text text, p_query_vector real[] DEFAULT NULL, p_k int DEFAULT NULL,
     p_model text DEFAULT NULL, p_now timestamptz DEFAULT NULL)
@@ -34,6 +60,9 @@ DECLARE
     v_ts regconfig := (ops.setting('kernel.text_search_config') #>> '{}')::regconfig;
     v_all tsquery;
     v_any tsquery;
+    v_match tsquery;
+    v_rare text;
+    v_common text[];
     v_dim int;
     v_text jsonb;
     v_vec jsonb;
@@ -85,20 +114,34 @@ BEGIN
         IF numnode(v_all) = 0 THEN
             v_text := jsonb_build_object('ran', false, 'reason', 'the query text has no searchable words (only stop words or punctuation)');
         ELSE
-            -- Plain words: a card with any of them is a candidate, one with all of them ranks first.
+            -- Plain words: a card with any of them is a candidate, one with all of them ranks first;
+            -- but a word common among this user's cards (kernel.text_stats) alone does not make a
+            -- candidate: it would make thousands, each to be scored. It still counts in the score.
             -- Quotes, "or" and -word are websearch_to_tsquery's syntax and match as written.
-            v_any := CASE WHEN p_query_text ~* '"|(^|\s)-\S|(^|\s)or(\s|$)' THEN v_all
-                          ELSE replace(v_all::text, ' & ', ' | ')::tsquery END;
+            IF p_query_text ~* '"|(^|\s)-\S|(^|\s)or(\s|$)' THEN
+                v_any := v_all;
+                v_match := v_all;
+            ELSE
+                v_any := replace(v_all::text, ' & ', ' | ')::tsquery;
+                SELECT string_agg(t.term, ' | ') FILTER (WHERE s.lexeme IS NULL), array_agg(s.lexeme) FILTER (WHERE s.lexeme IS NOT NULL)
+                INTO v_rare, v_common
+                FROM unnest(string_to_array(v_all::text, ' & ')) AS t(term)
+                LEFT JOIN kernel.text_stats s ON s.user_id = v_user AND t.term = quote_literal(s.lexeme);
+                v_match := CASE WHEN v_rare IS NULL THEN v_all ELSE v_rare::tsquery || v_all END;
+            END IF;
             SELECT coalesce(array_agg(x.id ORDER BY x.r, x.id), '{}'), coalesce(array_agg(x.s ORDER BY x.r, x.id), '{}'),
                    coalesce(array_agg(x.r ORDER BY x.r, x.id), '{}'), coalesce(array_agg(x.all_words ORDER BY x.r, x.id), '{}')
             INTO v_t_ids, v_t_scores, v_t_ranks, v_t_all
             FROM (SELECT y.id, y.s, y.all_words, (rank() OVER (ORDER BY y.s DESC))::int AS r
-                  FROM (SELECT c.id, (ts_rank_cd(c.tsv, v_any) + (c.tsv @@ v_all)::int)::float8 AS s, c.tsv @@ v_all AS all_words
+                  FROM (SELECT c.id, (ts_rank(c.tsv, v_any) + (c.tsv @@ v_all)::int)::float8 AS s, c.tsv @@ v_all AS all_words
                         FROM kernel.card c
-                        WHERE c.user_id = v_user AND c.rolled_into IS NULL AND c.tsv @@ v_any
+                        WHERE c.user_id = v_user AND c.rolled_into IS NULL AND c.tsv @@ v_match
                         ORDER BY 2 DESC, c.id LIMIT v_n) y) x;
             v_text := jsonb_build_object('ran', true, 'matched', cardinality(v_t_ids), 'config', v_ts::text, 'query', v_any::text)
-                   || CASE WHEN cardinality(v_t_ids) = 0 THEN jsonb_build_object('reason', 'no card matches the query words')
+                   || CASE WHEN v_common IS NOT NULL THEN jsonb_build_object('common_words', to_jsonb(v_common)) ELSE '{}' END
+                   || CASE WHEN cardinality(v_t_ids) = 0 THEN jsonb_build_object('reason',
+                          'no card matches the query words' || CASE WHEN v_common IS NOT NULL
+                              THEN ' (words common among this user''s cards match only all together)' ELSE '' END)
                            ELSE '{}' END;
         END IF;
     END IF;
@@ -127,7 +170,7 @@ BEGIN
             FROM (SELECT y.*, (rank() OVER (ORDER BY y.s DESC))::int AS r
                   FROM (SELECT n.mem_id AS id, max(n.similarity) AS s, (array_agg(n.model ORDER BY n.similarity DESC))[1] AS m,
                                min(n.method) AS method, min(n.rows_seen) AS rows_seen
-                        FROM kernel._nearest(v_user, v_vector, 2 * v_n, p_model) n
+                        FROM kernel._nearest(v_user, v_vector, v_n, p_model) n
                         JOIN kernel.card c ON c.id = n.mem_id AND c.rolled_into IS NULL
                         GROUP BY n.mem_id ORDER BY 2 DESC, 1 LIMIT v_n) y) x;
             v_vec := jsonb_build_object('ran', true, 'matched', cardinality(v_v_ids), 'dim', v_dim,
@@ -139,9 +182,8 @@ BEGIN
     -- Candidates of both legs, with the usage-aware recency leg ranked among them, in RRF order.
     SELECT array_agg(z.id ORDER BY z.rrf DESC, z.id), array_agg(z.rrf ORDER BY z.rrf DESC, z.id),
            array_agg(z.place ORDER BY z.rrf DESC, z.id),
-           array_agg(z.recency ORDER BY z.rrf DESC, z.id), array_agg(z.recency_rank ORDER BY z.rrf DESC, z.id),
-           array_agg(z.emb ORDER BY z.rrf DESC, z.id), array_agg(z.tsv ORDER BY z.rrf DESC, z.id)
-    INTO v_ids, v_rrf, v_place, v_rec, v_rec_ranks, v_emb, v_tsv
+           array_agg(z.recency ORDER BY z.rrf DESC, z.id), array_agg(z.recency_rank ORDER BY z.rrf DESC, z.id)
+    INTO v_ids, v_rrf, v_place, v_rec, v_rec_ranks
     FROM (SELECT f.*, (dense_rank() OVER (ORDER BY f.rrf DESC))::int AS place
           FROM (SELECT r.*, coalesce(v_w_text / (v_rrf_k + v_t_ranks[array_position(v_t_ids, r.id)]), 0)
                     + coalesce(v_w_vector / (v_rrf_k + v_v_ranks[array_position(v_v_ids, r.id)]), 0)
@@ -149,11 +191,7 @@ BEGIN
           -- ranked in steps of 0.01 (about 10 hours at a 30-day half-life): cards written moments
           -- apart tie, so recency breaks ties and near-ties of the other legs and no more
           FROM (SELECT w.*, (rank() OVER (ORDER BY round(w.recency::numeric, 2) DESC))::int AS recency_rank
-                FROM (SELECT c.id, to_tsvector(c.ts_config, c.summary) AS tsv,
-                             kernel._recency(c.updated_at, u.last_used_at, u.used_count, v_now, v_half_life) AS recency,
-                             CASE WHEN v_vector IS NOT NULL THEN
-                                 (SELECT e.embedding FROM kernel.embedding e WHERE e.mem_id = c.id AND e.dim = v_dim
-                                    AND (p_model IS NULL OR e.model = p_model) ORDER BY e.model, e.provider LIMIT 1) END AS emb
+                FROM (SELECT c.id, kernel._recency(c.updated_at, u.last_used_at, u.used_count, v_now, v_half_life) AS recency
                       FROM (SELECT unnest(v_t_ids) UNION SELECT unnest(v_v_ids)) AS ids(id)
                       JOIN kernel.card c ON c.id = ids.id
                       LEFT JOIN kernel.usage u ON u.mem_id = c.id) w) r) f) z;
@@ -165,6 +203,15 @@ BEGIN
     -- the cosine of the two cards' embeddings in the query vector's space, else the overlap
     -- (Jaccard) of their summaries' words (tags left out: they say what a card is about, not what it says).
     v_pool := least(coalesce(cardinality(v_ids), 0), greatest(4 * v_k, 20));
+    -- What the pool's cards are compared by: the embedding in the query vector's space, and the
+    -- summary's words (the tsvector's weight-A lexemes; tags are weight B).
+    SELECT array_agg(e.embedding ORDER BY x.i), array_agg(ts_filter(c.tsv, '{a}') ORDER BY x.i)
+    INTO v_emb, v_tsv
+    FROM unnest(v_ids[1:v_pool]) WITH ORDINALITY AS x(id, i)
+    JOIN kernel.card c ON c.id = x.id
+    LEFT JOIN LATERAL (SELECT e.embedding FROM kernel.embedding e
+                       WHERE v_vector IS NOT NULL AND e.mem_id = c.id AND e.dim = v_dim AND (p_model IS NULL OR e.model = p_model)
+                       ORDER BY e.model, e.provider LIMIT 1) e ON true;
     v_maxsim := array_fill(0::float8, ARRAY[v_pool]);
     v_taken := array_fill(false, ARRAY[v_pool]);
     v_mmr := array_fill(NULL::float8, ARRAY[v_pool]);
@@ -257,6 +304,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) IS
-'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance 1 / place in the fused order, similarity the embeddings'' cosine in the query''s space, else the overlap of the summaries'' words) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
+'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first, except that a word in more than kernel.text_common_share of the user''s cards (kernel.text_stats) matches only together with the others), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance 1 / place in the fused order, similarity the embeddings'' cosine in the query''s space, else the overlap of the summaries'' words) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
 REVOKE ALL ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) TO psimem_reader, psimem_writer, psimem_admin;

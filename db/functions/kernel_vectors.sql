@@ -5,11 +5,13 @@
 
 CREATE OR REPLACE FUNCTION kernel._index_type(p_dim int)
 RETURNS text
-LANGUAGE sql IMMUTABLE PARALLEL SAFE
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
 SET search_path = pg_catalog, pg_temp
 AS $$
+BEGIN
     -- pgvector's HNSW takes vector up to 2,000 dimensions and halfvec up to 4,000.
-    SELECT CASE WHEN p_dim <= 2000 THEN 'vector' WHEN p_dim <= 4000 THEN 'halfvec' END
+    RETURN CASE WHEN p_dim <= 2000 THEN 'vector' WHEN p_dim <= 4000 THEN 'halfvec' END;
+END
 $$;
 COMMENT ON FUNCTION kernel._index_type(int) IS
 'Internal. The type an HNSW index on kernel embeddings of this size casts to (vector to 2,000 dimensions, halfvec to 4,000), NULL beyond: such embeddings are searched exactly.';
@@ -20,6 +22,7 @@ CREATE OR REPLACE FUNCTION kernel._nearest(p_user_id uuid, p_vector vector, p_li
                                            p_provider text DEFAULT NULL)
 RETURNS TABLE (mem_id uuid, similarity double precision, model text, method text, rows_seen int)
 LANGUAGE plpgsql STABLE
+ROWS 20  -- what callers ask for: planned as 1000 rows, a join with it scanned all of kernel.card
 SET search_path = pg_catalog, public, pg_temp
 SET hnsw.iterative_scan = relaxed_order
 SET hnsw.ef_search = 40

@@ -18,6 +18,8 @@ with its enums as named CHECK constraints and tags as text[]. psimem adds:
 - kernel.stage_transition: every lifecycle stage change, with its trigger and evidence.
 - kernel.tombstone: what was deleted and when, so an exported patch can replay deletes.
 - changed_at on every table: what kernel.export_patch selects by.
+- kernel.text_stats: derived word statistics (the words common among a user's cards), which
+  keep the full-text leg from scoring every tenth card for a common query word.
 - ops.kernel_runs / ops.kernel_run_log: the maintenance job's run log.
 
 Embeddings of any size are stored as untyped `vector` with their dim; an HNSW index per
@@ -50,7 +52,7 @@ SETTINGS = {
     "kernel.recall_weight_recency": ("0.3", "default RRF weight of the usage-aware recency leg (a user's recall_weights overrides)", "number", 0, 100),
     "kernel.prune_stale_after_days": ("365", "default prune_policy.stale_after_days: cards untouched this long are pruned", "integer", 1, 36500),
     "kernel.prune_max_cards": ("10000", "default prune_policy.max_cards: a user's cards beyond this are trimmed by usage-aware score", "integer", 1, 100_000_000),
-    "kernel.recall_candidates": ("40", "cards each recall leg fetches before fusion", "integer", 1, 1000),
+    "kernel.recall_candidates": ("20", "cards each recall leg fetches before fusion", "integer", 1, 1000),
     "kernel.rrf_k": ("60", "reciprocal rank fusion constant: a leg adds weight / (rrf_k + rank)", "number", 0, 100000),
     "kernel.mmr_lambda": ("0.5", "MMR trade-off: 1 ranks by relevance only, 0 by diversity only", "number", 0, 1),
     "kernel.recency_half_life": ('"30 days"', "usage-aware recency halves every this long since a card was last updated or recalled", "interval", 3600, 3650 * DAY),
@@ -59,12 +61,14 @@ SETTINGS = {
     "kernel.summariser": ('"kernel.summarise_extractive"', "function(text[], int) returning text that summarises notes and journal entries in at most that many words", "function", None, None),
     "kernel.summary_max_words": ("70", "words a summary card's or compacted journal's extract keeps", "integer", 1, 70),
     "kernel.card_max_chars": ("2000", "longest card summary, journal conclusion, recall query or reference accepted", "integer", 1, 100000),
-    "kernel.vector_exact_below": ("20000", "a user's embeddings of one size below this are searched exactly; from this many on, by the HNSW index of that size", "integer", 0, 1_000_000_000),
-    "kernel.ef_search": ("80", "hnsw.ef_search for kernel recall's indexed vector leg", "integer", 1, 1000),
+    "kernel.vector_exact_below": ("5000", "a user's embeddings of one size below this are searched exactly; from this many on, by the HNSW index of that size", "integer", 0, 1_000_000_000),
+    "kernel.ef_search": ("40", "hnsw.ef_search for kernel recall's indexed vector leg", "integer", 1, 1000),
     "kernel.meta_every": ("4", "turns between meta-layer journal entries (spec 001 section 2)", "integer", 1, 1000),
     "kernel.retrospective_every": ("5", "turns between Retrospective Innovation stages (spec 001 section 7)", "integer", 1, 1000),
     "kernel.journal_keep": ('"30 days"', "journal entries older than this are compacted into one summary per period", "interval", DAY, 3650 * DAY),
     "kernel.tombstone_keep": ('"90 days"', "deletions older than this are forgotten (a patch since an older point cannot replay them)", "interval", DAY, 3650 * DAY),
+    "kernel.text_common_share": ("0.02", "a word more than this share of a user's cards contain does not make a card a recall candidate by itself", "number", 0, 1),
+    "kernel.text_stats_min_cards": ("5000", "users with fewer cards get no word statistics: every query word widens the full-text match", "integer", 0, 1_000_000_000),
     "kernel.maintenance_batch_users": ("500", "users one kernel.run_maintenance() call maintains (each call commits)", "integer", 1, 1_000_000),
     "cron.kernel_maintenance": ('"*/10 * * * *"', "pg_cron schedule of kernel.run_maintenance()", "cron", None, None),
 }
@@ -290,6 +294,17 @@ def upgrade() -> None:
     CREATE INDEX idx_kernel_tombstone_deleted ON kernel.tombstone (deleted_at);
     COMMENT ON TABLE kernel.tombstone IS 'One row per deleted kernel row (its table and key: id, mem_id for usage, key for config), written by a trigger, so kernel.export_patch can replay deletes; kept kernel.tombstone_keep';
 
+    CREATE TABLE kernel.text_stats (
+        user_id      uuid NOT NULL REFERENCES memory.users ON DELETE CASCADE,
+        lexeme       text NOT NULL,
+        ndoc         int NOT NULL,
+        cards        int NOT NULL,
+        refreshed_at timestamptz NOT NULL DEFAULT now(),
+        PRIMARY KEY (user_id, lexeme),
+        CONSTRAINT text_stats_ndoc_within_cards CHECK (ndoc BETWEEN 1 AND cards)
+    );
+    COMMENT ON TABLE kernel.text_stats IS 'Derived, not kernel state: the words (lexemes) more than kernel.text_common_share of a user''s cards contain, counted by kernel.refresh_text_stats. In kernel.recall such a word alone does not make a card a candidate (it would make every tenth card one); it still counts in the ranking.';
+
     CREATE TABLE ops.kernel_runs (
         run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
         as_of       timestamptz NOT NULL,
@@ -313,7 +328,7 @@ def upgrade() -> None:
         error          text,
         logged_at      timestamptz NOT NULL DEFAULT clock_timestamp(),
         CONSTRAINT kernel_run_log_step_known CHECK (step IN ('vector indexes', 'prune stale', 'trim to max_cards',
-            'compress', 'compact journal', 'trim tombstones', 'done', 'failed'))
+            'compress', 'compact journal', 'text stats', 'trim tombstones', 'done', 'failed'))
     );
     CREATE INDEX idx_kernel_run_log_run ON ops.kernel_run_log (run_id);
     CREATE INDEX idx_kernel_run_log_user_day ON ops.kernel_run_log (user_id, maintained_for) WHERE step IN ('done', 'failed');
@@ -324,6 +339,8 @@ def upgrade() -> None:
     GRANT SELECT ON kernel.card, kernel.edge, kernel.journal, kernel.config, kernel.usage, kernel.attachment,
         kernel.embedding, kernel.contradiction, kernel.stage_transition, kernel.tombstone TO psimem_reader, psimem_writer;
     GRANT INSERT, UPDATE ON kernel.usage TO psimem_reader;  -- recall bumps usage
+    GRANT SELECT ON kernel.text_stats TO psimem_reader;
+    GRANT SELECT, INSERT, DELETE ON kernel.text_stats TO psimem_writer;
     GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA kernel TO psimem_admin;
     GRANT SELECT, INSERT, UPDATE, DELETE ON ops.kernel_runs, ops.kernel_run_log TO psimem_admin;
 
@@ -333,7 +350,7 @@ def upgrade() -> None:
     LANGUAGE sql IMMUTABLE SET search_path = pg_catalog, pg_temp AS $$ SELECT NULL::text $$;
     REVOKE ALL ON FUNCTION kernel.summarise_extractive(text[], int) FROM PUBLIC;
     """)
-    for table in KERNEL_TABLES:
+    for table in KERNEL_TABLES + ("text_stats",):
         op.execute(user_policies(f"kernel.{table}"))
     op.execute(user_policies("ops.kernel_run_log", acting_roles=()))
     op.execute("\n".join(_setting_sql(k, v) for k, v in SETTINGS.items()))
