@@ -106,8 +106,9 @@ def build_index(conn) -> float:
 
 
 def sql_recall(conn, user, query: str, vec):
-    return conn.execute("SELECT card_id, legs FROM kernel.recall(%s, %s, %s::real[], %s)",
-                        (user, query, None if vec is None else vec.tolist(), K)).fetchall()
+    # numpy arrays travel as binary vectors (pgvector's adapter), as a Python client would send them
+    return conn.execute("SELECT card_id, legs FROM kernel.recall(%s, %s, %s::vector::real[], %s)",
+                        (user, query, vec, K)).fetchall()
 
 
 def python_recall(conn, user, query: str, vec, hnsw: bool):
@@ -292,8 +293,8 @@ def upserts(conn, user, texts: list[str], vectors: np.ndarray, embed: bool) -> d
     conn.commit()
     with Timer() as t_up:
         for n, (text, v) in enumerate(zip(texts[:half], vectors[:half]), 1):
-            conn.execute("SELECT kernel.upsert_card(%s, %s, p_embedding => %s::real[], p_provider => %s, p_model => %s)",
-                         (user, text, v.tolist() if embed else None, "bench" if embed else None,
+            conn.execute("SELECT kernel.upsert_card(%s, %s, p_embedding => %s::vector::real[], p_provider => %s, "
+                         "p_model => %s)", (user, text, v if embed else None, "bench" if embed else None,
                           "embedding-like" if embed else None))
             if n % 100 == 0:
                 conn.commit()

@@ -161,7 +161,8 @@ def test_maintenance_runs_each_user_once_a_day_logs_in_ops_and_isolates_a_failin
     log = conn.execute("SELECT user_id, step, rows, ok, error FROM ops.kernel_run_log WHERE run_id = %s "
                        "AND user_id IN (%s, %s) ORDER BY user_id, logged_at", (run, user, other)).fetchall()
     mine = [(s, r) for u, s, r, ok, _ in log if u == user]
-    assert mine == [("prune stale", 1), ("trim to max_cards", 0), ("compress", 0), ("compact journal", 0), ("done", 0)]
+    assert mine == [("prune stale", 1), ("trim to max_cards", 0), ("compress", 0), ("compact journal", 0),
+                    ("text stats", 0), ("done", 0)]
     [(_, step, _, ok, error)] = [row for row in log if row[0] == other]
     assert (step, ok) == ("failed", False) and error.startswith("compress: cannot summarise")
     assert conn.execute("SELECT count(*) FROM kernel.card WHERE user_id = %s AND rolled_into IS NOT NULL",
@@ -187,7 +188,8 @@ def test_maintenance_takes_an_advisory_lock_and_a_second_run_waits_for_nothing(c
 
 
 def test_pg_cron_runs_the_maintenance_on_the_configured_schedule(conn):
-    assert conn.execute("SELECT schedule, command FROM cron.job WHERE jobname = 'psimem-kernel-maintenance'").fetchone() == (
-        "*/10 * * * *", "SELECT kernel.run_maintenance()")
     conn.execute("SELECT ops.set_schedule('kernel_maintenance', '5 * * * *')")
-    assert conn.execute("SELECT schedule FROM cron.job WHERE jobname = 'psimem-kernel-maintenance'").fetchone()[0] == "5 * * * *"
+    assert conn.execute("SELECT schedule, command FROM cron.job WHERE jobname = 'psimem-kernel-maintenance'").fetchone() == (
+        "5 * * * *", "SELECT kernel.run_maintenance()")
+    with pytest.raises(psycopg.Error, match="setting cron.kernel_maintenance must be a pg_cron schedule"), conn.transaction():
+        conn.execute("SELECT ops.set_schedule('kernel_maintenance', 'hourly')")

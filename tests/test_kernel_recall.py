@@ -87,6 +87,27 @@ def test_a_keyword_leg_that_finds_nothing_says_so_and_the_vector_leg_still_answe
     assert "text leg not run: the query text has no searchable words" in stop["why"]
 
 
+def test_a_word_most_cards_contain_does_not_make_every_such_card_a_candidate(conn, user):
+    """Word statistics keep a common query word from making thousands of candidates: a card
+    with only that word is not one; a card with a rarer query word, or with all of them, is."""
+    conn.execute("UPDATE ops.settings SET value = '1' WHERE key = 'kernel.text_stats_min_cards'")
+    conn.execute("UPDATE ops.settings SET value = '0.3' WHERE key = 'kernel.text_common_share'")
+    coffee = [card(conn, user, text, at=NOW)["card_id"] for text in (
+        "User drinks coffee every morning", "Coffee beans come from Brazil", "The coffee machine broke down")]
+    grinder = card(conn, user, "User bought a grinder for spices", at=NOW)["card_id"]
+    both = card(conn, user, "A new grinder for the coffee", at=NOW)["card_id"]
+    for text in ("User walked the dog", "User read a book", "User went swimming", "User cooked pasta"):
+        card(conn, user, text, at=NOW)
+    assert conn.execute("SELECT kernel.refresh_text_stats(%s)", (user,)).fetchone()[0] >= 1
+    assert conn.execute("SELECT ndoc FROM kernel.text_stats WHERE user_id = %s AND lexeme = 'coffe'",
+                        (user,)).fetchone() == (4,)
+    rows = recall(conn, user, "coffee grinder", k=5, now=NOW)
+    assert ids(rows) == [both, grinder] and not set(coffee) & set(ids(rows))
+    assert rows[0]["legs"]["text"]["common_words"] == ["coffe"]
+    # A query of common words only matches them all together: each coffee card has the one word.
+    assert set(ids(recall(conn, user, "coffee", k=5, now=NOW))) == {*coffee, both}
+
+
 def test_a_recall_without_a_vector_reports_the_vector_leg_as_not_run(conn, user):
     card(conn, user, "User collects vinyl records", at=NOW)
     [row] = recall(conn, user, "vinyl", now=NOW)

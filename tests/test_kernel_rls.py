@@ -77,6 +77,7 @@ CALLS = {
     "export_patch": [("SELECT kernel.export_patch(%(user)s)", "user")],
     "set_config": [("SELECT kernel.set_config(%(user)s, 'recall_top_k', '2')", "user")],
     "get_config": [("SELECT * FROM kernel.get_config(%(user)s)", "user")],
+    "refresh_text_stats": [("SELECT kernel.refresh_text_stats(%(user)s)", "user")],
     "summarise_extractive": [("SELECT kernel.summarise_extractive(ARRAY['a text of one''s own'], 5)", None)],
     "ensure_vector_indexes": [("SELECT * FROM kernel.ensure_vector_indexes()", None)],
     "run_maintenance": [("SELECT kernel.run_maintenance()", None)],

@@ -106,8 +106,11 @@ def build_person(url: str, login: str, name: str) -> Person:
                   "integrity_crc) VALUES (%s, %s, 1700000000000, 0, 20, 3, %s, %s)", (p.uttr_hash, user, blob, cc.crc32c(blob)))
         c.execute("INSERT INTO psi.surprise_events (uttr_hash, user_id, ts_epoch_ms, epsilon, threshold) "
                   "VALUES (%s, %s, 1700000000040, 2, 1)", (p.uttr_hash, user))
+        # A day ahead: pg_cron's every-minute psi.decay_centroids would otherwise fade and delete it
+        # while the matrix runs, changing the other user's rows under the fingerprint.
         c.execute("INSERT INTO psi.band_centroids (uttr_hash, user_id, band, ts_epoch_ms, centroid) "
-                  "VALUES (%s, %s, 1, 1700000000000, '{1,2,3}')", (p.uttr_hash, user))
+                  "VALUES (%s, %s, 1, (extract(epoch FROM now() + interval '1 day') * 1000)::bigint, '{1,2,3}')",
+                  (p.uttr_hash, user))
         r1 = c.execute("SELECT procedural.learn_reflex(%s, 'tool_call', %s)", (f"{p.secret} search", p.secret)).fetchone()[0]
         r2 = c.execute("SELECT procedural.learn_reflex(%s, 'delegation')", (f"{p.secret} ask",)).fetchone()[0]
         c.execute("SELECT procedural.record_outcome(%s, true)", (r1,))

@@ -55,9 +55,13 @@ GRANT EXECUTE ON FUNCTION kernel._detect_contradictions(uuid, uuid, vector, text
 CREATE OR REPLACE FUNCTION kernel._record_contradiction(p_user_id uuid, p_card_id uuid, p_other_id uuid, p_reason text,
                                                         p_at timestamptz)
 RETURNS boolean
-LANGUAGE sql
+LANGUAGE plpgsql
 SET search_path = pg_catalog, public, pg_temp
 AS $$
+BEGIN
+    -- Both cards must be the user's: called with another user's card it fails as with a missing one.
+    PERFORM kernel._card(p_user_id, p_card_id, 'p_card_id');
+    PERFORM kernel._card(p_user_id, p_other_id, 'p_other_id');
     -- A pair already known (open or resolved) stays as it is: a resolution is not undone by
     -- writing one of the two cards again.
     INSERT INTO kernel.contradiction (user_id, card_a, card_b, reason, detected_at)
@@ -66,8 +70,9 @@ AS $$
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
     VALUES (p_user_id, p_card_id, p_other_id, 'relates_to', p_at)
     ON CONFLICT (src_id, dst_id, type) DO NOTHING;
-    SELECT k.resolved_at IS NULL FROM kernel.contradiction k
-    WHERE k.card_a = least(p_card_id, p_other_id) AND k.card_b = greatest(p_card_id, p_other_id);
+    RETURN (SELECT k.resolved_at IS NULL FROM kernel.contradiction k
+            WHERE k.card_a = least(p_card_id, p_other_id) AND k.card_b = greatest(p_card_id, p_other_id));
+END
 $$;
 COMMENT ON FUNCTION kernel._record_contradiction(uuid, uuid, uuid, text, timestamptz) IS
 'Internal. Records that two cards of a user contradict (once per pair) and links the new one to the other with a relates_to edge. Returns whether the pair is open (false once resolved).';

@@ -78,10 +78,14 @@ BEGIN
     END IF;
     INSERT INTO ops.kernel_runs (as_of) VALUES (v_now) RETURNING run_id INTO v_run;
 
-    v_t := clock_timestamp();
-    SELECT count(*) INTO v_rows FROM kernel.ensure_vector_indexes() x WHERE x.action = 'created';
-    INSERT INTO ops.kernel_run_log (run_id, user_id, maintained_for, step, rows, duration_ms, ok)
-    VALUES (v_run, NULL, v_day, 'vector indexes', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    -- Once a day: finding the sizes that need an index reads every embedding's (user, size).
+    IF NOT EXISTS (SELECT 1 FROM ops.kernel_run_log l WHERE l.user_id IS NULL AND l.maintained_for = v_day
+                   AND l.step = 'vector indexes') THEN
+        v_t := clock_timestamp();
+        SELECT count(*) INTO v_rows FROM kernel.ensure_vector_indexes() x WHERE x.action = 'created';
+        INSERT INTO ops.kernel_run_log (run_id, user_id, maintained_for, step, rows, duration_ms, ok)
+        VALUES (v_run, NULL, v_day, 'vector indexes', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    END IF;
 
     -- Users with kernel data not yet maintained for this day (nor failed three times for it).
     FOR v_user IN
@@ -144,6 +148,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION kernel.run_maintenance(timestamptz, int) IS
-'The kernel''s maintenance job (pg_cron, cron.kernel_maintenance): builds missing HNSW indexes (kernel.ensure_vector_indexes), then for up to p_max_users (kernel.maintenance_batch_users) users with kernel data not yet maintained for p_now''s day: kernel.prune, kernel.compress, kernel.compact_journal, kernel.refresh_text_stats, each user in a subtransaction (a failure rolls back that user only, is logged and retried by a later call, at most three times a day); then forgets tombstones older than kernel.tombstone_keep. Each call is one transaction, so a day''s users are done in committed batches across calls; a killed call leaves nothing half-done and the next one takes its users. Advisory-locked (a second concurrent call returns NULL) and idempotent. Logged in ops.kernel_runs and ops.kernel_run_log (bi.kernel_runs). Returns the run id.';
+'The kernel''s maintenance job (pg_cron, cron.kernel_maintenance, hourly): builds missing HNSW indexes (kernel.ensure_vector_indexes, first call of a day), then for up to p_max_users (kernel.maintenance_batch_users) users with kernel data not yet maintained for p_now''s day: kernel.prune, kernel.compress, kernel.compact_journal, kernel.refresh_text_stats, each user in a subtransaction (a failure rolls back that user only, is logged and retried by a later call, at most three times a day); then forgets tombstones older than kernel.tombstone_keep. Each call is one transaction, so a day''s users are done in committed batches across calls; a killed call leaves nothing half-done and the next one takes its users. Advisory-locked (a second concurrent call returns NULL) and idempotent. Logged in ops.kernel_runs and ops.kernel_run_log (bi.kernel_runs). Returns the run id.';
 REVOKE ALL ON FUNCTION kernel.run_maintenance(timestamptz, int) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel.run_maintenance(timestamptz, int) TO psimem_admin;

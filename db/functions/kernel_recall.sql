@@ -50,7 +50,7 @@ DECLARE
     v_has_text boolean := coalesce(kernel._checked_text(p_query_text, 'p_query_text', false) ~ '\S', false);
     v_config jsonb := kernel._config(v_user);
     v_k int := coalesce(p_k, (v_config ->> 'recall_top_k')::int);
-    v_n int := greatest((ops.setting('kernel.recall_candidates'))::int, coalesce(p_k, 1));
+    v_n int := greatest((ops.setting('kernel.recall_candidates'))::int, v_k);
     v_w_text float8 := (v_config #>> '{recall_weights,text}')::float8;
     v_w_vector float8 := (v_config #>> '{recall_weights,vector}')::float8;
     v_w_recency float8 := (v_config #>> '{recall_weights,recency}')::float8;

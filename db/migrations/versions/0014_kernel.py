@@ -70,7 +70,7 @@ SETTINGS = {
     "kernel.text_common_share": ("0.02", "a word more than this share of a user's cards contain does not make a card a recall candidate by itself", "number", 0, 1),
     "kernel.text_stats_min_cards": ("5000", "users with fewer cards get no word statistics: every query word widens the full-text match", "integer", 0, 1_000_000_000),
     "kernel.maintenance_batch_users": ("500", "users one kernel.run_maintenance() call maintains (each call commits)", "integer", 1, 1_000_000),
-    "cron.kernel_maintenance": ('"*/10 * * * *"', "pg_cron schedule of kernel.run_maintenance()", "cron", None, None),
+    "cron.kernel_maintenance": ('"40 * * * *"', "pg_cron schedule of kernel.run_maintenance() (each call maintains a batch of users)", "cron", None, None),
 }
 
 
