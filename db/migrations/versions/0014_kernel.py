@@ -51,7 +51,7 @@ SETTINGS = {
     "kernel.recall_weight_vector": ("1.0", "default RRF weight of the vector leg (a user's recall_weights overrides)", "number", 0, 100),
     "kernel.recall_weight_recency": ("0.3", "default RRF weight of the usage-aware recency leg (a user's recall_weights overrides)", "number", 0, 100),
     "kernel.prune_stale_after_days": ("365", "default prune_policy.stale_after_days: cards untouched this long are pruned", "integer", 1, 36500),
-    "kernel.prune_max_cards": ("10000", "default prune_policy.max_cards: a user's cards beyond this are trimmed by usage-aware score", "integer", 1, 100_000_000),
+    "kernel.prune_max_cards": ("100000", "default prune_policy.max_cards: a user's cards beyond this are trimmed by usage-aware score", "integer", 1, 100_000_000),
     "kernel.recall_candidates": ("20", "cards each recall leg fetches before fusion", "integer", 1, 1000),
     "kernel.rrf_k": ("60", "reciprocal rank fusion constant: a leg adds weight / (rrf_k + rank)", "number", 0, 100000),
     "kernel.mmr_lambda": ("0.5", "MMR trade-off: 1 ranks by relevance only, 0 by diversity only", "number", 0, 1),
