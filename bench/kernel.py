@@ -360,7 +360,7 @@ def run_all(conn, args, sizes, cards, queries, qvecs, spare, vectors, up, result
     conn.execute("DELETE FROM memory.users WHERE external_ref LIKE 'bench-kernel%'")
     conn.execute("DROP INDEX IF EXISTS kernel.idx_embedding_hnsw_768")
     user = conn.execute("SELECT memory.ensure_user(%s)", (USER,)).fetchone()[0]
-    conn.commit()
+    settle(conn)  # a previous run's rows are gone, and the planner knows it
     results["upsert, empty kernel, with 768-d embedding"] = upserts(
         conn, conn.execute("SELECT memory.ensure_user('bench-kernel-up1')").fetchone()[0], spare[:args.upserts],
         vectors[up:up + args.upserts], True)

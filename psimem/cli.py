@@ -164,7 +164,7 @@ def _resolve_session(conn, ref: str, user=None):
     return row[0]
 
 
-def _query_vector(path: str, dim: int | None, option: str = "--vector"):
+def _query_vector(path: str, dim: int | None):
     """A vector file: a JSON list of finite numbers, not all zero; `dim` of them if given."""
     import json
     import math
@@ -175,14 +175,14 @@ def _query_vector(path: str, dim: int | None, option: str = "--vector"):
     try:
         values = json.loads(raw)
     except json.JSONDecodeError as e:
-        raise SystemExit(f"psimem: {option}: {path} is not JSON ({e.msg})") from None
+        raise SystemExit(f"psimem: --vector: {path} is not JSON ({e.msg})") from None
     if (not isinstance(values, list) or not values or (dim is not None and len(values) != dim)
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in values)):
         got = f"{len(values)} items" if isinstance(values, list) else type(values).__name__
         want = f"{dim} finite numbers (the installed universal size)" if dim is not None else "finite numbers"
-        raise SystemExit(f"psimem: {option}: must be a JSON list of {want}, got {got}")
+        raise SystemExit(f"psimem: --vector: must be a JSON list of {want}, got {got}")
     if not any(values):
-        raise SystemExit(f"psimem: {option}: must not be all zeros")
+        raise SystemExit("psimem: --vector: must not be all zeros")
     return np.asarray(values, dtype=np.float32)
 
 
