@@ -90,8 +90,7 @@ def test_a_keyword_leg_that_finds_nothing_says_so_and_the_vector_leg_still_answe
 def test_a_word_most_cards_contain_does_not_make_every_such_card_a_candidate(conn, user):
     """Word statistics keep a common query word from making thousands of candidates: a card
     with only that word is not one; a card with a rarer query word, or with all of them, is."""
-    conn.execute("UPDATE ops.settings SET value = '1' WHERE key = 'kernel.text_stats_min_cards'")
-    conn.execute("UPDATE ops.settings SET value = '0.3' WHERE key = 'kernel.text_common_share'")
+    conn.execute("UPDATE ops.settings SET value = '3' WHERE key = 'kernel.text_common_cards'")
     coffee = [card(conn, user, text, at=NOW)["card_id"] for text in (
         "User drinks coffee every morning", "Coffee beans come from Brazil", "The coffee machine broke down")]
     grinder = card(conn, user, "User bought a grinder for spices", at=NOW)["card_id"]

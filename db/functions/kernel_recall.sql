@@ -12,22 +12,23 @@ SET search_path = pg_catalog, public, pg_temp
 AS $$
 DECLARE
     v_user uuid := kernel._user(p_user_id);
+    v_common int := (ops.setting('kernel.text_common_cards'))::int;
     v_cards int := (SELECT count(*) FROM kernel.card c WHERE c.user_id = v_user AND c.rolled_into IS NULL);
     v_rows int := 0;
 BEGIN
     DELETE FROM kernel.text_stats s WHERE s.user_id = v_user;
-    IF v_cards >= (ops.setting('kernel.text_stats_min_cards'))::int AND v_cards > 0 THEN
+    IF v_cards > v_common THEN  -- with fewer cards no word can be common
         INSERT INTO kernel.text_stats (user_id, lexeme, ndoc, cards)
         SELECT v_user, w.word, w.ndoc, v_cards
         FROM ts_stat(format('SELECT c.tsv FROM kernel.card c WHERE c.user_id = %L AND c.rolled_into IS NULL', v_user)) w
-        WHERE w.ndoc > (ops.setting('kernel.text_common_share'))::float8 * v_cards;
+        WHERE w.ndoc > v_common;
         GET DIAGNOSTICS v_rows = ROW_COUNT;
     END IF;
     RETURN v_rows;
 END
 $$;
 COMMENT ON FUNCTION kernel.refresh_text_stats(uuid) IS
-'Counts, for a user with at least kernel.text_stats_min_cards live cards, the words (lexemes) more than kernel.text_common_share of those cards contain, into kernel.text_stats (replacing the previous count); a smaller user gets none. The maintenance job runs it daily. Returns the number of common words.';
+'Counts the words (lexemes) more than kernel.text_common_cards of a user''s live cards contain into kernel.text_stats (replacing the previous count). The maintenance job runs it daily. Returns the number of common words.';
 REVOKE ALL ON FUNCTION kernel.refresh_text_stats(uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel.refresh_text_stats(uuid) TO psimem_writer, psimem_admin;
 
@@ -304,6 +305,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) IS
-'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first, except that a word in more than kernel.text_common_share of the user''s cards (kernel.text_stats) matches only together with the others), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance 1 / place in the fused order, similarity the embeddings'' cosine in the query''s space, else the overlap of the summaries'' words) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
+'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first, except that a word in more than kernel.text_common_cards of the user''s cards (kernel.text_stats) matches only together with the others), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance 1 / place in the fused order, similarity the embeddings'' cosine in the query''s space, else the overlap of the summaries'' words) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
 REVOKE ALL ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION kernel.recall(uuid, text, real[], int, text, timestamptz) TO psimem_reader, psimem_writer, psimem_admin;

@@ -67,8 +67,7 @@ SETTINGS = {
     "kernel.retrospective_every": ("5", "turns between Retrospective Innovation stages (spec 001 section 7)", "integer", 1, 1000),
     "kernel.journal_keep": ('"30 days"', "journal entries older than this are compacted into one summary per period", "interval", DAY, 3650 * DAY),
     "kernel.tombstone_keep": ('"90 days"', "deletions older than this are forgotten (a patch since an older point cannot replay them)", "interval", DAY, 3650 * DAY),
-    "kernel.text_common_share": ("0.02", "a word more than this share of a user's cards contain does not make a card a recall candidate by itself", "number", 0, 1),
-    "kernel.text_stats_min_cards": ("5000", "users with fewer cards get no word statistics: every query word widens the full-text match", "integer", 0, 1_000_000_000),
+    "kernel.text_common_cards": ("500", "a word more of a user's cards than this contain does not make a card a recall candidate by itself (it bounds the cards one query word makes the full-text leg score)", "integer", 1, 1_000_000_000),
     "kernel.maintenance_batch_users": ("500", "users one kernel.run_maintenance() call maintains (each call commits)", "integer", 1, 1_000_000),
     "cron.kernel_maintenance": ('"40 * * * *"', "pg_cron schedule of kernel.run_maintenance() (each call maintains a batch of users)", "cron", None, None),
 }
@@ -303,7 +302,7 @@ def upgrade() -> None:
         PRIMARY KEY (user_id, lexeme),
         CONSTRAINT text_stats_ndoc_within_cards CHECK (ndoc BETWEEN 1 AND cards)
     );
-    COMMENT ON TABLE kernel.text_stats IS 'Derived, not kernel state: the words (lexemes) more than kernel.text_common_share of a user''s cards contain, counted by kernel.refresh_text_stats. In kernel.recall such a word alone does not make a card a candidate (it would make every tenth card one); it still counts in the ranking.';
+    COMMENT ON TABLE kernel.text_stats IS 'Derived, not kernel state: the words (lexemes) more than kernel.text_common_cards of a user''s cards contain, counted by kernel.refresh_text_stats. In kernel.recall such a word alone does not make a card a candidate (a word in a tenth of 100,000 cards would make 10,000, each to be scored); it still counts in the ranking.';
 
     CREATE TABLE ops.kernel_runs (
         run_id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
