@@ -31,6 +31,7 @@ bench: setup
 	$(PY) bench/night_cycle.py
 	$(PY) bench/night_retention.py
 	$(PY) bench/write_cost.py
+	$(PY) bench/kernel.py
 	$(PY) bench/codec.py
 	$(PY) bench/psi_ingest.py
 	$(PY) bench/psiarc.py

@@ -8,6 +8,10 @@ CREATE EXTENSION IF NOT EXISTS pg_cron WITH SCHEMA public;
 
 COMMENT ON EXTENSION pg_cron IS 'Job scheduler for PostgreSQL';
 
+CREATE SCHEMA kernel;
+
+COMMENT ON SCHEMA kernel IS 'psimem Core Memory Kernel (spec 001): short user-facing memory cards, journal, hybrid recall';
+
 CREATE SCHEMA memory;
 
 COMMENT ON SCHEMA memory IS 'psimem Hippocampus: users, sessions, the day table and recall';
@@ -35,6 +39,1875 @@ COMMENT ON EXTENSION pgcrypto IS 'cryptographic functions';
 CREATE EXTENSION IF NOT EXISTS vector WITH SCHEMA public;
 
 COMMENT ON EXTENSION vector IS 'vector data type and ivfflat and hnsw access methods';
+
+CREATE TABLE kernel.card (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    summary text NOT NULL,
+    tags text[] DEFAULT '{}'::text[] NOT NULL,
+    source text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    kind text DEFAULT 'note'::text NOT NULL,
+    subject text,
+    rolled_into uuid,
+    content_key text NOT NULL,
+    ts_config regconfig NOT NULL,
+    tsv tsvector NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT card_kind_known CHECK ((kind = ANY (ARRAY['note'::text, 'summary'::text]))),
+    CONSTRAINT card_not_rolled_into_itself CHECK ((rolled_into <> id)),
+    CONSTRAINT card_source_known CHECK ((source = ANY (ARRAY['msc'::text, 'bio'::text, 'export'::text, 'journal'::text]))),
+    CONSTRAINT card_summary_not_blank CHECK ((summary ~ '\S'::text)),
+    CONSTRAINT card_tags_not_null CHECK ((array_position(tags, NULL::text) IS NULL)),
+    CONSTRAINT card_updated_not_before_created CHECK ((updated_at >= created_at))
+);
+
+COMMENT ON TABLE kernel.card IS 'MemoryCard (spec 001 section 3): one short fact, preference or decision about a user. Written by kernel.upsert_card; versioning is off, so a card is overwritten in place.';
+
+COMMENT ON COLUMN kernel.card.kind IS 'note: written by a caller; summary: made by compression from the notes rolled into it';
+
+COMMENT ON COLUMN kernel.card.subject IS 'what the card is about (p_subject, else its first tag that is not a key: tag); compression groups notes by it';
+
+COMMENT ON COLUMN kernel.card.rolled_into IS 'the summary card this note was rolled into by compression; recall returns the summary instead';
+
+COMMENT ON COLUMN kernel.card.content_key IS 'sha-256 of the normalised summary (NFKC where the database is UTF-8, lower case, whitespace collapsed, leading and trailing punctuation dropped); unique per user, so the same fact is one card';
+
+COMMENT ON COLUMN kernel.card.tsv IS 'summary (weight A) and tags (weight B) under ts_config; kept by a trigger';
+
+COMMENT ON COLUMN kernel.card.changed_at IS 'when this row last changed (transaction time); kernel.export_patch selects by it';
+
+CREATE FUNCTION kernel._card(p_user_id uuid, p_card_id uuid, p_field text) RETURNS kernel.card
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_card kernel.card;
+BEGIN
+    SELECT * INTO v_card FROM kernel.card c WHERE c.id = p_card_id AND c.user_id = p_user_id;
+    IF NOT FOUND THEN
+        -- the same words for another user's card (hidden by row-level security) and a missing one
+        RAISE EXCEPTION '%: unknown card %', p_field, p_card_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN v_card;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._card(p_user_id uuid, p_card_id uuid, p_field text) IS 'Internal. The card p_card_id of the user, or "unknown card" naming p_field, alike for a card of another user and one that does not exist.';
+
+CREATE FUNCTION kernel._card_before_write() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_replaying boolean := kernel._replaying();
+BEGIN
+    IF NOT v_replaying THEN
+        NEW.content_key := kernel._content_key(NEW.summary);
+        NEW.changed_at := now();
+    END IF;
+    IF TG_OP = 'INSERT' OR NEW.summary IS DISTINCT FROM OLD.summary OR NEW.tags IS DISTINCT FROM OLD.tags
+       OR NEW.ts_config IS DISTINCT FROM OLD.ts_config THEN
+        NEW.tsv := setweight(to_tsvector(NEW.ts_config, NEW.summary), 'A')
+                || setweight(to_tsvector(NEW.ts_config, array_to_string(NEW.tags, ' ')), 'B');
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._card_before_write() IS 'Trigger on kernel.card, before insert or update: sets content_key from the summary (kernel._content_key), tsv from summary (weight A) and tags (weight B) under the card''s ts_config, and changed_at. While a patch is replayed, content_key and changed_at come from the patch.';
+
+CREATE FUNCTION kernel._checked_subject(p_subject text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF p_subject IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF p_subject !~ '\S' OR length(p_subject) > 200 THEN
+        RAISE EXCEPTION 'p_subject: must be 1 to 200 characters, not blank' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN lower(btrim(regexp_replace(p_subject, '\s+', ' ', 'g')));
+END
+$$;
+
+COMMENT ON FUNCTION kernel._checked_subject(p_subject text) IS 'Internal. A card subject, checked (1 to 200 characters) and normalised: lower case, whitespace collapsed.';
+
+CREATE FUNCTION kernel._checked_summary(p_value text, p_field text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_words int := kernel._word_count(p_value);
+BEGIN
+    IF p_value IS NULL OR p_value !~ '\S' THEN
+        RAISE EXCEPTION '%: must not be empty', p_field USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_words > 70 THEN
+        RAISE EXCEPTION '%: must be at most 70 words (spec 001), got % words', p_field, v_words
+            USING ERRCODE = 'string_data_right_truncation';
+    END IF;
+    RETURN p_value;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._checked_summary(p_value text, p_field text) IS 'Internal. A journal summary: not empty, at most 70 words (spec 001); the error names p_field and the count.';
+
+CREATE FUNCTION kernel._checked_tags(p_tags text[]) RETURNS text[]
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_tag text;
+BEGIN
+    IF p_tags IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF array_ndims(p_tags) > 1 OR cardinality(p_tags) > 64 THEN
+        RAISE EXCEPTION 'p_tags: must be a list of at most 64 tags, got %', cardinality(p_tags)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    FOREACH v_tag IN ARRAY p_tags LOOP
+        IF v_tag IS NULL OR v_tag !~ '\S' OR length(v_tag) > 100 THEN
+            RAISE EXCEPTION 'p_tags: every tag must be 1 to 100 characters, not blank' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+    END LOOP;
+    -- lower case, trimmed, each once, in the order first given
+    RETURN ARRAY(SELECT t.tag FROM (SELECT lower(btrim(x.tag)) AS tag, min(x.n) AS n
+                                    FROM unnest(p_tags) WITH ORDINALITY AS x(tag, n) GROUP BY 1) t ORDER BY t.n);
+END
+$$;
+
+COMMENT ON FUNCTION kernel._checked_tags(p_tags text[]) IS 'Internal. Checks a card''s tags (at most 64, each 1 to 100 characters) and normalises them: lower case, trimmed, duplicates dropped, first-given order kept. A tag key:<name> marks the fact a card states (two cards with one key: tag and different content contradict).';
+
+CREATE FUNCTION kernel._checked_text(p_value text, p_field text, p_required boolean DEFAULT true) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_max int := (ops.setting('kernel.card_max_chars'))::int;
+BEGIN
+    IF p_required AND (p_value IS NULL OR p_value !~ '\S') THEN
+        RAISE EXCEPTION '%: must not be empty', p_field USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(p_value) > v_max THEN
+        RAISE EXCEPTION '%: must be at most % characters (kernel.card_max_chars), got %', p_field, v_max, length(p_value)
+            USING ERRCODE = 'string_data_right_truncation';
+    END IF;
+    RETURN p_value;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._checked_text(p_value text, p_field text, p_required boolean) IS 'Internal. A text argument of at most kernel.card_max_chars characters, and not empty or blank when p_required; errors name p_field.';
+
+CREATE FUNCTION kernel._checked_time(p_value timestamp with time zone, p_field text) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_skew interval := (ops.setting('limits.future_skew') #>> '{}')::interval;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN now();
+    END IF;
+    IF p_value < '1970-01-01'::timestamptz OR p_value > now() + v_skew THEN
+        RAISE EXCEPTION '%: must lie between 1970 and now() + limits.future_skew (%), got %', p_field, v_skew, p_value
+            USING ERRCODE = 'datetime_field_overflow';
+    END IF;
+    RETURN p_value;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._checked_time(p_value timestamp with time zone, p_field text) IS 'Internal. The time a write is stamped with: p_value (NULL means now()), refused naming p_field when before 1970 or more than limits.future_skew ahead of now().';
+
+CREATE FUNCTION kernel._checked_vector(p_value real[], p_field text) RETURNS public.vector
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF array_ndims(p_value) IS DISTINCT FROM 1 OR cardinality(p_value) > 16000 THEN
+        RAISE EXCEPTION '%: must be a list of 1 to 16000 numbers, got % dimensions', p_field,
+            coalesce(cardinality(p_value), 0) USING ERRCODE = 'data_exception';
+    END IF;
+    RETURN memory._finite_vector(p_value, p_field);
+END
+$$;
+
+COMMENT ON FUNCTION kernel._checked_vector(p_value real[], p_field text) IS 'Internal. A kernel embedding or query vector: any size from 1 to 16000 (embeddings come from many models), finite, not all zeros; errors name p_field. NULL stays NULL.';
+
+CREATE FUNCTION kernel._clock(p_now timestamp with time zone) RETURNS timestamp with time zone
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF p_now IS NULL THEN
+        RETURN now();
+    END IF;
+    IF NOT isfinite(p_now) OR p_now < '1970-01-01'::timestamptz THEN
+        RAISE EXCEPTION 'p_now: must be a finite time after 1970, got %', p_now USING ERRCODE = 'datetime_field_overflow';
+    END IF;
+    RETURN p_now;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._clock(p_now timestamp with time zone) IS 'Internal. The clock a read or a maintenance step runs at: p_now (NULL means now()); any finite time after 1970, the future included, so tests and replays can run on a controlled clock.';
+
+CREATE FUNCTION kernel._compress_subject(p_user_id uuid, p_subject text, p_at timestamp with time zone) RETURNS TABLE(summary_card_id uuid, notes_rolled integer)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_notes uuid[];
+    v_summary kernel.card;
+    v_texts text[];
+    v_text text;
+    v_total int;
+    v_tags text[];
+BEGIN
+    -- Live notes on the subject, newest first; a note in an open contradiction stays out
+    -- (it must surface until resolved, not disappear into a summary).
+    SELECT array_agg(c.id ORDER BY c.updated_at DESC, c.id) INTO v_notes
+    FROM kernel.card c
+    WHERE c.user_id = p_user_id AND c.subject = p_subject AND c.kind = 'note' AND c.rolled_into IS NULL
+      AND NOT EXISTS (SELECT 1 FROM kernel.contradiction k
+                      WHERE k.resolved_at IS NULL AND (k.card_a = c.id OR k.card_b = c.id));
+    IF coalesce(cardinality(v_notes), 0) < (ops.setting('kernel.compress_after'))::int THEN
+        RETURN;
+    END IF;
+    v_notes := v_notes[2:];  -- the newest note stays live
+    SELECT * INTO v_summary FROM kernel.card c
+    WHERE c.user_id = p_user_id AND c.subject = p_subject AND c.kind = 'summary' AND c.rolled_into IS NULL
+    ORDER BY c.updated_at DESC, c.id LIMIT 1;
+    -- What the summary said so far (its notes may be pruned since), then the new notes, oldest first.
+    SELECT coalesce(array_agg(x.t ORDER BY x.o), '{}') INTO v_texts FROM (
+        SELECT regexp_replace(v_summary.summary, '^Summary of [0-9]+ notes: ', '') AS t, 0 AS o WHERE v_summary.id IS NOT NULL
+        UNION ALL
+        SELECT c.summary, 1 + cardinality(v_notes) - array_position(v_notes, c.id) FROM kernel.card c WHERE c.id = ANY(v_notes)) x;
+    v_text := kernel._summarise(v_texts);
+    IF v_text IS NULL OR v_text !~ '\S' THEN
+        RETURN;  -- a summariser that says nothing rolls nothing up
+    END IF;
+    v_total := cardinality(v_notes) + coalesce((SELECT count(*) FROM kernel.card c WHERE c.rolled_into = v_summary.id), 0);
+    v_text := format('Summary of %s notes: %s', v_total, v_text);
+    -- The notes' tags, without key: tags (a summary states no single fact, so it contradicts nothing).
+    SELECT array_agg(m.tag ORDER BY m.n) INTO v_tags FROM (
+        SELECT t.tag, min(t.n) AS n
+        FROM (SELECT c.tags FROM kernel.card c WHERE c.id = ANY(v_notes || v_summary.id)) c,
+             unnest(c.tags) WITH ORDINALITY AS t(tag, n)
+        WHERE t.tag NOT LIKE 'key:%' GROUP BY t.tag) m;
+    IF v_summary.id IS NULL THEN
+        INSERT INTO kernel.card AS c (user_id, summary, tags, source, kind, subject, content_key, ts_config, created_at, updated_at)
+        VALUES (p_user_id, v_text, coalesce(v_tags, '{}'), 'journal', 'summary', p_subject, kernel._content_key(v_text),
+                (ops.setting('kernel.text_search_config') #>> '{}')::regconfig, p_at, p_at)
+        ON CONFLICT (user_id, content_key) DO NOTHING
+        RETURNING c.id INTO v_summary.id;
+        IF v_summary.id IS NULL THEN
+            RETURN;  -- the summary's text is already another card's: leave the notes live
+        END IF;
+        INSERT INTO kernel.usage (mem_id, user_id) VALUES (v_summary.id, p_user_id);
+    ELSE
+        BEGIN
+            UPDATE kernel.card c SET summary = v_text, tags = coalesce(v_tags, '{}'), updated_at = greatest(c.updated_at, p_at)
+            WHERE c.id = v_summary.id;
+        EXCEPTION WHEN unique_violation THEN
+            RETURN;
+        END;
+    END IF;
+    UPDATE kernel.card c SET rolled_into = v_summary.id WHERE c.id = ANY(v_notes);
+    INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
+    SELECT p_user_id, v_summary.id, n.id, 'reflects_on', p_at FROM unnest(v_notes) AS n(id)
+    ON CONFLICT (src_id, dst_id, type) DO NOTHING;
+    -- The summary's embeddings: the normalised centroid of its notes' embeddings, per model.
+    INSERT INTO kernel.embedding AS e (user_id, mem_id, provider, model, dim, embedding, created_at)
+    SELECT p_user_id, v_summary.id, x.provider, x.model, x.dim, l2_normalize(x.centre), p_at
+    FROM (SELECT e.provider, e.model, e.dim, avg(e.embedding) AS centre
+          FROM kernel.embedding e JOIN kernel.card c ON c.id = e.mem_id
+          WHERE c.rolled_into = v_summary.id AND e.user_id = p_user_id
+          GROUP BY e.provider, e.model, e.dim) x
+    WHERE vector_norm(x.centre) > 0
+    ON CONFLICT (mem_id, provider, model) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
+        created_at = EXCLUDED.created_at;
+    summary_card_id := v_summary.id;
+    notes_rolled := cardinality(v_notes);
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._compress_subject(p_user_id uuid, p_subject text, p_at timestamp with time zone) IS 'Internal. When a subject of a user holds at least kernel.compress_after live notes (not rolled up, not in an open contradiction), rolls all but the newest into the subject''s summary card: its text is "Summary of N notes: " and the summariser''s extract of its previous text and the rolled notes (kernel.summariser, at most kernel.summary_max_words words), its tags the notes'' (key: tags left out), its embeddings the normalised centroids of the notes'' per model; reflects_on edges link it to each note. Returns the summary card and the notes rolled, or no row.';
+
+CREATE FUNCTION kernel._config(p_user_id uuid) RETURNS jsonb
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- A user's recall_weights or prune_policy may name some fields only: the rest stay defaults.
+    RETURN (WITH d AS (
+        SELECT jsonb_build_object(
+            'emit_auto_on', true, 'versioning', false,
+            'recall_top_k', ops.setting('kernel.recall_top_k'),
+            'recall_weights', jsonb_build_object('text', ops.setting('kernel.recall_weight_text'),
+                                                 'vector', ops.setting('kernel.recall_weight_vector'),
+                                                 'recency', ops.setting('kernel.recall_weight_recency')),
+            'prune_policy', jsonb_build_object('stale_after_days', ops.setting('kernel.prune_stale_after_days'),
+                                               'max_cards', ops.setting('kernel.prune_max_cards'))) AS v),
+    u AS (SELECT coalesce(jsonb_object_agg(c.key, c.value), '{}'::jsonb) AS v FROM kernel.config c WHERE c.user_id = p_user_id)
+    SELECT d.v || u.v || jsonb_build_object(
+        'recall_weights', (d.v -> 'recall_weights') || coalesce(u.v -> 'recall_weights', '{}'::jsonb),
+        'prune_policy', (d.v -> 'prune_policy') || coalesce(u.v -> 'prune_policy', '{}'::jsonb))
+    FROM d, u);
+END
+$$;
+
+COMMENT ON FUNCTION kernel._config(p_user_id uuid) IS 'Internal. A user''s effective MemoryConfig as one JSON object: the defaults (emit_auto_on true, versioning false, the kernel.* settings) overridden by the user''s kernel.config rows, field by field for recall_weights and prune_policy.';
+
+CREATE FUNCTION kernel._config_check() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_problem text := kernel._config_problem(NEW.key, NEW.value);
+BEGIN
+    IF v_problem IS NOT NULL THEN
+        RAISE EXCEPTION 'p_value: % %', NEW.key, v_problem USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._config_check() IS 'Trigger on kernel.config, before insert or update: refuses a value that does not fit its key (kernel._config_problem), naming the key and the rule, whether it comes from kernel.set_config or a plain INSERT or UPDATE.';
+
+CREATE FUNCTION kernel._config_problem(p_key text, p_value jsonb) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_item record;
+    v_max int;
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN 'must not be null';
+    END IF;
+    CASE p_key
+    WHEN 'emit_auto_on' THEN
+        IF jsonb_typeof(p_value) <> 'boolean' THEN
+            RETURN 'must be true or false';
+        END IF;
+    WHEN 'versioning' THEN
+        IF p_value <> 'false'::jsonb THEN
+            RETURN 'must be false: the kernel keeps no versions, it overwrites a card in place (spec 001 section 6)';
+        END IF;
+    WHEN 'recall_top_k' THEN
+        IF jsonb_typeof(p_value) <> 'number' OR (p_value #>> '{}')::numeric NOT BETWEEN 1 AND 100
+           OR (p_value #>> '{}')::numeric <> trunc((p_value #>> '{}')::numeric) THEN
+            RETURN 'must be a whole number between 1 and 100';
+        END IF;
+    WHEN 'recall_weights' THEN
+        IF jsonb_typeof(p_value) <> 'object' OR p_value = '{}'::jsonb THEN
+            RETURN 'must be an object with weights text, vector and/or recency';
+        END IF;
+        FOR v_item IN SELECT * FROM jsonb_each(p_value) LOOP
+            IF v_item.key NOT IN ('text', 'vector', 'recency') THEN
+                RETURN format('has no weight %s (it takes text, vector and recency)', v_item.key);
+            END IF;
+            IF jsonb_typeof(v_item.value) <> 'number' OR (v_item.value #>> '{}')::numeric NOT BETWEEN 0 AND 100 THEN
+                RETURN format('.%s must be a number between 0 and 100', v_item.key);
+            END IF;
+        END LOOP;
+    WHEN 'prune_policy' THEN
+        IF jsonb_typeof(p_value) <> 'object' OR p_value = '{}'::jsonb THEN
+            RETURN 'must be an object with stale_after_days and/or max_cards';
+        END IF;
+        FOR v_item IN SELECT * FROM jsonb_each(p_value) LOOP
+            IF v_item.key NOT IN ('stale_after_days', 'max_cards') THEN
+                RETURN format('has no field %s (it takes stale_after_days and max_cards)', v_item.key);
+            END IF;
+            CONTINUE WHEN jsonb_typeof(v_item.value) = 'null';  -- null: no limit
+            v_max := CASE v_item.key WHEN 'max_cards' THEN 100000000 ELSE 36500 END;
+            IF jsonb_typeof(v_item.value) <> 'number'
+               OR (v_item.value #>> '{}')::numeric <> trunc((v_item.value #>> '{}')::numeric)
+               OR (v_item.value #>> '{}')::numeric NOT BETWEEN 1 AND v_max THEN
+                RETURN format('.%s must be null (no limit) or a whole number between 1 and %s', v_item.key, v_max);
+            END IF;
+        END LOOP;
+    ELSE
+        RETURN 'is not a key: use one of emit_auto_on, versioning, prune_policy, recall_top_k, recall_weights';
+    END CASE;
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._config_problem(p_key text, p_value jsonb) IS 'Internal. What is wrong with a MemoryConfig value for its key, or NULL: emit_auto_on a boolean; versioning false (only); recall_top_k a whole number 1-100; recall_weights an object of text, vector, recency weights 0-100; prune_policy an object of stale_after_days (1-36500) and max_cards (1-100000000), each null for no limit.';
+
+CREATE FUNCTION kernel._content_key(p_summary text) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+BEGIN
+    RETURN encode(sha256(convert_to(lower(regexp_replace(regexp_replace(
+               CASE WHEN getdatabaseencoding() = 'UTF8' THEN normalize(p_summary, NFKC) ELSE p_summary END,
+               '\s+', ' ', 'g'), '^[\s[:punct:]]+|[\s[:punct:]]+$', '', 'g')), 'UTF8')), 'hex');
+END
+$_$;
+
+COMMENT ON FUNCTION kernel._content_key(p_summary text) IS 'Internal. A card''s content key: sha-256 (hex) of its summary normalised (Unicode NFKC on a UTF-8 database, whitespace collapsed, leading and trailing punctuation and space dropped, lower case), so "User likes tea." and " user likes  TEA" are one fact.';
+
+CREATE FUNCTION kernel._detect_contradictions(p_user_id uuid, p_card_id uuid, p_vector public.vector, p_provider text, p_model text, p_at timestamp with time zone) RETURNS uuid[]
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_card kernel.card;
+    v_threshold double precision := (ops.setting('kernel.contradiction_similarity'))::float8;
+    v_found uuid[] := '{}';
+    v_hit record;
+BEGIN
+    SELECT * INTO v_card FROM kernel.card c WHERE c.id = p_card_id;
+    IF v_card.kind <> 'note' THEN
+        RETURN v_found;
+    END IF;
+    FOR v_hit IN
+        SELECT DISTINCT ON (c.id) c.id, format('both state %s', k.tag) AS reason
+        FROM unnest(v_card.tags) AS k(tag)
+        JOIN kernel.card c ON c.user_id = p_user_id AND c.tags @> ARRAY[k.tag]
+        WHERE k.tag LIKE 'key:%' AND c.id <> p_card_id AND c.kind = 'note' AND c.content_key <> v_card.content_key
+        ORDER BY c.id, k.tag
+    LOOP
+        IF kernel._record_contradiction(p_user_id, p_card_id, v_hit.id, v_hit.reason, p_at) THEN
+            v_found := v_found || v_hit.id;
+        END IF;
+    END LOOP;
+    IF p_vector IS NOT NULL THEN
+        FOR v_hit IN
+            SELECT n.mem_id AS id, format('near-identical embeddings (cosine similarity %s, %s) with different content',
+                                         round(n.similarity::numeric, 3), n.model) AS reason
+            FROM kernel._nearest(p_user_id, p_vector, 6, p_model, p_provider) n
+            JOIN kernel.card c ON c.id = n.mem_id
+            WHERE n.mem_id <> p_card_id AND n.similarity >= v_threshold AND c.kind = 'note'
+              AND c.content_key <> v_card.content_key AND NOT n.mem_id = ANY(v_found)
+        LOOP
+            IF kernel._record_contradiction(p_user_id, p_card_id, v_hit.id, v_hit.reason, p_at) THEN
+                v_found := v_found || v_hit.id;
+            END IF;
+        END LOOP;
+    END IF;
+    RETURN v_found;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._detect_contradictions(p_user_id uuid, p_card_id uuid, p_vector public.vector, p_provider text, p_model text, p_at timestamp with time zone) IS 'Internal. The notes of the user that a note contradicts: those sharing one of its key: tags, and those whose embedding of the same provider/model has cosine similarity at least kernel.contradiction_similarity, in either case with different content. Records each pair (kernel._record_contradiction) and returns the other cards'' ids where the pair is open.';
+
+CREATE FUNCTION kernel._evidence_list(p_evidence jsonb, p_field text, p_need integer, p_move text) RETURNS void
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_items jsonb := p_evidence -> p_field;
+    v_got int := CASE WHEN jsonb_typeof(v_items) = 'array'
+                      THEN (SELECT count(*) FROM jsonb_array_elements(v_items) x WHERE jsonb_typeof(x) = 'string' AND x #>> '{}' ~ '\S')
+                      ELSE 0 END;
+BEGIN
+    IF v_got < p_need THEN
+        RAISE EXCEPTION 'p_evidence: % needs p_evidence.% as a list of at least % non-empty texts, got %', p_move, p_field, p_need, v_got
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._evidence_list(p_evidence jsonb, p_field text, p_need integer, p_move text) IS 'Internal. Refuses a stage move whose evidence lacks a list of at least p_need non-empty texts under p_field.';
+
+CREATE FUNCTION kernel._first_words(p_text text, p_words integer) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN CASE WHEN kernel._word_count(p_text) <= p_words THEN btrim(p_text)
+                ELSE array_to_string((regexp_split_to_array(btrim(p_text, E' \t\n\r'), '\s+'))[1:p_words], ' ') || '…' END;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._first_words(p_text text, p_words integer) IS 'Internal. A text cut to its first p_words words (an ellipsis marks the cut).';
+
+CREATE FUNCTION kernel._index_type(p_dim integer) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- pgvector's HNSW takes vector up to 2,000 dimensions and halfvec up to 4,000.
+    RETURN CASE WHEN p_dim <= 2000 THEN 'vector' WHEN p_dim <= 4000 THEN 'halfvec' END;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._index_type(p_dim integer) IS 'Internal. The type an HNSW index on kernel embeddings of this size casts to (vector to 2,000 dimensions, halfvec to 4,000), NULL beyond: such embeddings are searched exactly.';
+
+CREATE FUNCTION kernel._jaccard(p_a text[], p_b text[]) RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN CASE WHEN coalesce(cardinality(p_a), 0) = 0 OR coalesce(cardinality(p_b), 0) = 0 THEN 0
+                ELSE (SELECT count(*) FROM (SELECT unnest(p_a) INTERSECT SELECT unnest(p_b)) i)::float8
+                   / (SELECT count(*) FROM (SELECT unnest(p_a) UNION SELECT unnest(p_b)) u) END;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._jaccard(p_a text[], p_b text[]) IS 'Internal. Jaccard similarity of two sets of words (0 when either is empty): how alike two cards are when they have no embeddings to compare.';
+
+CREATE FUNCTION kernel._lock_user(p_user_id uuid) RETURNS void
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    PERFORM pg_advisory_xact_lock(hashtext('psimem.kernel.user'), hashtext(p_user_id::text));
+END
+$$;
+
+COMMENT ON FUNCTION kernel._lock_user(p_user_id uuid) IS 'Internal. Serialises the writes of one user''s kernel until commit: contradiction checks, compression and journal turn numbers then see every committed card. Different users never wait for each other (up to hash collisions).';
+
+CREATE FUNCTION kernel._nearest(p_user_id uuid, p_vector public.vector, p_limit integer, p_model text DEFAULT NULL::text, p_provider text DEFAULT NULL::text) RETURNS TABLE(mem_id uuid, similarity double precision, model text, method text, rows_seen integer)
+    LANGUAGE plpgsql STABLE ROWS 20
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    SET "hnsw.iterative_scan" TO 'relaxed_order'
+    SET "hnsw.ef_search" TO '40'
+    AS $_$
+DECLARE
+    v_dim int := vector_dims(p_vector);
+    v_type text := kernel._index_type(v_dim);
+    v_below int := (ops.setting('kernel.vector_exact_below'))::int;
+    v_rows int;
+BEGIN
+    -- How many rows an exact scan would read, counted only up to the threshold (an index-only
+    -- scan of at most that many entries).
+    SELECT count(*) INTO v_rows FROM (
+        SELECT 1 FROM kernel.embedding e
+        WHERE e.user_id = p_user_id AND e.dim = v_dim AND (p_model IS NULL OR e.model = p_model)
+          AND (p_provider IS NULL OR e.provider = p_provider)
+        LIMIT greatest(v_below, 1)) x;
+    IF v_rows >= v_below AND v_type IS NOT NULL AND EXISTS (
+            SELECT 1 FROM pg_index i WHERE i.indexrelid = to_regclass(format('kernel.idx_embedding_hnsw_%s', v_dim))
+              AND i.indisvalid) THEN
+        PERFORM set_config('hnsw.ef_search', greatest((ops.setting('kernel.ef_search'))::int, p_limit)::text, true);
+        -- The index is on embedding::type(dim) WHERE dim = <dim>: the query must say both
+        -- literally. Relaxed-order iterative scans keep reading the graph until p_limit rows
+        -- of this user are found; the outer ORDER BY restores the exact order.
+        RETURN QUERY EXECUTE format($q$
+            SELECT x.mem_id, 1 - x.d, x.model, 'hnsw'::text, $6 FROM (
+                SELECT e.mem_id, (e.embedding::%1$s(%2$s) <=> $2::%1$s(%2$s))::float8 AS d, e.provider || '/' || e.model AS model
+                FROM kernel.embedding e
+                WHERE e.dim = %2$s AND e.user_id = $1 AND ($3::text IS NULL OR e.model = $3)
+                  AND ($4::text IS NULL OR e.provider = $4)
+                ORDER BY e.embedding::%1$s(%2$s) <=> $2::%1$s(%2$s)
+                LIMIT $5) x
+            ORDER BY x.d$q$, v_type, v_dim)
+        USING p_user_id, p_vector, p_model, p_provider, p_limit, v_rows;
+    ELSE
+        RETURN QUERY
+        SELECT e.mem_id, 1 - (e.embedding <=> p_vector), e.provider || '/' || e.model, 'exact'::text, v_rows
+        FROM kernel.embedding e
+        WHERE e.user_id = p_user_id AND e.dim = v_dim AND (p_model IS NULL OR e.model = p_model)
+          AND (p_provider IS NULL OR e.provider = p_provider)
+        ORDER BY e.embedding <=> p_vector
+        LIMIT p_limit;
+    END IF;
+END
+$_$;
+
+COMMENT ON FUNCTION kernel._nearest(p_user_id uuid, p_vector public.vector, p_limit integer, p_model text, p_provider text) IS 'Internal. A user''s p_limit embeddings nearest to p_vector by cosine (of its size, optionally of one model or provider), with the method used: exact while the user has fewer than kernel.vector_exact_below rows of that size or no valid HNSW index of that size exists, hnsw otherwise (iterative scan, hnsw.ef_search = kernel.ef_search). rows_seen: the rows of that size counted, up to the threshold.';
+
+CREATE FUNCTION kernel._patch_columns(p_table regclass, p_keys boolean) RETURNS text
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+    -- p_keys: the primary key's columns; otherwise every stored column
+    SELECT string_agg(quote_ident(a.attname), ', ' ORDER BY a.attnum)
+    FROM pg_attribute a
+    WHERE a.attrelid = p_table AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+      AND (NOT p_keys OR a.attnum = ANY((SELECT i.indkey FROM pg_index i WHERE i.indrelid = p_table AND i.indisprimary)::int2[]))
+$$;
+
+COMMENT ON FUNCTION kernel._patch_columns(p_table regclass, p_keys boolean) IS 'Internal. A table''s stored columns (or only its primary key''s) as a quoted, comma-separated list, in column order: what a patch names in its INSERT and ON CONFLICT.';
+
+CREATE FUNCTION kernel._recency(p_updated_at timestamp with time zone, p_last_used_at timestamp with time zone, p_used_count integer, p_now timestamp with time zone, p_half_life interval) RETURNS double precision
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN power(0.5, greatest(extract(epoch FROM p_now - greatest(p_updated_at, coalesce(p_last_used_at, p_updated_at))), 0)
+                      / extract(epoch FROM p_half_life))::float8
+           * (1 + ln(1 + greatest(coalesce(p_used_count, 0), 0)));
+END
+$$;
+
+COMMENT ON FUNCTION kernel._recency(p_updated_at timestamp with time zone, p_last_used_at timestamp with time zone, p_used_count integer, p_now timestamp with time zone, p_half_life interval) IS 'Internal. Usage-aware recency of a card at p_now: 0.5 ^ (time since it was last updated or recalled / half-life) x (1 + ln(1 + times recalled)). Recall ranks its candidates by it; pruning trims the lowest first.';
+
+CREATE FUNCTION kernel._record_contradiction(p_user_id uuid, p_card_id uuid, p_other_id uuid, p_reason text, p_at timestamp with time zone) RETURNS boolean
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    -- Both cards must be the user's: called with another user's card it fails as with a missing one.
+    PERFORM kernel._card(p_user_id, p_card_id, 'p_card_id');
+    PERFORM kernel._card(p_user_id, p_other_id, 'p_other_id');
+    -- A pair already known (open or resolved) stays as it is: a resolution is not undone by
+    -- writing one of the two cards again.
+    INSERT INTO kernel.contradiction (user_id, card_a, card_b, reason, detected_at)
+    VALUES (p_user_id, least(p_card_id, p_other_id), greatest(p_card_id, p_other_id), p_reason, p_at)
+    ON CONFLICT (card_a, card_b) DO NOTHING;
+    INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
+    VALUES (p_user_id, p_card_id, p_other_id, 'relates_to', p_at)
+    ON CONFLICT (src_id, dst_id, type) DO NOTHING;
+    RETURN (SELECT k.resolved_at IS NULL FROM kernel.contradiction k
+            WHERE k.card_a = least(p_card_id, p_other_id) AND k.card_b = greatest(p_card_id, p_other_id));
+END
+$$;
+
+COMMENT ON FUNCTION kernel._record_contradiction(p_user_id uuid, p_card_id uuid, p_other_id uuid, p_reason text, p_at timestamp with time zone) IS 'Internal. Records that two cards of a user contradict (once per pair) and links the new one to the other with a relates_to edge. Returns whether the pair is open (false once resolved).';
+
+CREATE FUNCTION kernel._replaying() RETURNS boolean
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN coalesce(current_setting('psimem.kernel_replay', true), '') = 'on'
+       AND (pg_has_role(session_user, 'psimem_admin', 'MEMBER')
+            OR session_user::text = (SELECT n.nspowner::regrole::text FROM pg_namespace n WHERE n.nspname = 'kernel'));
+END
+$$;
+
+COMMENT ON FUNCTION kernel._replaying() IS 'Internal. True while a patch from kernel.export_patch is applied (it sets psimem.kernel_replay = on for its transaction) by the owner or psimem_admin: rows then keep the changed_at, content keys and tombstones the patch brings.';
+
+CREATE FUNCTION kernel._stage(p_user_id uuid) RETURNS TABLE(stage text, before_retrospective text, turns_since_retrospective integer)
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN QUERY WITH t AS (SELECT s.to_stage, s.from_stage, s.turn, s.at, s.id FROM kernel.stage_transition s WHERE s.user_id = p_user_id),
+    cur AS (SELECT t.to_stage FROM t ORDER BY t.turn DESC, t.at DESC, t.id DESC LIMIT 1),
+    retro AS (SELECT t.from_stage, t.turn FROM t WHERE t.to_stage = 'Retrospective Innovation'
+              ORDER BY t.turn DESC, t.at DESC, t.id DESC LIMIT 1),
+    last_turn AS (SELECT coalesce(max(j.turn), 0) AS turn FROM kernel.journal j WHERE j.user_id = p_user_id)
+    SELECT (SELECT to_stage FROM cur), (SELECT from_stage FROM retro),
+           (SELECT turn FROM last_turn) - coalesce((SELECT turn FROM retro), 0);
+END
+$$;
+
+COMMENT ON FUNCTION kernel._stage(p_user_id uuid) IS 'Internal. A user''s lifecycle stage now (NULL before the first journal entry), the stage the last Retrospective Innovation came from, and the turns journaled since it (since the start if none).';
+
+CREATE FUNCTION kernel._stage_trigger(p_user_id uuid, p_to text, p_evidence jsonb) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_order text[] := ARRAY['Ideation', 'Data Acquisition', 'Exploration', 'Synthesis', 'Productionization'];
+    v_now record;
+    v_base text;
+    v_next text;
+    v_every int := (ops.setting('kernel.retrospective_every'))::int;
+    v_remix text := p_evidence ->> 'remix_of';
+BEGIN
+    SELECT * INTO v_now FROM kernel._stage(p_user_id);
+    IF v_now.stage IS NULL THEN
+        IF p_to <> 'Ideation' THEN
+            RAISE EXCEPTION 'p_stage: a lifecycle starts at Ideation (spec 001 section 7), got %', p_to
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RETURN 'start';
+    ELSIF p_to = v_now.stage THEN
+        RETURN NULL;
+    ELSIF p_to = 'Retrospective Innovation' THEN
+        IF v_now.turns_since_retrospective < v_every THEN
+            RAISE EXCEPTION 'p_stage: Retrospective Innovation comes every % turns; % journaled since the last (or the start)',
+                v_every, v_now.turns_since_retrospective USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF v_remix IS NULL OR v_remix !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+           OR NOT (EXISTS (SELECT 1 FROM kernel.card c WHERE c.id = v_remix::uuid AND c.user_id = p_user_id)
+                   OR EXISTS (SELECT 1 FROM kernel.journal j WHERE j.id = v_remix::uuid AND j.user_id = p_user_id)) THEN
+            RAISE EXCEPTION 'p_evidence: Retrospective Innovation remixes an older summary: give p_evidence.remix_of, the id of one of this user''s cards or journal entries'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RETURN format('every %s turns: remix of %s', v_every, v_remix);
+    END IF;
+    v_base := CASE WHEN v_now.stage = 'Retrospective Innovation' THEN v_now.before_retrospective ELSE v_now.stage END;
+    v_next := v_order[array_position(v_order, v_base) + 1];
+    IF p_to = v_base THEN
+        RETURN 'back from Retrospective Innovation';
+    ELSIF p_to IS DISTINCT FROM v_next THEN
+        RAISE EXCEPTION 'p_stage: from % the lifecycle moves on to %Retrospective Innovation (spec 001 section 7), got %',
+            v_now.stage, CASE WHEN v_next IS NOT NULL THEN v_next || ' or ' ELSE '' END
+                         || CASE WHEN v_now.stage = 'Retrospective Innovation' THEN 'back to ' || v_base || ' or ' ELSE '' END, p_to
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    CASE v_next
+    WHEN 'Data Acquisition' THEN
+        PERFORM kernel._evidence_list(p_evidence, 'unknowns', 2, 'Ideation -> Data Acquisition (once 2 or more unknowns)');
+        RETURN 'at least 2 unknowns';
+    WHEN 'Exploration' THEN
+        PERFORM kernel._evidence_list(p_evidence, 'approaches', 2, 'Data Acquisition -> Exploration (once 2 or more viable approaches)');
+        RETURN 'at least 2 viable approaches';
+    WHEN 'Synthesis' THEN
+        PERFORM kernel._evidence_list(p_evidence, 'compared', 2, 'Exploration -> Synthesis (once variants are compared)');
+        RETURN 'variants compared';
+    ELSE  -- Productionization
+        IF coalesce(p_evidence ->> 'definition_of_done', '') !~ '\S' THEN
+            RAISE EXCEPTION 'p_evidence: Synthesis -> Productionization (once a definition of done exists) needs p_evidence.definition_of_done'
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        RETURN 'a definition of done exists';
+    END CASE;
+END
+$_$;
+
+COMMENT ON FUNCTION kernel._stage_trigger(p_user_id uuid, p_to text, p_evidence jsonb) IS 'Internal. Whether a user''s lifecycle may move to p_to now, and by which trigger of spec 001 section 7 (NULL: no move). A lifecycle starts at Ideation; then Ideation -> Data Acquisition needs p_evidence.unknowns (2 or more), -> Exploration p_evidence.approaches (2 or more), -> Synthesis p_evidence.compared (2 or more variants), -> Productionization p_evidence.definition_of_done; Retrospective Innovation comes at most every kernel.retrospective_every turns and needs p_evidence.remix_of (a card or journal entry of the user), and returns to the stage it came from (or moves on from it). Anything else is refused naming the allowed moves.';
+
+CREATE FUNCTION kernel._subject_of(p_tags text[]) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    RETURN (SELECT t FROM unnest(p_tags) WITH ORDINALITY AS x(t, n) WHERE t NOT LIKE 'key:%' ORDER BY n LIMIT 1);
+END
+$$;
+
+COMMENT ON FUNCTION kernel._subject_of(p_tags text[]) IS 'Internal. The subject a card without p_subject gets: its first tag that is not a key: tag, or NULL.';
+
+CREATE FUNCTION kernel._summarise(p_texts text[]) RETURNS text
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_max int := (ops.setting('kernel.summary_max_words'))::int;
+    v_text text;
+BEGIN
+    EXECUTE format('SELECT %s($1, $2)', (ops.setting('kernel.summariser') #>> '{}')::regproc) INTO v_text USING p_texts, v_max;
+    -- A replacement summariser may say more than it was asked to: the budget holds anyway.
+    RETURN kernel._first_words(v_text, v_max);
+END
+$_$;
+
+COMMENT ON FUNCTION kernel._summarise(p_texts text[]) IS 'Internal. Summarises texts with the function the kernel.summariser setting names, in at most kernel.summary_max_words words.';
+
+CREATE FUNCTION kernel._tombstone() RETURNS trigger
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- A patch carries its own tombstones; a user being deleted takes theirs along.
+    IF kernel._replaying() OR NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = OLD.user_id) THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO kernel.tombstone (user_id, table_name, row_key)
+    VALUES (OLD.user_id, TG_TABLE_NAME,
+            to_jsonb(OLD) ->> CASE TG_TABLE_NAME WHEN 'usage' THEN 'mem_id' WHEN 'config' THEN 'key' ELSE 'id' END);
+    RETURN NULL;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._tombstone() IS 'Trigger on the kernel tables, after delete: records the deleted row''s table and key in kernel.tombstone (as the owner: callers cannot write tombstones themselves), except while a patch is replayed or when the row goes with its user.';
+
+CREATE FUNCTION kernel._touch() RETURNS trigger
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF NOT kernel._replaying() THEN
+        NEW.changed_at := now();
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._touch() IS 'Trigger on the kernel tables other than card, before insert or update: sets changed_at to the transaction time (kept from the patch while one is replayed).';
+
+CREATE FUNCTION kernel._user(p_user_id uuid) RETURNS uuid
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+BEGIN
+    IF p_user_id IS NULL THEN
+        RAISE EXCEPTION 'p_user_id: must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    -- Row-level security hides the users this session does not act for: another user's id
+    -- and an id that exists nowhere get the same error.
+    IF NOT EXISTS (SELECT 1 FROM memory.users u WHERE u.user_id = p_user_id) THEN
+        RAISE EXCEPTION 'p_user_id: unknown user %', p_user_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    RETURN p_user_id;
+END
+$$;
+
+COMMENT ON FUNCTION kernel._user(p_user_id uuid) IS 'Internal. Returns p_user_id if this session sees that user (row-level security: the user it acts for; every user for psimem_admin and the owner), else raises "unknown user" alike for a user that exists and one that does not.';
+
+CREATE FUNCTION kernel._word_count(p_text text) RETURNS integer
+    LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+BEGIN
+    -- the same count as the CHECK constraint journal_summary_at_most_70_words
+    RETURN length(regexp_replace(p_text, '\S+', 'x', 'g')) - length(regexp_replace(p_text, '\S+', '', 'g'));
+END
+$$;
+
+COMMENT ON FUNCTION kernel._word_count(p_text text) IS 'Internal. Words in a text: runs of non-space characters.';
+
+CREATE FUNCTION kernel.attach(p_user_id uuid, p_card_id uuid, p_kind text, p_ref text, p_title text DEFAULT NULL::text, p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_ref text := kernel._checked_text(p_ref, 'p_ref');
+    v_id uuid;
+BEGIN
+    IF p_kind IS NULL OR p_kind NOT IN ('url', 'file', 'ref') THEN
+        RAISE EXCEPTION 'p_kind: must be url, file or ref (got %)', quote_nullable(p_kind) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_kind = 'url' AND v_ref !~* '^[a-z][a-z0-9+.-]*://\S+$' THEN
+        RAISE EXCEPTION 'p_ref: a url attachment must be an absolute URL such as https://example.org/page'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF length(p_title) > 500 THEN
+        RAISE EXCEPTION 'p_title: must be at most 500 characters, got %', length(p_title) USING ERRCODE = 'string_data_right_truncation';
+    END IF;
+    PERFORM kernel._card(v_user, p_card_id, 'p_card_id');
+    INSERT INTO kernel.attachment AS a (user_id, mem_id, kind, ref, title, created_at)
+    VALUES (v_user, p_card_id, p_kind, v_ref, p_title, v_at)
+    ON CONFLICT (mem_id, kind, md5(ref)) DO UPDATE SET title = coalesce(EXCLUDED.title, a.title)
+    RETURNING a.id INTO v_id;
+    RETURN v_id;
+END
+$_$;
+
+COMMENT ON FUNCTION kernel.attach(p_user_id uuid, p_card_id uuid, p_kind text, p_ref text, p_title text, p_at timestamp with time zone) IS 'Attaches a reference to a card: kind url (an absolute URL), file (a path) or ref (any identifier), with an optional title. Attaching the same reference again updates its title. Returns the attachment id.';
+
+CREATE FUNCTION kernel.compact_journal(p_user_id uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(period_start timestamp with time zone, entries integer, journal_id uuid)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+#variable_conflict use_column
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_now timestamptz := kernel._clock(p_now);
+    v_cutoff timestamptz := v_now - (ops.setting('kernel.journal_keep') #>> '{}')::interval;
+    v_period timestamptz;
+    v_old kernel.journal;
+    v_new kernel.journal;
+    v_ids uuid[];
+    v_entries int;
+BEGIN
+    PERFORM kernel._lock_user(v_user);
+    FOR v_period IN
+        SELECT DISTINCT date_trunc('week', j.created_at) FROM kernel.journal j
+        WHERE j.user_id = v_user AND j.kind IN ('turn', 'meta') AND j.created_at < v_cutoff ORDER BY 1
+    LOOP
+        SELECT * INTO v_old FROM kernel.journal j
+        WHERE j.user_id = v_user AND j.kind = 'compaction' AND j.period_start = v_period;
+        SELECT array_agg(j.id ORDER BY j.turn, j.created_at) INTO v_ids FROM kernel.journal j
+        WHERE j.user_id = v_user AND j.kind IN ('turn', 'meta') AND j.created_at < v_cutoff
+          AND date_trunc('week', j.created_at) = v_period;
+        v_entries := cardinality(v_ids) + coalesce((v_old.detail ->> 'entries')::int, 0);
+        -- The week's entry: a compaction entry already there (late entries are folded in) and the
+        -- entries now old enough, in turn order.
+        SELECT v_user, (array_agg(x.stage ORDER BY x.o DESC))[1], kernel._summarise(array_agg(x.summary ORDER BY x.o)),
+               coalesce(kernel._summarise(array_agg(x.conclusion ORDER BY x.o) FILTER (WHERE x.conclusion ~ '\S')), ''),
+               max(x.created_at), max(x.turn),
+               ARRAY(SELECT DISTINCT r FROM kernel.journal y, unnest(y.reflected_ids) r WHERE y.id = ANY(v_ids || v_old.id) ORDER BY r),
+               jsonb_build_object('entries', v_entries, 'period', 'week', 'period_end', v_period + interval '1 week',
+                                  'first_turn', least((v_old.detail ->> 'first_turn')::int, min(x.turn) FILTER (WHERE x.o > 0)),
+                                  'last_turn', max(x.turn))
+        INTO v_new.user_id, v_new.stage, v_new.summary, v_new.conclusion, v_new.created_at, v_new.turn, v_new.reflected_ids,
+             v_new.detail
+        FROM (SELECT j.stage, j.summary, j.conclusion, j.created_at, j.turn,
+                     CASE WHEN j.kind = 'compaction' THEN 0 ELSE 1 + array_position(v_ids, j.id) END AS o
+              FROM kernel.journal j WHERE j.id = ANY(v_ids || v_old.id)) x;
+        INSERT INTO kernel.journal AS j (user_id, stage, summary, conclusion, created_at, kind, turn, reflected_ids, detail, period_start)
+        VALUES (v_user, v_new.stage, v_new.summary, v_new.conclusion, v_new.created_at, 'compaction', v_new.turn,
+                v_new.reflected_ids, v_new.detail, v_period)
+        ON CONFLICT (user_id, period_start) WHERE kind = 'compaction' DO UPDATE SET
+            stage = EXCLUDED.stage, summary = EXCLUDED.summary, conclusion = EXCLUDED.conclusion,
+            created_at = EXCLUDED.created_at, turn = EXCLUDED.turn, reflected_ids = EXCLUDED.reflected_ids,
+            detail = EXCLUDED.detail
+        RETURNING j.id INTO v_new.id;
+        DELETE FROM kernel.journal j WHERE j.id = ANY(v_ids);
+        period_start := v_period;
+        entries := v_entries;
+        journal_id := v_new.id;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.compact_journal(p_user_id uuid, p_now timestamp with time zone) IS 'Compacts a user''s journal into periodic summaries (spec 001 section 6): turn and meta-layer entries older than kernel.journal_keep at p_now are replaced, week by week, by one compaction entry (summary and conclusion by the kernel summariser, at most 70 words each; the last stage, the last turn number, every card reflected on; detail: entries, first and last turn). Entries arriving later for a compacted week are folded into its entry. Idempotent: a second run finds nothing to compact. Stage transitions keep their turn but lose their link to a compacted entry. Returns each week compacted, its entry count and entry.';
+
+CREATE FUNCTION kernel.compress(p_user_id uuid, p_subject text DEFAULT NULL::text, p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(subject text, summary_card_id uuid, notes_rolled integer)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_subject text;
+BEGIN
+    PERFORM kernel._lock_user(v_user);
+    FOR v_subject IN
+        SELECT c.subject FROM kernel.card c
+        WHERE c.user_id = v_user AND c.kind = 'note' AND c.rolled_into IS NULL AND c.subject IS NOT NULL
+          AND (p_subject IS NULL OR c.subject = kernel._checked_subject(p_subject))
+        GROUP BY c.subject HAVING count(*) >= (ops.setting('kernel.compress_after'))::int
+        ORDER BY c.subject
+    LOOP
+        subject := v_subject;
+        SELECT s.summary_card_id, s.notes_rolled INTO summary_card_id, notes_rolled
+        FROM kernel._compress_subject(v_user, v_subject, v_at) s;
+        IF summary_card_id IS NOT NULL THEN
+            RETURN NEXT;
+        END IF;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.compress(p_user_id uuid, p_subject text, p_at timestamp with time zone) IS 'Compresses every subject of a user (or only p_subject) that holds kernel.compress_after live notes, as kernel.upsert_card does when it writes such a note; the maintenance job runs it too, so a lowered kernel.compress_after applies to subjects already full. Returns each subject compressed with its summary card and the notes rolled into it.';
+
+CREATE FUNCTION kernel.contradictions(p_user_id uuid, p_include_resolved boolean DEFAULT false) RETURNS TABLE(contradiction_id uuid, card_a uuid, summary_a text, card_b uuid, summary_b text, reason text, detected_at timestamp with time zone, resolved_at timestamp with time zone, kept_id uuid)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT k.id, k.card_a, a.summary, k.card_b, b.summary, k.reason, k.detected_at, k.resolved_at, k.kept_id
+    FROM kernel.contradiction k
+    JOIN kernel.card a ON a.id = k.card_a
+    JOIN kernel.card b ON b.id = k.card_b
+    WHERE k.user_id = kernel._user(p_user_id) AND (p_include_resolved OR k.resolved_at IS NULL)
+    ORDER BY k.detected_at, k.id
+$$;
+
+COMMENT ON FUNCTION kernel.contradictions(p_user_id uuid, p_include_resolved boolean) IS 'The contradicting card pairs of a user with both summaries and why they conflict, oldest first: the open ones (until kernel.resolve_contradiction), or with p_include_resolved also the resolved ones.';
+
+CREATE FUNCTION kernel.delete_card(p_user_id uuid, p_card_id uuid) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+BEGIN
+    PERFORM kernel._card(v_user, p_card_id, 'p_card_id');
+    DELETE FROM kernel.card c WHERE c.id = p_card_id AND c.user_id = v_user;
+    RETURN p_card_id;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.delete_card(p_user_id uuid, p_card_id uuid) IS 'Deletes one card of a user, with its edges, usage, attachments, embeddings and contradictions; a tombstone records it for kernel.export_patch. Returns its id; an unknown card (or another user''s) is an error.';
+
+CREATE FUNCTION kernel.ensure_vector_indexes() RETURNS TABLE(dim integer, index_name text, action text)
+    LANGUAGE plpgsql SECURITY DEFINER
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $$
+DECLARE
+    v_below int := (ops.setting('kernel.vector_exact_below'))::int;
+    v_dim int;
+    v_type text;
+BEGIN
+    -- Sizes where some user holds enough rows for recall to use an index (read whole first:
+    -- an index cannot be built on a table an open loop is still reading).
+    FOREACH v_dim IN ARRAY ARRAY(
+        SELECT DISTINCT x.dim FROM (SELECT e.dim FROM kernel.embedding e GROUP BY e.user_id, e.dim
+                                    HAVING count(*) >= greatest(v_below, 1)) x ORDER BY 1)
+    LOOP
+        dim := v_dim;
+        index_name := format('idx_embedding_hnsw_%s', v_dim);
+        v_type := kernel._index_type(v_dim);
+        IF v_type IS NULL THEN
+            action := 'exact only: HNSW takes at most 4000 dimensions';
+        ELSIF to_regclass('kernel.' || index_name) IS NOT NULL THEN
+            action := 'exists';
+        ELSE
+            -- Not CONCURRENTLY (a function runs in a transaction): writers of kernel.embedding
+            -- wait for the build, readers do not.
+            EXECUTE format('CREATE INDEX %I ON kernel.embedding USING hnsw ((embedding::public.%s(%s)) public.%s_cosine_ops) '
+                           'WHERE dim = %s', index_name, v_type, v_dim, v_type, v_dim);
+            action := 'created';
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.ensure_vector_indexes() IS 'Builds the HNSW index (cosine) for each embedding size some user holds at least kernel.vector_exact_below rows of, if missing: a partial index on embedding::vector(dim) (halfvec beyond 2,000 dimensions; none beyond 4,000) WHERE dim = that size. Runs as the owner (it creates indexes); kernel.run_maintenance calls it. Returns each size with its index and what was done.';
+
+CREATE FUNCTION kernel.export_patch(p_user_id uuid, p_since timestamp with time zone DEFAULT '-infinity'::timestamp with time zone) RETURNS text
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_since timestamptz := coalesce(p_since, '-infinity');
+    -- parents before children; deletes run in the reverse order
+    v_tables text[] := ARRAY['card', 'usage', 'embedding', 'attachment', 'edge', 'contradiction', 'journal',
+                             'stage_transition', 'config', 'tombstone'];
+    v_table text;
+    v_key text;
+    v_cols text;
+    v_sets text;
+    v_keys text[];
+    v_chunk jsonb;
+    v_out text[];
+    v_counts text[] := '{}';
+    v_n int;
+BEGIN
+    v_out := ARRAY[format('-- psimem kernel patch: user %s, every change since %s, exported at %s.', v_user, v_since, now()),
+                   '-- Idempotent: apply it as the owner or psimem_admin (psql -f), once or more, in export order.',
+                   'BEGIN;',
+                   'SET LOCAL psimem.kernel_replay = on;  -- rows keep the changed_at, content keys and tombstones below'];
+    -- The user, for a database that lacks it; an existing user row is left as it is.
+    v_cols := kernel._patch_columns('memory.users', false);
+    v_out := v_out || format('INSERT INTO memory.users (%1$s) SELECT %1$s FROM jsonb_populate_record(NULL::memory.users, %2$L) ON CONFLICT (user_id) DO NOTHING;',
+                             v_cols, (SELECT to_jsonb(u) FROM memory.users u WHERE u.user_id = v_user));
+
+    FOR v_i IN REVERSE cardinality(v_tables) - 1 .. 1 LOOP
+        v_table := v_tables[v_i];
+        v_key := CASE v_table WHEN 'usage' THEN 'mem_id' WHEN 'config' THEN 'key' ELSE 'id' END;
+        SELECT array_agg(DISTINCT t.row_key ORDER BY t.row_key) INTO v_keys FROM kernel.tombstone t
+        WHERE t.user_id = v_user AND t.table_name = v_table AND t.changed_at >= v_since;
+        IF v_keys IS NOT NULL THEN
+            v_out := v_out || format('DELETE FROM kernel.%I WHERE user_id = %L AND %I = ANY(%L::%s[]);', v_table, v_user, v_key,
+                                     v_keys, CASE v_key WHEN 'key' THEN 'text' ELSE 'uuid' END);
+            v_counts := v_counts || format('%s %s deleted', cardinality(v_keys), v_table);
+        END IF;
+    END LOOP;
+
+    -- Content keys are unique per user and a patch may move them between its cards (one card's
+    -- old wording is another's new one): park them first, the upserts set them.
+    SELECT array_agg(c.id ORDER BY c.id) INTO v_keys FROM kernel.card c WHERE c.user_id = v_user AND c.changed_at >= v_since;
+    IF v_keys IS NOT NULL THEN
+        v_out := v_out || format('UPDATE kernel.card SET content_key = ''parked:'' || id WHERE user_id = %L AND id = ANY(%L::uuid[]);',
+                                 v_user, v_keys);
+    END IF;
+
+    FOREACH v_table IN ARRAY v_tables LOOP
+        v_cols := kernel._patch_columns(format('kernel.%I', v_table)::regclass, false);
+        v_key := kernel._patch_columns(format('kernel.%I', v_table)::regclass, true);
+        SELECT string_agg(format('%s = EXCLUDED.%1$s', c), ', ') INTO v_sets
+        FROM unnest(string_to_array(v_cols, ', ')) c WHERE NOT c = ANY(string_to_array(v_key, ', '));
+        v_n := 0;
+        -- 500 rows a statement, so that a large kernel is not one huge statement
+        FOR v_chunk IN EXECUTE format(
+            'SELECT jsonb_agg(to_jsonb(t) - ''n'' ORDER BY t.n) FROM (SELECT x.*, row_number() OVER (ORDER BY %s) - 1 AS n '
+            'FROM kernel.%I x WHERE x.user_id = $1 AND x.changed_at >= $2) t GROUP BY t.n / 500 ORDER BY t.n / 500',
+            v_key, v_table) USING v_user, v_since
+        LOOP
+            v_out := v_out || format('INSERT INTO kernel.%1$I (%2$s) SELECT %2$s FROM jsonb_populate_recordset(NULL::kernel.%1$I, %3$L) '
+                                     'ON CONFLICT (%4$s) DO UPDATE SET %5$s;', v_table, v_cols, v_chunk, v_key, v_sets);
+            v_n := v_n + jsonb_array_length(v_chunk);
+        END LOOP;
+        IF v_n > 0 THEN
+            v_counts := v_counts || format('%s %s', v_n, v_table);
+        END IF;
+    END LOOP;
+    v_out := v_out || 'COMMIT;'::text
+                   || format('-- %s', coalesce(nullif(array_to_string(v_counts, ', '), ''), 'no change'));
+    RETURN array_to_string(v_out, E'\n') || E'\n';
+END
+$_$;
+
+COMMENT ON FUNCTION kernel.export_patch(p_user_id uuid, p_since timestamp with time zone) IS 'Every kernel change of a user since p_since (by each row''s changed_at, the time of the transaction that wrote it; default: all) as an idempotent SQL patch, one transaction: the user row if missing, deletes of what tombstones say was deleted, then upserts (INSERT ... ON CONFLICT DO UPDATE on the primary key) of every row changed, parents first. Applied by the owner or psimem_admin to an empty psimem database, or twice, it leaves the same kernel rows; applied in order to a database holding the state as of p_since, the state now. Changes of transactions still open at p_since may carry an earlier changed_at: overlapping windows are harmless, so export since a little before the last export. Deletions older than kernel.tombstone_keep are not in it.';
+
+CREATE FUNCTION kernel.get_config(p_user_id uuid) RETURNS TABLE(key text, value jsonb, overridden boolean)
+    LANGUAGE sql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+    SELECT e.key, e.value, EXISTS (SELECT 1 FROM kernel.config c WHERE c.user_id = p_user_id AND c.key = e.key)
+    FROM jsonb_each(kernel._config(kernel._user(p_user_id))) e
+    ORDER BY e.key
+$$;
+
+COMMENT ON FUNCTION kernel.get_config(p_user_id uuid) IS 'A user''s effective MemoryConfig, one row per key, and whether the user overrides the default.';
+
+CREATE FUNCTION kernel.journal(p_stage text, p_summary text, p_conclusion text DEFAULT ''::text, p_reflected_ids uuid[] DEFAULT '{}'::uuid[], p_user_id uuid DEFAULT NULL::uuid, p_evidence jsonb DEFAULT NULL::jsonb, p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(journal_id uuid, turn integer, stage text, transition text, meta_layer_due boolean, retrospective_due boolean, patch text)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(coalesce(p_user_id, memory._acting_user()));
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_summary text := kernel._checked_summary(p_summary, 'p_summary');
+    v_conclusion text := coalesce(kernel._checked_text(p_conclusion, 'p_conclusion', false), '');
+    v_reflected uuid[] := ARRAY(SELECT DISTINCT r FROM unnest(coalesce(p_reflected_ids, '{}')) r WHERE r IS NOT NULL ORDER BY r);
+    v_missing uuid;
+    v_from text;
+    v_trigger text;
+    v_since timestamptz;
+    v_state record;
+    v_turn int;
+    v_id uuid;
+BEGIN
+    IF p_stage IS NULL OR p_stage NOT IN ('Ideation', 'Data Acquisition', 'Exploration', 'Synthesis', 'Productionization',
+                                          'Retrospective Innovation') THEN
+        RAISE EXCEPTION 'p_stage: must be one of Ideation, Data Acquisition, Exploration, Synthesis, Productionization, Retrospective Innovation (got %)',
+            quote_nullable(p_stage) USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_evidence IS NOT NULL AND jsonb_typeof(p_evidence) <> 'object' THEN
+        RAISE EXCEPTION 'p_evidence: must be a JSON object' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    SELECT r INTO v_missing FROM unnest(v_reflected) r
+    WHERE NOT EXISTS (SELECT 1 FROM kernel.card c WHERE c.id = r AND c.user_id = v_user) LIMIT 1;
+    IF v_missing IS NOT NULL THEN
+        RAISE EXCEPTION 'p_reflected_ids: unknown card %', v_missing USING ERRCODE = 'foreign_key_violation';
+    END IF;
+
+    PERFORM kernel._lock_user(v_user);  -- one turn number per entry, also with two writers at once
+    v_from := (SELECT s.stage FROM kernel._stage(v_user) s);
+    v_trigger := kernel._stage_trigger(v_user, p_stage, coalesce(p_evidence, '{}'));
+    -- The per-turn patch covers what changed since the previous entry was written.
+    SELECT coalesce(max(j.changed_at), '-infinity') INTO v_since FROM kernel.journal j WHERE j.user_id = v_user;
+    v_turn := coalesce((SELECT max(j.turn) FROM kernel.journal j WHERE j.user_id = v_user), 0) + 1;
+    INSERT INTO kernel.journal AS j (user_id, stage, summary, conclusion, created_at, kind, turn, reflected_ids)
+    VALUES (v_user, p_stage, v_summary, v_conclusion, v_at, 'turn', v_turn, v_reflected)
+    RETURNING j.id INTO v_id;
+    IF v_trigger IS NOT NULL THEN
+        INSERT INTO kernel.stage_transition (user_id, from_stage, to_stage, turn, journal_id, trigger, evidence, at)
+        VALUES (v_user, v_from, p_stage, v_turn, v_id, v_trigger, coalesce(p_evidence, '{}'), v_at);
+        transition := concat_ws(' -> ', v_from, p_stage) || ' (' || v_trigger || ')';
+    END IF;
+    journal_id := v_id;
+    turn := v_turn;
+    stage := p_stage;
+    SELECT * INTO v_state FROM kernel._stage(v_user);
+    meta_layer_due := v_turn - coalesce((SELECT max(j.turn) FROM kernel.journal j WHERE j.user_id = v_user AND j.kind = 'meta'), 0)
+                      >= (ops.setting('kernel.meta_every'))::int;
+    retrospective_due := p_stage <> 'Retrospective Innovation'
+                         AND v_state.turns_since_retrospective >= (ops.setting('kernel.retrospective_every'))::int;
+    IF (kernel._config(v_user) ->> 'emit_auto_on')::boolean THEN
+        patch := kernel.export_patch(v_user, v_since);
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.journal(p_stage text, p_summary text, p_conclusion text, p_reflected_ids uuid[], p_user_id uuid, p_evidence jsonb, p_at timestamp with time zone) IS 'Appends the journal entry that ends a turn (spec 001 section 1, step 5): its lifecycle stage, a summary of at most 70 words (refused naming p_summary and the count), a conclusion and the cards reflected on (each must be the user''s). The user is p_user_id, else the one this session acts for. A stage other than the current one is a transition, allowed only by the spec''s triggers with p_evidence (see kernel._stage_trigger) and recorded in kernel.stage_transition. Returns the entry, its turn number, the transition if any, whether a meta-layer entry (kernel.write_meta_layer) and a Retrospective Innovation are due, and, when the user''s emit_auto_on is true (the default), the idempotent SQL patch of everything changed since the previous entry.';
+
+CREATE FUNCTION kernel.link(p_user_id uuid, p_src_id uuid, p_dst_id uuid, p_type text DEFAULT 'relates_to'::text, p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS uuid
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_id uuid;
+BEGIN
+    IF p_type IS NULL OR p_type NOT IN ('reflects_on', 'relates_to') THEN
+        RAISE EXCEPTION 'p_type: must be reflects_on or relates_to (got %)', quote_nullable(p_type)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    PERFORM kernel._card(v_user, p_src_id, 'p_src_id');
+    PERFORM kernel._card(v_user, p_dst_id, 'p_dst_id');
+    IF p_src_id = p_dst_id THEN
+        RAISE EXCEPTION 'p_dst_id: must differ from p_src_id (a card does not link to itself)' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at) VALUES (v_user, p_src_id, p_dst_id, p_type, v_at)
+    ON CONFLICT (src_id, dst_id, type) DO NOTHING
+    RETURNING id INTO v_id;
+    IF v_id IS NULL THEN
+        SELECT e.id INTO v_id FROM kernel.edge e WHERE e.src_id = p_src_id AND e.dst_id = p_dst_id AND e.type = p_type;
+    END IF;
+    RETURN v_id;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.link(p_user_id uuid, p_src_id uuid, p_dst_id uuid, p_type text, p_at timestamp with time zone) IS 'Links two cards of a user with an edge of type relates_to (default) or reflects_on; linking again returns the existing edge. Returns the edge id.';
+
+CREATE FUNCTION kernel.prune(p_user_id uuid, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(stale_deleted integer, trimmed integer)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_now timestamptz := kernel._clock(p_now);
+    v_policy jsonb := kernel._config(v_user) -> 'prune_policy';
+    v_days int := (v_policy ->> 'stale_after_days')::int;
+    v_max int := (v_policy ->> 'max_cards')::int;
+    v_half_life interval := (ops.setting('kernel.recency_half_life') #>> '{}')::interval;
+    v_stale int := 0;
+    v_trimmed int := 0;
+BEGIN
+    PERFORM kernel._lock_user(v_user);
+    -- A card in an open contradiction is kept whatever its age: deleting it would settle the
+    -- contradiction silently, which only kernel.resolve_contradiction may do.
+    IF v_days IS NOT NULL THEN
+        DELETE FROM kernel.card c
+        WHERE c.user_id = v_user
+          AND greatest(c.updated_at, (SELECT u.last_used_at FROM kernel.usage u WHERE u.mem_id = c.id))
+              < v_now - make_interval(days => v_days)
+          AND NOT EXISTS (SELECT 1 FROM kernel.contradiction k WHERE k.resolved_at IS NULL AND (k.card_a = c.id OR k.card_b = c.id));
+        GET DIAGNOSTICS v_stale = ROW_COUNT;
+    END IF;
+    IF v_max IS NOT NULL THEN
+        -- Rolled-up notes go first (their summary stands for them), then the lowest usage-aware recency.
+        DELETE FROM kernel.card c WHERE c.id IN (
+            SELECT x.id FROM kernel.card x LEFT JOIN kernel.usage u ON u.mem_id = x.id
+            WHERE x.user_id = v_user
+              AND NOT EXISTS (SELECT 1 FROM kernel.contradiction k WHERE k.resolved_at IS NULL AND (k.card_a = x.id OR k.card_b = x.id))
+            ORDER BY x.rolled_into IS NULL, kernel._recency(x.updated_at, u.last_used_at, u.used_count, v_now, v_half_life), x.id
+            LIMIT greatest((SELECT count(*) FROM kernel.card y WHERE y.user_id = v_user) - v_max, 0));
+        GET DIAGNOSTICS v_trimmed = ROW_COUNT;
+    END IF;
+    stale_deleted := v_stale;
+    trimmed := v_trimmed;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.prune(p_user_id uuid, p_now timestamp with time zone) IS 'Applies a user''s prune_policy at p_now: deletes the cards not updated or recalled within stale_after_days, then, while the user has more than max_cards cards, the rolled-up notes and then the cards of lowest usage-aware recency (kernel._recency). A null field means no limit. Cards in an open contradiction are never pruned. Idempotent: a second run at the same p_now deletes nothing. Deletions leave tombstones (kernel.export_patch replays them). Returns the counts.';
+
+CREATE FUNCTION kernel.recall(p_user_id uuid, p_query_text text, p_query_vector real[] DEFAULT NULL::real[], p_k integer DEFAULT NULL::integer, p_model text DEFAULT NULL::text, p_now timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(rank integer, card_id uuid, summary text, tags text[], source text, kind text, score double precision, rrf_score double precision, text_rank integer, text_score double precision, vector_rank integer, vector_similarity double precision, recency_rank integer, recency_score double precision, mmr_similarity double precision, used_count integer, last_used_at timestamp with time zone, updated_at timestamp with time zone, why text, legs jsonb)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $_$
+#variable_conflict use_column
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_now timestamptz := kernel._clock(p_now);
+    v_vector vector := kernel._checked_vector(p_query_vector, 'p_query_vector');
+    v_has_text boolean := coalesce(kernel._checked_text(p_query_text, 'p_query_text', false) ~ '\S', false);
+    v_config jsonb := kernel._config(v_user);
+    v_k int := coalesce(p_k, (v_config ->> 'recall_top_k')::int);
+    v_n int := greatest((ops.setting('kernel.recall_candidates'))::int, v_k);
+    v_w_text float8 := (v_config #>> '{recall_weights,text}')::float8;
+    v_w_vector float8 := (v_config #>> '{recall_weights,vector}')::float8;
+    v_w_recency float8 := (v_config #>> '{recall_weights,recency}')::float8;
+    v_rrf_k float8 := (ops.setting('kernel.rrf_k'))::float8;
+    v_lambda float8 := (ops.setting('kernel.mmr_lambda'))::float8;
+    v_half_life interval := (ops.setting('kernel.recency_half_life') #>> '{}')::interval;
+    v_ts regconfig := (ops.setting('kernel.text_search_config') #>> '{}')::regconfig;
+    v_all tsquery;
+    v_any tsquery;
+    v_match tsquery;
+    v_rare text;
+    v_common text[];
+    v_dim int;
+    v_text jsonb;
+    v_vec jsonb;
+    v_usage jsonb;
+    v_legs jsonb;
+    v_note text;
+    v_t_ids uuid[] := '{}';
+    v_t_scores float8[] := '{}';
+    v_t_ranks int[] := '{}';
+    v_t_all boolean[] := '{}';
+    v_v_ids uuid[] := '{}';
+    v_v_sims float8[] := '{}';
+    v_v_ranks int[] := '{}';
+    v_v_models text[] := '{}';
+    v_method text;
+    v_seen int;
+    v_ids uuid[];
+    v_rrf float8[];
+    v_rec float8[];
+    v_rec_ranks int[];
+    v_emb vector[];
+    v_tsv tsvector[];
+    v_pool int;
+    v_place int[];
+    v_maxsim float8[];
+    v_taken boolean[];
+    v_mmr float8[];
+    v_penalty float8[];
+    v_order int[] := '{}';
+    v_best int;
+    v_best_score float8;
+    v_s float8;
+BEGIN
+    IF v_k IS NULL OR v_k NOT BETWEEN 1 AND 100 THEN
+        RAISE EXCEPTION 'p_k: must be between 1 and 100, got %', coalesce(v_k::text, 'null') USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT v_has_text AND v_vector IS NULL THEN
+        RAISE EXCEPTION 'p_query_text, p_query_vector: give at least one' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_model IS NOT NULL AND v_vector IS NULL THEN
+        RAISE EXCEPTION 'p_query_vector: required when p_model is given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+
+    -- The full-text leg.
+    IF NOT v_has_text THEN
+        v_text := jsonb_build_object('ran', false, 'reason', 'no query text given');
+    ELSE
+        v_all := websearch_to_tsquery(v_ts, p_query_text);
+        IF numnode(v_all) = 0 THEN
+            v_text := jsonb_build_object('ran', false, 'reason', 'the query text has no searchable words (only stop words or punctuation)');
+        ELSE
+            -- Plain words: a card with any of them is a candidate, one with all of them ranks first;
+            -- but a word common among this user's cards (kernel.text_stats) alone does not make a
+            -- candidate: it would make thousands, each to be scored. It still counts in the score.
+            -- Quotes, "or" and -word are websearch_to_tsquery's syntax and match as written.
+            IF p_query_text ~* '"|(^|\s)-\S|(^|\s)or(\s|$)' THEN
+                v_any := v_all;
+                v_match := v_all;
+            ELSE
+                v_any := replace(v_all::text, ' & ', ' | ')::tsquery;
+                SELECT string_agg(t.term, ' | ') FILTER (WHERE s.lexeme IS NULL), array_agg(s.lexeme) FILTER (WHERE s.lexeme IS NOT NULL)
+                INTO v_rare, v_common
+                FROM unnest(string_to_array(v_all::text, ' & ')) AS t(term)
+                LEFT JOIN kernel.text_stats s ON s.user_id = v_user AND t.term = quote_literal(s.lexeme);
+                v_match := CASE WHEN v_rare IS NULL THEN v_all ELSE v_rare::tsquery || v_all END;
+            END IF;
+            SELECT coalesce(array_agg(x.id ORDER BY x.r, x.id), '{}'), coalesce(array_agg(x.s ORDER BY x.r, x.id), '{}'),
+                   coalesce(array_agg(x.r ORDER BY x.r, x.id), '{}'), coalesce(array_agg(x.all_words ORDER BY x.r, x.id), '{}')
+            INTO v_t_ids, v_t_scores, v_t_ranks, v_t_all
+            FROM (SELECT y.id, y.s, y.all_words, (rank() OVER (ORDER BY y.s DESC))::int AS r
+                  FROM (SELECT c.id, (ts_rank(c.tsv, v_any) + (c.tsv @@ v_all)::int)::float8 AS s, c.tsv @@ v_all AS all_words
+                        FROM kernel.card c
+                        WHERE c.user_id = v_user AND c.rolled_into IS NULL AND c.tsv @@ v_match
+                        ORDER BY 2 DESC, c.id LIMIT v_n) y) x;
+            v_text := jsonb_build_object('ran', true, 'matched', cardinality(v_t_ids), 'config', v_ts::text, 'query', v_any::text)
+                   || CASE WHEN v_common IS NOT NULL THEN jsonb_build_object('common_words', to_jsonb(v_common)) ELSE '{}' END
+                   || CASE WHEN cardinality(v_t_ids) = 0 THEN jsonb_build_object('reason',
+                          'no card matches the query words' || CASE WHEN v_common IS NOT NULL
+                              THEN ' (words common among this user''s cards match only all together)' ELSE '' END)
+                           ELSE '{}' END;
+        END IF;
+    END IF;
+
+    -- The vector leg.
+    IF v_vector IS NULL THEN
+        v_vec := jsonb_build_object('ran', false, 'reason', 'no query vector given');
+    ELSE
+        v_dim := vector_dims(v_vector);
+        IF NOT EXISTS (SELECT 1 FROM kernel.embedding e WHERE e.user_id = v_user AND e.dim = v_dim
+                                                         AND (p_model IS NULL OR e.model = p_model)) THEN
+            IF EXISTS (SELECT 1 FROM kernel.embedding e WHERE e.user_id = v_user AND (p_model IS NULL OR e.model = p_model)) THEN
+                RAISE EXCEPTION 'p_query_vector: must have the size of this user''s card embeddings% (%), got %',
+                    CASE WHEN p_model IS NULL THEN '' ELSE ' of that model' END,
+                    (SELECT string_agg(DISTINCT e.dim::text, ', ') FROM kernel.embedding e
+                     WHERE e.user_id = v_user AND (p_model IS NULL OR e.model = p_model)), v_dim
+                    USING ERRCODE = 'data_exception';
+            END IF;
+            v_vec := jsonb_build_object('ran', false, 'reason', CASE WHEN p_model IS NULL THEN 'no card of this user has an embedding'
+                                                                     ELSE 'no card of this user has an embedding of that model' END);
+        ELSE
+            SELECT coalesce(array_agg(x.id ORDER BY x.r, x.id), '{}'), coalesce(array_agg(x.s ORDER BY x.r, x.id), '{}'),
+                   coalesce(array_agg(x.r ORDER BY x.r, x.id), '{}'), coalesce(array_agg(x.m ORDER BY x.r, x.id), '{}'),
+                   min(x.method), min(x.rows_seen)
+            INTO v_v_ids, v_v_sims, v_v_ranks, v_v_models, v_method, v_seen
+            FROM (SELECT y.*, (rank() OVER (ORDER BY y.s DESC))::int AS r
+                  FROM (SELECT n.mem_id AS id, max(n.similarity) AS s, (array_agg(n.model ORDER BY n.similarity DESC))[1] AS m,
+                               min(n.method) AS method, min(n.rows_seen) AS rows_seen
+                        FROM kernel._nearest(v_user, v_vector, v_n, p_model) n
+                        JOIN kernel.card c ON c.id = n.mem_id AND c.rolled_into IS NULL
+                        GROUP BY n.mem_id ORDER BY 2 DESC, 1 LIMIT v_n) y) x;
+            v_vec := jsonb_build_object('ran', true, 'matched', cardinality(v_v_ids), 'dim', v_dim,
+                                        'method', coalesce(v_method, 'exact'), 'models', to_jsonb(ARRAY(SELECT DISTINCT unnest(v_v_models))))
+                  || CASE WHEN v_method = 'exact' THEN jsonb_build_object('rows_scanned', v_seen) ELSE '{}' END;
+        END IF;
+    END IF;
+
+    -- Candidates of both legs, with the usage-aware recency leg ranked among them, in RRF order.
+    SELECT array_agg(z.id ORDER BY z.rrf DESC, z.id), array_agg(z.rrf ORDER BY z.rrf DESC, z.id),
+           array_agg(z.place ORDER BY z.rrf DESC, z.id),
+           array_agg(z.recency ORDER BY z.rrf DESC, z.id), array_agg(z.recency_rank ORDER BY z.rrf DESC, z.id)
+    INTO v_ids, v_rrf, v_place, v_rec, v_rec_ranks
+    FROM (SELECT f.*, (dense_rank() OVER (ORDER BY f.rrf DESC))::int AS place
+          FROM (SELECT r.*, coalesce(v_w_text / (v_rrf_k + v_t_ranks[array_position(v_t_ids, r.id)]), 0)
+                    + coalesce(v_w_vector / (v_rrf_k + v_v_ranks[array_position(v_v_ids, r.id)]), 0)
+                    + v_w_recency / (v_rrf_k + r.recency_rank) AS rrf
+          -- ranked in steps of 0.01 (about 10 hours at a 30-day half-life): cards written moments
+          -- apart tie, so recency breaks ties and near-ties of the other legs and no more
+          FROM (SELECT w.*, (rank() OVER (ORDER BY round(w.recency::numeric, 2) DESC))::int AS recency_rank
+                FROM (SELECT c.id, kernel._recency(c.updated_at, u.last_used_at, u.used_count, v_now, v_half_life) AS recency
+                      FROM (SELECT unnest(v_t_ids) UNION SELECT unnest(v_v_ids)) AS ids(id)
+                      JOIN kernel.card c ON c.id = ids.id
+                      LEFT JOIN kernel.usage u ON u.mem_id = c.id) w) r) f) z;
+
+    -- MMR over the best candidates: each next card maximises
+    -- lambda * relevance - (1 - lambda) * its greatest similarity to a card already taken.
+    -- Relevance is 1 / the card's place in the fused order (ties share a place): RRF scores
+    -- themselves differ by a few per cent, which any similarity would outweigh. Similarity is
+    -- the cosine of the two cards' embeddings in the query vector's space, else the overlap
+    -- (Jaccard) of their summaries' words (tags left out: they say what a card is about, not what it says).
+    v_pool := least(coalesce(cardinality(v_ids), 0), greatest(4 * v_k, 20));
+    -- What the pool's cards are compared by: the embedding in the query vector's space, and the
+    -- summary's words (the tsvector's weight-A lexemes; tags are weight B).
+    SELECT array_agg(e.embedding ORDER BY x.i), array_agg(ts_filter(c.tsv, '{a}') ORDER BY x.i)
+    INTO v_emb, v_tsv
+    FROM unnest(v_ids[1:v_pool]) WITH ORDINALITY AS x(id, i)
+    JOIN kernel.card c ON c.id = x.id
+    LEFT JOIN LATERAL (SELECT e.embedding FROM kernel.embedding e
+                       WHERE v_vector IS NOT NULL AND e.mem_id = c.id AND e.dim = v_dim AND (p_model IS NULL OR e.model = p_model)
+                       ORDER BY e.model, e.provider LIMIT 1) e ON true;
+    v_maxsim := array_fill(0::float8, ARRAY[v_pool]);
+    v_taken := array_fill(false, ARRAY[v_pool]);
+    v_mmr := array_fill(NULL::float8, ARRAY[v_pool]);
+    v_penalty := array_fill(NULL::float8, ARRAY[v_pool]);
+    FOR v_step IN 1 .. least(v_k, v_pool) LOOP
+        v_best := NULL;
+        FOR v_i IN 1 .. v_pool LOOP
+            CONTINUE WHEN v_taken[v_i];
+            v_s := v_lambda / v_place[v_i] - (1 - v_lambda) * v_maxsim[v_i];
+            IF v_best IS NULL OR v_s > v_best_score THEN
+                v_best := v_i;
+                v_best_score := v_s;
+            END IF;
+        END LOOP;
+        v_taken[v_best] := true;
+        v_order := v_order || v_best;
+        v_mmr[v_best] := v_best_score;
+        v_penalty[v_best] := v_maxsim[v_best];
+        SELECT array_agg(CASE WHEN v_taken[m.i] THEN m.sim
+                              ELSE greatest(m.sim, CASE WHEN m.e IS NOT NULL AND v_emb[v_best] IS NOT NULL THEN 1 - (m.e <=> v_emb[v_best])
+                                                        ELSE kernel._jaccard(tsvector_to_array(m.t), tsvector_to_array(v_tsv[v_best])) END)
+                         END ORDER BY m.i)
+        INTO v_maxsim
+        FROM unnest(v_maxsim[1:v_pool], v_emb[1:v_pool], v_tsv[1:v_pool]) WITH ORDINALITY AS m(sim, e, t, i);
+    END LOOP;
+
+    -- Usage, in this transaction; a hot standby (or a read-only transaction) answers without it.
+    IF cardinality(v_order) = 0 THEN
+        v_usage := jsonb_build_object('bumped', false, 'reason', 'no card returned');
+    ELSIF pg_is_in_recovery() THEN
+        v_usage := jsonb_build_object('bumped', false, 'reason', 'hot standby: usage is counted on the primary only');
+    ELSIF current_setting('transaction_read_only') = 'on' THEN
+        v_usage := jsonb_build_object('bumped', false, 'reason', 'read-only transaction');
+    ELSE
+        -- in card id order, so two recalls bumping the same cards cannot deadlock
+        INSERT INTO kernel.usage AS u (mem_id, user_id, used_count, last_used_at)
+        SELECT x.id, v_user, 1, v_now FROM unnest(v_ids[1:v_pool]) WITH ORDINALITY AS x(id, i)
+        WHERE x.i = ANY(v_order) ORDER BY x.id
+        ON CONFLICT (mem_id) DO UPDATE SET used_count = u.used_count + 1,
+            last_used_at = greatest(u.last_used_at, EXCLUDED.last_used_at);
+        v_usage := jsonb_build_object('bumped', true, 'cards', cardinality(v_order));
+    END IF;
+
+    v_legs := jsonb_build_object(
+        'text', v_text, 'vector', v_vec,
+        'recency', jsonb_build_object('ran', cardinality(v_order) > 0, 'half_life', v_half_life::text),
+        'usage', v_usage, 'weights', jsonb_build_object('text', v_w_text, 'vector', v_w_vector, 'recency', v_w_recency),
+        'rrf_k', v_rrf_k, 'mmr_lambda', v_lambda, 'candidates', coalesce(cardinality(v_ids), 0), 'mmr_pool', v_pool);
+    v_note := concat_ws('; ',
+        CASE WHEN NOT (v_text ->> 'ran')::boolean THEN 'text leg not run: ' || (v_text ->> 'reason')
+             WHEN v_text ? 'reason' THEN 'text leg: ' || (v_text ->> 'reason') END,
+        CASE WHEN NOT (v_vec ->> 'ran')::boolean THEN 'vector leg not run: ' || (v_vec ->> 'reason')
+             WHEN (v_vec ->> 'matched')::int = 0 THEN 'vector leg: no card left after leaving out rolled-up notes' END);
+
+    IF cardinality(v_order) = 0 THEN
+        RETURN QUERY SELECT 0, NULL::uuid, NULL::text, NULL::text[], NULL::text, NULL::text, NULL::float8, NULL::float8,
+            NULL::int, NULL::float8, NULL::int, NULL::float8, NULL::int, NULL::float8, NULL::float8, NULL::int,
+            NULL::timestamptz, NULL::timestamptz, 'nothing recalled: ' || coalesce(nullif(v_note, ''), 'no candidate'), v_legs;
+        RETURN;
+    END IF;
+    RETURN QUERY
+    WITH picked AS (
+        SELECT o.pos::int AS pos, v_ids[o.i] AS id, v_rrf[o.i] AS rrf, v_mmr[o.i] AS mmr, v_penalty[o.i] AS penalty,
+               v_rec[o.i] AS rec, v_rec_ranks[o.i] AS rec_rank,
+               array_position(v_t_ids, v_ids[o.i]) AS ti, array_position(v_v_ids, v_ids[o.i]) AS vi
+        FROM unnest(v_order) WITH ORDINALITY AS o(i, pos)),
+    scored AS (
+        SELECT p.*, c.summary AS c_summary, c.tags AS c_tags, c.source AS c_source, c.kind AS c_kind,
+               c.updated_at AS c_updated_at, coalesce(u.used_count, 0) AS c_used, u.last_used_at AS c_last_used,
+               (SELECT count(*) FROM kernel.card r WHERE r.rolled_into = c.id) AS rolled,
+               (SELECT CASE WHEN k.card_a = c.id THEN k.card_b ELSE k.card_a END FROM kernel.contradiction k
+                WHERE k.resolved_at IS NULL AND (k.card_a = c.id OR k.card_b = c.id) ORDER BY k.detected_at LIMIT 1) AS contra
+        FROM picked p JOIN kernel.card c ON c.id = p.id LEFT JOIN kernel.usage u ON u.mem_id = c.id)
+    SELECT s.pos, s.id, s.c_summary, s.c_tags, s.c_source, s.c_kind, s.mmr, s.rrf,
+           v_t_ranks[s.ti], v_t_scores[s.ti], v_v_ranks[s.vi], v_v_sims[s.vi], s.rec_rank, s.rec, s.penalty,
+           s.c_used, s.c_last_used, s.c_updated_at,
+           concat_ws('; ',
+               CASE WHEN s.ti IS NOT NULL THEN format('text #%s (score %s, %s of the query words)', v_t_ranks[s.ti],
+                   round(v_t_scores[s.ti]::numeric, 3), CASE WHEN v_t_all[s.ti] THEN 'all' ELSE 'some' END) END,
+               CASE WHEN s.vi IS NOT NULL THEN format('vector #%s (cosine %s, %s)', v_v_ranks[s.vi],
+                   round(v_v_sims[s.vi]::numeric, 3), v_v_models[s.vi]) END,
+               format('recency #%s (score %s)', s.rec_rank, round(s.rec::numeric, 3)),
+               format('RRF %s, MMR %s', round(s.rrf::numeric, 5), round(s.mmr::numeric, 4))
+                   || CASE WHEN s.penalty > 0 THEN format(' (similarity %s to a card ranked above)', round(s.penalty::numeric, 3)) ELSE '' END,
+               CASE WHEN s.c_kind = 'summary' THEN format('summary of %s rolled-up notes', s.rolled) END,
+               CASE WHEN s.contra IS NOT NULL THEN format('contradicts card %s (open: see kernel.contradictions)', s.contra) END,
+               nullif(v_note, '')),
+           v_legs
+    FROM scored s ORDER BY s.pos;
+END
+$_$;
+
+COMMENT ON FUNCTION kernel.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_k integer, p_model text, p_now timestamp with time zone) IS 'Recalls a user''s top p_k cards (default: the user''s recall_top_k, 5). Legs: full text (websearch_to_tsquery under kernel.text_search_config over the GIN-indexed summary and tags: plain words match any, all-word matches first, except that a word in more than kernel.text_common_cards of the user''s cards (kernel.text_stats) matches only together with the others), vector when p_query_vector is given (cosine to the cards'' embeddings of its size, optionally of p_model; exact or HNSW, see kernel._nearest), each its top kernel.recall_candidates; then usage-aware recency ranked among those candidates (kernel._recency at p_now). Fused by reciprocal rank fusion, weight / (kernel.rrf_k + rank) per leg with the user''s recall_weights; then MMR (kernel.mmr_lambda; relevance 1 / place in the fused order, similarity the embeddings'' cosine in the query''s space, else the overlap of the summaries'' words) over the best max(4k, 20). Recency ranks in steps of 0.01 of its score, so that cards written moments apart tie. Notes rolled into a summary card are left out (the summary stands for them). Each row: every score part, the MMR penalty, usage, why in words, and the legs'' report (JSON); a leg that could not run or found nothing is named in every row, and an empty recall returns one row with rank 0 and no card saying why. Bumps kernel.usage for the cards returned in the same transaction, except on a hot standby or in a read-only transaction (then legs.usage says so).';
+
+CREATE FUNCTION kernel.refresh_text_stats(p_user_id uuid) RETURNS integer
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_common int := (ops.setting('kernel.text_common_cards'))::int;
+    v_cards int := (SELECT count(*) FROM kernel.card c WHERE c.user_id = v_user AND c.rolled_into IS NULL);
+    v_rows int := 0;
+BEGIN
+    DELETE FROM kernel.text_stats s WHERE s.user_id = v_user;
+    IF v_cards > v_common THEN  -- with fewer cards no word can be common
+        INSERT INTO kernel.text_stats (user_id, lexeme, ndoc, cards)
+        SELECT v_user, w.word, w.ndoc, v_cards
+        FROM ts_stat(format('SELECT c.tsv FROM kernel.card c WHERE c.user_id = %L AND c.rolled_into IS NULL', v_user)) w
+        WHERE w.ndoc > v_common;
+        GET DIAGNOSTICS v_rows = ROW_COUNT;
+    END IF;
+    RETURN v_rows;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.refresh_text_stats(p_user_id uuid) IS 'Counts the words (lexemes) more than kernel.text_common_cards of a user''s live cards contain into kernel.text_stats (replacing the previous count). The maintenance job runs it daily. Returns the number of common words.';
+
+CREATE FUNCTION kernel.resolve_contradiction(p_user_id uuid, p_contradiction_id uuid, p_keep_card_id uuid DEFAULT NULL::uuid, p_delete_other boolean DEFAULT true, p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(contradiction_id uuid, kept_id uuid, deleted_id uuid)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_c kernel.contradiction;
+BEGIN
+    SELECT * INTO v_c FROM kernel.contradiction k WHERE k.id = p_contradiction_id AND k.user_id = v_user FOR UPDATE;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'p_contradiction_id: unknown contradiction %', p_contradiction_id USING ERRCODE = 'foreign_key_violation';
+    END IF;
+    IF v_c.resolved_at IS NOT NULL THEN
+        RAISE EXCEPTION 'p_contradiction_id: resolved already, at %', v_c.resolved_at USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_keep_card_id IS NOT NULL AND p_keep_card_id NOT IN (v_c.card_a, v_c.card_b) THEN
+        RAISE EXCEPTION 'p_keep_card_id: must be one of the two cards of the contradiction (% or %)', v_c.card_a, v_c.card_b
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    UPDATE kernel.contradiction k SET resolved_at = v_at, kept_id = p_keep_card_id WHERE k.id = v_c.id;
+    contradiction_id := v_c.id;
+    kept_id := p_keep_card_id;
+    IF p_keep_card_id IS NOT NULL AND p_delete_other THEN
+        deleted_id := CASE WHEN p_keep_card_id = v_c.card_a THEN v_c.card_b ELSE v_c.card_a END;
+        DELETE FROM kernel.card c WHERE c.id = deleted_id AND c.user_id = v_user;  -- takes the pair's row along
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.resolve_contradiction(p_user_id uuid, p_contradiction_id uuid, p_keep_card_id uuid, p_delete_other boolean, p_at timestamp with time zone) IS 'Resolves an open contradiction explicitly: with p_keep_card_id, that card stands and the other is deleted (unless p_delete_other is false); without it both stand as compatible. Either way the pair no longer surfaces in kernel.contradictions, and writing one of its cards again does not reopen it. Returns what was kept and deleted.';
+
+CREATE FUNCTION kernel.run_maintenance(p_now timestamp with time zone DEFAULT NULL::timestamp with time zone, p_max_users integer DEFAULT NULL::integer) RETURNS bigint
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_now timestamptz := kernel._clock(p_now);
+    v_day date := v_now::date;
+    v_batch int := coalesce(p_max_users, (ops.setting('kernel.maintenance_batch_users'))::int);
+    v_run bigint;
+    v_user uuid;
+    v_log jsonb;
+    v_t timestamptz;
+    v_rows bigint;
+    v_pruned record;
+    v_step text;
+    v_err text;
+    v_done int := 0;
+    v_failed int := 0;
+    v_left int;
+BEGIN
+    IF v_batch IS NULL OR v_batch < 1 THEN
+        RAISE EXCEPTION 'p_max_users: must be at least 1, got %', v_batch USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF NOT pg_try_advisory_xact_lock(hashtext('psimem.kernel.maintenance')) THEN
+        RAISE NOTICE 'kernel maintenance: another run holds the lock; nothing done';
+        RETURN NULL;
+    END IF;
+    INSERT INTO ops.kernel_runs (as_of) VALUES (v_now) RETURNING run_id INTO v_run;
+
+    -- Once a day: finding the sizes that need an index reads every embedding's (user, size).
+    IF NOT EXISTS (SELECT 1 FROM ops.kernel_run_log l WHERE l.user_id IS NULL AND l.maintained_for = v_day
+                   AND l.step = 'vector indexes') THEN
+        v_t := clock_timestamp();
+        SELECT count(*) INTO v_rows FROM kernel.ensure_vector_indexes() x WHERE x.action = 'created';
+        INSERT INTO ops.kernel_run_log (run_id, user_id, maintained_for, step, rows, duration_ms, ok)
+        VALUES (v_run, NULL, v_day, 'vector indexes', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    END IF;
+
+    -- Users with kernel data not yet maintained for this day (nor failed three times for it).
+    FOR v_user IN
+        SELECT u.user_id FROM memory.users u
+        WHERE (EXISTS (SELECT 1 FROM kernel.card c WHERE c.user_id = u.user_id)
+               OR EXISTS (SELECT 1 FROM kernel.journal j WHERE j.user_id = u.user_id))
+          AND NOT EXISTS (SELECT 1 FROM ops.kernel_run_log l
+                          WHERE l.user_id = u.user_id AND l.maintained_for = v_day AND l.step = 'done')
+          AND (SELECT count(*) FROM ops.kernel_run_log l
+               WHERE l.user_id = u.user_id AND l.maintained_for = v_day AND l.step = 'failed') < 3
+        ORDER BY u.user_id
+        LIMIT v_batch
+    LOOP
+        v_log := '[]';
+        BEGIN
+            v_t := clock_timestamp(); v_step := 'prune stale';
+            SELECT * INTO v_pruned FROM kernel.prune(v_user, v_now);
+            v_log := v_log || jsonb_build_object('step', 'prune stale', 'rows', v_pruned.stale_deleted, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t))
+                           || jsonb_build_object('step', 'trim to max_cards', 'rows', v_pruned.trimmed, 'ms', 0);
+            v_t := clock_timestamp(); v_step := 'compress';
+            SELECT coalesce(sum(x.notes_rolled), 0) INTO v_rows FROM kernel.compress(v_user, NULL, least(v_now, now())) x;
+            v_log := v_log || jsonb_build_object('step', 'compress', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+            v_t := clock_timestamp(); v_step := 'compact journal';
+            SELECT coalesce(sum(x.entries), 0) INTO v_rows FROM kernel.compact_journal(v_user, v_now) x;
+            v_log := v_log || jsonb_build_object('step', 'compact journal', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t));
+            v_t := clock_timestamp(); v_step := 'text stats';
+            v_rows := kernel.refresh_text_stats(v_user);
+            v_log := v_log || jsonb_build_object('step', 'text stats', 'rows', v_rows, 'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t))
+                           || jsonb_build_object('step', 'done', 'rows', 0, 'ms', 0);
+            v_done := v_done + 1;
+        EXCEPTION WHEN OTHERS THEN
+            -- This user's maintenance is rolled back; the others go on. Logged, raised as a warning.
+            GET STACKED DIAGNOSTICS v_err = MESSAGE_TEXT;
+            v_failed := v_failed + 1;
+            v_log := jsonb_build_array(jsonb_build_object('step', 'failed', 'rows', 0,
+                     'ms', 1000 * extract(epoch FROM clock_timestamp() - v_t), 'error', v_step || ': ' || v_err));
+            RAISE WARNING 'kernel maintenance: user % failed at %: %', v_user, v_step, v_err;
+        END;
+        INSERT INTO ops.kernel_run_log (run_id, user_id, maintained_for, step, rows, duration_ms, ok, error)
+        SELECT v_run, v_user, v_day, e ->> 'step', (e ->> 'rows')::bigint, (e ->> 'ms')::float8, e ->> 'error' IS NULL, e ->> 'error'
+        FROM jsonb_array_elements(v_log) e;
+    END LOOP;
+
+    v_t := clock_timestamp();
+    DELETE FROM kernel.tombstone t WHERE t.deleted_at < v_now - (ops.setting('kernel.tombstone_keep') #>> '{}')::interval;
+    GET DIAGNOSTICS v_rows = ROW_COUNT;
+    INSERT INTO ops.kernel_run_log (run_id, user_id, maintained_for, step, rows, duration_ms, ok)
+    VALUES (v_run, NULL, v_day, 'trim tombstones', v_rows, 1000 * extract(epoch FROM clock_timestamp() - v_t), true);
+    DELETE FROM ops.kernel_runs r WHERE r.started_at < now() - (ops.setting('ops.keep_history') #>> '{}')::interval;
+
+    SELECT count(*) INTO v_left FROM memory.users u
+    WHERE (EXISTS (SELECT 1 FROM kernel.card c WHERE c.user_id = u.user_id)
+           OR EXISTS (SELECT 1 FROM kernel.journal j WHERE j.user_id = u.user_id))
+      AND NOT EXISTS (SELECT 1 FROM ops.kernel_run_log l WHERE l.user_id = u.user_id AND l.maintained_for = v_day
+                      AND l.step = 'done');
+    UPDATE ops.kernel_runs r SET finished_at = clock_timestamp(), users_done = v_done, users_failed = v_failed, users_left = v_left,
+        status = CASE WHEN v_failed = 0 THEN 'ok' WHEN v_done = 0 THEN 'failed' ELSE 'partial' END
+    WHERE r.run_id = v_run;
+    RETURN v_run;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.run_maintenance(p_now timestamp with time zone, p_max_users integer) IS 'The kernel''s maintenance job (pg_cron, cron.kernel_maintenance, hourly): builds missing HNSW indexes (kernel.ensure_vector_indexes, first call of a day), then for up to p_max_users (kernel.maintenance_batch_users) users with kernel data not yet maintained for p_now''s day: kernel.prune, kernel.compress, kernel.compact_journal, kernel.refresh_text_stats, each user in a subtransaction (a failure rolls back that user only, is logged and retried by a later call, at most three times a day); then forgets tombstones older than kernel.tombstone_keep. Each call is one transaction, so a day''s users are done in committed batches across calls; a killed call leaves nothing half-done and the next one takes its users. Advisory-locked (a second concurrent call returns NULL) and idempotent. Logged in ops.kernel_runs and ops.kernel_run_log (bi.kernel_runs). Returns the run id.';
+
+CREATE FUNCTION kernel.set_config(p_user_id uuid, p_key text, p_value jsonb) RETURNS jsonb
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_problem text;
+BEGIN
+    IF p_key IS NULL OR p_key NOT IN ('emit_auto_on', 'versioning', 'prune_policy', 'recall_top_k', 'recall_weights') THEN
+        RAISE EXCEPTION 'p_key: must be one of emit_auto_on, versioning, prune_policy, recall_top_k, recall_weights'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF p_value IS NULL THEN
+        DELETE FROM kernel.config c WHERE c.user_id = v_user AND c.key = p_key;
+    ELSE
+        v_problem := kernel._config_problem(p_key, p_value);
+        IF v_problem IS NOT NULL THEN
+            RAISE EXCEPTION 'p_value: % %', p_key, v_problem USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        INSERT INTO kernel.config AS c (user_id, key, value) VALUES (v_user, p_key, p_value)
+        ON CONFLICT (user_id, key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()
+        WHERE c.value IS DISTINCT FROM EXCLUDED.value;
+    END IF;
+    RETURN kernel._config(v_user) -> p_key;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.set_config(p_user_id uuid, p_key text, p_value jsonb) IS 'Sets one MemoryConfig key for a user (emit_auto_on, versioning, prune_policy, recall_top_k, recall_weights); a NULL value removes the override. Refuses a value that does not fit its key, naming the key and the rule. Returns the key''s effective value.';
+
+CREATE FUNCTION kernel.summarise_extractive(p_texts text[], p_max_words integer) RETURNS text
+    LANGUAGE plpgsql IMMUTABLE
+    SET search_path TO 'pg_catalog', 'pg_temp'
+    AS $_$
+DECLARE
+    v_budget int := p_max_words;
+    v_pick record;
+    v_first text;
+    v_words int;
+    v_chosen int[] := '{}';
+    v_sentences text[] := '{}';
+BEGIN
+    IF p_max_words IS NULL OR p_max_words < 1 THEN
+        RAISE EXCEPTION 'p_max_words: must be at least 1, got %', p_max_words USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- Each text's first sentence, most central first: centrality is a text's summed word
+    -- overlap (Jaccard) with all the others, so the sentences that say what most texts say
+    -- come first; they are kept while they fit the word budget, then put back in text order.
+    FOR v_pick IN
+        WITH s AS (
+            -- (the first quantifier decides an ARE's greediness: a leading \s* would make .+? greedy)
+            SELECT x.n, coalesce((regexp_match(btrim(x.t, E' \t\n\r'), '^(.+?[.!?])(\s|$)'))[1], btrim(x.t, E' \t\n\r')) AS sentence,
+                   tsvector_to_array(to_tsvector('simple', x.t)) AS words
+            FROM unnest(p_texts) WITH ORDINALITY AS x(t, n)
+            WHERE x.t ~ '\S')
+        SELECT a.n, CASE WHEN a.sentence ~ '[.!?…]$' THEN a.sentence ELSE a.sentence || '.' END AS sentence,
+               coalesce(sum(kernel._jaccard(a.words, b.words)) FILTER (WHERE b.n <> a.n), 0) AS centrality
+        FROM s a CROSS JOIN s b
+        GROUP BY a.n, a.sentence
+        ORDER BY centrality DESC, a.n
+    LOOP
+        v_first := coalesce(v_first, v_pick.sentence);
+        v_words := kernel._word_count(v_pick.sentence);
+        CONTINUE WHEN v_words > v_budget;
+        v_chosen := v_chosen || v_pick.n::int;
+        v_sentences := v_sentences || v_pick.sentence;
+        v_budget := v_budget - v_words;
+    END LOOP;
+    IF v_first IS NULL THEN
+        RETURN NULL;
+    ELSIF cardinality(v_chosen) = 0 THEN
+        RETURN kernel._first_words(v_first, p_max_words);  -- even the most central sentence is too long
+    END IF;
+    RETURN (SELECT string_agg(x.s, ' ' ORDER BY x.n) FROM unnest(v_sentences, v_chosen) AS x(s, n));
+END
+$_$;
+
+COMMENT ON FUNCTION kernel.summarise_extractive(p_texts text[], p_max_words integer) IS 'The default kernel summariser (the kernel.summariser setting names it): extractive, no LLM. Takes the first sentence of each text, most central first (summed Jaccard word overlap with the other texts), while they fit in p_max_words words, and returns them in the texts'' order; if none fits, the most central one cut to p_max_words. Any function(text[], int) returning text can replace it, an LLM-backed one included.';
+
+CREATE FUNCTION kernel.upsert_card(p_user_id uuid, p_summary text, p_tags text[] DEFAULT NULL::text[], p_source text DEFAULT NULL::text, p_subject text DEFAULT NULL::text, p_embedding real[] DEFAULT NULL::real[], p_provider text DEFAULT NULL::text, p_model text DEFAULT NULL::text, p_card_id uuid DEFAULT NULL::uuid, p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(card_id uuid, action text, contradicts uuid[], summary_card_id uuid)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_summary text := kernel._checked_text(p_summary, 'p_summary');
+    v_tags text[] := kernel._checked_tags(p_tags);
+    v_subject text := kernel._checked_subject(p_subject);
+    v_vector vector := kernel._checked_vector(p_embedding, 'p_embedding');
+    v_dim int;
+    v_id uuid;
+    v_inserted boolean := false;
+    v_other uuid;
+    v_card kernel.card;
+BEGIN
+    IF p_source IS NOT NULL AND p_source NOT IN ('msc', 'bio', 'export', 'journal') THEN
+        RAISE EXCEPTION 'p_source: must be one of msc, bio, export, journal (got %)', quote_literal(p_source)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_vector IS NULL AND (p_provider IS NOT NULL OR p_model IS NOT NULL) THEN
+        RAISE EXCEPTION 'p_embedding: required when p_provider or p_model is given' USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF v_vector IS NOT NULL THEN
+        IF p_provider IS NULL OR p_provider !~ '\S' OR length(p_provider) > 200 THEN
+            RAISE EXCEPTION 'p_provider: an embedding needs its provider (1 to 200 characters)' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        IF p_model IS NULL OR p_model !~ '\S' OR length(p_model) > 200 THEN
+            RAISE EXCEPTION 'p_model: an embedding needs its model (1 to 200 characters)' USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        -- One provider/model gives one size: a vector of another size is a caller's mistake.
+        SELECT e.dim INTO v_dim FROM kernel.embedding e
+        WHERE e.user_id = v_user AND e.model = p_model AND e.provider = p_provider LIMIT 1;
+        IF v_dim <> vector_dims(v_vector) THEN
+            RAISE EXCEPTION 'p_embedding: must have % dimensions like this user''s other embeddings of the same provider and model, got %',
+                v_dim, vector_dims(v_vector) USING ERRCODE = 'data_exception';
+        END IF;
+    END IF;
+
+    PERFORM kernel._lock_user(v_user);
+    IF p_card_id IS NULL THEN
+        INSERT INTO kernel.card AS c (user_id, summary, tags, source, subject, content_key, ts_config, created_at, updated_at)
+        VALUES (v_user, v_summary, coalesce(v_tags, '{}'), coalesce(p_source, 'msc'),
+                coalesce(v_subject, kernel._subject_of(v_tags)), kernel._content_key(v_summary),
+                (ops.setting('kernel.text_search_config') #>> '{}')::regconfig, v_at, v_at)
+        ON CONFLICT (user_id, content_key) DO UPDATE SET
+            summary = EXCLUDED.summary,
+            tags = ARRAY(SELECT m.tag FROM (SELECT t.tag, min(t.n) AS n FROM unnest(c.tags || EXCLUDED.tags)
+                                            WITH ORDINALITY AS t(tag, n) GROUP BY t.tag) m ORDER BY m.n),
+            subject = coalesce(v_subject, c.subject, EXCLUDED.subject),
+            updated_at = greatest(c.updated_at, EXCLUDED.updated_at),
+            rolled_into = NULL  -- a fact written again is live again, even if compression had rolled it up
+        RETURNING c.id, (c.xmax = 0) INTO v_id, v_inserted;
+    ELSE
+        BEGIN
+            UPDATE kernel.card c SET summary = v_summary, tags = coalesce(v_tags, c.tags), source = coalesce(p_source, c.source),
+                   subject = coalesce(v_subject, c.subject), updated_at = greatest(c.updated_at, v_at), rolled_into = NULL
+            WHERE c.id = p_card_id AND c.user_id = v_user
+            RETURNING c.id INTO v_id;
+        EXCEPTION WHEN unique_violation THEN
+            SELECT c.id INTO v_other FROM kernel.card c WHERE c.user_id = v_user AND c.content_key = kernel._content_key(v_summary);
+            RAISE EXCEPTION 'p_summary: card % already states this fact', v_other USING ERRCODE = 'unique_violation';
+        END;
+        IF v_id IS NULL THEN
+            RAISE EXCEPTION 'p_card_id: unknown card %', p_card_id USING ERRCODE = 'foreign_key_violation';
+        END IF;
+    END IF;
+    IF v_inserted THEN
+        INSERT INTO kernel.usage (mem_id, user_id) VALUES (v_id, v_user) ON CONFLICT DO NOTHING;
+    END IF;
+    IF v_vector IS NOT NULL THEN
+        INSERT INTO kernel.embedding AS e (user_id, mem_id, provider, model, dim, embedding, created_at)
+        VALUES (v_user, v_id, p_provider, p_model, vector_dims(v_vector), v_vector, v_at)
+        ON CONFLICT (mem_id, provider, model) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
+            created_at = EXCLUDED.created_at
+        WHERE e.embedding IS DISTINCT FROM EXCLUDED.embedding;
+    END IF;
+
+    card_id := v_id;
+    action := CASE WHEN v_inserted THEN 'inserted' ELSE 'updated' END;
+    contradicts := kernel._detect_contradictions(v_user, v_id, v_vector, p_provider, p_model, v_at);
+    SELECT * INTO v_card FROM kernel.card c WHERE c.id = v_id;
+    IF v_card.kind = 'note' AND v_card.subject IS NOT NULL THEN
+        SELECT s.summary_card_id INTO summary_card_id FROM kernel._compress_subject(v_user, v_card.subject, v_at) s;
+    END IF;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.upsert_card(p_user_id uuid, p_summary text, p_tags text[], p_source text, p_subject text, p_embedding real[], p_provider text, p_model text, p_card_id uuid, p_at timestamp with time zone) IS 'Writes one card for a user. Without p_card_id: a new card, or, when the user already has a card stating the same fact (the normalised summary''s content key), that card, overwritten in place: newest wording, tags merged, updated_at moved to p_at; never a second card, also when two writers race. With p_card_id: that card''s summary (and given tags, source, subject) overwritten. p_embedding (with p_provider and p_model) adds or replaces the card''s embedding of that model; any size, one size per model. Then checks for contradictions (kernel.contradictions) and, for a note with a subject (p_subject, else its first tag that is not key:), compresses the subject once it holds kernel.compress_after live notes. Returns the card id, inserted or updated, the cards it contradicts and the summary card the subject''s older notes were rolled into, if that happened.';
+
+CREATE FUNCTION kernel.write_meta_layer(p_user_id uuid, p_summary text DEFAULT NULL::text, p_patterns text[] DEFAULT NULL::text[], p_contradictions text[] DEFAULT NULL::text[], p_decisions text[] DEFAULT NULL::text[], p_at timestamp with time zone DEFAULT NULL::timestamp with time zone) RETURNS TABLE(journal_id uuid, turn integer, summary text, detail jsonb)
+    LANGUAGE plpgsql
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_user uuid := kernel._user(p_user_id);
+    v_at timestamptz := kernel._checked_time(p_at, 'p_at');
+    v_every int := (ops.setting('kernel.meta_every'))::int;
+    v_turn int;
+    v_from int;
+    v_summary text;
+    v_detail jsonb;
+    v_id uuid;
+BEGIN
+    PERFORM kernel._lock_user(v_user);
+    v_turn := coalesce((SELECT max(j.turn) FROM kernel.journal j WHERE j.user_id = v_user AND j.kind = 'turn'), 0);
+    v_from := coalesce((SELECT max(j.turn) FROM kernel.journal j WHERE j.user_id = v_user AND j.kind = 'meta'), 0) + 1;
+    IF v_turn - v_from + 1 < v_every THEN
+        RAISE EXCEPTION 'turn: a meta-layer entry comes every % turns; % journaled since the last one', v_every, v_turn - v_from + 1
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- What the caller does not say is synthesised from the turns since the last meta layer:
+    -- patterns are the tags most reflected on, contradictions the open ones, decisions the conclusions.
+    p_patterns := coalesce(p_patterns, ARRAY(
+        SELECT format('%s (%s)', t.tag, count(*)) FROM kernel.journal j, unnest(j.reflected_ids) r(id)
+        JOIN kernel.card c ON c.id = r.id, unnest(c.tags) t(tag)
+        WHERE j.user_id = v_user AND j.kind = 'turn' AND j.turn BETWEEN v_from AND v_turn
+        GROUP BY t.tag ORDER BY count(*) DESC, t.tag LIMIT 5));
+    p_contradictions := coalesce(p_contradictions, ARRAY(
+        SELECT format('%s <> %s', left(k.summary_a, 80), left(k.summary_b, 80)) FROM kernel.contradictions(v_user) k));
+    p_decisions := coalesce(p_decisions, ARRAY(
+        SELECT j.conclusion FROM kernel.journal j
+        WHERE j.user_id = v_user AND j.kind = 'turn' AND j.turn BETWEEN v_from AND v_turn AND j.conclusion ~ '\S'
+        ORDER BY j.turn));
+    v_summary := CASE WHEN p_summary IS NOT NULL THEN kernel._checked_summary(p_summary, 'p_summary')
+                      ELSE kernel._first_words(format('Turns %s-%s. Patterns: %s. Open contradictions: %s. Decisions: %s',
+                               v_from, v_turn, coalesce(nullif(array_to_string(p_patterns, ', '), ''), 'none'),
+                               cardinality(p_contradictions), coalesce(nullif(array_to_string(p_decisions, '; '), ''), 'none')), 70) END;
+    v_detail := jsonb_build_object('patterns', to_jsonb(p_patterns), 'contradictions', to_jsonb(p_contradictions),
+                                   'decisions', to_jsonb(p_decisions), 'turns', jsonb_build_array(v_from, v_turn));
+    INSERT INTO kernel.journal AS j (user_id, stage, summary, conclusion, created_at, kind, turn, detail)
+    VALUES (v_user, (SELECT s.stage FROM kernel._stage(v_user) s), v_summary, '', v_at, 'meta', v_turn, v_detail)
+    RETURNING j.id INTO v_id;
+    journal_id := v_id;
+    turn := v_turn;
+    summary := v_summary;
+    detail := v_detail;
+    RETURN NEXT;
+END
+$$;
+
+COMMENT ON FUNCTION kernel.write_meta_layer(p_user_id uuid, p_summary text, p_patterns text[], p_contradictions text[], p_decisions text[], p_at timestamp with time zone) IS 'Writes the meta-layer entry that spec 001 section 2 asks for every kernel.meta_every (4) turns: patterns, contradictions, decisions. Refused until that many turns were journaled since the last one. Parts not given are synthesised from the turns since: the tags of the cards they reflected on most (patterns), the open contradictions, the turns'' conclusions (decisions); so is a summary (at most 70 words). Returns the entry.';
 
 CREATE FUNCTION memory._acting_user() RETURNS uuid
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -74,7 +1947,6 @@ CREATE FUNCTION memory._checked_vector(p_value real[], p_field text, p_space tex
     AS $$
 DECLARE
     v_dim int := (ops.setting('embedding.' || p_space || '_dim'))::int;
-    v_vector vector;
 BEGIN
     IF p_value IS NULL THEN
         RETURN NULL;
@@ -84,17 +1956,7 @@ BEGIN
             p_field, v_dim, p_space, coalesce(cardinality(p_value), 0)
             USING ERRCODE = 'data_exception';
     END IF;
-    BEGIN
-        v_vector := p_value::vector;
-    EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
-        -- pgvector refuses NaN, infinity and NULL elements; say which argument held them.
-        RAISE EXCEPTION '%: must hold finite numbers only (%)', p_field, SQLERRM USING ERRCODE = 'data_exception';
-    END;
-    -- A zero vector has no direction: every cosine distance to it is NaN.
-    IF vector_norm(v_vector) = 0 THEN
-        RAISE EXCEPTION '%: must not be all zeros (cosine distance to it is undefined)', p_field USING ERRCODE = 'data_exception';
-    END IF;
-    RETURN v_vector;
+    RETURN memory._finite_vector(p_value, p_field);
 END
 $$;
 
@@ -301,6 +2163,29 @@ END
 $$;
 
 COMMENT ON FUNCTION memory._day_table_text_stats() IS 'Internal, statement trigger on memory.day_table: adds the new turns'' lexemes to memory.text_stats (turns containing each lexeme, per user) and their counts to memory.text_totals. Counts are never decreased when retention deletes turns: they describe the history recall searches.';
+
+CREATE FUNCTION memory._finite_vector(p_value real[], p_field text) RETURNS public.vector
+    LANGUAGE plpgsql STABLE
+    SET search_path TO 'pg_catalog', 'public', 'pg_temp'
+    AS $$
+DECLARE
+    v_vector vector;
+BEGIN
+    BEGIN
+        v_vector := p_value::vector;
+    EXCEPTION WHEN data_exception OR null_value_not_allowed THEN
+        -- pgvector refuses NaN, infinity and NULL elements; say which argument held them.
+        RAISE EXCEPTION '%: must hold finite numbers only (%)', p_field, SQLERRM USING ERRCODE = 'data_exception';
+    END;
+    -- A zero vector has no direction: every cosine distance to it is NaN.
+    IF vector_norm(v_vector) = 0 THEN
+        RAISE EXCEPTION '%: must not be all zeros (cosine distance to it is undefined)', p_field USING ERRCODE = 'data_exception';
+    END IF;
+    RETURN v_vector;
+END
+$$;
+
+COMMENT ON FUNCTION memory._finite_vector(p_value real[], p_field text) IS 'Internal. Turns a one-dimensional real[] of a size already checked into a vector, refusing NaN, infinity and NULL elements and all zeros; errors name p_field.';
 
 CREATE FUNCTION memory._may_act_for(p_user_id uuid) RETURNS boolean
     LANGUAGE sql STABLE SECURITY DEFINER
@@ -2552,7 +4437,8 @@ BEGIN
             ('psimem-procedural', 'cron.procedural_maintenance',
              'SELECT procedural.decay_causal_edges(), procedural.prune_reflexes()'),
             ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()'),
-            ('psimem-psi-centroid-decay', 'cron.psi_centroid_decay', 'SELECT psi.decay_centroids()')) AS j(name, setting, cmd)
+            ('psimem-psi-centroid-decay', 'cron.psi_centroid_decay', 'SELECT psi.decay_centroids()'),
+            ('psimem-kernel-maintenance', 'cron.kernel_maintenance', 'SELECT kernel.run_maintenance()')) AS j(name, setting, cmd)
     LOOP
         PERFORM cron.schedule(v_job.name, ops.setting(v_job.setting) #>> '{}', v_job.cmd);
         jobname := v_job.name; schedule := ops.setting(v_job.setting) #>> '{}'; command := v_job.cmd;
@@ -2561,7 +4447,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle (CALL memory.night_cycle(), which commits per batch of users and fails the job when a user failed), procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
+COMMENT ON FUNCTION ops.install_cron_jobs() IS 'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle (CALL memory.night_cycle(), which commits per batch of users and fails the job when a user failed), procedural decay and pruning, history trimming, ψ band-centroid decay and kernel maintenance. Idempotent (pg_cron replaces a job of the same name).';
 
 CREATE FUNCTION ops.queue_job(p_kind text, p_payload jsonb DEFAULT '{}'::jsonb, p_dedupe_key text DEFAULT NULL::text, p_max_attempts integer DEFAULT 5) RETURNS bigint
     LANGUAGE plpgsql
@@ -2714,7 +4600,7 @@ DECLARE
     v_key text := 'cron.' || p_job;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM ops.settings WHERE key = v_key) THEN
-        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history, psi_centroid_decay (got %)', quote_literal(p_job)
+        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history, psi_centroid_decay, kernel_maintenance (got %)', quote_literal(p_job)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM ops.set_setting(v_key, to_jsonb(p_schedule));
@@ -2723,7 +4609,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION ops.set_schedule(p_job text, p_schedule text) IS 'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history, psi_centroid_decay) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
+COMMENT ON FUNCTION ops.set_schedule(p_job text, p_schedule text) IS 'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history, psi_centroid_decay, kernel_maintenance) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
 
 CREATE FUNCTION ops.set_setting(p_key text, p_value jsonb) RETURNS jsonb
     LANGUAGE plpgsql
@@ -4062,6 +5948,122 @@ CREATE VIEW bi.job_queue AS
 
 COMMENT ON VIEW bi.job_queue IS 'Jobs for the worker by kind and state, with the oldest and a failure message.';
 
+CREATE TABLE kernel.contradiction (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    card_a uuid NOT NULL,
+    card_b uuid NOT NULL,
+    reason text NOT NULL,
+    detected_at timestamp with time zone DEFAULT now() NOT NULL,
+    resolved_at timestamp with time zone,
+    kept_id uuid,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT contradiction_kept_is_one_of_pair CHECK (((kept_id IS NULL) OR ((kept_id = card_a) OR (kept_id = card_b)))),
+    CONSTRAINT contradiction_kept_only_when_resolved CHECK (((kept_id IS NULL) OR (resolved_at IS NOT NULL))),
+    CONSTRAINT contradiction_pair_ordered CHECK ((card_a < card_b))
+);
+
+COMMENT ON TABLE kernel.contradiction IS 'Two cards of one user that conflict (same key: tag, or near-identical embedding with different content). Both cards are kept and linked; kernel.contradictions lists the pair until kernel.resolve_contradiction resolves it.';
+
+CREATE TABLE kernel.embedding (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    mem_id uuid NOT NULL,
+    provider text NOT NULL,
+    model text NOT NULL,
+    dim integer NOT NULL,
+    embedding public.vector NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT embedding_dim_matches_vector CHECK ((public.vector_dims(embedding) = dim)),
+    CONSTRAINT embedding_dim_range CHECK (((dim >= 1) AND (dim <= 16000))),
+    CONSTRAINT embedding_model_named CHECK (((model ~ '\S'::text) AND (length(model) <= 200))),
+    CONSTRAINT embedding_provider_named CHECK (((provider ~ '\S'::text) AND (length(provider) <= 200)))
+);
+ALTER TABLE ONLY kernel.embedding ALTER COLUMN embedding SET STORAGE MAIN;
+
+COMMENT ON TABLE kernel.embedding IS 'MemoryEmbedding: one row per card and provider/model, any size (dim); an HNSW index per size in use (kernel.ensure_vector_indexes)';
+
+CREATE TABLE kernel.journal (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    stage text NOT NULL,
+    summary text NOT NULL,
+    conclusion text DEFAULT ''::text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    kind text DEFAULT 'turn'::text NOT NULL,
+    turn integer NOT NULL,
+    reflected_ids uuid[] DEFAULT '{}'::uuid[] NOT NULL,
+    detail jsonb DEFAULT '{}'::jsonb NOT NULL,
+    period_start timestamp with time zone,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT journal_kind_known CHECK ((kind = ANY (ARRAY['turn'::text, 'meta'::text, 'compaction'::text]))),
+    CONSTRAINT journal_period_iff_compaction CHECK (((kind = 'compaction'::text) = (period_start IS NOT NULL))),
+    CONSTRAINT journal_stage_known CHECK ((stage = ANY (ARRAY['Ideation'::text, 'Data Acquisition'::text, 'Exploration'::text, 'Synthesis'::text, 'Productionization'::text, 'Retrospective Innovation'::text]))),
+    CONSTRAINT journal_summary_at_most_70_words CHECK (((length(regexp_replace(summary, '\S+'::text, 'x'::text, 'g'::text)) - length(regexp_replace(summary, '\S+'::text, ''::text, 'g'::text))) <= 70)),
+    CONSTRAINT journal_summary_not_blank CHECK ((summary ~ '\S'::text)),
+    CONSTRAINT journal_turn_positive CHECK ((turn >= 1))
+);
+
+COMMENT ON TABLE kernel.journal IS 'Journal (spec 001 section 3): turn entries (at most 70 words of summary, with stage, conclusion and the cards reflected on), meta-layer entries every kernel.meta_every turns, and compaction entries that replace a period''s old entries';
+
+CREATE TABLE kernel.tombstone (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    table_name text NOT NULL,
+    row_key text NOT NULL,
+    deleted_at timestamp with time zone DEFAULT now() NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT tombstone_table_known CHECK ((table_name = ANY (ARRAY['card'::text, 'edge'::text, 'journal'::text, 'config'::text, 'usage'::text, 'attachment'::text, 'embedding'::text, 'contradiction'::text, 'stage_transition'::text])))
+);
+
+COMMENT ON TABLE kernel.tombstone IS 'One row per deleted kernel row (its table and key: id, mem_id for usage, key for config), written by a trigger, so kernel.export_patch can replay deletes; kept kernel.tombstone_keep';
+
+CREATE VIEW bi.kernel_health AS
+ SELECT ( SELECT count(DISTINCT c.user_id) AS count
+           FROM kernel.card c) AS users_with_cards,
+    ( SELECT count(*) AS count
+           FROM kernel.card c
+          WHERE (c.kind = 'note'::text)) AS notes,
+    ( SELECT count(*) AS count
+           FROM kernel.card c
+          WHERE ((c.kind = 'note'::text) AND (c.rolled_into IS NOT NULL))) AS notes_rolled_up,
+    ( SELECT count(*) AS count
+           FROM kernel.card c
+          WHERE (c.kind = 'summary'::text)) AS summary_cards,
+    ( SELECT count(*) AS count
+           FROM kernel.embedding) AS embeddings,
+    ( SELECT count(*) AS count
+           FROM kernel.contradiction k
+          WHERE (k.resolved_at IS NULL)) AS open_contradictions,
+    ( SELECT count(*) AS count
+           FROM kernel.journal) AS journal_entries,
+    ( SELECT count(*) AS count
+           FROM kernel.tombstone) AS tombstones;
+
+COMMENT ON VIEW bi.kernel_health IS 'Kernel totals across all users: cards by kind, embeddings, open contradictions, journal entries, tombstones.';
+
+CREATE VIEW bi.kernel_runs AS
+SELECT
+    NULL::bigint AS run_id,
+    NULL::timestamp with time zone AS as_of,
+    NULL::timestamp with time zone AS started_at,
+    NULL::timestamp with time zone AS finished_at,
+    NULL::text AS status,
+    NULL::integer AS users_done,
+    NULL::integer AS users_failed,
+    NULL::integer AS users_left,
+    NULL::numeric AS seconds,
+    NULL::numeric AS cards_stale_deleted,
+    NULL::numeric AS cards_trimmed,
+    NULL::numeric AS notes_rolled_up,
+    NULL::numeric AS journal_entries_compacted,
+    NULL::numeric AS vector_indexes_built,
+    NULL::numeric AS tombstones_trimmed,
+    NULL::text AS an_error;
+
+COMMENT ON VIEW bi.kernel_runs IS 'Kernel maintenance runs (kernel.run_maintenance): users maintained, failed and still due, cards pruned, notes rolled up, journal entries compacted, indexes built.';
+
 CREATE TABLE procedural.procedural_memory (
     reflex_id uuid DEFAULT gen_random_uuid() NOT NULL,
     context_embedding public.vector(768),
@@ -4180,6 +6182,106 @@ CREATE VIEW bi.workers AS
    FROM ops.workers w;
 
 COMMENT ON VIEW bi.workers IS 'Cortex worker processes: state, last heartbeat (and whether it is older than worker.stale_after), jobs done, retried, failed and released.';
+
+CREATE TABLE kernel.attachment (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    mem_id uuid NOT NULL,
+    kind text NOT NULL,
+    ref text NOT NULL,
+    title text,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT attachment_kind_known CHECK ((kind = ANY (ARRAY['url'::text, 'file'::text, 'ref'::text]))),
+    CONSTRAINT attachment_ref_not_blank CHECK ((ref ~ '\S'::text))
+);
+
+COMMENT ON TABLE kernel.attachment IS 'MemoryAttachment: a URL, file path or other reference a card points to';
+
+CREATE TABLE kernel.config (
+    user_id uuid NOT NULL,
+    key text NOT NULL,
+    value jsonb NOT NULL,
+    updated_at timestamp with time zone DEFAULT now() NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT config_key_known CHECK ((key = ANY (ARRAY['emit_auto_on'::text, 'versioning'::text, 'prune_policy'::text, 'recall_top_k'::text, 'recall_weights'::text])))
+);
+
+COMMENT ON TABLE kernel.config IS 'MemoryConfig: a user''s overrides of the kernel defaults (ops.settings kernel.*); values are JSON, checked per key by a trigger. Set with kernel.set_config.';
+
+CREATE TABLE kernel.edge (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    src_id uuid NOT NULL,
+    dst_id uuid NOT NULL,
+    type text NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT edge_not_a_loop CHECK ((src_id <> dst_id)),
+    CONSTRAINT edge_type_known CHECK ((type = ANY (ARRAY['reflects_on'::text, 'relates_to'::text])))
+);
+
+COMMENT ON TABLE kernel.edge IS 'MemoryEdge: reflects_on (a summary to the notes it stands for) or relates_to (kernel.link, and the two cards of a contradiction)';
+
+CREATE TABLE kernel.usage (
+    mem_id uuid NOT NULL,
+    user_id uuid NOT NULL,
+    used_count integer DEFAULT 0 NOT NULL,
+    last_used_at timestamp with time zone,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT usage_count_nonnegative CHECK ((used_count >= 0))
+);
+
+COMMENT ON TABLE kernel.usage IS 'MemoryUsage: how often and when kernel.recall last returned a card (bumped in the recall''s transaction, except on a hot standby)';
+
+CREATE VIEW kernel.memory_search WITH (security_invoker='true') AS
+ SELECT c.id,
+    c.user_id,
+    c.summary,
+    c.tags,
+    c.source,
+    c.kind,
+    c.subject,
+    c.rolled_into,
+    c.created_at,
+    c.updated_at,
+    c.ts_config,
+    c.tsv,
+    COALESCE(u.used_count, 0) AS used_count,
+    u.last_used_at,
+    GREATEST(c.updated_at, u.last_used_at) AS last_touched_at
+   FROM (kernel.card c
+     LEFT JOIN kernel.usage u ON ((u.mem_id = c.id)));
+
+COMMENT ON VIEW kernel.memory_search IS 'Cards with their usage (spec 001 section 4: memory_search joins memory_usage): what full-text search and usage-aware recency read. Row-level security of the caller applies (security_invoker).';
+
+CREATE TABLE kernel.stage_transition (
+    id uuid DEFAULT gen_random_uuid() NOT NULL,
+    user_id uuid NOT NULL,
+    from_stage text,
+    to_stage text NOT NULL,
+    turn integer NOT NULL,
+    journal_id uuid,
+    trigger text NOT NULL,
+    evidence jsonb DEFAULT '{}'::jsonb NOT NULL,
+    at timestamp with time zone NOT NULL,
+    changed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT stage_transition_moves CHECK ((from_stage IS DISTINCT FROM to_stage)),
+    CONSTRAINT stage_transition_stages_known CHECK ((((from_stage IS NULL) OR (from_stage = ANY (ARRAY['Ideation'::text, 'Data Acquisition'::text, 'Exploration'::text, 'Synthesis'::text, 'Productionization'::text, 'Retrospective Innovation'::text]))) AND (to_stage = ANY (ARRAY['Ideation'::text, 'Data Acquisition'::text, 'Exploration'::text, 'Synthesis'::text, 'Productionization'::text, 'Retrospective Innovation'::text]))))
+);
+
+COMMENT ON TABLE kernel.stage_transition IS 'Every lifecycle stage change of a user (spec 001 section 7), from the start at Ideation on: the turn, the journal entry that made it, the trigger and its evidence';
+
+CREATE TABLE kernel.text_stats (
+    user_id uuid NOT NULL,
+    lexeme text NOT NULL,
+    ndoc integer NOT NULL,
+    cards integer NOT NULL,
+    refreshed_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT text_stats_ndoc_within_cards CHECK (((ndoc >= 1) AND (ndoc <= cards)))
+);
+
+COMMENT ON TABLE kernel.text_stats IS 'Derived, not kernel state: the words (lexemes) more than kernel.text_common_cards of a user''s cards contain, counted by kernel.refresh_text_stats. In kernel.recall such a word alone does not make a card a candidate (a word in a tenth of 100,000 cards would make 10,000, each to be scored); it still counts in the ranking.';
 
 CREATE TABLE memory.block_relationships (
     relationship_id uuid DEFAULT gen_random_uuid() NOT NULL,
@@ -4444,6 +6546,44 @@ ALTER TABLE ops.jobs ALTER COLUMN job_id ADD GENERATED ALWAYS AS IDENTITY (
     CACHE 1
 );
 
+CREATE TABLE ops.kernel_run_log (
+    run_id bigint NOT NULL,
+    user_id uuid,
+    maintained_for date NOT NULL,
+    step text NOT NULL,
+    rows bigint DEFAULT 0 NOT NULL,
+    duration_ms double precision NOT NULL,
+    ok boolean NOT NULL,
+    error text,
+    logged_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    CONSTRAINT kernel_run_log_step_known CHECK ((step = ANY (ARRAY['vector indexes'::text, 'prune stale'::text, 'trim to max_cards'::text, 'compress'::text, 'compact journal'::text, 'text stats'::text, 'trim tombstones'::text, 'done'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE ops.kernel_run_log IS 'One row per maintenance step and user (user_id NULL for the global steps): rows touched, duration, failure. A done row marks the user maintained for that day.';
+
+CREATE TABLE ops.kernel_runs (
+    run_id bigint NOT NULL,
+    as_of timestamp with time zone NOT NULL,
+    started_at timestamp with time zone DEFAULT clock_timestamp() NOT NULL,
+    finished_at timestamp with time zone,
+    status text DEFAULT 'running'::text NOT NULL,
+    users_done integer DEFAULT 0 NOT NULL,
+    users_failed integer DEFAULT 0 NOT NULL,
+    users_left integer,
+    CONSTRAINT kernel_runs_status_known CHECK ((status = ANY (ARRAY['running'::text, 'ok'::text, 'partial'::text, 'failed'::text])))
+);
+
+COMMENT ON TABLE ops.kernel_runs IS 'One row per kernel.run_maintenance() call: the clock it ran for, users maintained, failed and still due';
+
+ALTER TABLE ops.kernel_runs ALTER COLUMN run_id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME ops.kernel_runs_run_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
 CREATE TABLE ops.turn_rules (
     singleton boolean DEFAULT true NOT NULL,
     rules jsonb NOT NULL,
@@ -4577,6 +6717,57 @@ CREATE TABLE public.alembic_version (
     version_num character varying(32) NOT NULL
 );
 
+ALTER TABLE ONLY kernel.attachment
+    ADD CONSTRAINT attachment_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.card
+    ADD CONSTRAINT card_id_user_unique UNIQUE (id, user_id);
+
+ALTER TABLE ONLY kernel.card
+    ADD CONSTRAINT card_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.card
+    ADD CONSTRAINT card_user_content_key_unique UNIQUE (user_id, content_key);
+
+ALTER TABLE ONLY kernel.config
+    ADD CONSTRAINT config_pkey PRIMARY KEY (user_id, key);
+
+ALTER TABLE ONLY kernel.contradiction
+    ADD CONSTRAINT contradiction_pair_unique UNIQUE (card_a, card_b);
+
+ALTER TABLE ONLY kernel.contradiction
+    ADD CONSTRAINT contradiction_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.edge
+    ADD CONSTRAINT edge_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.edge
+    ADD CONSTRAINT edge_unique UNIQUE (src_id, dst_id, type);
+
+ALTER TABLE ONLY kernel.embedding
+    ADD CONSTRAINT embedding_one_per_model UNIQUE (mem_id, provider, model);
+
+ALTER TABLE ONLY kernel.embedding
+    ADD CONSTRAINT embedding_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.journal
+    ADD CONSTRAINT journal_id_user_unique UNIQUE (id, user_id);
+
+ALTER TABLE ONLY kernel.journal
+    ADD CONSTRAINT journal_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.stage_transition
+    ADD CONSTRAINT stage_transition_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.text_stats
+    ADD CONSTRAINT text_stats_pkey PRIMARY KEY (user_id, lexeme);
+
+ALTER TABLE ONLY kernel.tombstone
+    ADD CONSTRAINT tombstone_pkey PRIMARY KEY (id);
+
+ALTER TABLE ONLY kernel.usage
+    ADD CONSTRAINT usage_pkey PRIMARY KEY (mem_id);
+
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_pkey PRIMARY KEY (relationship_id);
 
@@ -4673,6 +6864,9 @@ ALTER TABLE ONLY ops.jobs
 ALTER TABLE ONLY ops.jobs
     ADD CONSTRAINT jobs_pkey PRIMARY KEY (job_id);
 
+ALTER TABLE ONLY ops.kernel_runs
+    ADD CONSTRAINT kernel_runs_pkey PRIMARY KEY (run_id);
+
 ALTER TABLE ONLY ops.settings
     ADD CONSTRAINT settings_pkey PRIMARY KEY (key);
 
@@ -4720,6 +6914,54 @@ ALTER TABLE ONLY psi.utterances
 
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
+
+CREATE INDEX idx_kernel_attachment_changed ON kernel.attachment USING btree (user_id, changed_at);
+
+CREATE UNIQUE INDEX idx_kernel_attachment_unique ON kernel.attachment USING btree (mem_id, kind, md5(ref));
+
+CREATE INDEX idx_kernel_card_changed ON kernel.card USING btree (user_id, changed_at);
+
+CREATE INDEX idx_kernel_card_rolled_into ON kernel.card USING btree (rolled_into) WHERE (rolled_into IS NOT NULL);
+
+CREATE INDEX idx_kernel_card_subject ON kernel.card USING btree (user_id, subject) WHERE (subject IS NOT NULL);
+
+CREATE INDEX idx_kernel_card_tags ON kernel.card USING gin (tags);
+
+CREATE INDEX idx_kernel_card_tsv ON kernel.card USING gin (tsv);
+
+CREATE INDEX idx_kernel_contradiction_b ON kernel.contradiction USING btree (card_b);
+
+CREATE INDEX idx_kernel_contradiction_open ON kernel.contradiction USING btree (user_id) WHERE (resolved_at IS NULL);
+
+CREATE INDEX idx_kernel_edge_changed ON kernel.edge USING btree (user_id, changed_at);
+
+CREATE INDEX idx_kernel_edge_dst ON kernel.edge USING btree (dst_id);
+
+CREATE INDEX idx_kernel_embedding_changed ON kernel.embedding USING btree (user_id, changed_at);
+
+CREATE INDEX idx_kernel_embedding_user_dim ON kernel.embedding USING btree (user_id, dim);
+
+CREATE INDEX idx_kernel_embedding_user_model ON kernel.embedding USING btree (user_id, model, provider);
+
+CREATE INDEX idx_kernel_journal_changed ON kernel.journal USING btree (user_id, changed_at);
+
+CREATE INDEX idx_kernel_journal_created ON kernel.journal USING btree (user_id, created_at);
+
+CREATE UNIQUE INDEX idx_kernel_journal_meta_turn ON kernel.journal USING btree (user_id, turn) WHERE (kind = 'meta'::text);
+
+CREATE UNIQUE INDEX idx_kernel_journal_period ON kernel.journal USING btree (user_id, period_start) WHERE (kind = 'compaction'::text);
+
+CREATE UNIQUE INDEX idx_kernel_journal_turn ON kernel.journal USING btree (user_id, turn) WHERE (kind = 'turn'::text);
+
+CREATE INDEX idx_kernel_stage_transition_journal ON kernel.stage_transition USING btree (journal_id);
+
+CREATE INDEX idx_kernel_stage_transition_user ON kernel.stage_transition USING btree (user_id, turn);
+
+CREATE INDEX idx_kernel_tombstone_changed ON kernel.tombstone USING btree (user_id, changed_at);
+
+CREATE INDEX idx_kernel_tombstone_deleted ON kernel.tombstone USING btree (deleted_at);
+
+CREATE INDEX idx_kernel_usage_changed ON kernel.usage USING btree (user_id, changed_at);
 
 CREATE INDEX idx_block_turns_kept_tsv ON memory.block_turns USING gin (kept_tsv);
 
@@ -4783,6 +7025,10 @@ CREATE INDEX idx_jobs_ready ON ops.jobs USING btree (run_after, job_id) WHERE (s
 
 CREATE INDEX idx_jobs_running ON ops.jobs USING btree (heartbeat_at) WHERE (state = 'running'::text);
 
+CREATE INDEX idx_kernel_run_log_run ON ops.kernel_run_log USING btree (run_id);
+
+CREATE INDEX idx_kernel_run_log_user_day ON ops.kernel_run_log USING btree (user_id, maintained_for) WHERE (step = ANY (ARRAY['done'::text, 'failed'::text]));
+
 CREATE INDEX idx_workers_heartbeat ON ops.workers USING btree (heartbeat_at) WHERE (state <> 'stopped'::text);
 
 CREATE INDEX idx_causal_source ON procedural.causal_edges USING btree (source_reflex_id);
@@ -4819,6 +7065,67 @@ CREATE INDEX idx_utterances_entry ON psi.utterances USING btree (entry_id);
 
 CREATE INDEX idx_utterances_user_time ON psi.utterances USING btree (user_id, started_at_ms);
 
+CREATE OR REPLACE VIEW bi.kernel_runs AS
+ SELECT r.run_id,
+    r.as_of,
+    r.started_at,
+    r.finished_at,
+    r.status,
+    r.users_done,
+    r.users_failed,
+    r.users_left,
+    EXTRACT(epoch FROM (r.finished_at - r.started_at)) AS seconds,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.step = 'prune stale'::text)), (0)::numeric) AS cards_stale_deleted,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.step = 'trim to max_cards'::text)), (0)::numeric) AS cards_trimmed,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.step = 'compress'::text)), (0)::numeric) AS notes_rolled_up,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.step = 'compact journal'::text)), (0)::numeric) AS journal_entries_compacted,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.step = 'vector indexes'::text)), (0)::numeric) AS vector_indexes_built,
+    COALESCE(sum(l.rows) FILTER (WHERE (l.step = 'trim tombstones'::text)), (0)::numeric) AS tombstones_trimmed,
+    max(l.error) AS an_error
+   FROM (ops.kernel_runs r
+     LEFT JOIN ops.kernel_run_log l USING (run_id))
+  GROUP BY r.run_id;
+
+CREATE TRIGGER attachment_tombstone AFTER DELETE ON kernel.attachment FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER attachment_touch BEFORE INSERT OR UPDATE ON kernel.attachment FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER card_before_write BEFORE INSERT OR UPDATE ON kernel.card FOR EACH ROW EXECUTE FUNCTION kernel._card_before_write();
+
+CREATE TRIGGER card_tombstone AFTER DELETE ON kernel.card FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER config_check BEFORE INSERT OR UPDATE ON kernel.config FOR EACH ROW EXECUTE FUNCTION kernel._config_check();
+
+CREATE TRIGGER config_tombstone AFTER DELETE ON kernel.config FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER config_touch BEFORE INSERT OR UPDATE ON kernel.config FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER contradiction_tombstone AFTER DELETE ON kernel.contradiction FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER contradiction_touch BEFORE INSERT OR UPDATE ON kernel.contradiction FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER edge_tombstone AFTER DELETE ON kernel.edge FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER edge_touch BEFORE INSERT OR UPDATE ON kernel.edge FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER embedding_tombstone AFTER DELETE ON kernel.embedding FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER embedding_touch BEFORE INSERT OR UPDATE ON kernel.embedding FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER journal_tombstone AFTER DELETE ON kernel.journal FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER journal_touch BEFORE INSERT OR UPDATE ON kernel.journal FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER stage_transition_tombstone AFTER DELETE ON kernel.stage_transition FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER stage_transition_touch BEFORE INSERT OR UPDATE ON kernel.stage_transition FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER tombstone_touch BEFORE INSERT OR UPDATE ON kernel.tombstone FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
+CREATE TRIGGER usage_tombstone AFTER DELETE ON kernel.usage FOR EACH ROW EXECUTE FUNCTION kernel._tombstone();
+
+CREATE TRIGGER usage_touch BEFORE INSERT OR UPDATE ON kernel.usage FOR EACH ROW EXECUTE FUNCTION kernel._touch();
+
 CREATE TRIGGER day_table_before_insert BEFORE INSERT ON memory.day_table FOR EACH ROW EXECUTE FUNCTION memory._day_table_before_insert();
 
 CREATE TRIGGER day_table_text_stats AFTER INSERT ON memory.day_table REFERENCING NEW TABLE AS new_turns FOR EACH STATEMENT EXECUTE FUNCTION memory._day_table_text_stats();
@@ -4830,6 +7137,66 @@ CREATE TRIGGER settings_turn_rules AFTER INSERT OR DELETE OR UPDATE OR TRUNCATE 
 CREATE TRIGGER psi_frames_integrity BEFORE INSERT OR UPDATE OF psi_blob, integrity_crc, frame_count ON psi.psi_frames FOR EACH ROW EXECUTE FUNCTION psi._psi_frames_check();
 
 CREATE TRIGGER utterances_check BEFORE INSERT ON psi.utterances FOR EACH ROW EXECUTE FUNCTION psi._utterances_check();
+
+ALTER TABLE ONLY kernel.attachment
+    ADD CONSTRAINT attachment_card_same_user FOREIGN KEY (mem_id, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.attachment
+    ADD CONSTRAINT attachment_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.card
+    ADD CONSTRAINT card_rolled_into_same_user FOREIGN KEY (rolled_into, user_id) REFERENCES kernel.card(id, user_id) ON DELETE SET NULL (rolled_into);
+
+ALTER TABLE ONLY kernel.card
+    ADD CONSTRAINT card_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.config
+    ADD CONSTRAINT config_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.contradiction
+    ADD CONSTRAINT contradiction_a_same_user FOREIGN KEY (card_a, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.contradiction
+    ADD CONSTRAINT contradiction_b_same_user FOREIGN KEY (card_b, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.contradiction
+    ADD CONSTRAINT contradiction_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.edge
+    ADD CONSTRAINT edge_dst_same_user FOREIGN KEY (dst_id, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.edge
+    ADD CONSTRAINT edge_src_same_user FOREIGN KEY (src_id, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.edge
+    ADD CONSTRAINT edge_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.embedding
+    ADD CONSTRAINT embedding_card_same_user FOREIGN KEY (mem_id, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.embedding
+    ADD CONSTRAINT embedding_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.journal
+    ADD CONSTRAINT journal_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.stage_transition
+    ADD CONSTRAINT stage_transition_journal_same_user FOREIGN KEY (journal_id, user_id) REFERENCES kernel.journal(id, user_id) ON DELETE SET NULL (journal_id);
+
+ALTER TABLE ONLY kernel.stage_transition
+    ADD CONSTRAINT stage_transition_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.text_stats
+    ADD CONSTRAINT text_stats_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.tombstone
+    ADD CONSTRAINT tombstone_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.usage
+    ADD CONSTRAINT usage_card_same_user FOREIGN KEY (mem_id, user_id) REFERENCES kernel.card(id, user_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY kernel.usage
+    ADD CONSTRAINT usage_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_source_block_id_fkey FOREIGN KEY (source_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
@@ -4921,6 +7288,12 @@ ALTER TABLE ONLY ops.cycle_stage_log
 ALTER TABLE ONLY ops.job_attempts
     ADD CONSTRAINT job_attempts_job_id_fkey FOREIGN KEY (job_id) REFERENCES ops.jobs(job_id) ON DELETE CASCADE;
 
+ALTER TABLE ONLY ops.kernel_run_log
+    ADD CONSTRAINT kernel_run_log_run_id_fkey FOREIGN KEY (run_id) REFERENCES ops.kernel_runs(run_id) ON DELETE CASCADE;
+
+ALTER TABLE ONLY ops.kernel_run_log
+    ADD CONSTRAINT kernel_run_log_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
 ALTER TABLE ONLY procedural.causal_edges
     ADD CONSTRAINT causal_edges_source_same_user FOREIGN KEY (source_reflex_id, user_id) REFERENCES procedural.procedural_memory(reflex_id, user_id) ON DELETE CASCADE;
 
@@ -4947,6 +7320,72 @@ ALTER TABLE ONLY psi.utterances
 
 ALTER TABLE ONLY psi.utterances
     ADD CONSTRAINT utterances_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
+
+ALTER TABLE kernel.attachment ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY attachment_acting_user ON kernel.attachment TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY attachment_admin ON kernel.attachment TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.card ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY card_acting_user ON kernel.card TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY card_admin ON kernel.card TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.config ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY config_acting_user ON kernel.config TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY config_admin ON kernel.config TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.contradiction ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY contradiction_acting_user ON kernel.contradiction TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY contradiction_admin ON kernel.contradiction TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.edge ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY edge_acting_user ON kernel.edge TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY edge_admin ON kernel.edge TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.embedding ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY embedding_acting_user ON kernel.embedding TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY embedding_admin ON kernel.embedding TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.journal ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY journal_acting_user ON kernel.journal TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY journal_admin ON kernel.journal TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.stage_transition ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY stage_transition_acting_user ON kernel.stage_transition TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY stage_transition_admin ON kernel.stage_transition TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.text_stats ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY text_stats_acting_user ON kernel.text_stats TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY text_stats_admin ON kernel.text_stats TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.tombstone ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY tombstone_acting_user ON kernel.tombstone TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY tombstone_admin ON kernel.tombstone TO psimem_admin USING (true) WITH CHECK (true);
+
+ALTER TABLE kernel.usage ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY usage_acting_user ON kernel.usage TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
+
+CREATE POLICY usage_admin ON kernel.usage TO psimem_admin USING (true) WITH CHECK (true);
 
 ALTER TABLE memory.block_relationships ENABLE ROW LEVEL SECURITY;
 
@@ -5052,6 +7491,10 @@ ALTER TABLE ops.cycle_stage_log ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY cycle_stage_log_admin ON ops.cycle_stage_log TO psimem_admin USING (true) WITH CHECK (true);
 
+ALTER TABLE ops.kernel_run_log ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY kernel_run_log_admin ON ops.kernel_run_log TO psimem_admin USING (true) WITH CHECK (true);
+
 ALTER TABLE procedural.causal_edges ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY causal_edges_acting_user ON procedural.causal_edges TO psimem_writer, psimem_reader USING ((user_id = ( SELECT memory._acting_user() AS _acting_user))) WITH CHECK ((user_id = ( SELECT memory._acting_user() AS _acting_user)));
@@ -5097,6 +7540,10 @@ CREATE POLICY utterances_admin ON psi.utterances TO psimem_admin USING (true) WI
 GRANT USAGE ON SCHEMA bi TO psimem_bi;
 GRANT USAGE ON SCHEMA bi TO psimem_admin;
 
+GRANT USAGE ON SCHEMA kernel TO psimem_writer;
+GRANT USAGE ON SCHEMA kernel TO psimem_reader;
+GRANT USAGE ON SCHEMA kernel TO psimem_admin;
+
 GRANT USAGE ON SCHEMA memory TO psimem_writer;
 GRANT USAGE ON SCHEMA memory TO psimem_reader;
 GRANT USAGE ON SCHEMA memory TO psimem_admin;
@@ -5112,6 +7559,232 @@ GRANT USAGE ON SCHEMA procedural TO psimem_admin;
 GRANT USAGE ON SCHEMA psi TO psimem_writer;
 GRANT USAGE ON SCHEMA psi TO psimem_reader;
 GRANT USAGE ON SCHEMA psi TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.card TO psimem_writer;
+GRANT SELECT ON TABLE kernel.card TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.card TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._card(p_user_id uuid, p_card_id uuid, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._card(p_user_id uuid, p_card_id uuid, p_field text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._card(p_user_id uuid, p_card_id uuid, p_field text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._card(p_user_id uuid, p_card_id uuid, p_field text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._card_before_write() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION kernel._checked_subject(p_subject text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._checked_subject(p_subject text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._checked_subject(p_subject text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._checked_subject(p_subject text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._checked_summary(p_value text, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._checked_summary(p_value text, p_field text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._checked_summary(p_value text, p_field text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._checked_tags(p_tags text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._checked_tags(p_tags text[]) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._checked_tags(p_tags text[]) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._checked_tags(p_tags text[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._checked_text(p_value text, p_field text, p_required boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._checked_text(p_value text, p_field text, p_required boolean) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._checked_text(p_value text, p_field text, p_required boolean) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._checked_text(p_value text, p_field text, p_required boolean) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._checked_time(p_value timestamp with time zone, p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._checked_time(p_value timestamp with time zone, p_field text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._checked_time(p_value timestamp with time zone, p_field text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._checked_time(p_value timestamp with time zone, p_field text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._checked_vector(p_value real[], p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._checked_vector(p_value real[], p_field text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._checked_vector(p_value real[], p_field text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._checked_vector(p_value real[], p_field text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._clock(p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._clock(p_now timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._clock(p_now timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._clock(p_now timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._compress_subject(p_user_id uuid, p_subject text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._compress_subject(p_user_id uuid, p_subject text, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._compress_subject(p_user_id uuid, p_subject text, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._config(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._config(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._config(p_user_id uuid) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._config(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._config_check() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION kernel._config_problem(p_key text, p_value jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._config_problem(p_key text, p_value jsonb) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._config_problem(p_key text, p_value jsonb) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._config_problem(p_key text, p_value jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._content_key(p_summary text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._content_key(p_summary text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._content_key(p_summary text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._content_key(p_summary text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._detect_contradictions(p_user_id uuid, p_card_id uuid, p_vector public.vector, p_provider text, p_model text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._detect_contradictions(p_user_id uuid, p_card_id uuid, p_vector public.vector, p_provider text, p_model text, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._detect_contradictions(p_user_id uuid, p_card_id uuid, p_vector public.vector, p_provider text, p_model text, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._evidence_list(p_evidence jsonb, p_field text, p_need integer, p_move text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._evidence_list(p_evidence jsonb, p_field text, p_need integer, p_move text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._evidence_list(p_evidence jsonb, p_field text, p_need integer, p_move text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._first_words(p_text text, p_words integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._first_words(p_text text, p_words integer) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._first_words(p_text text, p_words integer) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._first_words(p_text text, p_words integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._index_type(p_dim integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._index_type(p_dim integer) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._index_type(p_dim integer) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._index_type(p_dim integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._jaccard(p_a text[], p_b text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._jaccard(p_a text[], p_b text[]) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._jaccard(p_a text[], p_b text[]) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._jaccard(p_a text[], p_b text[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._lock_user(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._lock_user(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._lock_user(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._nearest(p_user_id uuid, p_vector public.vector, p_limit integer, p_model text, p_provider text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._nearest(p_user_id uuid, p_vector public.vector, p_limit integer, p_model text, p_provider text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._nearest(p_user_id uuid, p_vector public.vector, p_limit integer, p_model text, p_provider text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._nearest(p_user_id uuid, p_vector public.vector, p_limit integer, p_model text, p_provider text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._patch_columns(p_table regclass, p_keys boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._patch_columns(p_table regclass, p_keys boolean) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._patch_columns(p_table regclass, p_keys boolean) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._patch_columns(p_table regclass, p_keys boolean) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._recency(p_updated_at timestamp with time zone, p_last_used_at timestamp with time zone, p_used_count integer, p_now timestamp with time zone, p_half_life interval) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._recency(p_updated_at timestamp with time zone, p_last_used_at timestamp with time zone, p_used_count integer, p_now timestamp with time zone, p_half_life interval) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._recency(p_updated_at timestamp with time zone, p_last_used_at timestamp with time zone, p_used_count integer, p_now timestamp with time zone, p_half_life interval) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._recency(p_updated_at timestamp with time zone, p_last_used_at timestamp with time zone, p_used_count integer, p_now timestamp with time zone, p_half_life interval) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._record_contradiction(p_user_id uuid, p_card_id uuid, p_other_id uuid, p_reason text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._record_contradiction(p_user_id uuid, p_card_id uuid, p_other_id uuid, p_reason text, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._record_contradiction(p_user_id uuid, p_card_id uuid, p_other_id uuid, p_reason text, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._replaying() FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._replaying() TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._replaying() TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._replaying() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._stage(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._stage(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._stage(p_user_id uuid) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._stage(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._stage_trigger(p_user_id uuid, p_to text, p_evidence jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._stage_trigger(p_user_id uuid, p_to text, p_evidence jsonb) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._stage_trigger(p_user_id uuid, p_to text, p_evidence jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._subject_of(p_tags text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._subject_of(p_tags text[]) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._subject_of(p_tags text[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._summarise(p_texts text[]) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._summarise(p_texts text[]) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._summarise(p_texts text[]) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._tombstone() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION kernel._touch() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION kernel._user(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._user(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._user(p_user_id uuid) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._user(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel._word_count(p_text text) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel._word_count(p_text text) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel._word_count(p_text text) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel._word_count(p_text text) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.attach(p_user_id uuid, p_card_id uuid, p_kind text, p_ref text, p_title text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.attach(p_user_id uuid, p_card_id uuid, p_kind text, p_ref text, p_title text, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.attach(p_user_id uuid, p_card_id uuid, p_kind text, p_ref text, p_title text, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.compact_journal(p_user_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.compact_journal(p_user_id uuid, p_now timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.compact_journal(p_user_id uuid, p_now timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.compress(p_user_id uuid, p_subject text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.compress(p_user_id uuid, p_subject text, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.compress(p_user_id uuid, p_subject text, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.contradictions(p_user_id uuid, p_include_resolved boolean) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.contradictions(p_user_id uuid, p_include_resolved boolean) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.contradictions(p_user_id uuid, p_include_resolved boolean) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel.contradictions(p_user_id uuid, p_include_resolved boolean) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.delete_card(p_user_id uuid, p_card_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.delete_card(p_user_id uuid, p_card_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.delete_card(p_user_id uuid, p_card_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.ensure_vector_indexes() FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.ensure_vector_indexes() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.export_patch(p_user_id uuid, p_since timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.export_patch(p_user_id uuid, p_since timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.export_patch(p_user_id uuid, p_since timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel.export_patch(p_user_id uuid, p_since timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.get_config(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.get_config(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.get_config(p_user_id uuid) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel.get_config(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.journal(p_stage text, p_summary text, p_conclusion text, p_reflected_ids uuid[], p_user_id uuid, p_evidence jsonb, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.journal(p_stage text, p_summary text, p_conclusion text, p_reflected_ids uuid[], p_user_id uuid, p_evidence jsonb, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.journal(p_stage text, p_summary text, p_conclusion text, p_reflected_ids uuid[], p_user_id uuid, p_evidence jsonb, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.link(p_user_id uuid, p_src_id uuid, p_dst_id uuid, p_type text, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.link(p_user_id uuid, p_src_id uuid, p_dst_id uuid, p_type text, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.link(p_user_id uuid, p_src_id uuid, p_dst_id uuid, p_type text, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.prune(p_user_id uuid, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.prune(p_user_id uuid, p_now timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.prune(p_user_id uuid, p_now timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_k integer, p_model text, p_now timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_k integer, p_model text, p_now timestamp with time zone) TO psimem_reader;
+GRANT ALL ON FUNCTION kernel.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_k integer, p_model text, p_now timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.recall(p_user_id uuid, p_query_text text, p_query_vector real[], p_k integer, p_model text, p_now timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.refresh_text_stats(p_user_id uuid) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.refresh_text_stats(p_user_id uuid) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.refresh_text_stats(p_user_id uuid) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.resolve_contradiction(p_user_id uuid, p_contradiction_id uuid, p_keep_card_id uuid, p_delete_other boolean, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.resolve_contradiction(p_user_id uuid, p_contradiction_id uuid, p_keep_card_id uuid, p_delete_other boolean, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.resolve_contradiction(p_user_id uuid, p_contradiction_id uuid, p_keep_card_id uuid, p_delete_other boolean, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.run_maintenance(p_now timestamp with time zone, p_max_users integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.run_maintenance(p_now timestamp with time zone, p_max_users integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.set_config(p_user_id uuid, p_key text, p_value jsonb) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.set_config(p_user_id uuid, p_key text, p_value jsonb) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.set_config(p_user_id uuid, p_key text, p_value jsonb) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.summarise_extractive(p_texts text[], p_max_words integer) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.summarise_extractive(p_texts text[], p_max_words integer) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.summarise_extractive(p_texts text[], p_max_words integer) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.upsert_card(p_user_id uuid, p_summary text, p_tags text[], p_source text, p_subject text, p_embedding real[], p_provider text, p_model text, p_card_id uuid, p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.upsert_card(p_user_id uuid, p_summary text, p_tags text[], p_source text, p_subject text, p_embedding real[], p_provider text, p_model text, p_card_id uuid, p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.upsert_card(p_user_id uuid, p_summary text, p_tags text[], p_source text, p_subject text, p_embedding real[], p_provider text, p_model text, p_card_id uuid, p_at timestamp with time zone) TO psimem_admin;
+
+REVOKE ALL ON FUNCTION kernel.write_meta_layer(p_user_id uuid, p_summary text, p_patterns text[], p_contradictions text[], p_decisions text[], p_at timestamp with time zone) FROM PUBLIC;
+GRANT ALL ON FUNCTION kernel.write_meta_layer(p_user_id uuid, p_summary text, p_patterns text[], p_contradictions text[], p_decisions text[], p_at timestamp with time zone) TO psimem_writer;
+GRANT ALL ON FUNCTION kernel.write_meta_layer(p_user_id uuid, p_summary text, p_patterns text[], p_contradictions text[], p_decisions text[], p_at timestamp with time zone) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._acting_user() FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._acting_user() TO psimem_writer;
@@ -5133,6 +7806,11 @@ GRANT ALL ON FUNCTION memory._condense(p_text text, p_max integer, p_from_end bo
 REVOKE ALL ON FUNCTION memory._day_table_before_insert() FROM PUBLIC;
 
 REVOKE ALL ON FUNCTION memory._day_table_text_stats() FROM PUBLIC;
+
+REVOKE ALL ON FUNCTION memory._finite_vector(p_value real[], p_field text) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._finite_vector(p_value real[], p_field text) TO psimem_writer;
+GRANT ALL ON FUNCTION memory._finite_vector(p_value real[], p_field text) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._finite_vector(p_value real[], p_field text) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._may_act_for(p_user_id uuid) FROM PUBLIC;
 
@@ -5475,6 +8153,28 @@ GRANT SELECT ON TABLE bi.job_attempts TO psimem_bi;
 
 GRANT SELECT ON TABLE bi.job_queue TO psimem_bi;
 
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.contradiction TO psimem_writer;
+GRANT SELECT ON TABLE kernel.contradiction TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.contradiction TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.embedding TO psimem_writer;
+GRANT SELECT ON TABLE kernel.embedding TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.embedding TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.journal TO psimem_writer;
+GRANT SELECT ON TABLE kernel.journal TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.journal TO psimem_admin;
+
+GRANT SELECT ON TABLE kernel.tombstone TO psimem_reader;
+GRANT SELECT ON TABLE kernel.tombstone TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.tombstone TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.kernel_health TO psimem_bi;
+GRANT SELECT ON TABLE bi.kernel_health TO psimem_admin;
+
+GRANT SELECT ON TABLE bi.kernel_runs TO psimem_bi;
+GRANT SELECT ON TABLE bi.kernel_runs TO psimem_admin;
+
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE procedural.procedural_memory TO psimem_admin;
 GRANT SELECT,INSERT,UPDATE ON TABLE procedural.procedural_memory TO psimem_writer;
 GRANT SELECT ON TABLE procedural.procedural_memory TO psimem_reader;
@@ -5492,6 +8192,34 @@ GRANT SELECT ON TABLE ops.settings TO psimem_reader;
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.settings TO psimem_admin;
 
 GRANT SELECT ON TABLE bi.workers TO psimem_bi;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.attachment TO psimem_writer;
+GRANT SELECT ON TABLE kernel.attachment TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.attachment TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.config TO psimem_writer;
+GRANT SELECT ON TABLE kernel.config TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.config TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.edge TO psimem_writer;
+GRANT SELECT ON TABLE kernel.edge TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.edge TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.usage TO psimem_writer;
+GRANT SELECT,INSERT,UPDATE ON TABLE kernel.usage TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.usage TO psimem_admin;
+
+GRANT SELECT ON TABLE kernel.memory_search TO psimem_writer;
+GRANT SELECT ON TABLE kernel.memory_search TO psimem_reader;
+GRANT SELECT ON TABLE kernel.memory_search TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.stage_transition TO psimem_writer;
+GRANT SELECT ON TABLE kernel.stage_transition TO psimem_reader;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.stage_transition TO psimem_admin;
+
+GRANT SELECT ON TABLE kernel.text_stats TO psimem_reader;
+GRANT SELECT,INSERT,DELETE ON TABLE kernel.text_stats TO psimem_writer;
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE kernel.text_stats TO psimem_admin;
 
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_reader;
 GRANT SELECT ON TABLE memory.block_relationships TO psimem_writer;
@@ -5540,6 +8268,10 @@ GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE memory.text_totals TO psimem_admin;
 GRANT SELECT,INSERT,DELETE ON TABLE memory.user_bindings TO psimem_admin;
 
 GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.applied_sql TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.kernel_run_log TO psimem_admin;
+
+GRANT SELECT,INSERT,DELETE,UPDATE ON TABLE ops.kernel_runs TO psimem_admin;
 
 GRANT SELECT ON TABLE ops.turn_rules TO psimem_writer;
 GRANT SELECT ON TABLE ops.turn_rules TO psimem_admin;

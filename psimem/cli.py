@@ -175,8 +175,8 @@ def _resolve_session(conn, ref: str, user=None):
     return row[0]
 
 
-def _query_vector(path: str, dim: int):
-    """--vector's file: a JSON list of `dim` finite numbers, not all zero."""
+def _query_vector(path: str, dim: int | None):
+    """A vector file: a JSON list of finite numbers, not all zero; `dim` of them if given."""
     import json
     import math
 
@@ -187,11 +187,11 @@ def _query_vector(path: str, dim: int):
         values = json.loads(raw)
     except json.JSONDecodeError as e:
         raise SystemExit(f"psimem: --vector: {path} is not JSON ({e.msg})") from None
-    if (not isinstance(values, list) or len(values) != dim
+    if (not isinstance(values, list) or not values or (dim is not None and len(values) != dim)
             or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in values)):
         got = f"{len(values)} items" if isinstance(values, list) else type(values).__name__
-        raise SystemExit(f"psimem: --vector: must be a JSON list of {dim} finite numbers (the installed universal "
-                         f"size), got {got}")
+        want = f"{dim} finite numbers (the installed universal size)" if dim is not None else "finite numbers"
+        raise SystemExit(f"psimem: --vector: must be a JSON list of {want}, got {got}")
     if not any(values):
         raise SystemExit("psimem: --vector: must not be all zeros")
     return np.asarray(values, dtype=np.float32)
@@ -232,6 +232,73 @@ def cmd_recall(args) -> int:
         ref = f" ({r.external_ref})" if r.external_ref else ""
         print(f"{n:>2}. [{r.tier}] {r.kind} {at}{where}{ref} score={r.score:.4f} -- {r.reason}")
         print("      " + r.text[:300].replace("\n", "\n      "))
+    return 0
+
+
+def timestamp_arg(text: str):
+    """An ISO 8601 time; without a zone it is UTC."""
+    from datetime import datetime, timezone
+
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an ISO 8601 time such as 2024-05-01T12:00:00+00:00, got {text!r}")
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def cmd_kernel(args) -> int:
+    """Each action is one call of a kernel SQL function; the database checks every input."""
+    import json
+
+    import psycopg
+
+    from .connect import act_for_ref, connect
+
+    vector = _query_vector(args.vector, None) if getattr(args, "vector", None) else None
+    with connect() as conn:
+        user = act_for_ref(conn, args.user)
+        try:
+            if args.kernel_cmd == "card":
+                row = conn.execute(
+                    "SELECT card_id, action, contradicts, summary_card_id FROM kernel.upsert_card(p_user_id => %s, "
+                    "p_summary => %s, p_tags => %s, p_source => %s, p_subject => %s, p_embedding => %s::real[], "
+                    "p_provider => %s, p_model => %s, p_card_id => %s)",
+                    (user, args.summary, args.tag, args.source, args.subject, None if vector is None else vector.tolist(),
+                     args.provider, args.model, args.id)).fetchone()
+                conn.commit()
+                out = dict(zip(("card_id", "action", "contradicts", "summary_card_id"), row))
+                if args.json:
+                    print(json.dumps(out, default=str))
+                else:
+                    print(f"{row[0]} {row[1]}" + (f"; contradicts {', '.join(map(str, row[2]))} (see kernel.contradictions)"
+                                                  if row[2] else "") + (f"; older notes rolled into {row[3]}" if row[3] else ""))
+            elif args.kernel_cmd == "recall":
+                cur = conn.execute("SELECT * FROM kernel.recall(p_user_id => %s, p_query_text => %s, "
+                                   "p_query_vector => %s::real[], p_k => %s, p_model => %s)",
+                                   (user, args.query, None if vector is None else vector.tolist(), args.k, args.model))
+                rows = [dict(zip([d.name for d in cur.description], r)) for r in cur.fetchall()]
+                conn.commit()  # the usage bump
+                if args.json:
+                    print(json.dumps(rows, indent=2, default=str))
+                for r in rows if not args.json else ():
+                    if r["card_id"] is None:
+                        print(r["why"])
+                        continue
+                    print(f"{r['rank']:>2}. {r['card_id']}  score {r['score']:.4f}  {r['summary']}")
+                    print(f"      {r['why']}")
+            else:
+                text = conn.execute("SELECT kernel.export_patch(%s, %s)", (user, args.since)).fetchone()[0]
+                if args.output == "-":
+                    sys.stdout.write(text)
+                else:
+                    part = Path(args.output + ".part")
+                    part.write_text(text)
+                    part.replace(args.output)  # the file appears only when complete
+                    say(f"wrote {args.output}: {text.rstrip().splitlines()[-1].lstrip('- ')}")
+        except (psycopg.errors.DataError, psycopg.errors.IntegrityError, psycopg.errors.InsufficientPrivilege) as e:
+            # The database refused an input, naming the field and the rule; nothing was written.
+            say(f"refused: {e.diag.message_primary}")
+            return 2
     return 0
 
 
@@ -375,6 +442,46 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--json", action="store_true", help="print JSON")
     rc.add_argument("--cortex", help=cortex_help)
     rc.set_defaults(func=cmd_recall)
+
+    kn = sub.add_parser("kernel", help="the Core Memory Kernel: write a card, recall cards, export an audit patch",
+                        description="Front the Core Memory Kernel's SQL (schema kernel) for a shell user: each "
+                                    "action is one SQL call, and the database checks every input (a refusal "
+                                    "names the field and the rule, exit 2). --user is a user id or external "
+                                    "reference among the users this login may act for.")
+    kns = kn.add_subparsers(dest="kernel_cmd", required=True, metavar="ACTION")
+    kc = kns.add_parser("card", help="write a card (kernel.upsert_card): the same fact twice is one card",
+                        description="Write one memory card. The same fact written again (same normalised summary) "
+                                    "updates that card instead of adding one; --id overwrites a card by id. Prints the "
+                                    "card id, inserted or updated, and the cards it contradicts.")
+    kc.add_argument("summary", help="the fact, preference or decision")
+    kc.add_argument("--user", required=True, help="user id or external reference")
+    kc.add_argument("--tag", action="append", help="a tag (repeatable); key:<name> marks the fact's slot")
+    kc.add_argument("--subject", help="what the card is about (default: its first tag that is not key:)")
+    kc.add_argument("--source", choices=("msc", "bio", "export", "journal"), help="where the fact came from (default msc)")
+    kc.add_argument("--id", type=uuid_arg, help="overwrite this card instead")
+    kc.add_argument("--vector", type=input_file, help="JSON file (or - for stdin) with the card's embedding")
+    kc.add_argument("--provider", help="the embedding's provider (with --vector)")
+    kc.add_argument("--model", help="the embedding's model (with --vector)")
+    kc.add_argument("--json", action="store_true", help="print JSON")
+    kr = kns.add_parser("recall", help="recall cards (kernel.recall) with every score part and why",
+                        description="Full text (and, with --vector, vector similarity) fused by reciprocal rank "
+                                    "fusion with usage-aware recency, then MMR; prints each card with its score and "
+                                    "why. Bumps the cards' usage (committed).")
+    kr.add_argument("query", help="query text (websearch syntax: quotes, or, -word)")
+    kr.add_argument("--user", required=True, help="user id or external reference")
+    kr.add_argument("-k", type=positive_int, help="cards to return (default: the user's recall_top_k, 5)")
+    kr.add_argument("--vector", type=input_file, help="JSON file (or - for stdin) with the query's embedding")
+    kr.add_argument("--model", help="compare only with card embeddings of this model")
+    kr.add_argument("--json", action="store_true", help="print JSON rows (score parts, why, legs)")
+    ke = kns.add_parser("export-patch", help="write the idempotent SQL patch of a user's kernel changes",
+                        description="Write kernel.export_patch: every kernel change of the user since --since "
+                                    "(default: all) as one SQL transaction of upserts and deletes. Applying it "
+                                    "(psql -f, as the owner or psimem_admin) to an empty psimem database, or twice, "
+                                    "gives the same kernel rows.")
+    ke.add_argument("--user", required=True, help="user id or external reference")
+    ke.add_argument("--since", type=timestamp_arg, help="ISO 8601 time (UTC without a zone); default: everything")
+    ke.add_argument("-o", "--output", required=True, metavar="FILE", help="file to write, or - for stdout")
+    kn.set_defaults(func=cmd_kernel)
 
     pk = sub.add_parser("packet", help="Bifocal Packets: export blocks, import packets",
                         description="Bifocal Packets (spec 004 section 6, schema in loaders/bifocal_packet.schema.json).")

@@ -6,6 +6,7 @@ import time
 from datetime import datetime, timedelta, timezone
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from . import migrate
 from .cluster import Cluster
@@ -102,6 +103,79 @@ def _recall(conn, embedder, scorer) -> None:
                       f"{role}: {content[:60]!r}")
 
 
+def _kernel(conn, embedder) -> None:
+    """The Core Memory Kernel for the user with the longest history: a card for each of their
+    first-person statements (with the turn's embedding), a journal entry per conversation (the
+    lifecycle moving on once a conversation asks two questions), the meta layers that fall due,
+    then one recall with its score parts. Every step is a kernel SQL function."""
+    print("\n== The Core Memory Kernel (schema kernel): cards and journal of the longest history")
+    user = conn.execute("SELECT user_id FROM memory.day_table GROUP BY 1 ORDER BY count(*) DESC LIMIT 1").fetchone()[0]
+    t0 = time.perf_counter()
+    # The first sentence of each of the user's "I ..." / "My ..." turns; its two longest words tag it.
+    written = conn.execute("""
+        SELECT t.session_id, c.card_id, c.action FROM (
+            SELECT d.session_id, d.created_at, d.universal_embedding,
+                   left(coalesce((regexp_match(d.content, '^(.+?[.!?])(\s|$)'))[1], d.content), 300) AS fact
+            FROM memory.day_table d
+            WHERE d.user_id = %(u)s AND d.role = 'user' AND d.content ~* '^(i|i''m|i am|my|i''ve|i have)\M'
+              AND length(d.content) BETWEEN 25 AND 400) t,
+        LATERAL kernel.upsert_card(p_user_id => %(u)s, p_summary => t.fact,
+            p_tags => ARRAY(SELECT w FROM unnest(tsvector_to_array(to_tsvector('english', t.fact))) w
+                            ORDER BY length(w) DESC, w LIMIT 2),
+            p_embedding => t.universal_embedding::real[], p_provider => 'psimem-demo', p_model => 'all-MiniLM-L6-v2',
+            p_at => t.created_at) c
+        ORDER BY t.created_at""", {"u": user}).fetchall()
+    actions = [a for _, _, a in written]
+    print(f"  kernel.upsert_card: {actions.count('inserted')} cards written, {actions.count('updated')} facts already "
+          f"held (the same fact is one card) in {time.perf_counter() - t0:.2f}s")
+    if not conn.execute("SELECT count(*) FROM kernel.journal WHERE user_id = %s", (user,)).fetchone()[0]:
+        sessions = conn.execute("""
+            SELECT s.session_id, kernel.summarise_extractive(array_agg(d.content ORDER BY d.turn_number), 40),
+                   (array_agg(left(d.content, 80) ORDER BY d.turn_number) FILTER (WHERE d.role = 'user' AND d.content ~ '[?]\s*$'))[1:2],
+                   max(d.created_at)
+            FROM memory.sessions s JOIN memory.day_table d USING (session_id)
+            WHERE s.user_id = %s GROUP BY s.session_id ORDER BY max(d.created_at)""", (user,)).fetchall()
+        stage, transitions, metas = "Ideation", [], 0
+        for session, summary, questions, at in sessions:
+            cards = sorted({card for s_id, card, _ in written if s_id == session})
+            nxt, evidence = stage, None
+            if stage == "Ideation" and questions and len(questions) >= 2:
+                nxt, evidence = "Data Acquisition", {"unknowns": questions}
+            row = conn.execute("SELECT transition, meta_layer_due FROM kernel.journal(p_stage => %s, p_summary => %s, "
+                               "p_conclusion => %s, p_reflected_ids => %s::uuid[], p_user_id => %s, p_evidence => %s, "
+                               "p_at => %s)", (nxt, summary or "(no words)", f"{len(cards)} facts noted", cards, user,
+                                               Jsonb(evidence) if evidence else None, at)).fetchone()
+            stage = nxt
+            if row[0]:
+                transitions.append(row[0])
+            if row[1]:
+                conn.execute("SELECT kernel.write_meta_layer(p_user_id => %s, p_at => %s)", (user, at))
+                metas += 1
+        print(f"  kernel.journal: {len(sessions)} turn entries (at most 70 words each), {metas} meta-layer entries; "
+              f"stage transitions: {'; '.join(transitions)}")
+    conn.commit()
+    counts = conn.execute("SELECT count(*) FILTER (WHERE kind = 'note'), count(*) FILTER (WHERE kind = 'summary'), "
+                          "count(*) FILTER (WHERE rolled_into IS NOT NULL) FROM kernel.card WHERE user_id = %s",
+                          (user,)).fetchone()
+    print(f"  cards: {counts[0]} notes ({counts[2]} rolled into {counts[1]} summary cards), "
+          f"{len(conn.execute('SELECT * FROM kernel.contradictions(%s)', (user,)).fetchall())} open contradictions")
+    query = QUERIES[1]
+    vec = embedder.embed([query], progress=False)[0]
+    print(f"\n  kernel.recall({query!r}, k=5): full text + vector, RRF, MMR")
+    for r in conn.execute("SELECT rank, score, text_rank, vector_rank, vector_similarity, recency_rank, summary, why "
+                          "FROM kernel.recall(p_user_id => %s, p_query_text => %s, p_query_vector => %s::real[], p_k => 5)",
+                          (user, query, vec.tolist())):
+        rank, score, t_rank, v_rank, v_sim, rec_rank, summary, why = r
+        if summary is None:
+            print(f"    {why}")
+            continue
+        sim = f"{v_sim:.2f}" if v_sim is not None else "-"
+        print(f"    {rank}. score {score:.3f}  text #{t_rank or '-'}  vector #{v_rank or '-'} (cos {sim})  "
+              f"recency #{rec_rank}  {summary[:70]!r}")
+        print(f"       why: {why[:160]}")
+    conn.commit()
+
+
 def _night_cycle(conn) -> None:
     print("\n== Night Cycle (CALL memory.night_cycle(), as pg_cron runs it: all in SQL, a commit per user)")
     conn.commit()
@@ -167,6 +241,7 @@ def run_demo(turns: int = 400, keep_running: bool = True) -> int:
             cache.save()
         _show_overview(conn)
         _recall(conn, embedder, scorer)
+        _kernel(conn, embedder)
         _night_cycle(conn)
         from loaders.demo_part import run_after_night_cycle
 

@@ -11,6 +11,7 @@ import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
@@ -31,8 +32,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def pg_server():
+@contextmanager
+def server(dbname: str = DBNAME):
+    """A PostgreSQL server of its own whose pg_cron serves `dbname` (psimem installs only there)."""
     root = Path(tempfile.mkdtemp(prefix="psimem-test-", dir="/var/tmp"))
     make_postgres_dir(root, 0o755)
     port = free_port()
@@ -44,8 +46,8 @@ def pg_server():
         unixsocketdir=str(root),
         logfile=str(root / "postgres.log"),
         startparams="-w",
-        dbname=DBNAME,
-        postgres_options=(f"-c shared_preload_libraries=pg_cron -c cron.database_name={DBNAME} "
+        dbname=dbname,
+        postgres_options=(f"-c shared_preload_libraries=pg_cron -c cron.database_name={dbname} "
                           "-c cron.use_background_workers=on -c max_worker_processes=16 "
                           "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
                           "-c max_connections=50"),
@@ -56,6 +58,12 @@ def pg_server():
     finally:
         executor.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    with server() as executor:
+        yield executor
 
 
 def server_url(server, dbname: str) -> str:
@@ -75,13 +83,22 @@ def wait_until_accepting(url: str, seconds: float = 30.0) -> None:
             time.sleep(0.1)
 
 
+def migrated_database(executor, dbname: str = DBNAME) -> str:
+    wait_until_accepting(server_url(executor, "postgres"))
+    with psycopg.connect(server_url(executor, "postgres"), autocommit=True) as c:
+        c.execute(f"CREATE DATABASE {dbname}")
+    url = server_url(executor, dbname)
+    migrate.upgrade(url)
+    return url
+
+
 @pytest.fixture(scope="session")
 def db_url(pg_server) -> str:
-    wait_until_accepting(server_url(pg_server, "postgres"))
-    with psycopg.connect(server_url(pg_server, "postgres"), autocommit=True) as c:
-        c.execute(f"CREATE DATABASE {DBNAME}")
-    url = server_url(pg_server, DBNAME)
-    migrate.upgrade(url)
+    url = migrated_database(pg_server)
+    # The kernel's maintenance job would prune, compress and log the committed users of a test
+    # at whatever minute it fires; tests run kernel.run_maintenance themselves, on their clock.
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute("SELECT ops.set_schedule('kernel_maintenance', '0 0 30 2 *')")  # 30 February: never
     return url
 
 

@@ -52,6 +52,8 @@ class Person:
     entries: list = field(default_factory=list)
     blocks: list = field(default_factory=list)
     reflexes: list = field(default_factory=list)
+    cards: list = field(default_factory=list)
+    contradictions: list = field(default_factory=list)
     uttr_hash: bytes = b""
     universal: list | None = None
     native: list | None = None
@@ -59,7 +61,7 @@ class Person:
 
     def ids(self) -> dict[str, list[str]]:
         return {"user": [self.user], "session": self.sessions, "entry": self.entries, "block": self.blocks,
-                "reflex": self.reflexes}
+                "reflex": self.reflexes, "card": self.cards, "contradiction": self.contradictions}
 
     def markers(self) -> set[str]:
         return {self.secret, self.uttr_hash.hex(), *(i for v in self.ids().values() for i in v)}
@@ -104,16 +106,41 @@ def build_person(url: str, login: str, name: str) -> Person:
                   "integrity_crc) VALUES (%s, %s, 1700000000000, 0, 20, 3, %s, %s)", (p.uttr_hash, user, blob, cc.crc32c(blob)))
         c.execute("INSERT INTO psi.surprise_events (uttr_hash, user_id, ts_epoch_ms, epsilon, threshold) "
                   "VALUES (%s, %s, 1700000000040, 2, 1)", (p.uttr_hash, user))
+        # A day ahead: pg_cron's every-minute psi.decay_centroids would otherwise fade and delete it
+        # while the matrix runs, changing the other user's rows under the fingerprint.
         c.execute("INSERT INTO psi.band_centroids (uttr_hash, user_id, band, ts_epoch_ms, centroid) "
-                  "VALUES (%s, %s, 1, 1700000000000, '{1,2,3}')", (p.uttr_hash, user))
+                  "VALUES (%s, %s, 1, (extract(epoch FROM now() + interval '1 day') * 1000)::bigint, '{1,2,3}')",
+                  (p.uttr_hash, user))
         r1 = c.execute("SELECT procedural.learn_reflex(%s, 'tool_call', %s)", (f"{p.secret} search", p.secret)).fetchone()[0]
         r2 = c.execute("SELECT procedural.learn_reflex(%s, 'delegation')", (f"{p.secret} ask",)).fetchone()[0]
         c.execute("SELECT procedural.record_outcome(%s, true)", (r1,))
         c.execute("SELECT procedural.observe_causal_edge(%s, %s, 3.0)", (r1, r2))
         c.execute("SELECT procedural.log_attempt(gen_random_uuid(), %s, 1, false, 'error')", (f"{p.secret} task",))
         p.reflexes = [str(r1), str(r2)]
+        build_kernel(c, p, rng)
         c.commit()
     return p
+
+
+def build_kernel(c: psycopg.Connection, p: Person, rng) -> None:
+    """Kernel memory as a writer keeps it: cards (one contradicting another, one with an
+    embedding, one with an attachment), a link, four journaled turns and a meta layer, a config."""
+    write = ("SELECT card_id FROM kernel.upsert_card(p_user_id => %s, p_summary => %s, p_tags => %s, "
+             "p_embedding => %s::real[], p_provider => %s, p_model => %s)")
+    for n, (text, tags) in enumerate(((f"{p.secret} drinks tea every morning", ["drinks", "key:morning"]),
+                                      (f"{p.secret} drinks coffee every morning", ["drinks", "key:morning"]),
+                                      (f"{p.secret} plays the cello", ["music"]))):
+        vec = unit(rng, UDIM).tolist() if n == 2 else None
+        p.cards.append(str(c.execute(write, (p.user, text, tags, vec, vec and "matrix", vec and "m1")).fetchone()[0]))
+    p.contradictions = [str(r[0]) for r in c.execute("SELECT contradiction_id FROM kernel.contradictions(%s)", (p.user,))]
+    assert p.contradictions, "the two morning-drink cards did not contradict: the matrix would test less"
+    c.execute("SELECT kernel.link(%s, %s, %s)", (p.user, p.cards[2], p.cards[0]))
+    c.execute("SELECT kernel.attach(%s, %s, 'url', %s)", (p.user, p.cards[2], f"https://example.org/{p.secret}"))
+    for turn in range(4):
+        c.execute("SELECT kernel.journal(%s, %s, %s, %s, %s)",
+                  ("Ideation", f"{p.secret} turn {turn}", f"{p.secret} decided {turn}", p.cards[:1], p.user))
+    c.execute("SELECT kernel.write_meta_layer(%s)", (p.user,))
+    c.execute("SELECT kernel.set_config(%s, 'recall_top_k', '3')", (p.user,))
 
 
 @pytest.fixture(scope="module")
@@ -295,10 +322,16 @@ def functions(conn) -> list[dict]:
 
 
 UUID_KIND = (("user", "user"), ("session", "session"), ("block", "block"), ("entry", "entry"), ("turn", "entry"),
-             ("reflex", "reflex"))
+             ("reflex", "reflex"), ("contradiction", "contradiction"), ("card", "card"), ("src", "card"),
+             ("dst", "card"), ("reflected", "card"))
+# Text arguments that are not data: a caller's own words echoed back (an argument's name in an
+# error, a summary returned) must not count as a leak of the other user's secret.
 TEXT = {"p_key": "recall.window", "p_role": "user", "p_tier": "normal", "p_kind": "cortex_migrate",
         "p_worker_id": "matrix-worker", "p_space": "universal", "p_job": "night_cycle", "p_schedule": "0 3 * * *",
-        "p_action_type": "tool_call", "p_failure_mode": "error", "p_external_ref": "matrix-A-ref"}
+        "p_action_type": "tool_call", "p_failure_mode": "error", "p_external_ref": "matrix-A-ref",
+        "p_field": "p_field", "p_value": "a value", "p_text": "a text", "p_move": "a move", "p_to": "Ideation",
+        "p_stage": "Ideation", "p_source": "msc", "p_type": "relates_to", "p_summary": "a summary",
+        "p_conclusion": "a conclusion", "p_ref": "https://example.org/matrix", "p_reason": "a reason"}
 NUMBER = {"p_k": 5, "p_limit": 5, "p_band": 0, "p_budget_turns": 10, "p_gap_seconds": 1.0, "p_turn_number": None}
 
 
@@ -316,7 +349,7 @@ def arguments(fn: dict, a: Person, b: Person) -> tuple[list, list[int]]:
             args.append((name, (a.ids().get(_kind(name) or "user") or [a.user])[0], "uuid"))
             vary.append(i)
         elif t == "uuid[]":
-            args.append((name, a.blocks[:1], "uuid[]"))
+            args.append((name, (a.ids().get(_kind(name)) or a.blocks)[:1], "uuid[]"))
             vary.append(i)
         elif t == "bytea":
             args.append((name, a.uttr_hash, "bytea"))
@@ -360,7 +393,7 @@ def other_value(b: Person, name: str, cast: str):
     if cast == "uuid":
         return (b.ids().get(_kind(name) or "user") or [b.user])[0]
     if cast == "uuid[]":
-        return b.blocks[:1]
+        return (b.ids().get(_kind(name)) or b.blocks)[:1]
     return b.uttr_hash
 
 

@@ -1,6 +1,7 @@
 """Recall served by a hot standby: a streaming replica of the test server, made with
-pg_basebackup over loopback, answers every read-only recall function and `psimem recall`
-(PSIMEM_READ_DATABASE_URL) once it has replayed the primary's writes, and refuses writes."""
+pg_basebackup over loopback, answers every read-only recall function, kernel.recall (without
+its usage bump) and `psimem recall` (PSIMEM_READ_DATABASE_URL) once it has replayed the
+primary's writes, and refuses writes."""
 from __future__ import annotations
 
 import json
@@ -77,6 +78,7 @@ def remembered(db_url):
         session = new_session(c, user)
         entries = [record(c, session, f"standby turn {i}", universal=v) for i, v in enumerate(vectors)]
         c.execute("SELECT memory.bind_user(%s, 'standby_reader')", (user,))
+        c.execute("SELECT kernel.upsert_card(%s, 'standby card')", (user,))
         c.commit()
     yield str(user), str(session), vectors, [str(e) for e in entries]
     with psycopg.connect(db_url, autocommit=True) as c:
@@ -99,6 +101,12 @@ def test_recall_on_a_hot_standby_after_replay(db_url, standby, remembered, tmp_p
                 assert ids and ids[0] == entries[2], (query, ids)
     with psycopg.connect(standby) as c, pytest.raises(psycopg.errors.ReadOnlySqlTransaction):
         record(c, session, "a write on the standby")
+    with psycopg.connect(reader) as c:  # kernel.recall answers too, and counts no usage there
+        c.execute("SELECT memory.act_for(%s)", (user,))
+        [(summary, used, usage)] = c.execute("SELECT summary, used_count, legs -> 'usage' FROM kernel.recall(%s, 'standby')",
+                                             (user,)).fetchall()
+        assert summary == "standby card" and used == 0
+        assert usage == {"bumped": False, "reason": "hot standby: usage is counted on the primary only"}
 
     q = tmp_path / "q.json"
     q.write_text(json.dumps(vectors[1].tolist()))

@@ -41,7 +41,8 @@ BEGIN
             ('psimem-procedural', 'cron.procedural_maintenance',
              'SELECT procedural.decay_causal_edges(), procedural.prune_reflexes()'),
             ('psimem-trim-history', 'cron.trim_history', 'SELECT ops.trim_history()'),
-            ('psimem-psi-centroid-decay', 'cron.psi_centroid_decay', 'SELECT psi.decay_centroids()')) AS j(name, setting, cmd)
+            ('psimem-psi-centroid-decay', 'cron.psi_centroid_decay', 'SELECT psi.decay_centroids()'),
+            ('psimem-kernel-maintenance', 'cron.kernel_maintenance', 'SELECT kernel.run_maintenance()')) AS j(name, setting, cmd)
     LOOP
         PERFORM cron.schedule(v_job.name, ops.setting(v_job.setting) #>> '{}', v_job.cmd);
         jobname := v_job.name; schedule := ops.setting(v_job.setting) #>> '{}'; command := v_job.cmd;
@@ -50,7 +51,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops.install_cron_jobs() IS
-'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle (CALL memory.night_cycle(), which commits per batch of users and fails the job when a user failed), procedural decay and pruning, history trimming and ψ band-centroid decay. Idempotent (pg_cron replaces a job of the same name).';
+'Installs or updates psimem''s pg_cron jobs from the cron.* settings: the Night Cycle (CALL memory.night_cycle(), which commits per batch of users and fails the job when a user failed), procedural decay and pruning, history trimming, ψ band-centroid decay and kernel maintenance. Idempotent (pg_cron replaces a job of the same name).';
 REVOKE ALL ON FUNCTION ops.install_cron_jobs() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ops.install_cron_jobs() TO psimem_admin;
 
@@ -63,7 +64,7 @@ DECLARE
     v_key text := 'cron.' || p_job;
 BEGIN
     IF NOT EXISTS (SELECT 1 FROM ops.settings WHERE key = v_key) THEN
-        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history, psi_centroid_decay (got %)', quote_literal(p_job)
+        RAISE EXCEPTION 'p_job: must be one of night_cycle, procedural_maintenance, trim_history, psi_centroid_decay, kernel_maintenance (got %)', quote_literal(p_job)
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
     PERFORM ops.set_setting(v_key, to_jsonb(p_schedule));
@@ -72,7 +73,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION ops.set_schedule(text, text) IS
-'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history, psi_centroid_decay) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
+'Changes the pg_cron schedule of a psimem job (night_cycle, procedural_maintenance, trim_history, psi_centroid_decay, kernel_maintenance) in ops.settings and re-installs the jobs; pg_cron rejects a malformed schedule.';
 REVOKE ALL ON FUNCTION ops.set_schedule(text, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION ops.set_schedule(text, text) TO psimem_admin;
 
