@@ -75,6 +75,9 @@ def test_a_cortex_block_postgresql_keeps_no_turns_of_comes_back_whole(data, db_u
     cortex.upsert_blocks([{"block_id": "9f0f3c52-0000-4000-8000-00000000b10c", "user_id": str(user), "session_id": None,
                            "block_kind": "imported", "universal_embedding": v, "first_turn": 0, "last_turn": 2,
                            **prose}])
+    # What comes back for a Cortex-only block is the point here, not how a Cortex leg weighted
+    # 0.3 ranks against the user's nearest (unrelated) turns: weigh the tiers alike.
+    data.conn.execute("UPDATE ops.settings SET value = '1' WHERE key = 'recall.weight_cortex'")
     results = recall(data.conn, cortex, "lighthouse logbook", v, user, budget=10)
     data.conn.rollback()
     block = [r for r in results if r.kind == "block"]
