@@ -43,6 +43,7 @@ def load(conn, content: list[str], vectors: np.ndarray, turns: int, raw: int, ot
         cp.set_types(["int4", "text", "vector"])
         for i, (t, v) in enumerate(zip(content, vectors)):
             cp.write_row((i, t, v))
+    conn.execute("ANALYZE src")
     # Blocks: sessions of PER_BLOCK turns a day apart going back from a week ago, one block each.
     conn.execute("""
         INSERT INTO memory.sessions (session_id, user_id, external_ref, started_at, last_turn_at, turn_count, consolidated_turn)
@@ -57,10 +58,9 @@ def load(conn, content: list[str], vectors: np.ndarray, turns: int, raw: int, ot
                l2_normalize(v.mean), '{}', '{}', 0, 0, s.session_id, s.user_id, 'elder', s.started_at, s.started_at,
                s.started_at::date, 1, %(per)s, 'gap'
         FROM memory.sessions s
-        CROSS JOIN LATERAL (SELECT avg(x.v) AS mean FROM src x
-                            WHERE x.i BETWEEN substr(s.external_ref, 2)::int * %(per)s
-                                          AND substr(s.external_ref, 2)::int * %(per)s + %(per)s - 1) v
-        WHERE s.external_ref LIKE 'k%%'""", {"per": PER_BLOCK})
+        JOIN (SELECT x.i / %(per)s AS b, avg(x.v) AS mean FROM src x WHERE x.i < %(kept)s GROUP BY 1) v
+          ON v.b = substr(s.external_ref, 2)::int
+        WHERE s.external_ref LIKE 'k%%'""", {"per": PER_BLOCK, "kept": kept})
     conn.execute("""
         INSERT INTO memory.block_turns (block_id, turn_number, user_id, session_id, zone_no, role, kept, verbatim,
                                         created_at, universal_embedding)

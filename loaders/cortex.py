@@ -313,7 +313,14 @@ class Cortex:
                 self._blocks = self._table(BLOCKS, blocks_schema(self.udim, self.ndim), "block_id")
                 self._add_search_text(self._blocks)
             elif BLOCKS in self._tables():
-                self._blocks = self.db.open_table(BLOCKS)
+                try:
+                    self._blocks = self.db.open_table(BLOCKS)
+                except ValueError as e:
+                    # A writer creating the table: on object storage its directory is listed
+                    # before its first version is written. For a reader it is not there yet.
+                    if "not found" not in str(e):
+                        raise
+                    return None
             else:
                 return None
         return self._blocks

@@ -256,6 +256,7 @@ def run_streams(streams: list[Stream], writer: PsiWriter, pace: bool = False, sa
     max_lag = 0.0          # how far behind its 20 ms deadline a tick's work finished, at worst
     arriving = sorted(streams, key=lambda s: s.start_tick)     # not begun yet
     with Stop() as stop:
+        say(f"voicing {len(streams)} utterance(s); SIGTERM or Ctrl-C stops and writes what was voiced")
         todo: list[_Group] = []
         while not stop.requested and (todo or arriving):
             if arriving and arriving[0].start_tick <= ticks and ticks % admit_every == 0:

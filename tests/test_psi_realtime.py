@@ -138,9 +138,13 @@ def test_cli_sigterm_flushes_then_replay_writes_wav_and_verifies(env_url, tmp_pa
     env = {**os.environ, "PSIMEM_HOME": str(tmp_path / "home")}
     p = subprocess.Popen([*PSIMEM, "realtime", "--entry", turn.entry_id, "--wav", str(wav), "--pace"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    time.sleep(2.5)
+    first = []  # a loaded machine can take seconds to start it: wait until it says it is voicing
+    while not any("voicing" in line for line in first) and p.poll() is None:
+        first.append(p.stderr.readline())
+    time.sleep(1.0)
     p.send_signal(signal.SIGTERM)
     out, err = p.communicate(timeout=30)
+    err = "".join(first) + err
     assert p.returncode == 130, err
     assert "flushing buffered frames" in err and "peak memory:" in out
     h = out.split()[0]
