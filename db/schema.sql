@@ -2727,17 +2727,19 @@ CREATE FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) RETURN
         SELECT q.lexeme, coalesce(s.turns, 0) AS turns, n.total
         FROM q CROSS JOIN n LEFT JOIN memory.text_stats s ON s.user_id = p_user_id AND s.lexeme = q.lexeme),
     ranked AS (
-        -- Rarest first: candidates come from the rarest words until they reach
-        -- recall.text_candidate_docs turns (always at least one word).
-        SELECT f.*, sum(f.turns) OVER (ORDER BY f.turns, f.lexeme ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+        -- Rarest first: candidates come from the rarest words while together they hold at
+        -- most recall.text_candidate_docs turns (always the rarest word), which bounds the
+        -- turns the leg fetches and scores.
+        SELECT f.*, sum(f.turns) OVER (ORDER BY f.turns, f.lexeme ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS upto,
+               row_number() OVER (ORDER BY f.turns, f.lexeme) AS nth
         FROM f)
     SELECT r.lexeme, r.turns,
            ln(1 + (greatest(r.total, r.turns) - r.turns + 0.5) / (r.turns + 0.5)),
-           coalesce(r.before, 0) < (ops.setting('recall.text_candidate_docs'))::bigint
+           r.nth = 1 OR r.upto <= (ops.setting('recall.text_candidate_docs'))::bigint
     FROM ranked r
 $$;
 
-COMMENT ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) IS 'Internal, text leg of memory.recall: the query''s lexemes (configuration english, stop words dropped) with the number of the user''s turns that hold each (memory.text_stats), its BM25 inverse document frequency ln(1 + (N - n + 0.5) / (n + 0.5)), and whether it selects candidates: the rarest lexemes do, until those chosen occur in recall.text_candidate_docs turns. A common word still adds to the score of a turn found by a rarer one.';
+COMMENT ON FUNCTION memory._recall_lexemes(p_user_id uuid, p_query_text text) IS 'Internal, text leg of memory.recall: the query''s lexemes (configuration english, stop words dropped) with the number of the user''s turns that hold each (memory.text_stats), its BM25 inverse document frequency ln(1 + (N - n + 0.5) / (n + 0.5)), and whether it selects candidates: the rarest lexemes do while together they occur in at most recall.text_candidate_docs turns (the rarest one always). A common word still adds to the score of a turn found by a rarer one.';
 
 CREATE FUNCTION memory._recall_recent(p_space text, p_query_vector real[], p_session_id uuid, p_user_id uuid, p_k integer) RETURNS TABLE(entry_id uuid, session_id uuid, user_id uuid, role text, content text, created_at timestamp with time zone, turn_number integer, distance double precision, reason text)
     LANGUAGE plpgsql STABLE

@@ -89,6 +89,19 @@ def test_budget_and_time_range(conn, history):
     assert {r["created_at"].date() for r in old} == {(NOW - timedelta(days=12, hours=1)).date()}
 
 
+def test_a_common_query_word_fetches_no_candidates_beyond_the_cap(conn, history):
+    """The text leg fetches turns by the rarest query words while together they hold at most
+    recall.text_candidate_docs turns; a commoner word then only adds to those turns' scores."""
+    user, turns, _, _ = history
+    leg = "SELECT entry_id FROM memory._recall_text_leg(%s, 'xylophone weather', 50) JOIN memory.day_table USING (session_id, turn_number)"
+    conn.execute("UPDATE ops.settings SET value = '10' WHERE key = 'recall.text_candidate_docs'")
+    assert [r[0] for r in conn.execute(leg, (user,))] == [turns[(27, 2)]]  # 1 + 43 turns > 10: "weather" fetches none
+    conn.execute("UPDATE ops.settings SET value = '44' WHERE key = 'recall.text_candidate_docs'")
+    assert len(conn.execute(leg, (user,)).fetchall()) == 44  # both words fetch
+    conn.execute("UPDATE ops.settings SET value = '1' WHERE key = 'recall.text_candidate_docs'")
+    assert len(conn.execute("SELECT * FROM memory._recall_text_leg(%s, 'weather', 50)", (user,)).fetchall()) == 43  # the rarest word always
+
+
 def test_text_statistics_count_each_users_turns_once(conn, history):
     user, _, _, _ = history
     stats = dict(conn.execute("SELECT lexeme, turns FROM memory.text_stats WHERE user_id = %s", (user,)).fetchall())

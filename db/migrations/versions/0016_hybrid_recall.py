@@ -52,7 +52,7 @@ SETTINGS = {  # key: (value, description, type, min, max)
     "night.summary_ratio": ("0.5", "share of a dead zone's characters its summary keeps (memory.summarise_facts)", "number", 0.01, 1),
     "night.gap_max_turns": ("12", "longest stretch of turns between arcs that becomes one gap block", "integer", 1, 1000),
     "recall.leg_candidates": ("50", "candidates each leg ranks before fusion", "integer", 1, 10000),
-    "recall.text_candidate_docs": ("5000", "the text leg takes candidates from the rarest query words until they occur in this many turns", "integer", 1, 10**9),
+    "recall.text_candidate_docs": ("1000", "the text leg takes candidates from the rarest query words while together they occur in at most this many turns (the rarest word always; bench/recall_latency.py)", "integer", 1, 10**9),
     "recall.bm25_k1": ("1.2", "BM25 term-frequency saturation", "number", 0, 10),
     "recall.bm25_b": ("0.75", "BM25 length normalisation", "number", 0, 1),
     "recall.neighbour_weight": ("0.0", "a turn next to a recalled turn competes with this share of its score (structural expansion)", "number", 0, 1),
