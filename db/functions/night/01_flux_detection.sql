@@ -60,7 +60,7 @@ BEGIN
                        SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
                        ORDER BY d.turn_number DESC LIMIT v_closing) x) END
         FROM arcs a
-        ON CONFLICT (session_id, start_turn) DO NOTHING
+        ON CONFLICT (session_id, start_turn, user_id) DO NOTHING
         RETURNING fa.arc_id, fa.session_id, fa.start_turn)
     INSERT INTO memory.night_arcs (run_id, user_id, arc_id, session_id, start_turn, continues_arc_id)
     SELECT p_run_id, p_user_id, i.arc_id, i.session_id, i.start_turn, a.earlier_arc_id
