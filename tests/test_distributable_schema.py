@@ -137,3 +137,68 @@ def test_a_foreign_key_pairing_user_id_with_another_column_is_reported(conn):
             FOREIGN KEY (other, user_id) REFERENCES memory.sessions (user_id, session_id))""")
     found = [v for v in distribution_violations(conn) if "zz_skewed" in v]
     assert len(found) == 1 and "crosses users" in found[0], found
+
+
+def test_revision_0018_keeps_a_populated_database_and_refuses_a_reference_across_users(db_url):
+    """Down to 0017 and up again with rows in the changed tables: every row stays. A row that
+    already referred to another user's row (possible before 0018) stops the upgrade, which
+    then changes nothing, until the row is fixed."""
+    import psycopg
+    import pytest
+
+    from psimem import migrate
+    from helpers import card, new_session, new_user, record
+
+    counted = ("memory.sessions", "memory.day_table", "kernel.card", "kernel.edge", "kernel.usage",
+               "procedural.procedural_memory", "procedural.causal_edges")
+
+    def counts(c):
+        return {t: c.execute(f"SELECT count(*) FROM {t} t JOIN memory.users u USING (user_id) "
+                             "WHERE u.external_ref LIKE 'dist-0018-%%'").fetchone()[0] for t in counted}
+
+    with psycopg.connect(db_url) as c:
+        users = [new_user(c, f"dist-0018-{i}") for i in range(2)]
+        sessions = []
+        for u in users:
+            first = new_session(c, u)
+            for i in range(3):
+                record(c, first, f"turn {i} of {u}")
+            sessions.append(first)
+            c.execute("UPDATE memory.sessions SET continues_session_id = %s WHERE session_id = %s",
+                      (first, new_session(c, u)))
+            a, b = card(c, u, f"fact one of {u}"), card(c, u, f"fact two of {u}")
+            c.execute("SELECT kernel.link(%s, %s, %s)", (u, a["card_id"], b["card_id"]))
+            c.execute("SELECT memory.act_for(%s)", (u,))
+            r1 = c.execute("SELECT procedural.learn_reflex('a', 'tool_call', 'ctx')").fetchone()[0]
+            r2 = c.execute("SELECT procedural.learn_reflex('b', 'tool_call', 'ctx')").fetchone()[0]
+            c.execute("SELECT procedural.observe_causal_edge(%s, %s, 0.5, 1.0)", (r1, r2))
+            c.execute("RESET psimem.user_id")
+        c.commit()
+        before = counts(c)
+    assert all(before.values()), before
+    try:
+        migrate.downgrade(db_url, "0017")
+        migrate.upgrade(db_url)
+        with psycopg.connect(db_url) as c:
+            assert counts(c) == before
+            # the keys are the new ones: the same session id may not continue another user's session
+            with pytest.raises(psycopg.errors.ForeignKeyViolation), c.transaction():
+                c.execute("UPDATE memory.sessions SET continues_session_id = %s WHERE session_id = %s",
+                          (sessions[1], sessions[0]))
+        migrate.downgrade(db_url, "0017")
+        with psycopg.connect(db_url) as c:  # before 0018 nothing stopped this
+            c.execute("UPDATE memory.sessions SET continues_session_id = %s WHERE session_id = %s",
+                      (sessions[1], sessions[0]))
+        with pytest.raises(Exception, match="sessions_continues_session_id_fkey"):
+            migrate.upgrade(db_url)
+        assert migrate.current(db_url) == "0017"
+        with psycopg.connect(db_url) as c:
+            assert c.execute("SELECT count(*) FROM pg_constraint WHERE conname = 'card_id_user_unique'").fetchone()[0] == 1
+            c.execute("UPDATE memory.sessions SET continues_session_id = NULL WHERE session_id = %s", (sessions[0],))
+    finally:
+        migrate.upgrade(db_url)
+        with psycopg.connect(db_url) as c:
+            c.execute("DELETE FROM memory.users WHERE external_ref LIKE 'dist-0018-%'")
+    assert migrate.current(db_url) == "0018"
+    with psycopg.connect(db_url) as c:
+        assert distribution_violations(c) == []
