@@ -159,6 +159,10 @@ def _fk(table: str, name: str, col: str, ref: str, key: str, action: str, compos
 
 def upgrade() -> None:
     sql = [f"ALTER TABLE {t} DROP CONSTRAINT {n};" for t, n, *_ in FOREIGN_KEYS]
+    # The one user_id that was nullable: every block is some user's (the Night Cycle and
+    # import_block always set it), and a primary key column must be NOT NULL anyway; said
+    # here so that the downgrade can give it back.
+    sql += ["ALTER TABLE memory.holographic_blocks ALTER COLUMN user_id SET NOT NULL;"]
     sql += [f"ALTER TABLE {t} DROP CONSTRAINT {n};" for t, n, _ in PAIR_UNIQUES]
     sql += [f"ALTER TABLE {t} DROP CONSTRAINT {n}, ADD CONSTRAINT {n} {kind} ({cols}, user_id);"
             for t, n, cols, kind in CONSTRAINTS]
@@ -177,5 +181,6 @@ def downgrade() -> None:
     for name, table, old, _ in UNIQUE_INDEXES:
         schema = table.split(".")[0]
         sql += [f"DROP INDEX {schema}.{name};", f"CREATE UNIQUE INDEX {name} ON {table} {old};"]
+    sql += ["ALTER TABLE memory.holographic_blocks ALTER COLUMN user_id DROP NOT NULL;"]
     sql += [_fk(t, n, c, r, k, a, n in COMPOSITE_BEFORE) for t, n, c, r, k, a in FOREIGN_KEYS]
     op.execute("\n".join(sql))
