@@ -2255,7 +2255,7 @@ BEGIN
         RETURN 0;
     END IF;
     SELECT count(*) INTO v_pending FROM memory.sessions s
-    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+    JOIN memory.day_table d ON d.session_id = s.session_id AND d.user_id = s.user_id AND d.turn_number > s.consolidated_turn
     WHERE (v_run.user_id IS NULL OR s.user_id = v_run.user_id) AND s.turn_count > s.consolidated_turn
       AND s.last_turn_at < (v_run.cycle_date + 1)::timestamptz AND s.last_turn_at <= now() - v_idle
       AND d.turn_number = d.flux_arc_start;
@@ -3225,7 +3225,7 @@ BEGIN
     FROM taken t
     CROSS JOIN LATERAL (SELECT min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
                         FROM memory.day_table d
-                        WHERE d.session_id = t.session_id AND d.turn_number > t.consolidated_turn) r
+                        WHERE d.session_id = t.session_id AND d.user_id = p_user_id AND d.turn_number > t.consolidated_turn) r
     WHERE r.turns > 0;  -- none left to take: a deleted history
     SELECT coalesce(sum(n.turns), 0) INTO v_n FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
     RETURN v_n;
@@ -3255,7 +3255,7 @@ BEGIN
         SELECT d.session_id, n.consolidated_turn, d.turn_number, d.flux_arc_start, d.flux_state, d.perplexity_score,
                d.flux_baseline_mean, d.flux_baseline_sd, d.created_at
         FROM memory.night_sessions n
-        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number > n.consolidated_turn
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id AND d.turn_number > n.consolidated_turn
         WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND d.flux_arc_start IS NOT NULL),
     found AS (
         SELECT t.session_id, t.flux_arc_start, min(t.consolidated_turn) AS consolidated_turn,
@@ -3289,7 +3289,8 @@ BEGIN
                a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
                CASE WHEN NOT a.resolved THEN (
                    SELECT l2_normalize(avg(x.universal_embedding)) FROM (
-                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
+                       SELECT d.universal_embedding FROM memory.day_table d
+                       WHERE d.session_id = a.session_id AND d.user_id = p_user_id
                        ORDER BY d.turn_number DESC LIMIT v_closing) x) END
         FROM arcs a
         ON CONFLICT (session_id, start_turn, user_id) DO NOTHING
@@ -3301,7 +3302,8 @@ BEGIN
 
     UPDATE memory.flux_arcs e SET continued_by_arc_id = n.arc_id
     FROM memory.night_arcs n
-    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.continued_by_arc_id IS NULL;
+    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.user_id = n.user_id
+      AND e.continued_by_arc_id IS NULL;
 
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
     -- user that ended shortly before link the new session (and its first arc) to it. Row by
@@ -3309,7 +3311,7 @@ BEGIN
     FOR v_link IN
         WITH opening AS (
             SELECT n.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id
+            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id
                  AND d.turn_number > n.consolidated_turn AND d.turn_number <= v_opening
             WHERE n.run_id = p_run_id AND n.user_id = p_user_id GROUP BY n.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
@@ -3355,7 +3357,7 @@ BEGIN
            f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
            f.arc_duration_turns, f.start_time, f.end_time
     FROM memory.night_arcs a
-    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
+    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id AND f.user_id = a.user_id
     JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.user_id = a.user_id AND s.session_id = a.session_id
     WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
 
@@ -3365,7 +3367,8 @@ BEGIN
     WITH free AS (
         SELECT n.session_id, d.turn_number, d.perplexity_score, d.flux_baseline_mean, d.created_at
         FROM memory.night_sessions n
-        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number BETWEEN n.first_turn AND n.last_turn
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id
+             AND d.turn_number BETWEEN n.first_turn AND n.last_turn
         WHERE n.run_id = p_run_id AND n.user_id = p_user_id
           AND NOT EXISTS (SELECT 1 FROM memory.night_blocks b
                           WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.session_id = n.session_id
@@ -3405,7 +3408,8 @@ BEGIN
                   OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
                   OR d.content ~* v_markers)) IS TRUE
     FROM memory.night_blocks b
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id
+         AND d.turn_number BETWEEN b.first_turn AND b.last_turn
     LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
@@ -3426,7 +3430,8 @@ BEGIN
     SELECT p_run_id, p_user_id, r.block_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.turn_number = r.turn_number
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.user_id = p_user_id
+         AND d.turn_number = r.turn_number
     GROUP BY r.block_id, r.session_id, r.live, r.run;
     RETURN v_n;
 END
@@ -3512,11 +3517,11 @@ BEGIN
     UPDATE memory.night_block_turns t SET kept = d.content
     FROM memory.night_blocks b, memory.day_table d
     WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND b.run_id = t.run_id AND b.user_id = t.user_id
-      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.turn_number = t.turn_number
+      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
       AND (t.live OR t.turn_number < b.start_turn OR t.turn_number > b.end_turn);
     UPDATE memory.night_blocks b SET prose = jsonb_build_object(
         'anterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
-                                     FROM memory.day_table d WHERE d.session_id = b.session_id
+                                     FROM memory.day_table d WHERE d.session_id = b.session_id AND d.user_id = b.user_id
                                        AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
@@ -3527,7 +3532,7 @@ BEGIN
                                 FROM memory.night_zones z
                                 WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
-                                      FROM memory.day_table d WHERE d.session_id = b.session_id
+                                      FROM memory.day_table d WHERE d.session_id = b.session_id AND d.user_id = b.user_id
                                         AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
     RETURN v_n;
@@ -3553,7 +3558,7 @@ BEGIN
         CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
             SELECT x.* FROM memory.night_block_turns x
             WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
-        JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+        JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
     centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
@@ -3613,11 +3618,13 @@ BEGIN
     -- another session it becomes a citation; the earlier part of an arc of the same session
     -- (consolidated while the arc was open) is what this block continues.
     UPDATE memory.night_blocks b SET citations = jsonb_build_array(hb.block_id)
-    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
+    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb
+         ON hb.arc_id = f.arc_id AND hb.user_id = f.user_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.continued_by_arc_id = b.arc_id
       AND f.user_id = p_user_id AND f.session_id <> b.session_id;
     UPDATE memory.night_blocks b SET continues_from = hb.block_id
-    FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
+    FROM memory.night_arcs a JOIN memory.holographic_blocks hb
+         ON hb.arc_id = a.continues_arc_id AND hb.user_id = a.user_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
       AND a.run_id = p_run_id AND a.user_id = p_user_id AND a.arc_id = b.arc_id;
 
@@ -3728,7 +3735,7 @@ BEGIN
            d.created_at, d.external_ref, d.universal_embedding
     FROM memory.night_block_turns t
     JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
     JOIN memory.block_zones z ON z.user_id = p_user_id AND z.block_id = t.block_id
          AND t.turn_number BETWEEN z.first_turn AND z.last_turn
     WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.kept ~ '\S';
