@@ -12,9 +12,9 @@ So for every table holding user_id (tests/test_distributable_schema.py lists the
 and why):
 
 - The primary key and every unique constraint and unique index gain user_id, as their LAST
-  column: every existing lookup, ON CONFLICT or foreign key that reads the old key still uses
-  the index by its prefix (day_table_session_turn_unique still leads with session_id, the
-  blocks' primary key with block_id), so no query plan gets worse. Where a table already had
+  column: every existing lookup, ON CONFLICT or foreign key that reads the old key can still
+  use the index by its prefix (day_table_session_turn_unique still leads with session_id, the
+  blocks' primary key with block_id, as revision 0015's index choices assume). Where a table already had
   a unique (id, user_id) beside its primary key (id) only for composite foreign keys (cards,
   journal entries, reflexes, utterances), that pair becomes the primary key and the duplicate
   index goes.
