@@ -320,7 +320,7 @@ BEGIN
     UPDATE kernel.card c SET rolled_into = v_summary.id WHERE c.id = ANY(v_notes);
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
     SELECT p_user_id, v_summary.id, n.id, 'reflects_on', p_at FROM unnest(v_notes) AS n(id)
-    ON CONFLICT (src_id, dst_id, type) DO NOTHING;
+    ON CONFLICT (src_id, dst_id, type, user_id) DO NOTHING;
     -- The summary's embeddings: the normalised centroid of its notes' embeddings, per model.
     INSERT INTO kernel.embedding AS e (user_id, mem_id, provider, model, dim, embedding, created_at)
     SELECT p_user_id, v_summary.id, x.provider, x.model, x.dim, l2_normalize(x.centre), p_at
@@ -329,7 +329,7 @@ BEGIN
           WHERE c.rolled_into = v_summary.id AND e.user_id = p_user_id
           GROUP BY e.provider, e.model, e.dim) x
     WHERE vector_norm(x.centre) > 0
-    ON CONFLICT (mem_id, provider, model) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
+    ON CONFLICT (mem_id, provider, model, user_id) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
         created_at = EXCLUDED.created_at;
     summary_card_id := v_summary.id;
     notes_rolled := cardinality(v_notes);
@@ -655,10 +655,10 @@ BEGIN
     -- writing one of the two cards again.
     INSERT INTO kernel.contradiction (user_id, card_a, card_b, reason, detected_at)
     VALUES (p_user_id, least(p_card_id, p_other_id), greatest(p_card_id, p_other_id), p_reason, p_at)
-    ON CONFLICT (card_a, card_b) DO NOTHING;
+    ON CONFLICT (card_a, card_b, user_id) DO NOTHING;
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
     VALUES (p_user_id, p_card_id, p_other_id, 'relates_to', p_at)
-    ON CONFLICT (src_id, dst_id, type) DO NOTHING;
+    ON CONFLICT (src_id, dst_id, type, user_id) DO NOTHING;
     RETURN (SELECT k.resolved_at IS NULL FROM kernel.contradiction k
             WHERE k.card_a = least(p_card_id, p_other_id) AND k.card_b = greatest(p_card_id, p_other_id));
 END
@@ -875,7 +875,7 @@ BEGIN
     PERFORM kernel._card(v_user, p_card_id, 'p_card_id');
     INSERT INTO kernel.attachment AS a (user_id, mem_id, kind, ref, title, created_at)
     VALUES (v_user, p_card_id, p_kind, v_ref, p_title, v_at)
-    ON CONFLICT (mem_id, kind, md5(ref)) DO UPDATE SET title = coalesce(EXCLUDED.title, a.title)
+    ON CONFLICT (mem_id, kind, md5(ref), user_id) DO UPDATE SET title = coalesce(EXCLUDED.title, a.title)
     RETURNING a.id INTO v_id;
     RETURN v_id;
 END
@@ -1206,7 +1206,7 @@ BEGIN
         RAISE EXCEPTION 'p_dst_id: must differ from p_src_id (a card does not link to itself)' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at) VALUES (v_user, p_src_id, p_dst_id, p_type, v_at)
-    ON CONFLICT (src_id, dst_id, type) DO NOTHING
+    ON CONFLICT (src_id, dst_id, type, user_id) DO NOTHING
     RETURNING id INTO v_id;
     IF v_id IS NULL THEN
         SELECT e.id INTO v_id FROM kernel.edge e WHERE e.src_id = p_src_id AND e.dst_id = p_dst_id AND e.type = p_type;
@@ -1472,7 +1472,7 @@ BEGIN
         INSERT INTO kernel.usage AS u (mem_id, user_id, used_count, last_used_at)
         SELECT x.id, v_user, 1, v_now FROM unnest(v_ids[1:v_pool]) WITH ORDINALITY AS x(id, i)
         WHERE x.i = ANY(v_order) ORDER BY x.id
-        ON CONFLICT (mem_id) DO UPDATE SET used_count = u.used_count + 1,
+        ON CONFLICT (mem_id, user_id) DO UPDATE SET used_count = u.used_count + 1,
             last_used_at = greatest(u.last_used_at, EXCLUDED.last_used_at);
         v_usage := jsonb_build_object('bumped', true, 'cards', cardinality(v_order));
     END IF;
@@ -1838,7 +1838,7 @@ BEGIN
     IF v_vector IS NOT NULL THEN
         INSERT INTO kernel.embedding AS e (user_id, mem_id, provider, model, dim, embedding, created_at)
         VALUES (v_user, v_id, p_provider, p_model, vector_dims(v_vector), v_vector, v_at)
-        ON CONFLICT (mem_id, provider, model) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
+        ON CONFLICT (mem_id, provider, model, user_id) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
             created_at = EXCLUDED.created_at
         WHERE e.embedding IS DISTINCT FROM EXCLUDED.embedding;
     END IF;
@@ -2255,7 +2255,7 @@ BEGIN
         RETURN 0;
     END IF;
     SELECT count(*) INTO v_pending FROM memory.sessions s
-    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+    JOIN memory.day_table d ON d.session_id = s.session_id AND d.user_id = s.user_id AND d.turn_number > s.consolidated_turn
     WHERE (v_run.user_id IS NULL OR s.user_id = v_run.user_id) AND s.turn_count > s.consolidated_turn
       AND s.last_turn_at < (v_run.cycle_date + 1)::timestamptz AND s.last_turn_at <= now() - v_idle
       AND d.turn_number = d.flux_arc_start;
@@ -3135,6 +3135,14 @@ BEGIN
         RAISE EXCEPTION 'references: unknown block % (citations, derived_from and continues_from must name blocks in the Hippocampus)', v_missing
             USING ERRCODE = 'foreign_key_violation';
     END IF;
+    -- The key is (block_id, user_id) (a distributable key: revision 0018), but the Cortex and the
+    -- worker know a block by its id alone, so an id another user holds is still refused. The
+    -- lock makes two imports of one id for two users take turns instead of both passing.
+    PERFORM pg_advisory_xact_lock(hashtextextended('memory.import_block:' || p_block_id::text, 0));
+    IF EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = p_block_id AND b.user_id <> v_user) THEN
+        RAISE EXCEPTION 'p_block_id: block % exists already and was not imported for this user; nothing replaced', p_block_id
+            USING ERRCODE = 'unique_violation';
+    END IF;
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, citations, preoccupation_centroid_id, derived_from, continues_from,
@@ -3146,7 +3154,7 @@ BEGIN
             coalesce(p_coherence_gain, 0), 0, p_session_id, v_user, v_tier, p_at, p_at,
             to_jsonb(coalesce(p_citations, '{}')), p_preoccupation_centroid_id, p_derived_from, p_continues_from,
             p_at::date, 0, 0, v_cycle)
-    ON CONFLICT (block_id) DO NOTHING;
+    ON CONFLICT (block_id, user_id) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
                                WHERE b.block_id = p_block_id AND b.user_id = v_user AND b.block_kind = 'imported') THEN
@@ -3219,7 +3227,7 @@ BEGIN
     FROM taken t
     CROSS JOIN LATERAL (SELECT min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
                         FROM memory.day_table d
-                        WHERE d.session_id = t.session_id AND d.turn_number > t.consolidated_turn) r
+                        WHERE d.session_id = t.session_id AND d.user_id = p_user_id AND d.turn_number > t.consolidated_turn) r
     WHERE r.turns > 0;  -- none left to take: a deleted history
     SELECT coalesce(sum(n.turns), 0) INTO v_n FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
     RETURN v_n;
@@ -3249,7 +3257,7 @@ BEGIN
         SELECT d.session_id, n.consolidated_turn, d.turn_number, d.flux_arc_start, d.flux_state, d.perplexity_score,
                d.flux_baseline_mean, d.flux_baseline_sd, d.created_at
         FROM memory.night_sessions n
-        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number > n.consolidated_turn
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id AND d.turn_number > n.consolidated_turn
         WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND d.flux_arc_start IS NOT NULL),
     found AS (
         SELECT t.session_id, t.flux_arc_start, min(t.consolidated_turn) AS consolidated_turn,
@@ -3283,10 +3291,11 @@ BEGIN
                a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
                CASE WHEN NOT a.resolved THEN (
                    SELECT l2_normalize(avg(x.universal_embedding)) FROM (
-                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
+                       SELECT d.universal_embedding FROM memory.day_table d
+                       WHERE d.session_id = a.session_id AND d.user_id = p_user_id
                        ORDER BY d.turn_number DESC LIMIT v_closing) x) END
         FROM arcs a
-        ON CONFLICT (session_id, start_turn) DO NOTHING
+        ON CONFLICT (session_id, start_turn, user_id) DO NOTHING
         RETURNING fa.arc_id, fa.session_id, fa.start_turn)
     INSERT INTO memory.night_arcs (run_id, user_id, arc_id, session_id, start_turn, continues_arc_id)
     SELECT p_run_id, p_user_id, i.arc_id, i.session_id, i.start_turn, a.earlier_arc_id
@@ -3295,7 +3304,8 @@ BEGIN
 
     UPDATE memory.flux_arcs e SET continued_by_arc_id = n.arc_id
     FROM memory.night_arcs n
-    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.continued_by_arc_id IS NULL;
+    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.user_id = n.user_id
+      AND e.continued_by_arc_id IS NULL;
 
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
     -- user that ended shortly before link the new session (and its first arc) to it. Row by
@@ -3303,7 +3313,7 @@ BEGIN
     FOR v_link IN
         WITH opening AS (
             SELECT n.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id
+            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id
                  AND d.turn_number > n.consolidated_turn AND d.turn_number <= v_opening
             WHERE n.run_id = p_run_id AND n.user_id = p_user_id GROUP BY n.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id
@@ -3349,7 +3359,7 @@ BEGIN
            f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
            f.arc_duration_turns, f.start_time, f.end_time
     FROM memory.night_arcs a
-    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
+    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id AND f.user_id = a.user_id
     JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.user_id = a.user_id AND s.session_id = a.session_id
     WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
 
@@ -3359,7 +3369,8 @@ BEGIN
     WITH free AS (
         SELECT n.session_id, d.turn_number, d.perplexity_score, d.flux_baseline_mean, d.created_at
         FROM memory.night_sessions n
-        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number BETWEEN n.first_turn AND n.last_turn
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id
+             AND d.turn_number BETWEEN n.first_turn AND n.last_turn
         WHERE n.run_id = p_run_id AND n.user_id = p_user_id
           AND NOT EXISTS (SELECT 1 FROM memory.night_blocks b
                           WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.session_id = n.session_id
@@ -3399,7 +3410,8 @@ BEGIN
                   OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
                   OR d.content ~* v_markers)) IS TRUE
     FROM memory.night_blocks b
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id
+         AND d.turn_number BETWEEN b.first_turn AND b.last_turn
     LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
@@ -3420,7 +3432,8 @@ BEGIN
     SELECT p_run_id, p_user_id, r.block_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.turn_number = r.turn_number
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.user_id = p_user_id
+         AND d.turn_number = r.turn_number
     GROUP BY r.block_id, r.session_id, r.live, r.run;
     RETURN v_n;
 END
@@ -3506,11 +3519,11 @@ BEGIN
     UPDATE memory.night_block_turns t SET kept = d.content
     FROM memory.night_blocks b, memory.day_table d
     WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND b.run_id = t.run_id AND b.user_id = t.user_id
-      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.turn_number = t.turn_number
+      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
       AND (t.live OR t.turn_number < b.start_turn OR t.turn_number > b.end_turn);
     UPDATE memory.night_blocks b SET prose = jsonb_build_object(
         'anterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
-                                     FROM memory.day_table d WHERE d.session_id = b.session_id
+                                     FROM memory.day_table d WHERE d.session_id = b.session_id AND d.user_id = b.user_id
                                        AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
@@ -3521,7 +3534,7 @@ BEGIN
                                 FROM memory.night_zones z
                                 WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
-                                      FROM memory.day_table d WHERE d.session_id = b.session_id
+                                      FROM memory.day_table d WHERE d.session_id = b.session_id AND d.user_id = b.user_id
                                         AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
     RETURN v_n;
@@ -3547,7 +3560,7 @@ BEGIN
         CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
             SELECT x.* FROM memory.night_block_turns x
             WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
-        JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+        JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
     centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,
@@ -3607,11 +3620,13 @@ BEGIN
     -- another session it becomes a citation; the earlier part of an arc of the same session
     -- (consolidated while the arc was open) is what this block continues.
     UPDATE memory.night_blocks b SET citations = jsonb_build_array(hb.block_id)
-    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
+    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb
+         ON hb.arc_id = f.arc_id AND hb.user_id = f.user_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.continued_by_arc_id = b.arc_id
       AND f.user_id = p_user_id AND f.session_id <> b.session_id;
     UPDATE memory.night_blocks b SET continues_from = hb.block_id
-    FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
+    FROM memory.night_arcs a JOIN memory.holographic_blocks hb
+         ON hb.arc_id = a.continues_arc_id AND hb.user_id = a.user_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
       AND a.run_id = p_run_id AND a.user_id = p_user_id AND a.arc_id = b.arc_id;
 
@@ -3722,7 +3737,7 @@ BEGIN
            d.created_at, d.external_ref, d.universal_embedding
     FROM memory.night_block_turns t
     JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
     JOIN memory.block_zones z ON z.user_id = p_user_id AND z.block_id = t.block_id
          AND t.turn_number BETWEEN z.first_turn AND z.last_turn
     WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.kept ~ '\S';
@@ -3750,8 +3765,11 @@ DECLARE
     v_age interval := (ops.setting('cortex.max_block_age') #>> '{}')::interval;
     v_n bigint;
 BEGIN
+    -- The payload names the block's user with the block: a block's key is (block_id, user_id)
+    -- (revision 0018), so a job says whose shard its block is on (docs/scale.md).
     INSERT INTO ops.jobs (kind, payload, dedupe_key)
-    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'run_id', p_run_id), 'cortex_migrate:' || b.block_id
+    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'user_id', b.user_id, 'run_id', p_run_id),
+           'cortex_migrate:' || b.block_id
     FROM memory.holographic_blocks b
     JOIN memory.users u ON u.user_id = b.user_id
     JOIN memory.retention_policy r ON r.tier = u.tier
@@ -3768,7 +3786,7 @@ BEGIN
 END
 $$;
 
-COMMENT ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has stayed its tier''s block_cycles of the user''s cycles since it was stored (memory.retention_policy); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
+COMMENT ON FUNCTION memory.night_07_migration_check(p_run_id bigint, p_user_id uuid) IS 'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block, its user and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has stayed its tier''s block_cycles of the user''s cycles since it was stored (memory.retention_policy); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
 
 CREATE FUNCTION memory.night_08_clustering_update(p_run_id bigint, p_user_id uuid) RETURNS bigint
     LANGUAGE plpgsql
@@ -4885,7 +4903,7 @@ BEGIN
     INSERT INTO procedural.causal_edges AS e (user_id, source_reflex_id, target_reflex_id, causal_strength, temporal_gap_avg,
                                               observation_count, last_observed)
     VALUES (v_user, p_source_reflex_id, p_target_reflex_id, p_observed_strength, p_gap_seconds, 1, p_at)
-    ON CONFLICT (source_reflex_id, target_reflex_id) DO UPDATE SET
+    ON CONFLICT (source_reflex_id, target_reflex_id, user_id) DO UPDATE SET
         causal_strength = e.causal_strength + v_rate * (EXCLUDED.causal_strength - e.causal_strength),
         temporal_gap_avg = e.temporal_gap_avg + (EXCLUDED.temporal_gap_avg - e.temporal_gap_avg) / (e.observation_count + 1),
         observation_count = e.observation_count + 1,
@@ -5690,7 +5708,7 @@ CREATE TABLE memory.holographic_blocks (
     coherence_gain double precision NOT NULL,
     ties_merge_weight double precision NOT NULL,
     session_id uuid NOT NULL,
-    user_id uuid,
+    user_id uuid NOT NULL,
     user_tier text,
     arc_start_time timestamp with time zone NOT NULL,
     arc_end_time timestamp with time zone NOT NULL,
@@ -6720,13 +6738,10 @@ CREATE TABLE public.alembic_version (
 );
 
 ALTER TABLE ONLY kernel.attachment
-    ADD CONSTRAINT attachment_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT attachment_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.card
-    ADD CONSTRAINT card_id_user_unique UNIQUE (id, user_id);
-
-ALTER TABLE ONLY kernel.card
-    ADD CONSTRAINT card_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT card_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.card
     ADD CONSTRAINT card_user_content_key_unique UNIQUE (user_id, content_key);
@@ -6735,70 +6750,67 @@ ALTER TABLE ONLY kernel.config
     ADD CONSTRAINT config_pkey PRIMARY KEY (user_id, key);
 
 ALTER TABLE ONLY kernel.contradiction
-    ADD CONSTRAINT contradiction_pair_unique UNIQUE (card_a, card_b);
+    ADD CONSTRAINT contradiction_pair_unique UNIQUE (card_a, card_b, user_id);
 
 ALTER TABLE ONLY kernel.contradiction
-    ADD CONSTRAINT contradiction_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT contradiction_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.edge
-    ADD CONSTRAINT edge_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT edge_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.edge
-    ADD CONSTRAINT edge_unique UNIQUE (src_id, dst_id, type);
+    ADD CONSTRAINT edge_unique UNIQUE (src_id, dst_id, type, user_id);
 
 ALTER TABLE ONLY kernel.embedding
-    ADD CONSTRAINT embedding_one_per_model UNIQUE (mem_id, provider, model);
+    ADD CONSTRAINT embedding_one_per_model UNIQUE (mem_id, provider, model, user_id);
 
 ALTER TABLE ONLY kernel.embedding
-    ADD CONSTRAINT embedding_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT embedding_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.journal
-    ADD CONSTRAINT journal_id_user_unique UNIQUE (id, user_id);
-
-ALTER TABLE ONLY kernel.journal
-    ADD CONSTRAINT journal_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT journal_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.stage_transition
-    ADD CONSTRAINT stage_transition_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT stage_transition_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.text_stats
     ADD CONSTRAINT text_stats_pkey PRIMARY KEY (user_id, lexeme);
 
 ALTER TABLE ONLY kernel.tombstone
-    ADD CONSTRAINT tombstone_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT tombstone_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY kernel.usage
-    ADD CONSTRAINT usage_pkey PRIMARY KEY (mem_id);
+    ADD CONSTRAINT usage_pkey PRIMARY KEY (mem_id, user_id);
 
 ALTER TABLE ONLY memory.block_relationships
-    ADD CONSTRAINT block_relationships_pkey PRIMARY KEY (relationship_id);
+    ADD CONSTRAINT block_relationships_pkey PRIMARY KEY (relationship_id, user_id);
 
 ALTER TABLE ONLY memory.block_relationships
-    ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type);
+    ADD CONSTRAINT block_relationships_unique UNIQUE (source_block_id, target_block_id, relationship_type, user_id);
 
 ALTER TABLE ONLY memory.block_turns
     ADD CONSTRAINT block_turns_pkey PRIMARY KEY (user_id, block_id, turn_number);
 
 ALTER TABLE ONLY memory.block_zones
-    ADD CONSTRAINT block_zones_pkey PRIMARY KEY (block_id, zone_no);
+    ADD CONSTRAINT block_zones_pkey PRIMARY KEY (block_id, zone_no, user_id);
 
 ALTER TABLE ONLY memory.consolidations
-    ADD CONSTRAINT consolidations_pkey PRIMARY KEY (session_id, first_turn);
+    ADD CONSTRAINT consolidations_pkey PRIMARY KEY (session_id, first_turn, user_id);
 
 ALTER TABLE ONLY memory.day_table
-    ADD CONSTRAINT day_table_pkey PRIMARY KEY (entry_id);
+    ADD CONSTRAINT day_table_pkey PRIMARY KEY (entry_id, user_id);
 
 ALTER TABLE ONLY memory.day_table
-    ADD CONSTRAINT day_table_session_turn_unique UNIQUE (session_id, turn_number);
+    ADD CONSTRAINT day_table_session_turn_unique UNIQUE (session_id, turn_number, user_id);
 
 ALTER TABLE ONLY memory.flux_arcs
-    ADD CONSTRAINT flux_arcs_pkey PRIMARY KEY (arc_id);
+    ADD CONSTRAINT flux_arcs_pkey PRIMARY KEY (arc_id, user_id);
 
 ALTER TABLE ONLY memory.flux_arcs
-    ADD CONSTRAINT flux_arcs_session_start_unique UNIQUE (session_id, start_turn);
+    ADD CONSTRAINT flux_arcs_session_start_unique UNIQUE (session_id, start_turn, user_id);
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_pkey PRIMARY KEY (block_id);
+    ADD CONSTRAINT holographic_blocks_pkey PRIMARY KEY (block_id, user_id);
 
 ALTER TABLE ONLY memory.night_arcs
     ADD CONSTRAINT night_arcs_pkey PRIMARY KEY (run_id, user_id, arc_id);
@@ -6822,7 +6834,7 @@ ALTER TABLE ONLY memory.night_zones
     ADD CONSTRAINT night_zones_pkey PRIMARY KEY (run_id, user_id, block_id, first_turn);
 
 ALTER TABLE ONLY memory.preoccupation_centroids
-    ADD CONSTRAINT preoccupation_centroids_pkey PRIMARY KEY (centroid_id);
+    ADD CONSTRAINT preoccupation_centroids_pkey PRIMARY KEY (centroid_id, user_id);
 
 ALTER TABLE ONLY memory.preoccupation_centroids
     ADD CONSTRAINT preoccupation_centroids_user_id_key UNIQUE (user_id);
@@ -6831,7 +6843,7 @@ ALTER TABLE ONLY memory.retention_policy
     ADD CONSTRAINT retention_policy_pkey PRIMARY KEY (tier);
 
 ALTER TABLE ONLY memory.sessions
-    ADD CONSTRAINT sessions_pkey PRIMARY KEY (session_id);
+    ADD CONSTRAINT sessions_pkey PRIMARY KEY (session_id, user_id);
 
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_external_ref_unique UNIQUE (user_id, external_ref);
@@ -6879,47 +6891,41 @@ ALTER TABLE ONLY ops.workers
     ADD CONSTRAINT workers_pkey PRIMARY KEY (worker_id);
 
 ALTER TABLE ONLY procedural.causal_edges
-    ADD CONSTRAINT causal_edges_pair_unique UNIQUE (source_reflex_id, target_reflex_id);
+    ADD CONSTRAINT causal_edges_pair_unique UNIQUE (source_reflex_id, target_reflex_id, user_id);
 
 ALTER TABLE ONLY procedural.causal_edges
-    ADD CONSTRAINT causal_edges_pkey PRIMARY KEY (edge_id);
+    ADD CONSTRAINT causal_edges_pkey PRIMARY KEY (edge_id, user_id);
 
 ALTER TABLE ONLY procedural.frustration_ledger
-    ADD CONSTRAINT frustration_ledger_pkey PRIMARY KEY (entry_id);
+    ADD CONSTRAINT frustration_ledger_pkey PRIMARY KEY (entry_id, user_id);
 
 ALTER TABLE ONLY procedural.maintenance_runs
     ADD CONSTRAINT maintenance_runs_pkey PRIMARY KEY (job, run_date);
 
 ALTER TABLE ONLY procedural.procedural_memory
-    ADD CONSTRAINT procedural_memory_pkey PRIMARY KEY (reflex_id);
-
-ALTER TABLE ONLY procedural.procedural_memory
-    ADD CONSTRAINT procedural_memory_reflex_user_unique UNIQUE (reflex_id, user_id);
+    ADD CONSTRAINT procedural_memory_pkey PRIMARY KEY (reflex_id, user_id);
 
 ALTER TABLE ONLY psi.band_centroids
-    ADD CONSTRAINT band_centroids_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms);
+    ADD CONSTRAINT band_centroids_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms, user_id);
 
 ALTER TABLE ONLY psi.psi_frames
-    ADD CONSTRAINT psi_frames_natural_key UNIQUE (uttr_hash, band, ts_epoch_ms);
+    ADD CONSTRAINT psi_frames_natural_key UNIQUE (uttr_hash, band, ts_epoch_ms, user_id);
 
 ALTER TABLE ONLY psi.psi_frames
-    ADD CONSTRAINT psi_frames_pkey PRIMARY KEY (id);
+    ADD CONSTRAINT psi_frames_pkey PRIMARY KEY (id, user_id);
 
 ALTER TABLE ONLY psi.surprise_events
-    ADD CONSTRAINT surprise_events_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms);
+    ADD CONSTRAINT surprise_events_pkey PRIMARY KEY (uttr_hash, band, ts_epoch_ms, user_id);
 
 ALTER TABLE ONLY psi.utterances
-    ADD CONSTRAINT utterances_hash_user_unique UNIQUE (uttr_hash, user_id);
-
-ALTER TABLE ONLY psi.utterances
-    ADD CONSTRAINT utterances_pkey PRIMARY KEY (uttr_hash);
+    ADD CONSTRAINT utterances_pkey PRIMARY KEY (uttr_hash, user_id);
 
 ALTER TABLE ONLY public.alembic_version
     ADD CONSTRAINT alembic_version_pkc PRIMARY KEY (version_num);
 
 CREATE INDEX idx_kernel_attachment_changed ON kernel.attachment USING btree (user_id, changed_at);
 
-CREATE UNIQUE INDEX idx_kernel_attachment_unique ON kernel.attachment USING btree (mem_id, kind, md5(ref));
+CREATE UNIQUE INDEX idx_kernel_attachment_unique ON kernel.attachment USING btree (mem_id, kind, md5(ref), user_id);
 
 CREATE INDEX idx_kernel_card_changed ON kernel.card USING btree (user_id, changed_at);
 
@@ -6977,7 +6983,7 @@ CREATE INDEX idx_block_zones_session_turns ON memory.block_zones USING btree (se
 
 CREATE INDEX idx_block_zones_user ON memory.block_zones USING btree (user_id);
 
-CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks USING btree (arc_id) WHERE (block_kind = 'arc'::text);
+CREATE UNIQUE INDEX idx_blocks_arc_unique ON memory.holographic_blocks USING btree (arc_id, user_id) WHERE (block_kind = 'arc'::text);
 
 CREATE INDEX idx_blocks_migrated ON memory.holographic_blocks USING btree (migrated_at) WHERE (migrated_at IS NOT NULL);
 
@@ -6995,7 +7001,7 @@ CREATE INDEX idx_day_table_content_tsv ON memory.day_table USING gin (content_ts
 
 CREATE INDEX idx_day_table_native_embedding ON memory.day_table USING hnsw (native_embedding_bq public.bit_hamming_ops) WITH (m='32', ef_construction='128');
 
-CREATE UNIQUE INDEX idx_day_table_session_external_ref ON memory.day_table USING btree (session_id, external_ref) WHERE (external_ref IS NOT NULL);
+CREATE UNIQUE INDEX idx_day_table_session_external_ref ON memory.day_table USING btree (session_id, external_ref, user_id) WHERE (external_ref IS NOT NULL);
 
 CREATE INDEX idx_day_table_universal_embedding ON memory.day_table USING hnsw (universal_embedding public.vector_cosine_ops) WITH (m='32', ef_construction='128');
 
@@ -7201,67 +7207,67 @@ ALTER TABLE ONLY kernel.usage
     ADD CONSTRAINT usage_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_relationships
-    ADD CONSTRAINT block_relationships_source_block_id_fkey FOREIGN KEY (source_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+    ADD CONSTRAINT block_relationships_source_block_id_fkey FOREIGN KEY (source_block_id, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_relationships
-    ADD CONSTRAINT block_relationships_target_block_id_fkey FOREIGN KEY (target_block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+    ADD CONSTRAINT block_relationships_target_block_id_fkey FOREIGN KEY (target_block_id, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_relationships
     ADD CONSTRAINT block_relationships_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_turns
-    ADD CONSTRAINT block_turns_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+    ADD CONSTRAINT block_turns_block_id_fkey FOREIGN KEY (block_id, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_turns
-    ADD CONSTRAINT block_turns_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+    ADD CONSTRAINT block_turns_session_id_fkey FOREIGN KEY (session_id, user_id) REFERENCES memory.sessions(session_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_turns
     ADD CONSTRAINT block_turns_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_zones
-    ADD CONSTRAINT block_zones_block_id_fkey FOREIGN KEY (block_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE CASCADE;
+    ADD CONSTRAINT block_zones_block_id_fkey FOREIGN KEY (block_id, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.block_zones
     ADD CONSTRAINT block_zones_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.consolidations
-    ADD CONSTRAINT consolidations_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+    ADD CONSTRAINT consolidations_session_id_fkey FOREIGN KEY (session_id, user_id) REFERENCES memory.sessions(session_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.consolidations
     ADD CONSTRAINT consolidations_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.day_table
-    ADD CONSTRAINT day_table_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+    ADD CONSTRAINT day_table_session_id_fkey FOREIGN KEY (session_id, user_id) REFERENCES memory.sessions(session_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.day_table
     ADD CONSTRAINT day_table_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.flux_arcs
-    ADD CONSTRAINT flux_arcs_continued_by_arc_id_fkey FOREIGN KEY (continued_by_arc_id) REFERENCES memory.flux_arcs(arc_id) ON DELETE SET NULL;
+    ADD CONSTRAINT flux_arcs_continued_by_arc_id_fkey FOREIGN KEY (continued_by_arc_id, user_id) REFERENCES memory.flux_arcs(arc_id, user_id) ON DELETE SET NULL (continued_by_arc_id);
 
 ALTER TABLE ONLY memory.flux_arcs
-    ADD CONSTRAINT flux_arcs_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+    ADD CONSTRAINT flux_arcs_session_id_fkey FOREIGN KEY (session_id, user_id) REFERENCES memory.sessions(session_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.flux_arcs
     ADD CONSTRAINT flux_arcs_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_arc_id_fkey FOREIGN KEY (arc_id) REFERENCES memory.flux_arcs(arc_id) ON DELETE SET NULL;
+    ADD CONSTRAINT holographic_blocks_arc_id_fkey FOREIGN KEY (arc_id, user_id) REFERENCES memory.flux_arcs(arc_id, user_id) ON DELETE SET NULL (arc_id);
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_continued_by_fkey FOREIGN KEY (continued_by) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+    ADD CONSTRAINT holographic_blocks_continued_by_fkey FOREIGN KEY (continued_by, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE SET NULL (continued_by);
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_continues_from_fkey FOREIGN KEY (continues_from) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+    ADD CONSTRAINT holographic_blocks_continues_from_fkey FOREIGN KEY (continues_from, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE SET NULL (continues_from);
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_derived_from_fkey FOREIGN KEY (derived_from) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+    ADD CONSTRAINT holographic_blocks_derived_from_fkey FOREIGN KEY (derived_from, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE SET NULL (derived_from);
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_parent_metablock_id_fkey FOREIGN KEY (parent_metablock_id) REFERENCES memory.holographic_blocks(block_id) ON DELETE SET NULL;
+    ADD CONSTRAINT holographic_blocks_parent_metablock_id_fkey FOREIGN KEY (parent_metablock_id, user_id) REFERENCES memory.holographic_blocks(block_id, user_id) ON DELETE SET NULL (parent_metablock_id);
 
 ALTER TABLE ONLY memory.holographic_blocks
-    ADD CONSTRAINT holographic_blocks_session_id_fkey FOREIGN KEY (session_id) REFERENCES memory.sessions(session_id) ON DELETE CASCADE;
+    ADD CONSTRAINT holographic_blocks_session_id_fkey FOREIGN KEY (session_id, user_id) REFERENCES memory.sessions(session_id, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.holographic_blocks
     ADD CONSTRAINT holographic_blocks_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
@@ -7270,7 +7276,7 @@ ALTER TABLE ONLY memory.preoccupation_centroids
     ADD CONSTRAINT preoccupation_centroids_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY memory.sessions
-    ADD CONSTRAINT sessions_continues_session_id_fkey FOREIGN KEY (continues_session_id) REFERENCES memory.sessions(session_id) ON DELETE SET NULL;
+    ADD CONSTRAINT sessions_continues_session_id_fkey FOREIGN KEY (continues_session_id, user_id) REFERENCES memory.sessions(session_id, user_id) ON DELETE SET NULL (continues_session_id);
 
 ALTER TABLE ONLY memory.sessions
     ADD CONSTRAINT sessions_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;
@@ -7318,7 +7324,7 @@ ALTER TABLE ONLY psi.surprise_events
     ADD CONSTRAINT surprise_events_utterance_fk FOREIGN KEY (uttr_hash, user_id) REFERENCES psi.utterances(uttr_hash, user_id) ON DELETE CASCADE;
 
 ALTER TABLE ONLY psi.utterances
-    ADD CONSTRAINT utterances_entry_id_fkey FOREIGN KEY (entry_id) REFERENCES memory.day_table(entry_id) ON DELETE SET NULL;
+    ADD CONSTRAINT utterances_entry_id_fkey FOREIGN KEY (entry_id, user_id) REFERENCES memory.day_table(entry_id, user_id) ON DELETE SET NULL (entry_id);
 
 ALTER TABLE ONLY psi.utterances
     ADD CONSTRAINT utterances_user_id_fkey FOREIGN KEY (user_id) REFERENCES memory.users(user_id) ON DELETE CASCADE;

@@ -8,9 +8,9 @@ the way out, so a row damaged in the database never reaches an archive.
 Import is one transaction: the archive is read and checked chunk by chunk while its
 rows go by binary COPY into temporary staging tables; only once the footer has checked
 out are they inserted into the psi tables, acting for each row's user in turn
-(memory.act_for), with ON CONFLICT DO NOTHING on the natural keys (uttr_hash for
-utterances, (uttr_hash, band, ts_epoch_ms) for frames, surprise events and centroids),
-so importing twice adds nothing. A row whose key is taken by different content (another
+(memory.act_for), with ON CONFLICT DO NOTHING on the natural keys ((uttr_hash, user_id) for
+utterances, (uttr_hash, band, ts_epoch_ms, user_id) for frames, surprise events and
+centroids: every key holds user_id, revision 0018), so importing twice adds nothing. A row whose key is taken by different content (another
 oscillator count, another blob) refuses the whole import. Every psi_frames row passes
 the table's CRC trigger as the realtime writer's rows do.
 

@@ -44,17 +44,17 @@ TABLES = {
     "utterances": (("uttr_hash", "user_id", "entry_id", "mode", "oscillator_count", "codec_version",
                     "sample_rate", "frame_ms", "started_at_ms"),
                    ("bytea", "uuid", "uuid", "text", "int2", "int2", "int4", "int2", "int8"),
-                   "(uttr_hash)"),
+                   "(uttr_hash, user_id)"),
     "psi_frames": (("uttr_hash", "user_id", "ts_epoch_ms", "band", "duration_ms", "frame_count", "psi_blob",
                     "emo_vec", "integrity_crc"),
                    ("bytea", "uuid", "int8", "int2", "int2", "int2", "bytea", "float4[]", "int8"),
-                   "(uttr_hash, band, ts_epoch_ms)"),
+                   "(uttr_hash, band, ts_epoch_ms, user_id)"),
     "surprise_events": (("uttr_hash", "user_id", "band", "ts_epoch_ms", "epsilon", "threshold"),
                         ("bytea", "uuid", "int2", "int8", "float4", "float4"),
-                        "(uttr_hash, band, ts_epoch_ms)"),
+                        "(uttr_hash, band, ts_epoch_ms, user_id)"),
     "band_centroids": (("uttr_hash", "user_id", "band", "ts_epoch_ms", "centroid", "weight"),
                        ("bytea", "uuid", "int2", "int8", "float4[]", "float4"),
-                       "(uttr_hash, band, ts_epoch_ms)"),
+                       "(uttr_hash, band, ts_epoch_ms, user_id)"),
 }
 ORDER = ("utterances", "psi_frames", "surprise_events", "band_centroids")
 DURATION_MS = {0: 20, 1: 250, 2: 2000}

@@ -95,10 +95,13 @@ def migrated_database(executor, dbname: str = DBNAME) -> str:
 @pytest.fixture(scope="session")
 def db_url(pg_server) -> str:
     url = migrated_database(pg_server)
-    # The kernel's maintenance job would prune, compress and log the committed users of a test
-    # at whatever minute it fires; tests run kernel.run_maintenance themselves, on their clock.
+    # The daily and hourly jobs (Night Cycle, procedural and kernel maintenance, history trim)
+    # would consolidate, prune or log the committed users of a test at whatever minute they
+    # fire; tests run those functions themselves, on their own clock (test_cron_runs schedules
+    # its own jobs to see pg_cron run them).
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute("SELECT ops.set_schedule('kernel_maintenance', '0 0 30 2 *')")  # 30 February: never
+        for job in ("night_cycle", "procedural_maintenance", "trim_history", "kernel_maintenance"):
+            c.execute("SELECT ops.set_schedule(%s, '0 0 30 2 *')", (job,))  # 30 February: never
     return url
 
 

@@ -123,8 +123,11 @@ def test_second_run_creates_nothing_and_the_run_is_logged(night):
 def test_cortex_queue_and_clustering_job(night):
     conn, user, sessions, run_id = night
     # elder: 6 cycles in the Hippocampus, but blocks with coherence_gain >= threshold go now
-    queued = {r[0] for r in conn.execute("SELECT (payload->>'block_id')::uuid FROM ops.jobs WHERE kind = 'cortex_migrate'")}
-    qualifying = {r[0] for r in conn.execute("SELECT block_id FROM memory.holographic_blocks WHERE coherence_gain >= 0.3")}
+    queued = {tuple(r) for r in conn.execute("SELECT (payload->>'block_id')::uuid, (payload->>'user_id')::uuid "
+                                             "FROM ops.jobs WHERE kind = 'cortex_migrate'")}
+    qualifying = {tuple(r) for r in conn.execute("SELECT block_id, user_id FROM memory.holographic_blocks "
+                                                 "WHERE coherence_gain >= 0.3")}
+    # each job names its block's user too: a block's key is (block_id, user_id) (docs/scale.md)
     assert queued == qualifying
     clusters = conn.execute("SELECT count(*) FROM ops.jobs WHERE kind = 'cluster_update'").fetchone()[0]
     assert clusters == (1 if queued else 0)

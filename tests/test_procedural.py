@@ -88,9 +88,11 @@ def test_attempts_are_logged_and_bad_ones_refused(conn):
 
 def test_cron_jobs_are_installed_from_settings_and_changeable(conn):
     jobs = dict(conn.execute("SELECT jobname, schedule FROM cron.job WHERE jobname LIKE 'psimem-%'").fetchall())
-    kernel = conn.execute("SELECT value #>> '{}' FROM ops.settings WHERE key = 'cron.kernel_maintenance'").fetchone()[0]
-    assert jobs == {"psimem-night-cycle": "0 3 * * *", "psimem-procedural": "30 3 * * *", "psimem-trim-history": "0 4 * * *",
-                    "psimem-psi-centroid-decay": "* * * * *", "psimem-kernel-maintenance": kernel}  # parked by conftest
+    settings = dict(conn.execute("SELECT key, value #>> '{}' FROM ops.settings WHERE key LIKE 'cron.%'").fetchall())
+    assert jobs == {"psimem-night-cycle": settings["cron.night_cycle"], "psimem-procedural": settings["cron.procedural_maintenance"],
+                    "psimem-trim-history": settings["cron.trim_history"], "psimem-psi-centroid-decay": settings["cron.psi_centroid_decay"],
+                    "psimem-kernel-maintenance": settings["cron.kernel_maintenance"]}
+    assert settings["cron.psi_centroid_decay"] == "* * * * *"  # conftest parks the others
     conn.execute("SELECT ops.set_schedule('night_cycle', '15 2 * * *')")
     assert conn.execute("SELECT schedule FROM cron.job WHERE jobname = 'psimem-night-cycle'").fetchone()[0] == "15 2 * * *"
     with pytest.raises(psycopg.Error, match="p_job: must be one of"), conn.transaction():

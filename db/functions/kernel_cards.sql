@@ -130,7 +130,7 @@ BEGIN
     IF v_vector IS NOT NULL THEN
         INSERT INTO kernel.embedding AS e (user_id, mem_id, provider, model, dim, embedding, created_at)
         VALUES (v_user, v_id, p_provider, p_model, vector_dims(v_vector), v_vector, v_at)
-        ON CONFLICT (mem_id, provider, model) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
+        ON CONFLICT (mem_id, provider, model, user_id) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
             created_at = EXCLUDED.created_at
         WHERE e.embedding IS DISTINCT FROM EXCLUDED.embedding;
     END IF;
@@ -189,7 +189,7 @@ BEGIN
         RAISE EXCEPTION 'p_dst_id: must differ from p_src_id (a card does not link to itself)' USING ERRCODE = 'invalid_parameter_value';
     END IF;
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at) VALUES (v_user, p_src_id, p_dst_id, p_type, v_at)
-    ON CONFLICT (src_id, dst_id, type) DO NOTHING
+    ON CONFLICT (src_id, dst_id, type, user_id) DO NOTHING
     RETURNING id INTO v_id;
     IF v_id IS NULL THEN
         SELECT e.id INTO v_id FROM kernel.edge e WHERE e.src_id = p_src_id AND e.dst_id = p_dst_id AND e.type = p_type;
@@ -227,7 +227,7 @@ BEGIN
     PERFORM kernel._card(v_user, p_card_id, 'p_card_id');
     INSERT INTO kernel.attachment AS a (user_id, mem_id, kind, ref, title, created_at)
     VALUES (v_user, p_card_id, p_kind, v_ref, p_title, v_at)
-    ON CONFLICT (mem_id, kind, md5(ref)) DO UPDATE SET title = coalesce(EXCLUDED.title, a.title)
+    ON CONFLICT (mem_id, kind, md5(ref), user_id) DO UPDATE SET title = coalesce(EXCLUDED.title, a.title)
     RETURNING a.id INTO v_id;
     RETURN v_id;
 END

@@ -141,7 +141,7 @@ BEGIN
     UPDATE kernel.card c SET rolled_into = v_summary.id WHERE c.id = ANY(v_notes);
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
     SELECT p_user_id, v_summary.id, n.id, 'reflects_on', p_at FROM unnest(v_notes) AS n(id)
-    ON CONFLICT (src_id, dst_id, type) DO NOTHING;
+    ON CONFLICT (src_id, dst_id, type, user_id) DO NOTHING;
     -- The summary's embeddings: the normalised centroid of its notes' embeddings, per model.
     INSERT INTO kernel.embedding AS e (user_id, mem_id, provider, model, dim, embedding, created_at)
     SELECT p_user_id, v_summary.id, x.provider, x.model, x.dim, l2_normalize(x.centre), p_at
@@ -150,7 +150,7 @@ BEGIN
           WHERE c.rolled_into = v_summary.id AND e.user_id = p_user_id
           GROUP BY e.provider, e.model, e.dim) x
     WHERE vector_norm(x.centre) > 0
-    ON CONFLICT (mem_id, provider, model) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
+    ON CONFLICT (mem_id, provider, model, user_id) DO UPDATE SET embedding = EXCLUDED.embedding, dim = EXCLUDED.dim,
         created_at = EXCLUDED.created_at;
     summary_card_id := v_summary.id;
     notes_rolled := cardinality(v_notes);

@@ -66,10 +66,10 @@ BEGIN
     -- writing one of the two cards again.
     INSERT INTO kernel.contradiction (user_id, card_a, card_b, reason, detected_at)
     VALUES (p_user_id, least(p_card_id, p_other_id), greatest(p_card_id, p_other_id), p_reason, p_at)
-    ON CONFLICT (card_a, card_b) DO NOTHING;
+    ON CONFLICT (card_a, card_b, user_id) DO NOTHING;
     INSERT INTO kernel.edge (user_id, src_id, dst_id, type, created_at)
     VALUES (p_user_id, p_card_id, p_other_id, 'relates_to', p_at)
-    ON CONFLICT (src_id, dst_id, type) DO NOTHING;
+    ON CONFLICT (src_id, dst_id, type, user_id) DO NOTHING;
     RETURN (SELECT k.resolved_at IS NULL FROM kernel.contradiction k
             WHERE k.card_a = least(p_card_id, p_other_id) AND k.card_b = greatest(p_card_id, p_other_id));
 END

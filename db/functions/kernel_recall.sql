@@ -251,7 +251,7 @@ BEGIN
         INSERT INTO kernel.usage AS u (mem_id, user_id, used_count, last_used_at)
         SELECT x.id, v_user, 1, v_now FROM unnest(v_ids[1:v_pool]) WITH ORDINALITY AS x(id, i)
         WHERE x.i = ANY(v_order) ORDER BY x.id
-        ON CONFLICT (mem_id) DO UPDATE SET used_count = u.used_count + 1,
+        ON CONFLICT (mem_id, user_id) DO UPDATE SET used_count = u.used_count + 1,
             last_used_at = greatest(u.last_used_at, EXCLUDED.last_used_at);
         v_usage := jsonb_build_object('bumped', true, 'cards', cardinality(v_order));
     END IF;

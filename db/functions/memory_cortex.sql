@@ -149,6 +149,14 @@ BEGIN
         RAISE EXCEPTION 'references: unknown block % (citations, derived_from and continues_from must name blocks in the Hippocampus)', v_missing
             USING ERRCODE = 'foreign_key_violation';
     END IF;
+    -- The key is (block_id, user_id) (a distributable key: revision 0018), but the Cortex and the
+    -- worker know a block by its id alone, so an id another user holds is still refused. The
+    -- lock makes two imports of one id for two users take turns instead of both passing.
+    PERFORM pg_advisory_xact_lock(hashtextextended('memory.import_block:' || p_block_id::text, 0));
+    IF EXISTS (SELECT 1 FROM memory.holographic_blocks b WHERE b.block_id = p_block_id AND b.user_id <> v_user) THEN
+        RAISE EXCEPTION 'p_block_id: block % exists already and was not imported for this user; nothing replaced', p_block_id
+            USING ERRCODE = 'unique_violation';
+    END IF;
     INSERT INTO memory.holographic_blocks (block_id, block_kind, prose, universal_embedding, native_embedding,
         flux_metrics, salience_scores, coherence_gain, ties_merge_weight, session_id, user_id, user_tier,
         arc_start_time, arc_end_time, citations, preoccupation_centroid_id, derived_from, continues_from,
@@ -160,7 +168,7 @@ BEGIN
             coalesce(p_coherence_gain, 0), 0, p_session_id, v_user, v_tier, p_at, p_at,
             to_jsonb(coalesce(p_citations, '{}')), p_preoccupation_centroid_id, p_derived_from, p_continues_from,
             p_at::date, 0, 0, v_cycle)
-    ON CONFLICT (block_id) DO NOTHING;
+    ON CONFLICT (block_id, user_id) DO NOTHING;
     GET DIAGNOSTICS v_n = ROW_COUNT;
     IF v_n = 0 AND NOT EXISTS (SELECT 1 FROM memory.holographic_blocks b
                                WHERE b.block_id = p_block_id AND b.user_id = v_user AND b.block_kind = 'imported') THEN

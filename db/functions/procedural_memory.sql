@@ -95,7 +95,7 @@ BEGIN
     INSERT INTO procedural.causal_edges AS e (user_id, source_reflex_id, target_reflex_id, causal_strength, temporal_gap_avg,
                                               observation_count, last_observed)
     VALUES (v_user, p_source_reflex_id, p_target_reflex_id, p_observed_strength, p_gap_seconds, 1, p_at)
-    ON CONFLICT (source_reflex_id, target_reflex_id) DO UPDATE SET
+    ON CONFLICT (source_reflex_id, target_reflex_id, user_id) DO UPDATE SET
         causal_strength = e.causal_strength + v_rate * (EXCLUDED.causal_strength - e.causal_strength),
         temporal_gap_avg = e.temporal_gap_avg + (EXCLUDED.temporal_gap_avg - e.temporal_gap_avg) / (e.observation_count + 1),
         observation_count = e.observation_count + 1,

@@ -37,7 +37,7 @@ BEGIN
     FROM taken t
     CROSS JOIN LATERAL (SELECT min(d.turn_number) AS first_turn, max(d.turn_number) AS last_turn, count(*) AS turns
                         FROM memory.day_table d
-                        WHERE d.session_id = t.session_id AND d.turn_number > t.consolidated_turn) r
+                        WHERE d.session_id = t.session_id AND d.user_id = p_user_id AND d.turn_number > t.consolidated_turn) r
     WHERE r.turns > 0;  -- none left to take: a deleted history
     SELECT coalesce(sum(n.turns), 0) INTO v_n FROM memory.night_sessions n WHERE n.run_id = p_run_id AND n.user_id = p_user_id;
     RETURN v_n;

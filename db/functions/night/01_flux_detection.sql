@@ -23,7 +23,7 @@ BEGIN
         SELECT d.session_id, n.consolidated_turn, d.turn_number, d.flux_arc_start, d.flux_state, d.perplexity_score,
                d.flux_baseline_mean, d.flux_baseline_sd, d.created_at
         FROM memory.night_sessions n
-        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number > n.consolidated_turn
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id AND d.turn_number > n.consolidated_turn
         WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND d.flux_arc_start IS NOT NULL),
     found AS (
         SELECT t.session_id, t.flux_arc_start, min(t.consolidated_turn) AS consolidated_turn,
@@ -57,10 +57,11 @@ BEGIN
                a.end_turn - a.start_turn + 1, a.start_time, a.end_time,
                CASE WHEN NOT a.resolved THEN (
                    SELECT l2_normalize(avg(x.universal_embedding)) FROM (
-                       SELECT d.universal_embedding FROM memory.day_table d WHERE d.session_id = a.session_id
+                       SELECT d.universal_embedding FROM memory.day_table d
+                       WHERE d.session_id = a.session_id AND d.user_id = p_user_id
                        ORDER BY d.turn_number DESC LIMIT v_closing) x) END
         FROM arcs a
-        ON CONFLICT (session_id, start_turn) DO NOTHING
+        ON CONFLICT (session_id, start_turn, user_id) DO NOTHING
         RETURNING fa.arc_id, fa.session_id, fa.start_turn)
     INSERT INTO memory.night_arcs (run_id, user_id, arc_id, session_id, start_turn, continues_arc_id)
     SELECT p_run_id, p_user_id, i.arc_id, i.session_id, i.start_turn, a.earlier_arc_id
@@ -69,7 +70,8 @@ BEGIN
 
     UPDATE memory.flux_arcs e SET continued_by_arc_id = n.arc_id
     FROM memory.night_arcs n
-    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.continued_by_arc_id IS NULL;
+    WHERE n.run_id = p_run_id AND n.user_id = p_user_id AND e.arc_id = n.continues_arc_id AND e.user_id = n.user_id
+      AND e.continued_by_arc_id IS NULL;
 
     -- Session start (spec 004 section 4.2): opening turns close to an open arc of the same
     -- user that ended shortly before link the new session (and its first arc) to it. Row by
@@ -77,7 +79,7 @@ BEGIN
     FOR v_link IN
         WITH opening AS (
             SELECT n.session_id, min(d.created_at) AS started, l2_normalize(avg(d.universal_embedding)) AS emb
-            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id
+            FROM memory.night_sessions n JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id
                  AND d.turn_number > n.consolidated_turn AND d.turn_number <= v_opening
             WHERE n.run_id = p_run_id AND n.user_id = p_user_id GROUP BY n.session_id)
         SELECT DISTINCT ON (o.session_id) o.session_id, a.arc_id AS open_arc_id, a.session_id AS open_session_id

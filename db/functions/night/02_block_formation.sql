@@ -25,7 +25,7 @@ BEGIN
            f.baseline_perplexity, f.peak_perplexity, f.final_perplexity, f.flux_reversal_quality,
            f.arc_duration_turns, f.start_time, f.end_time
     FROM memory.night_arcs a
-    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id
+    JOIN memory.flux_arcs f ON f.arc_id = a.arc_id AND f.user_id = a.user_id
     JOIN memory.night_sessions s ON s.run_id = a.run_id AND s.user_id = a.user_id AND s.session_id = a.session_id
     WHERE a.run_id = p_run_id AND a.user_id = p_user_id;
 
@@ -35,7 +35,8 @@ BEGIN
     WITH free AS (
         SELECT n.session_id, d.turn_number, d.perplexity_score, d.flux_baseline_mean, d.created_at
         FROM memory.night_sessions n
-        JOIN memory.day_table d ON d.session_id = n.session_id AND d.turn_number BETWEEN n.first_turn AND n.last_turn
+        JOIN memory.day_table d ON d.session_id = n.session_id AND d.user_id = n.user_id
+             AND d.turn_number BETWEEN n.first_turn AND n.last_turn
         WHERE n.run_id = p_run_id AND n.user_id = p_user_id
           AND NOT EXISTS (SELECT 1 FROM memory.night_blocks b
                           WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.session_id = n.session_id
@@ -75,7 +76,8 @@ BEGIN
                   OR least(1, d.universal_embedding <=> c.universal_centroid) < v_live_id
                   OR d.content ~* v_markers)) IS TRUE
     FROM memory.night_blocks b
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number BETWEEN b.first_turn AND b.last_turn
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id
+         AND d.turn_number BETWEEN b.first_turn AND b.last_turn
     LEFT JOIN memory.preoccupation_centroids c ON c.user_id = p_user_id
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id
     WINDOW o AS (PARTITION BY b.block_id ORDER BY d.turn_number);
@@ -96,7 +98,8 @@ BEGIN
     SELECT p_run_id, p_user_id, r.block_id, r.session_id, r.live, min(r.turn_number), max(r.turn_number),
            string_agg(d.role || ': ' || d.content, E'\n' ORDER BY r.turn_number)
     FROM runs r
-    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.turn_number = r.turn_number
+    LEFT JOIN memory.day_table d ON r.live AND d.session_id = r.session_id AND d.user_id = p_user_id
+         AND d.turn_number = r.turn_number
     GROUP BY r.block_id, r.session_id, r.live, r.run;
     RETURN v_n;
 END

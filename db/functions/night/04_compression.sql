@@ -32,11 +32,11 @@ BEGIN
     UPDATE memory.night_block_turns t SET kept = d.content
     FROM memory.night_blocks b, memory.day_table d
     WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND b.run_id = t.run_id AND b.user_id = t.user_id
-      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.turn_number = t.turn_number
+      AND b.block_id = t.block_id AND d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
       AND (t.live OR t.turn_number < b.start_turn OR t.turn_number > b.end_turn);
     UPDATE memory.night_blocks b SET prose = jsonb_build_object(
         'anterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
-                                     FROM memory.day_table d WHERE d.session_id = b.session_id
+                                     FROM memory.day_table d WHERE d.session_id = b.session_id AND d.user_id = b.user_id
                                        AND d.turn_number >= b.first_turn AND d.turn_number < b.start_turn), ''),
         'live_zones', coalesce((SELECT jsonb_agg(jsonb_build_object('start', z.first_turn - b.first_turn,
                                        'end', z.last_turn - b.first_turn, 'content', z.content) ORDER BY z.first_turn)
@@ -47,7 +47,7 @@ BEGIN
                                 FROM memory.night_zones z
                                 WHERE z.run_id = p_run_id AND z.user_id = p_user_id AND z.block_id = b.block_id AND NOT z.live), '[]'),
         'posterior_margin', coalesce((SELECT string_agg(d.role || ': ' || d.content, E'\n' ORDER BY d.turn_number)
-                                      FROM memory.day_table d WHERE d.session_id = b.session_id
+                                      FROM memory.day_table d WHERE d.session_id = b.session_id AND d.user_id = b.user_id
                                         AND d.turn_number > b.end_turn AND d.turn_number <= b.last_turn), ''))
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id;
     RETURN v_n;

@@ -18,7 +18,7 @@ BEGIN
         CROSS JOIN LATERAL (  -- each block's turns by key: see stage 2
             SELECT x.* FROM memory.night_block_turns x
             WHERE x.run_id = b.run_id AND x.user_id = b.user_id AND x.block_id = b.block_id OFFSET 0) t
-        JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+        JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
         WHERE b.run_id = p_run_id AND b.user_id = p_user_id),
     centroids AS MATERIALIZED (  -- the work tables have no statistics: inlined, the aggregate ran once per block
         SELECT block_id,

@@ -61,11 +61,13 @@ BEGIN
     -- another session it becomes a citation; the earlier part of an arc of the same session
     -- (consolidated while the arc was open) is what this block continues.
     UPDATE memory.night_blocks b SET citations = jsonb_build_array(hb.block_id)
-    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb ON hb.arc_id = f.arc_id AND hb.block_kind = 'arc'
+    FROM memory.flux_arcs f JOIN memory.holographic_blocks hb
+         ON hb.arc_id = f.arc_id AND hb.user_id = f.user_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND f.continued_by_arc_id = b.arc_id
       AND f.user_id = p_user_id AND f.session_id <> b.session_id;
     UPDATE memory.night_blocks b SET continues_from = hb.block_id
-    FROM memory.night_arcs a JOIN memory.holographic_blocks hb ON hb.arc_id = a.continues_arc_id AND hb.block_kind = 'arc'
+    FROM memory.night_arcs a JOIN memory.holographic_blocks hb
+         ON hb.arc_id = a.continues_arc_id AND hb.user_id = a.user_id AND hb.block_kind = 'arc'
     WHERE b.run_id = p_run_id AND b.user_id = p_user_id AND b.continues_from IS NULL
       AND a.run_id = p_run_id AND a.user_id = p_user_id AND a.arc_id = b.arc_id;
 
@@ -176,7 +178,7 @@ BEGIN
            d.created_at, d.external_ref, d.universal_embedding
     FROM memory.night_block_turns t
     JOIN memory.night_blocks b ON b.run_id = t.run_id AND b.user_id = t.user_id AND b.block_id = t.block_id
-    JOIN memory.day_table d ON d.session_id = b.session_id AND d.turn_number = t.turn_number
+    JOIN memory.day_table d ON d.session_id = b.session_id AND d.user_id = b.user_id AND d.turn_number = t.turn_number
     JOIN memory.block_zones z ON z.user_id = p_user_id AND z.block_id = t.block_id
          AND t.turn_number BETWEEN z.first_turn AND z.last_turn
     WHERE t.run_id = p_run_id AND t.user_id = p_user_id AND t.kept ~ '\S';

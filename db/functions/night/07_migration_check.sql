@@ -11,8 +11,11 @@ DECLARE
     v_age interval := (ops.setting('cortex.max_block_age') #>> '{}')::interval;
     v_n bigint;
 BEGIN
+    -- The payload names the block's user with the block: a block's key is (block_id, user_id)
+    -- (revision 0018), so a job says whose shard its block is on (docs/scale.md).
     INSERT INTO ops.jobs (kind, payload, dedupe_key)
-    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'run_id', p_run_id), 'cortex_migrate:' || b.block_id
+    SELECT 'cortex_migrate', jsonb_build_object('block_id', b.block_id, 'user_id', b.user_id, 'run_id', p_run_id),
+           'cortex_migrate:' || b.block_id
     FROM memory.holographic_blocks b
     JOIN memory.users u ON u.user_id = b.user_id
     JOIN memory.retention_policy r ON r.tier = u.tier
@@ -29,7 +32,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION memory.night_07_migration_check(bigint, uuid) IS
-'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has stayed its tier''s block_cycles of the user''s cycles since it was stored (memory.retention_policy); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
+'Night Cycle stage 7, migration check, for one user of a run: queues a cortex_migrate job in ops.jobs (payload: the block, its user and the run; once per block: a block whose job failed for good stays until ops.retry_job) for each of the user''s blocks still in the Hippocampus that has coherence_gain >= cortex.coherence_gain_threshold, ended more than cortex.max_block_age before the cycle''s end, is marked long_term, or has stayed its tier''s block_cycles of the user''s cycles since it was stored (memory.retention_policy); wakes the worker (NOTIFY psimem_jobs) when it queued any. Returns the number queued.';
 REVOKE ALL ON FUNCTION memory.night_07_migration_check(bigint, uuid) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory.night_07_migration_check(bigint, uuid) TO psimem_admin;
 

@@ -29,7 +29,7 @@ BEGIN
         RETURN 0;
     END IF;
     SELECT count(*) INTO v_pending FROM memory.sessions s
-    JOIN memory.day_table d ON d.session_id = s.session_id AND d.turn_number > s.consolidated_turn
+    JOIN memory.day_table d ON d.session_id = s.session_id AND d.user_id = s.user_id AND d.turn_number > s.consolidated_turn
     WHERE (v_run.user_id IS NULL OR s.user_id = v_run.user_id) AND s.turn_count > s.consolidated_turn
       AND s.last_turn_at < (v_run.cycle_date + 1)::timestamptz AND s.last_turn_at <= now() - v_idle
       AND d.turn_number = d.flux_arc_start;

@@ -4,6 +4,10 @@
 -- outlives one batch, and vacuum is never held back for the whole night. The stages are
 -- rows of memory.night_stages (one file each in this directory); the loop below runs them,
 -- times and logs them, the same way for every stage.
+-- A stage works on one user: every statement filters on that user_id, and every join of two
+-- users' tables matches user_id as well as the id (ids are unique per user: revision 0018),
+-- so each statement reads one user's rows only and, on a PostgreSQL distributed by user_id,
+-- would run on that user's node alone (docs/scale.md).
 
 CREATE OR REPLACE FUNCTION memory._night_cycle_date(p_run_id bigint)
 RETURNS date
