@@ -124,9 +124,10 @@ def test_cortex_queue_and_clustering_job(night):
     conn, user, sessions, run_id = night
     # elder: 6 cycles in the Hippocampus, but blocks with coherence_gain >= threshold go now
     queued = {tuple(r) for r in conn.execute("SELECT (payload->>'block_id')::uuid, (payload->>'user_id')::uuid "
-                                             "FROM ops.jobs WHERE kind = 'cortex_migrate'")}
+                                             "FROM ops.jobs WHERE kind = 'cortex_migrate' AND payload->>'user_id' = %s",
+                                             (str(user),))}
     qualifying = {tuple(r) for r in conn.execute("SELECT block_id, user_id FROM memory.holographic_blocks "
-                                                 "WHERE coherence_gain >= 0.3")}
+                                                 "WHERE coherence_gain >= 0.3 AND user_id = %s", (user,))}
     # each job names its block's user too: a block's key is (block_id, user_id) (docs/scale.md)
     assert queued == qualifying
     clusters = conn.execute("SELECT count(*) FROM ops.jobs WHERE kind = 'cluster_update'").fetchone()[0]
@@ -254,6 +255,8 @@ def test_a_bulk_cycle_rebuilds_the_block_indexes_once_with_the_same_blocks(conn)
             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
             "WHERE i.indrelid = 'memory.holographic_blocks'::regclass AND a.amname = 'hnsw' ORDER BY 1")
     before = conn.execute(hnsw).fetchall()
+    # The rebuild counts the whole table: only this test's user may be in it (rolled back after).
+    conn.execute("DELETE FROM memory.users")
     conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
     conn.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1')")
     night_script.build(conn)
