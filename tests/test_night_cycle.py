@@ -13,6 +13,11 @@ ARC_COLS = "start_turn, peak_turn, end_turn, resolved, open_at_session_end"
 
 @pytest.fixture
 def night(conn):
+    # The cycle runs for every user and the tests count whole tables and queues: only the
+    # script's user may be there (another file's committed rows are removed, and restored by
+    # the rollback).
+    conn.execute("DELETE FROM memory.users")
+    conn.execute("DELETE FROM ops.jobs")
     # Live zones by spike, Arreté and insight markers only; the ID criterion has its own test.
     conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
     user, sessions = night_script.build(conn)
@@ -255,8 +260,7 @@ def test_a_bulk_cycle_rebuilds_the_block_indexes_once_with_the_same_blocks(conn)
             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
             "WHERE i.indrelid = 'memory.holographic_blocks'::regclass AND a.amname = 'hnsw' ORDER BY 1")
     before = conn.execute(hnsw).fetchall()
-    # The rebuild counts the whole table: only this test's user may be in it (rolled back after).
-    conn.execute("DELETE FROM memory.users")
+    conn.execute("DELETE FROM memory.users")  # as in the night fixture
     conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
     conn.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1')")
     night_script.build(conn)
