@@ -32,6 +32,9 @@ bench: setup
 	$(PY) bench/night_retention.py
 	$(PY) bench/write_cost.py
 	$(PY) bench/kernel.py
+	$(PY) bench/recall_latency.py
+	$(PY) bench/memory_quality.py
+	$(PY) bench/memory_quality.py --heldout
 	$(PY) bench/codec.py
 	$(PY) bench/psi_ingest.py
 	$(PY) bench/psiarc.py
