@@ -10,7 +10,8 @@ rows go by binary COPY into temporary staging tables; only once the footer has c
 out are they inserted into the psi tables, acting for each row's user in turn
 (memory.act_for), with ON CONFLICT DO NOTHING on the natural keys ((uttr_hash, user_id) for
 utterances, (uttr_hash, band, ts_epoch_ms, user_id) for frames, surprise events and
-centroids: every key holds user_id, revision 0018), so importing twice adds nothing. A row whose key is taken by different content (another
+centroids: every key holds user_id, revision 0018, so no other user's row can conflict),
+so importing twice adds nothing. A row whose key is taken by different content (another
 oscillator count, another blob) refuses the whole import. Every psi_frames row passes
 the table's CRC trigger as the realtime writer's rows do.
 
@@ -332,14 +333,6 @@ def import_archive(conn, reader: ArchiveReader, progress=None) -> ImportReport:
                         else:
                             rep.rows_new[t] += n
                             rep.rows_present[t] += total - n
-                    # a row skipped as present must be present for this user: otherwise the key is another's
-                    stray = cur.execute("SELECT encode(s.uttr_hash, 'hex') FROM _psiarc_utterances s "
-                                        "WHERE s.user_id = %s AND NOT EXISTS (SELECT 1 FROM psi.utterances u "
-                                        "WHERE u.uttr_hash = s.uttr_hash AND u.user_id = s.user_id)",
-                                        (uid,)).fetchone()
-                    if stray:
-                        raise ImportRefused(f"uttr_hash {stray[0]}: this utterance key is taken in this database "
-                                            "by a row this user cannot see")
     except psycopg.Error as e:
         diag = e.diag.message_primary or str(e)
         raise ImportRefused(f"the database refused the archive ({type(e).__name__}): {diag}") from None
@@ -351,22 +344,20 @@ def _check_conflicts(cur, user_id: str) -> None:
     would silently keep the old one (e.g. an utterance migrated to another oscillator count)."""
     row = cur.execute("""
         SELECT encode(s.uttr_hash, 'hex'), u.oscillator_count, s.oscillator_count, u.codec_version, s.codec_version,
-               u.started_at_ms, s.started_at_ms, u.user_id = s.user_id
-        FROM _psiarc_utterances s JOIN psi.utterances u USING (uttr_hash)
+               u.started_at_ms, s.started_at_ms
+        FROM _psiarc_utterances s JOIN psi.utterances u USING (uttr_hash, user_id)
         WHERE s.user_id = %s
-          AND (u.oscillator_count, u.codec_version, u.sample_rate, u.started_at_ms, u.user_id)
-              IS DISTINCT FROM (s.oscillator_count, s.codec_version, s.sample_rate, s.started_at_ms, s.user_id)
+          AND (u.oscillator_count, u.codec_version, u.sample_rate, u.started_at_ms)
+              IS DISTINCT FROM (s.oscillator_count, s.codec_version, s.sample_rate, s.started_at_ms)
         LIMIT 1""", (user_id,)).fetchone()
     if row:
-        h, n_db, n_arc, c_db, c_arc, t_db, t_arc, same_user = row
-        if not same_user:
-            raise ImportRefused(f"uttr_hash {h}: this database holds the utterance for another user")
+        h, n_db, n_arc, c_db, c_arc, t_db, t_arc = row
         raise ImportRefused(f"uttr_hash {h}: this database holds the utterance with {n_db} oscillators, codec v{c_db}, "
                             f"started at {t_db}; the archive with {n_arc}, v{c_arc}, {t_arc}: delete it first to "
                             "replace it (import never overwrites)")
     row = cur.execute("""
         SELECT encode(s.uttr_hash, 'hex'), s.band, s.ts_epoch_ms, f.integrity_crc, s.integrity_crc
-        FROM _psiarc_psi_frames s JOIN psi.psi_frames f USING (uttr_hash, band, ts_epoch_ms)
+        FROM _psiarc_psi_frames s JOIN psi.psi_frames f USING (uttr_hash, band, ts_epoch_ms, user_id)
         WHERE s.user_id = %s AND (f.integrity_crc <> s.integrity_crc OR f.frame_count <> s.frame_count)
         LIMIT 1""", (user_id,)).fetchone()
     if row:
