@@ -10,9 +10,11 @@ template database; every side below runs on its own copy of it.
 Sides, each on a fresh copy, each started the same way (PostgreSQL restarted, then the day
 table, its TOAST and indexes and the sessions read into shared buffers with pg_prewarm, so
 no side inherits a cache another side warmed):
-- old: memory.run_night_cycle() as it was before it became a procedure (one transaction; its
-  SQL is read with `git show` from the commit before the change into a schema night_old of
-  the bench database only, never shipped);
+- old: memory.run_night_cycle() as it was before it became a procedure (one transaction), on a
+  server of its own (same settings) whose database is migrated by the source tree of the
+  commit before that change (`git archive`; its schema has neither the gap blocks nor the
+  kept turns later revisions added, so it does less work per turn), holding the same rows
+  (copied from the template, the flux marks included);
 - new: CALL memory.night_cycle() (commits per user; backfill mode as configured);
 - new, no backfill (with --sides): the same with the blocks' HNSW indexes kept and inserted into;
 - Python: arcs detected client-side from the perplexities themselves (the day_table
@@ -24,8 +26,7 @@ no side inherits a cache another side warmed):
 Each side runs alone (--repeat times: its wall time, turns/s, time per stage), then once
 more under load: writer threads record turns into sessions the cycle holds locked
 at that moment (read with pgrowlocks: old holds every session it took until it commits, new
-those of the user in flight) and reader threads call memory.recall_hippocampus for random
-users. Reported: each record_turn's and recall's latency (max, p99 / p95), counting for a
+those of the user in flight) and reader threads recall for random users (each version's own: memory.recall_hippocampus before, memory.recall now). Reported: each record_turn's and recall's latency (max, p99 / p95), counting for a
 blocked thread the calls its schedule (a write every 0.2 s, a recall every 0.1 s) would have
 made meanwhile, each waiting until the same moment.
 """
@@ -35,6 +36,7 @@ import argparse
 import os
 import re
 import subprocess
+import sys
 import threading
 import time
 from datetime import datetime, timedelta, timezone
@@ -52,8 +54,6 @@ from psimem.connect import connect
 PER_SESSION, SESSIONS_PER_USER = 100, 10
 HNSW = ("idx_day_table_universal_embedding", "idx_day_table_native_embedding")
 REPO = Path(__file__).resolve().parent.parent
-OLD_FILES = ("memory_night_stage1_flux.sql", "memory_night_stage2_blocks.sql", "memory_night_stage6_storage.sql",
-             "memory_night_stage7_9.sql", "memory_night_block_indexes.sql", "memory_run_night_cycle.sql")
 CONF = {**BENCH_CONF, "shared_buffers": "'6GB'", "max_connections": "60", "log_min_messages": "warning"}
 FLUX = {"window": 20, "sigma": 1.5, "stable_derivative": 0.1, "stabilization": 2, "min_baseline": 3}
 
@@ -150,24 +150,71 @@ def load_template(cl: Cluster, n: int) -> str:
     return name
 
 
+def removal_commit() -> str:
+    """The commit that removed the single-transaction driver."""
+    return subprocess.run(["git", "rev-list", "-1", "HEAD", "--", "db/functions/memory_run_night_cycle.sql"], cwd=REPO,
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
 def before_procedure(path: str) -> str:
-    """A file as it was before the Night Cycle became a procedure: at the parent of the commit
-    that removed the single-transaction driver."""
-    removed = subprocess.run(["git", "rev-list", "-1", "HEAD", "--", "db/functions/memory_run_night_cycle.sql"], cwd=REPO,
-                             check=True, capture_output=True, text=True).stdout.strip()
-    return subprocess.run(["git", "show", f"{removed}^:{path}"], cwd=REPO, check=True, capture_output=True, text=True).stdout
+    """A file as it was before the Night Cycle became a procedure."""
+    return subprocess.run(["git", "show", f"{removal_commit()}^:{path}"], cwd=REPO, check=True, capture_output=True,
+                          text=True).stdout
 
 
-def install_old_driver(url: str) -> None:
-    """The single-transaction cycle (its files before this change) into schema night_old of
-    this bench database: every function those files define is renamed into it, so nothing
-    shipped is replaced."""
-    text = "\n".join(before_procedure(f"db/functions/{f}") for f in OLD_FILES)
-    for name in sorted(set(re.findall(r"CREATE OR REPLACE FUNCTION memory\.(\w+)\(", text)), key=len, reverse=True):
-        text = re.sub(rf"memory\.{name}\(", f"night_old.{name}(", text)
-    with psycopg.connect(url, autocommit=True) as c:
-        c.execute("CREATE SCHEMA IF NOT EXISTS night_old")
-        c.execute(text)
+def old_cluster(cl: Cluster) -> Cluster:
+    """The old side's server: the same settings, its own data directory and port (pg_cron
+    lets one database per server be migrated, and the old schema needs its own)."""
+    return Cluster(cl.home.parent / (cl.home.name + "-old"), cl.port + 1, dbname=cl.dbname, conf=CONF)
+
+
+def old_source(ocl: Cluster) -> Path:
+    """The source tree as it was before the Night Cycle became a procedure (git archive)."""
+    commit = removal_commit()
+    src = ocl.home / f"src-{commit[:12]}"
+    if not (src / "psimem").exists():
+        src.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "archive", f"{commit}^"], cwd=REPO, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    return src
+
+
+def common_columns(src: psycopg.Connection, dst: psycopg.Connection, table: str) -> list[str]:
+    q = ("SELECT column_name FROM information_schema.columns WHERE table_schema || '.' || table_name = %s "
+         "AND is_generated = 'NEVER' ORDER BY ordinal_position")
+    have = {r[0] for r in src.execute(q, (table,))}
+    return [c for (c,) in dst.execute(q, (table,)) if c in have]
+
+
+def load_old_template(cl: Cluster, ocl: Cluster, template: str, n: int) -> str:
+    """The template's rows in a database of the old server, migrated by the old source."""
+    name = f"nc_old_t{n}"
+    ocl.start(say)
+    if exists(ocl, name):
+        with psycopg.connect(ocl.conninfo(name)) as c:
+            if c.execute("SELECT count(*) FROM memory.day_table").fetchone()[0] == n:
+                say(f"old template {name} already holds {n} turns")
+                return name
+    src = old_source(ocl)
+    subprocess.run([sys.executable, "-c", "import sys; from psimem import migrate; migrate.upgrade(sys.argv[1])", ocl.url()],
+                   cwd=src, env={**os.environ, "PYTHONPATH": str(src)}, check=True)
+    copy_database(ocl, ocl.dbname, name)
+    say(f"copying {n} turns into the old schema ({name})")
+    with psycopg.connect(cl.conninfo(template)) as a, psycopg.connect(ocl.conninfo(name)) as b:
+        for i in HNSW:
+            b.execute(f"DROP INDEX IF EXISTS memory.{i}")
+        b.execute("SET session_replication_role = replica")  # rows as they are: no trigger counts them again
+        for table in ("memory.users", "memory.sessions", "memory.day_table"):
+            cols = ", ".join(common_columns(a, b, table))
+            with a.cursor().copy(f"COPY (SELECT {cols} FROM {table}) TO STDOUT (FORMAT binary)") as out, \
+                    b.cursor().copy(f"COPY {table} ({cols}) FROM STDIN (FORMAT binary)") as into:
+                for chunk in out:
+                    into.write(chunk)
+        b.commit()
+    with psycopg.connect(ocl.conninfo(name), autocommit=True) as b:
+        b.execute("VACUUM ANALYZE memory.day_table")
+        b.execute("VACUUM ANALYZE memory.sessions")
+    return name
 
 
 def record(samples: list[float], started: float, ended: float, interval: float) -> None:
@@ -185,8 +232,10 @@ def record(samples: list[float], started: float, ended: float, interval: float) 
 class Load:
     """Writers into sessions the cycle takes and readers recalling, while the cycle runs."""
 
-    def __init__(self, url: str, writers: int = 4, readers: int = 2, dim: int = 768):
+    def __init__(self, url: str, old: bool, writers: int = 4, readers: int = 2, dim: int = 768):
         self.url, self.dim = url, dim
+        self.recall = ("SELECT count(*) FROM memory.recall_hippocampus(%(v)s::real[], %(u)s, NULL, 10)" if old else
+                       "SELECT count(*) FROM memory.recall(%(u)s, NULL, %(v)s::real[], NULL, 10)")
         self.writer_pids: list[int] = []
         self.stop = threading.Event()
         self.writes: list[float] = []
@@ -239,8 +288,8 @@ class Load:
             while not self.stop.is_set():
                 v = rng.standard_normal(self.dim).astype(np.float32)
                 t0 = time.perf_counter()
-                c.execute("SELECT count(*) FROM memory.recall_hippocampus(%s::real[], %s, NULL, 10)",
-                          ((v / np.linalg.norm(v)).tolist(), self.users[int(rng.integers(len(self.users)))]))
+                c.execute(self.recall, {"v": (v / np.linalg.norm(v)).tolist(),
+                                        "u": self.users[int(rng.integers(len(self.users)))]})
                 record(self.recalls, t0, time.perf_counter(), 0.1)
                 time.sleep(0.1)
 
@@ -264,22 +313,26 @@ class NoLoad:
         return {}
 
 
-def run_cycle(cl: Cluster, template: str, n: int, side: str, loaded: bool) -> dict:
+def run_cycle(clusters: dict, templates: dict, n: int, side: str, loaded: bool) -> dict:
+    """One run of a side on a fresh copy of its template, the other server stopped."""
+    old = side == "old"
+    cl, other = (clusters["old"], clusters["new"]) if old else (clusters["new"], clusters["old"])
+    other.stop(say)
+    cl.start(say)
     db = f"nc_{side.replace(' ', '_').replace(',', '')}"
-    copy_database(cl, template, db)
+    copy_database(cl, templates["old" if old else "new"], db)
     url = cl.url(db)
-    migrate.upgrade(url)  # the checkout's code files, whatever the template was copied with
-    if side == "old":
-        install_old_driver(url)
-    elif side == "new, no backfill":
+    if not old:
+        migrate.upgrade(url)  # the checkout's code files, whatever the template was copied with
+    if side == "new, no backfill":
         with psycopg.connect(url, autocommit=True) as c:
             c.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1000000000')")
     cold_start(cl, db, ("memory.day_table", "memory.sessions"))
-    call = "SELECT night_old.run_night_cycle()" if side == "old" else "CALL memory.night_cycle()"
+    call = "SELECT memory.run_night_cycle()" if old else "CALL memory.night_cycle()"
     say(f"{side}: {call} over {n} turns" + " under load" * loaded)
     load_avg = os.getloadavg()[0]
     with psycopg.connect(url, autocommit=True) as c:
-        with Load(url) if loaded else NoLoad() as load, Timer() as t:
+        with Load(url, old) if loaded else NoLoad() as load, Timer() as t:
             c.execute(call)
     with psycopg.connect(url) as c:
         run_id = c.execute("SELECT max(run_id) FROM ops.cycle_runs").fetchone()[0]
@@ -362,13 +415,15 @@ def python_flux(cl: Cluster, template: str, closing: int = 5) -> dict:
 
 
 def summary(runs: list[dict], loaded: list[dict]) -> dict:
-    """One side at one size: the median wall time of its runs alone; the latencies (over
-    every call) and wall time of its runs under load."""
+    """One side at one size: the median wall time of its runs alone (with --repeat 0, of its
+    run under load); the latencies (over every call) and wall time of its runs under load."""
+    alone = bool(runs)
+    runs = runs or loaded
     secs = sorted(r["seconds"] for r in runs)
     med = secs[len(secs) // 2]
     w = [x for r in loaded for x in r.pop("_writes")]
     q = [x for r in loaded for x in r.pop("_recalls")]
-    return {"side": runs[0]["side"], "turns": runs[0]["turns"], "repeats": len(runs), "seconds_median": med,
+    return {"side": runs[0]["side"], "turns": runs[0]["turns"], "repeats": len(runs) if alone else 0, "seconds_median": med,
             "seconds_all": secs, "turns_per_s": round(runs[0]["turns"] / med), "arcs": runs[0]["arcs"],
             "blocks": runs[0]["blocks"], "users_failed": max(r["users_failed"] for r in runs),
             "stage_seconds_of_median_run": next(r["stage_seconds"] for r in runs if r["seconds"] == med),
@@ -384,29 +439,34 @@ def main() -> None:
     ap.add_argument("--sides", default="old,new", help="which cycles to run (old, new, new, no backfill)")
     ap.add_argument("--repeat", default="3,3,1", help="runs of each side alone per size (comma-separated, one per "
                                                       "size), interleaved; the median wall time is reported; then "
-                                                      "one run of each under load")
+                                                      "one run of each under load (0: only that one, whose wall "
+                                                      "time is then reported)")
     ap.add_argument("--report", default="night_cycle", help="name of the JSON report in bench/out")
     args = ap.parse_args()
     sizes = [int(x) for x in args.sizes.split(",")]
     repeats = [int(x) for x in args.repeat.split(",")] + [1] * len(sizes)
     sides = [s.strip() for s in re.split(r",(?! no)", args.sides)]
     cl = bench_cluster()
+    ocl = old_cluster(cl)
     cl.start(say)
     migrate.upgrade(cl.url())
     res = {"data": "synthetic perplexity arcs, 768-d embedding-like universal vectors (runs of 10 turns on one topic), "
                    "no native vectors, day_table HNSW dropped; 100 turns per session, 10 sessions per user",
            "load": "4 writer threads (record_turn, 0.2 s apart, into a session the cycle holds locked) and 2 reader threads "
-                   "(recall_hippocampus every 0.1 s) during each cycle",
+                   "(every 0.1 s: old memory.recall_hippocampus, new memory.recall) during each cycle",
            "machine": f"{os.cpu_count()} cores shared with other work (load average at each start is recorded)",
            "runs": [], "summary": [], "python_flux": []}
     for n, repeat in zip(sizes, repeats):
+        cl.start(say)
         template = load_template(cl, n)
+        templates = {"new": template, "old": load_old_template(cl, ocl, template, n) if "old" in sides else None}
+        ocl.stop(say)
         py = python_flux(cl, template)
         res["python_flux"].append(py)
         runs = {(side, loaded): [] for side in sides for loaded in (False, True)}
         for rep in range(repeat + 1):  # the sides alone `repeat` times, then once each under load
             for side in sides:
-                r = run_cycle(cl, template, n, side, loaded=rep == repeat)
+                r = run_cycle({"new": cl, "old": ocl}, templates, n, side, loaded=rep == repeat)
                 runs[side, rep == repeat].append(r)
                 res["runs"].append({k: v for k, v in r.items() if not k.startswith("_")})
                 say(f"{side} {n}{' under load' * (rep == repeat)}: {r['seconds']} s "
@@ -442,6 +502,8 @@ def main() -> None:
     for side, e in res.get("cost_exponent", {}).items():
         print(f"  {side}: time ~ turns^{e} (1.0 is linear)")
     report(args.report, res)
+    for c in (ocl, cl):
+        c.stop(say)
 
 
 if __name__ == "__main__":

@@ -254,12 +254,15 @@ def test_a_later_cycle_cites_instead_of_merging(conn):
 
 
 def test_a_bulk_cycle_rebuilds_the_block_indexes_once_with_the_same_blocks(conn):
-    """A cycle forming more blocks than the table holds (bulk mode) builds the HNSW indexes at
-    its end: same definitions, valid, used by recall_blocks, and the same blocks as inserting."""
+    """A cycle forming more blocks than the table holds (bulk mode) builds the HNSW indexes of
+    the blocks and of the turns they keep at its end: same definitions, valid, used by
+    recall_blocks, and the same blocks as inserting."""
     hnsw = ("SELECT c.relname, pg_get_indexdef(i.indexrelid), i.indisvalid FROM pg_index i "
             "JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam "
-            "WHERE i.indrelid = 'memory.holographic_blocks'::regclass AND a.amname = 'hnsw' ORDER BY 1")
+            "WHERE i.indrelid IN ('memory.holographic_blocks'::regclass, 'memory.block_turns'::regclass) "
+            "AND a.amname = 'hnsw' ORDER BY 1")
     before = conn.execute(hnsw).fetchall()
+    assert [name for name, *_ in before] == ["idx_block_turns_universal", "idx_blocks_native", "idx_blocks_universal"]
     conn.execute("DELETE FROM memory.users")  # as in the night fixture
     conn.execute("SELECT ops.set_setting('night.live_interrogative_distance', '-1')")
     conn.execute("SELECT ops.set_setting('night.index_rebuild_min_blocks', '1')")

@@ -200,16 +200,16 @@ def test_a_terminated_run_resumes_where_it_stopped(night):
 
 def test_a_server_crash_mid_run_loses_nothing_and_the_next_call_finishes_the_run(night):
     """kill -9 of the cycle's backend: PostgreSQL kills every session and recovers from WAL,
-    as after a server crash. Backfill mode is on, so the blocks' HNSW indexes are dropped
-    (committed) when the crash comes; the resumed run builds them."""
+    as after a server crash. Backfill mode is on, so the HNSW indexes of the blocks and of
+    the turns they keep are dropped (committed) when the crash comes; the resumed run builds them."""
     night.set("night.batch_users", "1")
     night.set("night.index_rebuild_min_blocks", "1")
     night.set("night.index_rebuild_ratio", "0")
     hnsw = ("SELECT c.relname, i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
-            "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid = 'memory.holographic_blocks'::regclass AND a.amname = 'hnsw' "
-            "ORDER BY 1")
+            "JOIN pg_am a ON a.oid = c.relam WHERE i.indrelid IN ('memory.holographic_blocks'::regclass, "
+            "'memory.block_turns'::regclass) AND a.amname = 'hnsw' ORDER BY 1")
     indexes = night.c.execute(hnsw).fetchall()
-    assert len(indexes) == 2
+    assert len(indexes) == 3
     users = night.build(4, "night-crash")
     night.summariser_sleep(0.15)
     cycle = Call(night.url)
@@ -226,7 +226,7 @@ def test_a_server_crash_mid_run_loses_nothing_and_the_next_call_finishes_the_run
     done = assert_whole_or_untouched(night, users)
     assert done == [u for u, _ in users][:len(done)] and len(done) < 4
     assert night.c.execute(hnsw).fetchall() == []
-    assert len(night.c.execute("SELECT block_indexes FROM ops.cycle_runs WHERE run_id = %s", (run_id,)).fetchone()[0]) == 2
+    assert len(night.c.execute("SELECT block_indexes FROM ops.cycle_runs WHERE run_id = %s", (run_id,)).fetchone()[0]) == 3
     assert night.c.execute("SELECT count(*) FROM memory.night_blocks").fetchone()[0] == 0  # unlogged: emptied by recovery
 
     night.summariser_sleep(0)
