@@ -31,10 +31,12 @@ Without the data (PSIMEM_LOCOMO_DIR or --data) it says so and exits 0.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -265,12 +267,35 @@ def show(results: dict) -> None:
         print(f"{p}: recall@10 {results[p]['recall@10']} = {results[p]['recall@10'] / base:.2f}x the flat baseline")
 
 
+@contextmanager
+def settings_for_run(conn, pairs: list[str]):
+    """--set KEY=VALUE: settings for this run only (ops.set_setting, so its checks apply),
+    put back when the run ends, so the next run starts from the installed values."""
+    previous = {}
+    try:
+        for pair in pairs:
+            key, sep, value = pair.partition("=")
+            if not sep:
+                raise SystemExit(f"--set {pair}: expected KEY=VALUE (VALUE in JSON: 0.2, \"text\")")
+            previous.setdefault(key, conn.execute("SELECT ops.set_setting(%s, %s::jsonb)", (key, value)).fetchone()[0])
+        conn.commit()
+        yield {k: conn.execute("SELECT value FROM ops.settings WHERE key = %s", (k,)).fetchone()[0] for k in previous}
+    finally:
+        conn.rollback()
+        for key, value in previous.items():
+            conn.execute("SELECT ops.set_setting(%s, %s::jsonb)", (key, json.dumps(value)))
+        conn.commit()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="LoCoMo's data/locomo10.zip or the folder it unpacks to (default: $PSIMEM_LOCOMO_DIR)")
     ap.add_argument("--heldout", action="store_true", help="report the five held-out conversations, not the development split")
     ap.add_argument("--reuse", action="store_true", help="keep the turns a previous run loaded (no reload)")
     ap.add_argument("--models-only", action="store_true", help="compute and cache the model outputs, then stop")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a setting for this run only (restored at the end; VALUE in JSON), e.g. "
+                         "recall.neighbour_weight=0.2; repeatable. Tune on the development split only")
     args = ap.parse_args()
     data = locate(args.data)
     if data is None:
@@ -289,8 +314,9 @@ def main() -> int:
     results["flat"] = flat(convs, universal, questions).table()
     say(f"flat baseline: {results['flat']}")
     url = bench_database(str(HOME), 55437, universal_dim=UNIVERSAL_DIM, native_dim=NATIVE_DIM)
-    with connect(url) as conn:
+    with connect(url) as conn, settings_for_run(conn, args.set) as changed:
         register_vector(conn)
+        results["settings changed"] = changed
         if not args.reuse:
             conn.execute("TRUNCATE memory.users, ops.jobs, ops.cycle_runs CASCADE")
             conn.commit()

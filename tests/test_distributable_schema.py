@@ -145,9 +145,10 @@ def test_revision_0018_keeps_a_populated_database_and_refuses_a_reference_across
     then changes nothing, until the row is fixed."""
     import psycopg
     import pytest
+    from alembic.script import ScriptDirectory
+    from helpers import card, new_session, new_user, record
 
     from psimem import migrate
-    from helpers import card, new_session, new_user, record
 
     counted = ("memory.sessions", "memory.day_table", "kernel.card", "kernel.edge", "kernel.usage",
                "procedural.procedural_memory", "procedural.causal_edges")
@@ -199,6 +200,6 @@ def test_revision_0018_keeps_a_populated_database_and_refuses_a_reference_across
         migrate.upgrade(db_url)
         with psycopg.connect(db_url) as c:
             c.execute("DELETE FROM memory.users WHERE external_ref LIKE 'dist-0018-%'")
-    assert migrate.current(db_url) == "0018"
+    assert migrate.current(db_url) == ScriptDirectory.from_config(migrate.alembic_config(db_url)).get_current_head()
     with psycopg.connect(db_url) as c:
         assert distribution_violations(c) == []
