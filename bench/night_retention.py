@@ -56,7 +56,7 @@ def prepare(cl, template: str) -> dict:
         say(f"spreading the sessions over {DAYS} days")
         # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
         c.execute(f"""UPDATE memory.day_table d
-                      SET created_at = (current_date - 1 - s.n % {DAYS})::timestamptz + (d.created_at - t.first)
+                      SET created_at = (current_date - 1 - (s.n % {DAYS})::int)::timestamptz + (d.created_at - t.first)
                       FROM (SELECT session_id, row_number() OVER (ORDER BY session_id) AS n FROM memory.sessions) s,
                            (SELECT min(created_at) AS first FROM memory.day_table) t
                       WHERE s.session_id = d.session_id""")
