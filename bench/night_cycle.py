@@ -16,7 +16,8 @@ no side inherits a cache another side warmed):
   kept turns later revisions added, so it does less work per turn), holding the same rows
   (copied from the template, the flux marks included);
 - new: CALL memory.night_cycle() (commits per user; backfill mode as configured);
-- new, no backfill (with --sides): the same with the blocks' HNSW indexes kept and inserted into;
+- new, no backfill (with --sides): the same with the HNSW indexes of the blocks and of the turns
+  they keep left in place and inserted into;
 - Python: arcs detected client-side from the perplexities themselves (the day_table
   trigger's rules: rolling baseline, spike, stabilisation) over the fetched turns, written
   back with COPY; compared with the new cycle's stages 0 and 1 (pick sessions, group the
@@ -26,9 +27,11 @@ no side inherits a cache another side warmed):
 Each side runs alone (--repeat times: its wall time, turns/s, time per stage), then once
 more under load: writer threads record turns into sessions the cycle holds locked
 at that moment (read with pgrowlocks: old holds every session it took until it commits, new
-those of the user in flight) and reader threads recall for random users (each version's own: memory.recall_hippocampus before, memory.recall now). Reported: each record_turn's and recall's latency (max, p99 / p95), counting for a
-blocked thread the calls its schedule (a write every 0.2 s, a recall every 0.1 s) would have
-made meanwhile, each waiting until the same moment.
+those of the user in flight) and reader threads recall for random users (each version's own:
+memory.recall_hippocampus before, memory.recall now). Reported: each record_turn's and
+recall's latency (max, p99 / p95), counting for a blocked thread the calls its schedule (a
+write every 0.2 s, a recall every 0.1 s) would have made meanwhile, each waiting until the
+same moment.
 """
 from __future__ import annotations
 
