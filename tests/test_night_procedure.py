@@ -111,6 +111,16 @@ def night(db_url):
         n.close()
 
 
+def wait_until_reaped(pid: int, seconds: float = 30) -> None:
+    """Until the postmaster has reaped the killed backend it still accepts connections; from
+    then on it is in crash recovery. Reconnecting earlier could catch the server still up and
+    then lose that connection to the recovery."""
+    deadline = time.monotonic() + seconds
+    while os.path.exists(f"/proc/{pid}"):
+        assert time.monotonic() < deadline, f"backend {pid} was never reaped"
+        time.sleep(0.02)
+
+
 class Call(threading.Thread):
     """CALL memory.night_cycle() in its own session, as pg_cron does."""
 
@@ -218,6 +228,7 @@ def test_a_server_crash_mid_run_loses_nothing_and_the_next_call_finishes_the_run
     os.kill(cycle.pid, signal.SIGKILL)
     cycle.join(30)
     assert cycle.error is not None
+    wait_until_reaped(cycle.pid)
     night.reconnect()
 
     (run_id, status, *_), = night.runs()
