@@ -246,7 +246,8 @@ class Load:
         with psycopg.connect(url) as c:
             self.users = [r[0] for r in c.execute("SELECT user_id FROM memory.users")]
         self.threads = [threading.Thread(target=self.writer, args=(i,), daemon=True) for i in range(writers)] + \
-                       [threading.Thread(target=self.reader, args=(i,), daemon=True) for i in range(readers)]
+                       [threading.Thread(target=self.reader, args=(i,), daemon=True) for i in range(readers)] + \
+                       [threading.Thread(target=self.progress, daemon=True)]
 
     def __enter__(self):
         for t in self.threads:
@@ -296,8 +297,16 @@ class Load:
                 record(self.recalls, t0, time.perf_counter(), 0.1)
                 time.sleep(0.1)
 
+    def progress(self, every: float = 60) -> None:
+        """The figures so far, in the log every minute: a run of an hour or more that is killed
+        (the OOM killer ended one at 1M turns) keeps what it measured until then."""
+        while not self.stop.wait(every):
+            f = self.figures()
+            say(f"under load so far: {f['writes']} writes, max {f['write_max_ms']} ms, p99 {f['write_p99_ms']} ms; "
+                f"{f['recalls']} recalls, p95 {f['recall_p95_ms']} ms")
+
     def figures(self) -> dict:
-        w, r = self.writes or [0.0], self.recalls or [0.0]
+        w, r = list(self.writes) or [0.0], list(self.recalls) or [0.0]
         return {"writes": len(self.writes), "write_max_ms": round(max(w) * 1000, 1),
                 "write_p99_ms": round(percentile_ms(w, 99), 1), "recalls": len(self.recalls),
                 "recall_p95_ms": round(percentile_ms(r, 95), 1), "_writes": self.writes, "_recalls": self.recalls}
