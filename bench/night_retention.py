@@ -26,10 +26,11 @@ from datetime import timedelta
 
 import numpy as np
 import psycopg
-from common import percentile_ms, report, say
-from night_cycle import bench_cluster, cold_start, copy_database, load_template
-
 from psimem import migrate
+from psycopg import sql
+
+from common import percentile_ms, report, say
+from night_cycle import bench_cluster, cold_start, copy_database, exists, load_template
 
 DAYS = 4
 DB = "nr_bench"
@@ -46,48 +47,79 @@ def timed(c, sql: str, params=()) -> tuple[float, int]:
     return time.perf_counter() - t0, int(wal_bytes(c) - w0)
 
 
-def prepare(cl, template: str) -> dict:
+HNSW = ("CREATE INDEX {name} ON {table} USING hnsw (universal_embedding vector_cosine_ops) "
+        "WITH (m = 32, ef_construction = 128)")
+
+
+def stored(c) -> dict:
+    """What an earlier run of prepare() finished: each step records its figure in
+    bench_state, so a run that died after an hour of index building resumes after it."""
+    c.execute("CREATE TABLE IF NOT EXISTS bench_state (key text PRIMARY KEY, value float8 NOT NULL)")
+    return dict(c.execute("SELECT key, value FROM bench_state").fetchall())
+
+
+def prepare(cl, template: str, turns: int) -> dict:
     """The template's sessions spread over DAYS days, the HNSW index built, and the
     partitioned copy beside it."""
-    copy_database(cl, template, DB)
-    out = {}
+    if not exists(cl, DB) or stored_in(cl).get("turns") != turns:
+        copy_database(cl, template, DB)
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
         c.execute("SET maintenance_work_mem = '6GB'")
-        say(f"spreading the sessions over {DAYS} days")
-        # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
-        c.execute(f"""UPDATE memory.day_table d
-                      SET created_at = (current_date - 1 - (s.n % {DAYS})::int)::timestamptz + (d.created_at - t.first)
-                      FROM (SELECT session_id, row_number() OVER (ORDER BY session_id) AS n FROM memory.sessions) s,
-                           (SELECT min(created_at) AS first FROM memory.day_table) t
-                      WHERE s.session_id = d.session_id""")
-        c.execute("VACUUM (FULL, ANALYZE) memory.day_table")
-        hnsw = ("CREATE INDEX {name} ON {table} USING hnsw (universal_embedding vector_cosine_ops) "
-                "WITH (m = 32, ef_construction = 128)")
-        say("building the HNSW index on day_table (1 index over all rows)")
-        out["hnsw_build_s_whole"] = round(timed(c, hnsw.format(name="idx_day_table_universal_embedding",
-                                                               table="memory.day_table"))[0], 1)
-        lo, hi = c.execute("SELECT date_trunc('day', min(created_at)), date_trunc('day', max(created_at)) + interval '1 day' "
-                           "FROM memory.day_table").fetchone()
-        cols = [r[0] for r in c.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'memory.day_table'::regclass "
-                                        "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum")]
-        c.execute("CREATE TABLE memory.day_table_p (LIKE memory.day_table INCLUDING DEFAULTS INCLUDING GENERATED) "
-                  "PARTITION BY RANGE (created_at)")
-        day, parts = lo, []
-        while day < hi:
-            name = f"memory.day_table_p_{day:%Y%m%d}"
-            c.execute(f"CREATE TABLE {name} PARTITION OF memory.day_table_p FOR VALUES FROM (%s) TO (%s)",
-                      (day, day + timedelta(days=1)))
-            parts.append(name)
-            day += timedelta(days=1)
-        c.execute(f"INSERT INTO memory.day_table_p ({', '.join(cols)}) SELECT {', '.join(cols)} FROM memory.day_table")
-        c.execute("CREATE INDEX ON memory.day_table_p (session_id, turn_number)")
-        c.execute("CREATE INDEX ON memory.day_table_p (user_id, created_at)")
-        say(f"building the HNSW index on day_table_p ({len(parts)} partitions, one index each)")
-        out["hnsw_build_s_partitioned"] = round(timed(c, hnsw.format(name="idx_day_table_p_universal",
-                                                                     table="memory.day_table_p"))[0], 1)
-        c.execute("VACUUM ANALYZE memory.day_table_p")
-        out["partitions"] = [(p, c.execute(f"SELECT count(*) FROM {p}").fetchone()[0]) for p in parts]
-    return out
+        done = stored(c)
+        if "hnsw_build_s_whole" not in done:
+            say(f"spreading the sessions over {DAYS} days")
+            # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
+            c.execute(f"""UPDATE memory.day_table d
+                          SET created_at = (current_date - 1 - (s.n % {DAYS})::int)::timestamptz + (d.created_at - t.first)
+                          FROM (SELECT session_id, row_number() OVER (ORDER BY session_id) AS n FROM memory.sessions) s,
+                               (SELECT min(created_at) AS first FROM memory.day_table) t
+                          WHERE s.session_id = d.session_id""")
+            c.execute("VACUUM (FULL, ANALYZE) memory.day_table")
+            say("building the HNSW index on day_table (1 index over all rows)")
+            seconds = timed(c, HNSW.format(name="idx_day_table_universal_embedding", table="memory.day_table"))[0]
+            c.execute("INSERT INTO bench_state VALUES ('turns', %s), ('hnsw_build_s_whole', %s)", (turns, seconds))
+        else:
+            say(f"{DB} already holds the spread turns and their HNSW index")
+        if "hnsw_build_s_partitioned" not in done:
+            partition(c)
+            say("building the HNSW index on day_table_p (one per partition)")
+            seconds = timed(c, HNSW.format(name="idx_day_table_p_universal", table="memory.day_table_p"))[0]
+            c.execute("VACUUM ANALYZE memory.day_table_p")
+            c.execute("INSERT INTO bench_state VALUES ('hnsw_build_s_partitioned', %s)", (seconds,))
+        else:
+            say(f"{DB} already holds day_table_p and its HNSW indexes")
+        done = stored(c)
+        parts = [r[0] for r in c.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
+                                         "WHERE inhparent = 'memory.day_table_p'::regclass ORDER BY 1")]
+        return {"hnsw_build_s_whole": round(done["hnsw_build_s_whole"], 1),
+                "hnsw_build_s_partitioned": round(done["hnsw_build_s_partitioned"], 1),
+                "partitions": [(p, c.execute(f"SELECT count(*) FROM {p}").fetchone()[0]) for p in parts]}
+
+
+def stored_in(cl) -> dict:
+    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+        return stored(c)
+
+
+def partition(c) -> None:
+    """day_table_p: day_table's columns, partitioned by day, with the btree indexes the
+    recall and the cycle read through."""
+    c.execute("DROP TABLE IF EXISTS memory.day_table_p")
+    lo, hi = c.execute("SELECT date_trunc('day', min(created_at)), date_trunc('day', max(created_at)) + interval '1 day' "
+                       "FROM memory.day_table").fetchone()
+    cols = [r[0] for r in c.execute("SELECT attname FROM pg_attribute WHERE attrelid = 'memory.day_table'::regclass "
+                                    "AND attnum > 0 AND NOT attisdropped AND attgenerated = '' ORDER BY attnum")]
+    c.execute("CREATE TABLE memory.day_table_p (LIKE memory.day_table INCLUDING DEFAULTS INCLUDING GENERATED) "
+              "PARTITION BY RANGE (created_at)")
+    day = lo
+    while day < hi:
+        c.execute(sql.SQL("CREATE TABLE {} PARTITION OF memory.day_table_p FOR VALUES FROM ({}) TO ({})").format(
+            sql.Identifier("memory", f"day_table_p_{day:%Y%m%d}"), sql.Literal(day), sql.Literal(day + timedelta(days=1))))
+        day += timedelta(days=1)
+    say("copying day_table into day_table_p")
+    c.execute(f"INSERT INTO memory.day_table_p ({', '.join(cols)}) SELECT {', '.join(cols)} FROM memory.day_table")
+    c.execute("CREATE INDEX ON memory.day_table_p (session_id, turn_number)")
+    c.execute("CREATE INDEX ON memory.day_table_p (user_id, created_at)")
 
 
 def recall_figures(c, table: str, queries: np.ndarray, users: list) -> dict:
@@ -125,7 +157,7 @@ def main() -> None:
     cl = bench_cluster()
     cl.start(say)
     migrate.upgrade(cl.url())
-    res = {"turns": args.turns, "days": DAYS, **prepare(cl, load_template(cl, args.turns))}
+    res = {"turns": args.turns, "days": DAYS, **prepare(cl, load_template(cl, args.turns), args.turns)}
     rng = np.random.default_rng(7)
     queries = rng.standard_normal((args.queries, 768)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
@@ -137,6 +169,7 @@ def main() -> None:
         res["before"] = {t: recall_figures(c, t, queries, users) for t in ("memory.day_table", "memory.day_table_p")}
         oldest = res["partitions"][0][0]
         bound = c.execute(f"SELECT max(created_at) FROM {oldest}").fetchone()[0]
+        c.execute("DROP TABLE bench_state")  # what follows changes both tables: a re-run starts afresh
         say("retention: DELETE the oldest day from day_table, then VACUUM")
         delete_s, delete_wal = timed(c, "DELETE FROM memory.day_table WHERE created_at <= %s", (bound,))
         vacuum_s, vacuum_wal = timed(c, "VACUUM memory.day_table")
