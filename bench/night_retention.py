@@ -17,6 +17,10 @@ user's last 7 days: a selective filter, ranked on the stored binary codes then e
 nearest turns over the whole table (the HNSW path), p50 and p95 over the same queries; and
 what the cycle's per-turn reads cost on both: a session's turns by (session_id, turn_number),
 which a table partitioned by time must probe in every partition.
+
+The two index builds take about an hour each at 1M turns on 2 cores: a run that dies after
+one resumes after it (the steps done are recorded in nr_bench's bench_state table, which
+the retention step drops before it changes anything).
 """
 from __future__ import annotations
 
