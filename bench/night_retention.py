@@ -165,7 +165,8 @@ def main() -> None:
     rng = np.random.default_rng(7)
     queries = rng.standard_normal((args.queries, 768)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    cold_start(cl, DB, ("memory.day_table", "memory.day_table_p", "memory.sessions"))
+    # a partitioned table has no storage of its own: its partitions are read into the cache
+    cold_start(cl, DB, ("memory.day_table", *(p for p, _ in res["partitions"]), "memory.sessions"))
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
         users = [r[0] for r in c.execute("SELECT user_id FROM memory.users ORDER BY user_id")]
         for table in ("memory.day_table", "memory.day_table_p"):  # once each to warm both alike
