@@ -172,12 +172,15 @@ def main() -> None:
         for table in ("memory.day_table", "memory.day_table_p"):  # once each to warm both alike
             recall_figures(c, table, queries[:20], users)
         res["before"] = {t: recall_figures(c, t, queries, users) for t in ("memory.day_table", "memory.day_table_p")}
+        say(f"recall before retention: {res['before']}")  # the steps after it can take an hour
         oldest = res["partitions"][0][0]
         bound = c.execute(f"SELECT max(created_at) FROM {oldest}").fetchone()[0]
         c.execute("DROP TABLE bench_state")  # what follows changes both tables: a re-run starts afresh
         say("retention: DELETE the oldest day from day_table, then VACUUM")
         delete_s, delete_wal = timed(c, "DELETE FROM memory.day_table WHERE created_at <= %s", (bound,))
+        say(f"DELETE took {delete_s:.1f} s; VACUUM (it repairs the HNSW graph around every deleted row)")
         vacuum_s, vacuum_wal = timed(c, "VACUUM memory.day_table")
+        say(f"VACUUM took {vacuum_s:.1f} s")
         say("retention: DROP the oldest partition")
         drop_s, drop_wal = timed(c, f"DROP TABLE {oldest}")
         res["retention"] = {
