@@ -44,10 +44,10 @@ def wal_bytes(c) -> int:
     return c.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()[0]
 
 
-def timed(c, sql: str, params=()) -> tuple[float, int]:
+def timed(c, statement: str, params=()) -> tuple[float, int]:
     w0 = wal_bytes(c)
     t0 = time.perf_counter()
-    c.execute(sql, params)
+    c.execute(statement, params)
     return time.perf_counter() - t0, int(wal_bytes(c) - w0)
 
 
@@ -65,7 +65,11 @@ def stored(c) -> dict:
 def prepare(cl, template: str, turns: int) -> dict:
     """The template's sessions spread over DAYS days, the HNSW index built, and the
     partitioned copy beside it."""
-    if not exists(cl, DB) or stored_in(cl).get("turns") != turns:
+    fresh = True
+    if exists(cl, DB):
+        with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+            fresh = stored(c).get("turns") != turns
+    if fresh:
         copy_database(cl, template, DB)
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
         c.execute("SET maintenance_work_mem = '6GB'")
@@ -98,11 +102,6 @@ def prepare(cl, template: str, turns: int) -> dict:
         return {"hnsw_build_s_whole": round(done["hnsw_build_s_whole"], 1),
                 "hnsw_build_s_partitioned": round(done["hnsw_build_s_partitioned"], 1),
                 "partitions": [(p, c.execute(f"SELECT count(*) FROM {p}").fetchone()[0]) for p in parts]}
-
-
-def stored_in(cl) -> dict:
-    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
-        return stored(c)
 
 
 def partition(c) -> None:
