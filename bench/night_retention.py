@@ -19,20 +19,24 @@ nearest turns over the whole table (the HNSW path), p50 and p95 over the same qu
 what the cycle's per-turn reads cost on both: a session's turns by (session_id, turn_number),
 which a table partitioned by time must probe in every partition.
 
-The two index builds take about an hour each at 1M turns on 2 cores: a run that dies after
-one resumes after it (the steps done are recorded in nr_bench's bench_state table, which
-the retention step drops before it changes anything).
+Every step records its figures in nr_bench's bench_state table as it ends, and a run that
+dies resumes after the last step done: at 1M turns on 2 cores the index build over the one
+table takes about an hour and the VACUUM about as long. The VACUUM runs in one process, so
+the partitions' HNSW indexes are built beside it on the other core (its WAL is therefore not
+reported: the builds write WAL too); the recall figures are taken with nothing else running.
 """
 from __future__ import annotations
 
 import argparse
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import numpy as np
 import psycopg
 from psimem import migrate
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from common import percentile_ms, report, say
 from night_cycle import bench_cluster, cold_start, copy_database, exists, load_template
@@ -57,57 +61,37 @@ HNSW = ("CREATE INDEX {name} ON {table} USING hnsw (universal_embedding vector_c
 
 
 def stored(c) -> dict:
-    """What an earlier run of prepare() finished: each step records its figure in
-    bench_state, so a run that died after an hour of index building resumes after it."""
-    c.execute("CREATE TABLE IF NOT EXISTS bench_state (key text PRIMARY KEY, value float8 NOT NULL)")
+    """What earlier runs finished: every step records its figures in bench_state."""
+    c.execute("CREATE TABLE IF NOT EXISTS bench_state (key text PRIMARY KEY, value jsonb NOT NULL)")
     return dict(c.execute("SELECT key, value FROM bench_state").fetchall())
 
 
-def prepare(cl, template: str, turns: int) -> dict:
-    """The template's sessions spread over DAYS days, the HNSW index built, and the
-    partitioned copy beside it."""
-    fresh = True
-    if exists(cl, DB):
-        with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
-            fresh = stored(c).get("turns") != turns
-    if fresh:
-        copy_database(cl, template, DB)
-    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
-        c.execute("SET maintenance_work_mem = '6GB'")
-        done = stored(c)
-        if "hnsw_build_s_whole" not in done:
-            say(f"spreading the sessions over {DAYS} days")
-            # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
-            c.execute(f"""UPDATE memory.day_table d
-                          SET created_at = (current_date - 1 - (s.n % {DAYS})::int)::timestamptz + (d.created_at - t.first)
-                          FROM (SELECT session_id, row_number() OVER (ORDER BY session_id) AS n FROM memory.sessions) s,
-                               (SELECT min(created_at) AS first FROM memory.day_table) t
-                          WHERE s.session_id = d.session_id""")
-            c.execute("VACUUM (FULL, ANALYZE) memory.day_table")
-            say("building the HNSW index on day_table (1 index over all rows)")
-            seconds = timed(c, HNSW.format(name="idx_day_table_universal_embedding", table="memory.day_table"))[0]
-            c.execute("INSERT INTO bench_state VALUES ('turns', %s), ('hnsw_build_s_whole', %s)", (turns, seconds))
-        else:
-            say(f"{DB} already holds the spread turns and their HNSW index")
-        if "hnsw_build_s_partitioned" not in done:
-            partition(c)
-            say("building the HNSW index on day_table_p (one per partition)")
-            seconds = timed(c, HNSW.format(name="idx_day_table_p_universal", table="memory.day_table_p"))[0]
-            c.execute("VACUUM ANALYZE memory.day_table_p")
-            c.execute("INSERT INTO bench_state VALUES ('hnsw_build_s_partitioned', %s)", (seconds,))
-        else:
-            say(f"{DB} already holds day_table_p and its HNSW indexes")
-        done = stored(c)
-        parts = [r[0] for r in c.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
-                                         "WHERE inhparent = 'memory.day_table_p'::regclass ORDER BY 1")]
-        return {"hnsw_build_s_whole": round(done["hnsw_build_s_whole"], 1),
-                "hnsw_build_s_partitioned": round(done["hnsw_build_s_partitioned"], 1),
-                "partitions": [(p, c.execute(f"SELECT count(*) FROM {p}").fetchone()[0]) for p in parts]}
+def step(c, state: dict, key: str, work):
+    """state[key], running work() and recording its result first if no run has done so."""
+    if key not in state:
+        state[key] = work()
+        c.execute("INSERT INTO bench_state VALUES (%s, %s)", (key, Jsonb(state[key])))
+        say(f"{key}: {state[key]}")
+    return state[key]
 
 
-def partition(c) -> None:
+def spread_and_index(c) -> float:
+    say(f"spreading the sessions over {DAYS} days")
+    # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
+    c.execute(f"""UPDATE memory.day_table d
+                  SET created_at = (current_date - 1 - (s.n % {DAYS})::int)::timestamptz + (d.created_at - t.first)
+                  FROM (SELECT session_id, row_number() OVER (ORDER BY session_id) AS n FROM memory.sessions) s,
+                       (SELECT min(created_at) AS first FROM memory.day_table) t
+                  WHERE s.session_id = d.session_id""")
+    c.execute("VACUUM (FULL, ANALYZE) memory.day_table")
+    say("building the HNSW index on day_table (1 index over all rows)")
+    return round(timed(c, HNSW.format(name="idx_day_table_universal_embedding", table="memory.day_table"))[0], 1)
+
+
+def partition(c) -> list:
     """day_table_p: day_table's columns, partitioned by day, with the btree indexes the
-    recall and the cycle read through."""
+    recall and the cycle read through (the HNSW indexes come later, one per partition).
+    Its partitions and their row counts, oldest first."""
     c.execute("DROP TABLE IF EXISTS memory.day_table_p")
     lo, hi = c.execute("SELECT date_trunc('day', min(created_at)), date_trunc('day', max(created_at)) + interval '1 day' "
                        "FROM memory.day_table").fetchone()
@@ -124,14 +108,19 @@ def partition(c) -> None:
     c.execute(f"INSERT INTO memory.day_table_p ({', '.join(cols)}) SELECT {', '.join(cols)} FROM memory.day_table")
     c.execute("CREATE INDEX ON memory.day_table_p (session_id, turn_number)")
     c.execute("CREATE INDEX ON memory.day_table_p (user_id, created_at)")
+    c.execute("VACUUM ANALYZE memory.day_table_p")
+    parts = [r[0] for r in c.execute("SELECT inhrelid::regclass::text FROM pg_inherits "
+                                     "WHERE inhparent = 'memory.day_table_p'::regclass ORDER BY 1")]
+    return [(p, c.execute(f"SELECT count(*) FROM {p}").fetchone()[0]) for p in parts]
 
 
 def recall_figures(c, table: str, queries: np.ndarray, users: list) -> dict:
-    """The two shapes of memory._recall_recent on `table`, and the cycle's per-session read."""
+    """The two shapes of memory._recall_recent on `table`, and the cycle's per-session read,
+    after a warm-up pass over the first 20 queries."""
     per_user, whole, session = [], [], []
     c.execute("SET hnsw.ef_search = 40")
     c.execute("SET hnsw.iterative_scan = relaxed_order")
-    for i, q in enumerate(queries):
+    for i, q in enumerate(np.concatenate([queries[:20], queries])):
         v, user = q.tolist(), users[i % len(users)]
         t0 = time.perf_counter()
         c.execute(f"""WITH candidates AS MATERIALIZED (
@@ -148,9 +137,22 @@ def recall_figures(c, table: str, queries: np.ndarray, users: list) -> dict:
         c.execute(f"SELECT turn_number, perplexity_score FROM {table} WHERE session_id = %s AND turn_number BETWEEN 20 AND 40",
                   (sid,)).fetchall()
         session.append(time.perf_counter() - t0)
-    return {name: {"p50_ms": round(percentile_ms(x, 50), 2), "p95_ms": round(percentile_ms(x, 95), 2)}
+    return {name: {"p50_ms": round(percentile_ms(x[20:], 50), 2), "p95_ms": round(percentile_ms(x[20:], 95), 2)}
             for name, x in (("recall_per_user", per_user), ("recall_whole_table_hnsw", whole),
                             ("session_turns_read", session))}
+
+
+def vacuum_day_table(cl) -> float:
+    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+        say("VACUUM day_table (it repairs the HNSW graph around every deleted row)")
+        t0 = time.perf_counter()
+        c.execute("VACUUM memory.day_table")
+        return round(time.perf_counter() - t0, 1)
+
+
+def stored_turns(cl) -> int | None:
+    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+        return stored(c).get("turns")
 
 
 def main() -> None:
@@ -161,51 +163,62 @@ def main() -> None:
     cl = bench_cluster()
     cl.start(say)
     migrate.upgrade(cl.url())
-    res = {"turns": args.turns, "days": DAYS, **prepare(cl, load_template(cl, args.turns), args.turns)}
+    template = load_template(cl, args.turns)
+    if not exists(cl, DB) or stored_turns(cl) != args.turns:
+        copy_database(cl, template, DB)
     rng = np.random.default_rng(7)
     queries = rng.standard_normal((args.queries, 768)).astype(np.float32)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
-    # a partitioned table has no storage of its own: its partitions are read into the cache
-    cold_start(cl, DB, ("memory.day_table", *(p for p, _ in res["partitions"]), "memory.sessions"))
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
+        state = stored(c)
+        step(c, state, "turns", lambda: args.turns)
+        step(c, state, "hnsw_build_s_whole", lambda: spread_and_index(c))
+        parts = step(c, state, "partitions", lambda: partition(c))
+    # a partitioned table has no storage of its own: its partitions are read into the cache
+    (oldest, rows), others = parts[0], parts[1:]
+    cold_start(cl, DB, ("memory.day_table", *(p for p, _ in (others if "drop" in state else parts)), "memory.sessions"))
+    with psycopg.connect(cl.conninfo(DB), autocommit=True) as c, ThreadPoolExecutor(1) as pool:
         users = [r[0] for r in c.execute("SELECT user_id FROM memory.users ORDER BY user_id")]
-        for table in ("memory.day_table", "memory.day_table_p"):  # once each to warm both alike
-            recall_figures(c, table, queries[:20], users)
-        res["before"] = {t: recall_figures(c, t, queries, users) for t in ("memory.day_table", "memory.day_table_p")}
-        say(f"recall before retention: {res['before']}")  # the steps after it can take an hour
-        oldest, rows = res["partitions"][0]
-        bound = c.execute(f"SELECT max(created_at) FROM {oldest}").fetchone()[0]
-        c.execute("DROP TABLE bench_state")  # what follows changes both tables: a re-run starts afresh
-        # The quick side first, each figure logged as it comes: the VACUUM can take an hour.
-        say("retention: DROP the oldest partition")
-        drop_s, drop_wal = timed(c, f"DROP TABLE {oldest}")
-        res["after"] = {"memory.day_table_p": recall_figures(c, "memory.day_table_p", queries, users)}
-        say(f"DROP took {drop_s:.3f} s; recall after it: {res['after']['memory.day_table_p']}")
-        say("retention: DELETE the oldest day from day_table")
-        # so that autovacuum does not start the VACUUM timed below while recall is measured
-        c.execute("ALTER TABLE memory.day_table SET (autovacuum_enabled = off)")
-        delete_s, delete_wal = timed(c, "DELETE FROM memory.day_table WHERE created_at <= %s", (bound,))
+        step(c, state, "before: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+
+        def delete() -> dict:
+            bound = c.execute(f"SELECT max(created_at) FROM {oldest}").fetchone()[0]
+            # so that autovacuum does not start the VACUUM timed below
+            c.execute("ALTER TABLE memory.day_table SET (autovacuum_enabled = off)")
+            seconds, wal = timed(c, "DELETE FROM memory.day_table WHERE created_at <= %s", (bound,))
+            return {"rows": rows, "s": round(seconds, 1), "wal_mb": round(wal / 2**20, 1)}
+        step(c, state, "delete", delete)
         # until (auto)vacuum ends, recall steps over the dead rows' index entries
-        res["after"]["memory.day_table, vacuum pending"] = recall_figures(c, "memory.day_table", queries, users)
-        say(f"DELETE took {delete_s:.1f} s; recall before VACUUM: {res['after']['memory.day_table, vacuum pending']}")
-        say("VACUUM (it repairs the HNSW graph around every deleted row)")
-        vacuum_s, vacuum_wal = timed(c, "VACUUM memory.day_table")
-        res["after"]["memory.day_table"] = recall_figures(c, "memory.day_table", queries, users)
-        say(f"VACUUM took {vacuum_s:.1f} s; recall after it: {res['after']['memory.day_table']}")
-        res["retention"] = {
-            "delete": {"rows": rows, "delete_s": round(delete_s, 2), "delete_wal_mb": round(delete_wal / 2**20, 1),
-                       "vacuum_s": round(vacuum_s, 2), "vacuum_wal_mb": round(vacuum_wal / 2**20, 1)},
-            "partitioned": {"rows": rows, "drop_s": round(drop_s, 3), "drop_wal_mb": round(drop_wal / 2**20, 3)}}
-    report("night_retention", res)
-    r = res["retention"]
-    print(f"\nRetention over {args.turns} turns in {DAYS} days (the oldest day, {r['delete']['rows']} turns, goes):")
-    print(f"  DELETE {r['delete']['delete_s']} s ({r['delete']['delete_wal_mb']} MB WAL) + VACUUM {r['delete']['vacuum_s']} s "
-          f"({r['delete']['vacuum_wal_mb']} MB WAL)  against  DROP partition {r['partitioned']['drop_s']} s "
-          f"({r['partitioned']['drop_wal_mb']} MB WAL)")
-    print(f"  HNSW build: one index {res['hnsw_build_s_whole']} s, one per day {res['hnsw_build_s_partitioned']} s")
-    for when in ("before", "after"):
-        for t, figs in res[when].items():
-            print(f"  {when:<6} {t:<34} " + ", ".join(f"{k} p50 {v['p50_ms']} ms p95 {v['p95_ms']} ms" for k, v in figs.items()))
+        step(c, state, "vacuum pending: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+        vacuum = None if "vacuum" in state else pool.submit(vacuum_day_table, cl)
+        for p, _ in (parts if "drop" not in state else others):
+            def build(p=p) -> dict:
+                workers = 0 if vacuum and not vacuum.done() else 1  # the leader builds too
+                c.execute(f"SET max_parallel_maintenance_workers = {workers}")
+                say(f"building the HNSW index on {p}")
+                seconds = timed(c, HNSW.format(name=f"{p.split('.')[1]}_universal", table=p))[0]
+                return {"s": round(seconds, 1), "processes": workers + 1}
+            step(c, state, f"hnsw_build: {p}", build)
+        if vacuum:
+            step(c, state, "vacuum", vacuum.result)
+        step(c, state, "after: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+        step(c, state, "before: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
+
+        def drop() -> dict:
+            seconds, wal = timed(c, f"DROP TABLE {oldest}")
+            return {"rows": rows, "s": round(seconds, 3), "wal_mb": round(wal / 2**20, 3)}
+        step(c, state, "drop", drop)
+        step(c, state, "after: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
+    report("night_retention", state)
+    d, v, x = state["delete"], state["vacuum"], state["drop"]
+    print(f"\nRetention over {args.turns} turns in {DAYS} days (the oldest day, {rows} turns, goes):")
+    print(f"  DELETE {d['s']} s ({d['wal_mb']} MB WAL) + VACUUM {v} s  against  "
+          f"DROP partition {x['s']} s ({x['wal_mb']} MB WAL)")
+    print(f"  HNSW build: one index {state['hnsw_build_s_whole']} s (3 processes); one per day "
+          + ", ".join("{s} s ({processes} processes)".format(**state["hnsw_build: " + p]) for p, _ in parts))
+    for key, figs in state.items():
+        if isinstance(figs, dict) and "recall_per_user" in figs:
+            print(f"  {key:<34} " + ", ".join(f"{k} p50 {v['p50_ms']} ms p95 {v['p95_ms']} ms" for k, v in figs.items()))
 
 
 if __name__ == "__main__":
