@@ -7,10 +7,11 @@ could be dropped instead. Measured here on the same 1M turns (bench/night_cycle.
 template, its sessions spread over 4 days, 250k turns a day, the universal HNSW index built
 as the schema defines it: m 32, ef_construction 128):
 
-- delete: memory.day_table as shipped; the oldest day deleted (DELETE, as stage 9 does) and
-  vacuumed (VACUUM, what autovacuum would do after it), each timed, with the WAL it wrote;
+- delete: memory.day_table as shipped; the oldest day deleted (DELETE, as stage 9 does; timed,
+  with the WAL it wrote) and vacuumed (VACUUM, what autovacuum would do after it; timed);
 - partitioned: a copy of day_table partitioned by day (4 partitions, each with the same
-  btree and HNSW indexes); the oldest day dropped (DROP TABLE of its partition).
+  btree and HNSW indexes); the oldest day dropped (DROP TABLE of its partition; timed, with
+  its WAL).
 
 Recall before and after, on both (and on day_table between its DELETE and its VACUUM, what
 recall meets while autovacuum works): the two shapes memory._recall_recent runs, per user (the
