@@ -76,7 +76,7 @@ def step(c, state: dict, key: str, work):
     return state[key]
 
 
-def spread_and_index(c) -> float:
+def spread(c) -> int:
     say(f"spreading the sessions over {DAYS} days")
     # Every session keeps its time of day (the template spans 19 hours) on one of DAYS dates.
     c.execute(f"""UPDATE memory.day_table d
@@ -85,6 +85,10 @@ def spread_and_index(c) -> float:
                        (SELECT min(created_at) AS first FROM memory.day_table) t
                   WHERE s.session_id = d.session_id""")
     c.execute("VACUUM (FULL, ANALYZE) memory.day_table")
+    return DAYS
+
+
+def index_whole(c) -> float:
     say("building the HNSW index on day_table (1 index over all rows)")
     return round(timed(c, HNSW.format(name="idx_day_table_universal_embedding", table="memory.day_table"))[0], 1)
 
@@ -160,7 +164,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--turns", type=int, default=1_000_000)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--sides", default="delete,partitioned",
+                    help="delete (day_table: its HNSW index, DELETE, VACUUM), partitioned (day_table_p: its "
+                         "partitions' HNSW indexes, DROP), or both (comma-separated): at 1M turns the delete "
+                         "side's VACUUM alone runs for hours")
     args = ap.parse_args()
+    sides = set(args.sides.split(","))
+    if not sides or sides - {"delete", "partitioned"}:
+        ap.error(f"--sides: delete, partitioned or both, not {args.sides!r}")
     cl = bench_cluster()
     cl.start(say)
     migrate.upgrade(cl.url())
@@ -173,26 +184,21 @@ def main() -> None:
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
         state = stored(c)
         step(c, state, "turns", lambda: args.turns)
-        step(c, state, "hnsw_build_s_whole", lambda: spread_and_index(c))
+        step(c, state, "days", lambda: spread(c))
+        if "delete" in sides:
+            step(c, state, "hnsw_build_s_whole", lambda: index_whole(c))
         parts = step(c, state, "partitions", lambda: partition(c))
     # a partitioned table has no storage of its own: its partitions are read into the cache
     (oldest, rows), others = parts[0], parts[1:]
-    cold_start(cl, DB, ("memory.day_table", *(p for p, _ in (others if "drop" in state else parts)), "memory.sessions"))
+    cached = [*(["memory.day_table"] if "delete" in sides else []),
+              *(p for p, _ in (others if "drop" in state else parts) if "partitioned" in sides)]
+    cold_start(cl, DB, (*cached, "memory.sessions"))
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c, ThreadPoolExecutor(1) as pool:
         users = [r[0] for r in c.execute("SELECT user_id FROM memory.users ORDER BY user_id")]
-        step(c, state, "before: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
-
-        def delete() -> dict:
-            bound = c.execute(f"SELECT max(created_at) FROM {oldest}").fetchone()[0]
-            # so that autovacuum does not start the VACUUM timed below
-            c.execute("ALTER TABLE memory.day_table SET (autovacuum_enabled = off)")
-            seconds, wal = timed(c, "DELETE FROM memory.day_table WHERE created_at <= %s", (bound,))
-            return {"rows": rows, "s": round(seconds, 1), "wal_mb": round(wal / 2**20, 1)}
-        step(c, state, "delete", delete)
-        # until (auto)vacuum ends, recall steps over the dead rows' index entries
-        step(c, state, "vacuum pending: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
-        vacuum = None if "vacuum" in state else pool.submit(vacuum_day_table, cl)
-        for p, _ in (parts if "drop" not in state else others):
+        vacuum = None
+        if "delete" in sides:
+            vacuum = delete_side(c, state, cl, pool, rows, queries, users)
+        for p, _ in (parts if "drop" not in state else others) if "partitioned" in sides else ():
             def build(p=p) -> dict:
                 workers = 0 if vacuum and not vacuum.done() else 1  # the leader builds too
                 c.execute(f"SET max_parallel_maintenance_workers = {workers}")
@@ -202,25 +208,47 @@ def main() -> None:
             step(c, state, f"hnsw_build: {p}", build)
         if vacuum:
             step(c, state, "vacuum", vacuum.result)
-        step(c, state, "after: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
-        step(c, state, "before: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
+        if "delete" in sides:
+            step(c, state, "after: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+        if "partitioned" in sides:
+            step(c, state, "before: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
 
-        def drop() -> dict:
-            seconds, wal = timed(c, f"DROP TABLE {oldest}")
-            return {"rows": rows, "s": round(seconds, 3), "wal_mb": round(wal / 2**20, 3)}
-        step(c, state, "drop", drop)
-        step(c, state, "after: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
-    report("night_retention", state)
-    d, v, x = state["delete"], state["vacuum"], state["drop"]
+            def drop() -> dict:
+                seconds, wal = timed(c, f"DROP TABLE {oldest}")
+                return {"rows": rows, "s": round(seconds, 3), "wal_mb": round(wal / 2**20, 3)}
+            step(c, state, "drop", drop)
+            step(c, state, "after: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
+    report(f"night_retention_{args.turns}", state)
     print(f"\nRetention over {args.turns} turns in {DAYS} days (the oldest day, {rows} turns, goes):")
-    print(f"  DELETE {d['s']} s ({d['wal_mb']} MB WAL) + VACUUM {v} s  against  "
-          f"DROP partition {x['s']} s ({x['wal_mb']} MB WAL)")
-    print(f"  HNSW build: one index {state['hnsw_build_s_whole']} s (3 processes); one per day "
-          + ", ".join("{s} s ({processes} processes)".format(**state["hnsw_build: " + p]) for p, _ in parts))
+    if "vacuum" in state:
+        d = state["delete"]
+        print(f"  DELETE {d['s']} s ({d['wal_mb']} MB WAL) + VACUUM {state['vacuum']} s; "
+              f"HNSW build over the one table {state['hnsw_build_s_whole']} s (3 processes)")
+    if "drop" in state:
+        x = state["drop"]
+        print(f"  DROP partition {x['s']} s ({x['wal_mb']} MB WAL); HNSW build, one per day: "
+              + ", ".join("{s} s ({processes} processes)".format(**state["hnsw_build: " + p]) for p, _ in parts))
     for key, figs in state.items():
         if isinstance(figs, dict) and "recall_per_user" in figs:
             print(f"  {key:<34} " + ", ".join(f"{k} p50 {v['p50_ms']} ms p95 {v['p95_ms']} ms" for k, v in figs.items()))
 
+
+def delete_side(c, state: dict, cl, pool, rows: int, queries, users):
+    """Recall on day_table, the oldest day's DELETE, recall with the VACUUM pending; then the
+    VACUUM, started in the pool (the running future, or None if a run already timed it)."""
+    step(c, state, "before: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+
+    def delete() -> dict:
+        # the oldest day: the rows of the oldest partition (which a partitioned side may have dropped)
+        bound = c.execute("SELECT date_trunc('day', min(created_at)) + interval '1 day' FROM memory.day_table").fetchone()[0]
+        # so that autovacuum does not start the VACUUM timed below
+        c.execute("ALTER TABLE memory.day_table SET (autovacuum_enabled = off)")
+        seconds, wal = timed(c, "DELETE FROM memory.day_table WHERE created_at < %s", (bound,))
+        return {"rows": rows, "s": round(seconds, 1), "wal_mb": round(wal / 2**20, 1)}
+    step(c, state, "delete", delete)
+    # until (auto)vacuum ends, recall steps over the dead rows' index entries
+    step(c, state, "vacuum pending: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+    return None if "vacuum" in state else pool.submit(vacuum_day_table, cl)
 
 if __name__ == "__main__":
     main()
