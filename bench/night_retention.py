@@ -22,7 +22,8 @@ which a table partitioned by time must probe in every partition.
 
 Every step records its figures in nr_bench's bench_state table as it ends, and a run that
 dies resumes after the last step done: at 1M turns on 2 cores the index build over the one
-table takes about an hour and the VACUUM about as long. The VACUUM runs in one process, so
+table takes over an hour and the VACUUM far longer (at 100k turns it took 5.4 times the
+build), so --sides runs one side alone. The VACUUM runs in one process, so
 the partitions' HNSW indexes are built beside it on the other core (its WAL is therefore not
 reported: the builds write WAL too); the recall figures are taken with nothing else running.
 """
@@ -162,12 +163,11 @@ def stored_turns(cl) -> int | None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--turns", type=int, default=1_000_000)
-    ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--turns", type=int, default=1_000_000, help="turns loaded (default %(default)s)")
+    ap.add_argument("--queries", type=int, default=200, help="recall queries per measurement (default %(default)s)")
     ap.add_argument("--sides", default="delete,partitioned",
                     help="delete (day_table: its HNSW index, DELETE, VACUUM), partitioned (day_table_p: its "
-                         "partitions' HNSW indexes, DROP), or both (comma-separated): at 1M turns the delete "
-                         "side's VACUUM alone runs for hours")
+                         "partitions' HNSW indexes, DROP), or both (comma-separated)")
     args = ap.parse_args()
     sides = set(args.sides.split(","))
     if not sides or sides - {"delete", "partitioned"}:
