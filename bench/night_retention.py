@@ -198,7 +198,7 @@ def main() -> None:
         vacuum = None
         if "delete" in sides:
             vacuum = delete_side(c, state, cl, pool, rows, queries, users)
-        for p, _ in (parts if "drop" not in state else others) if "partitioned" in sides else ():
+        for p, _ in parts if "partitioned" in sides else ():  # step() skips the ones built
             def build(p=p) -> dict:
                 workers = 0 if vacuum and not vacuum.done() else 1  # the leader builds too
                 c.execute(f"SET max_parallel_maintenance_workers = {workers}")
@@ -249,6 +249,7 @@ def delete_side(c, state: dict, cl, pool, rows: int, queries, users):
     # until (auto)vacuum ends, recall steps over the dead rows' index entries
     step(c, state, "vacuum pending: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
     return None if "vacuum" in state else pool.submit(vacuum_day_table, cl)
+
 
 if __name__ == "__main__":
     main()
