@@ -8,7 +8,9 @@ template, its sessions spread over 4 days, 250k turns a day, the universal HNSW 
 as the schema defines it: m 32, ef_construction 128):
 
 - delete: memory.day_table as shipped; the oldest day deleted (DELETE, as stage 9 does; timed,
-  with the WAL it wrote) and vacuumed (VACUUM, what autovacuum would do after it; timed);
+  with the WAL it wrote) and vacuumed (VACUUM, what autovacuum would do after it; timed), or
+  with --repair reindex its HNSW index rebuilt over the rows left (REINDEX INDEX CONCURRENTLY,
+  which recall can run beside) before the VACUUM, which then has only the heap to clean;
 - partitioned: a copy of day_table partitioned by day (4 partitions, each with the same
   btree and HNSW indexes); the oldest day dropped (DROP TABLE of its partition; timed, with
   its WAL).
@@ -168,6 +170,9 @@ def main() -> None:
     ap.add_argument("--sides", default="delete,partitioned",
                     help="delete (day_table: its HNSW index, DELETE, VACUUM), partitioned (day_table_p: its "
                          "partitions' HNSW indexes, DROP), or both (comma-separated)")
+    ap.add_argument("--repair", choices=("vacuum", "reindex"), default="vacuum",
+                    help="after the DELETE: VACUUM (what autovacuum does), or REINDEX INDEX CONCURRENTLY "
+                         "and then VACUUM (default %(default)s)")
     args = ap.parse_args()
     sides = set(args.sides.split(","))
     if not sides or sides - {"delete", "partitioned"}:
@@ -197,7 +202,7 @@ def main() -> None:
         users = [r[0] for r in c.execute("SELECT user_id FROM memory.users ORDER BY user_id")]
         vacuum = None
         if "delete" in sides:
-            vacuum = delete_side(c, state, cl, pool, rows, queries, users)
+            vacuum = delete_side(c, state, cl, pool, rows, queries, users, args.repair)
         for p, _ in parts if "partitioned" in sides else ():  # step() skips the ones built
             def build(p=p) -> dict:
                 workers = 0 if vacuum and not vacuum.done() else 1  # the leader builds too
@@ -208,7 +213,7 @@ def main() -> None:
             step(c, state, f"hnsw_build: {p}", build)
         if vacuum:
             step(c, state, "vacuum", vacuum.result)
-        if "delete" in sides:
+        if "delete" in sides and args.repair == "vacuum":
             step(c, state, "after: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
         if "partitioned" in sides:
             step(c, state, "before: memory.day_table_p", lambda: recall_figures(c, "memory.day_table_p", queries, users))
@@ -224,6 +229,11 @@ def main() -> None:
         d = state["delete"]
         print(f"  DELETE {d['s']} s ({d['wal_mb']} MB WAL) + VACUUM {state['vacuum']} s; "
               f"HNSW build over the one table {state['hnsw_build_s_whole']} s (3 processes)")
+    if "vacuum after reindex" in state:
+        d, r = state["delete"], state["reindex"]
+        print(f"  DELETE {d['s']} s ({d['wal_mb']} MB WAL) + REINDEX CONCURRENTLY {r['s']} s ({r['wal_mb']} MB WAL) "
+              f"+ VACUUM {state['vacuum after reindex']} s; HNSW build over the one table "
+              f"{state['hnsw_build_s_whole']} s (3 processes)")
     if "drop" in state:
         x = state["drop"]
         print(f"  DROP partition {x['s']} s ({x['wal_mb']} MB WAL); HNSW build, one per day: "
@@ -233,9 +243,14 @@ def main() -> None:
             print(f"  {key:<34} " + ", ".join(f"{k} p50 {v['p50_ms']} ms p95 {v['p95_ms']} ms" for k, v in figs.items()))
 
 
-def delete_side(c, state: dict, cl, pool, rows: int, queries, users):
+def delete_side(c, state: dict, cl, pool, rows: int, queries, users, repair: str):
     """Recall on day_table, the oldest day's DELETE, recall with the VACUUM pending; then the
-    VACUUM, started in the pool (the running future, or None if a run already timed it)."""
+    repair: the VACUUM, started in the pool (the running future, or None if a run already timed
+    it), or the index rebuilt (REINDEX CONCURRENTLY), the VACUUM after it and recall once more."""
+    other = {"vacuum": "reindex", "reindex": "vacuum"}[repair]
+    if other in state:
+        raise SystemExit(f"--repair {repair}: this copy of the turns was repaired by {other} already "
+                         f"(DROP DATABASE {DB} to start over)")
     step(c, state, "before: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
 
     def delete() -> dict:
@@ -248,7 +263,20 @@ def delete_side(c, state: dict, cl, pool, rows: int, queries, users):
     step(c, state, "delete", delete)
     # until (auto)vacuum ends, recall steps over the dead rows' index entries
     step(c, state, "vacuum pending: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
-    return None if "vacuum" in state else pool.submit(vacuum_day_table, cl)
+    if repair == "vacuum":
+        return None if "vacuum" in state else pool.submit(vacuum_day_table, cl)
+
+    def reindex() -> dict:
+        # an interrupted REINDEX CONCURRENTLY leaves its new index behind, invalid
+        c.execute("DROP INDEX IF EXISTS memory.idx_day_table_universal_embedding_ccnew")
+        say("REINDEX INDEX CONCURRENTLY on day_table's HNSW index (the live rows only)")
+        seconds, wal = timed(c, "REINDEX INDEX CONCURRENTLY memory.idx_day_table_universal_embedding")
+        return {"s": round(seconds, 1), "wal_mb": round(wal / 2**20, 1)}
+    step(c, state, "reindex", reindex)
+    # the new index holds no dead rows: what is left for VACUUM is the heap
+    step(c, state, "vacuum after reindex", lambda: vacuum_day_table(cl))
+    step(c, state, "after reindex: memory.day_table", lambda: recall_figures(c, "memory.day_table", queries, users))
+    return None
 
 
 if __name__ == "__main__":

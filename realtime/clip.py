@@ -219,12 +219,12 @@ def export_clip(conn, uttr_hash: bytes, out: str | Path, size: tuple[int, int] =
     os.close(ar)
     errors: list[BaseException] = []
 
+    # Buffered writers: a raw write to a pipe may write part of what it was given (a signal
+    # can interrupt it), and a byte left out shifts every sample after it.
     def feed_audio():
         try:
-            with open(aw, "wb", buffering=0) as f:
-                mv = memoryview(L.pcm)
-                for i in range(0, len(mv), 1 << 16):
-                    f.write(mv[i:i + (1 << 16)])
+            with open(aw, "wb") as f:
+                f.write(L.pcm)
         except BaseException as e:           # BrokenPipe: ffmpeg stopped; its stderr says why
             errors.append(e)
 
@@ -232,7 +232,7 @@ def export_clip(conn, uttr_hash: bytes, out: str | Path, size: tuple[int, int] =
     th.start()
     draw_s = 0.0
     try:
-        with open(vw, "wb", buffering=0) as f:
+        with open(vw, "wb") as f:
             for j in range(n_video):
                 td = time.perf_counter()
                 frame = renderer.draw(lms[j])
@@ -253,6 +253,9 @@ def export_clip(conn, uttr_hash: bytes, out: str | Path, size: tuple[int, int] =
             pass
         line = next((x for x in err.strip().splitlines()[::-1] if x.strip()), f"exit status {rc}")
         raise ClipError(f"ffmpeg failed: {line}")
+    if errors:                              # ffmpeg succeeded on less sound than the utterance's
+        out.unlink()
+        raise ClipError(f"writing the audio to ffmpeg failed: {errors[0]!r}")
     seconds = L.track.duration_ms / 1000
     return {"output": str(out), "uttr_hash": uttr_hash.hex(), "duration_s": seconds, "video_frames": n_video,
             "fps": fps, "size": f"{w}x{h}", "sample_rate": L.sample_rate, "load_s": L.seconds, "draw_s": draw_s,
