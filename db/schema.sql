@@ -1921,6 +1921,12 @@ $_$;
 
 COMMENT ON FUNCTION memory._acting_user() IS 'Internal; every row-level security policy calls it. The user named by the setting psimem.user_id if this login may act for that user (memory._may_act_for), otherwise NULL, so that setting psimem.user_id by hand to a user the login is not bound to shows nothing.';
 
+CREATE FUNCTION memory._bm25_term(p_idf double precision, p_tf integer, p_length integer, p_avg_length double precision, p_k1 double precision, p_b double precision) RETURNS double precision
+    LANGUAGE sql IMMUTABLE PARALLEL SAFE
+    RETURN ((p_idf * ((p_tf)::double precision * (p_k1 + (1)::double precision))) / ((p_tf)::double precision + (p_k1 * (((1)::double precision - p_b) + ((p_b * (p_length)::double precision) / p_avg_length)))));
+
+COMMENT ON FUNCTION memory._bm25_term(p_idf double precision, p_tf integer, p_length integer, p_avg_length double precision, p_k1 double precision, p_b double precision) IS 'Internal, one query word''s share of a turn''s BM25 score: idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)), lengths in lexemes. Both text rankings (memory._recall_text_leg, memory.recall_in_blocks) sum it, so they cannot drift apart; a plain SQL expression, inlined where it is called.';
+
 CREATE FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) RETURNS timestamp with time zone
     LANGUAGE plpgsql STABLE
     SET search_path TO 'pg_catalog', 'pg_temp'
@@ -2871,7 +2877,7 @@ BEGIN
         ORDER BY c.session_id, c.turn_number, c.pref),
     scored AS (
         SELECT c.session_id, c.turn_number,
-               sum(v_idf[i] * (tf * (v_k1 + 1)) / (tf + v_k1 * (1 - v_b + v_b * length(c.tsv) / v_avg))) AS bm25
+               sum(memory._bm25_term(v_idf[i], tf, length(c.tsv), v_avg, v_k1, v_b)) AS bm25
         FROM cand c
         CROSS JOIN LATERAL unnest(c.tsv) u
         CROSS JOIN LATERAL (SELECT array_position(v_lexemes, u.lexeme) AS i, coalesce(cardinality(u.positions), 1) AS tf) m
@@ -4081,8 +4087,8 @@ BEGIN
     t AS (
         SELECT b.block_id, b.session_id, b.turn_number, b.created_at, b.role, b.kept, b.external_ref, b.verbatim,
                (b.universal_embedding <=> v_query)::float8 AS distance,
-               (SELECT sum(l.idf * (cardinality(u.positions) * (v_k1 + 1))
-                           / (cardinality(u.positions) + v_k1 * (1 - v_b + v_b * length(b.kept_tsv) / v_avg)))
+               (SELECT sum(memory._bm25_term(l.idf, coalesce(cardinality(u.positions), 1), length(b.kept_tsv), v_avg,
+                                             v_k1, v_b))
                 FROM unnest(b.kept_tsv) u JOIN lex l ON l.lexeme = u.lexeme) AS bm25
         FROM memory.block_turns b
         WHERE b.user_id = p_user_id AND b.block_id = ANY (p_block_ids)),
@@ -7808,6 +7814,10 @@ REVOKE ALL ON FUNCTION memory._acting_user() FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._acting_user() TO psimem_writer;
 GRANT ALL ON FUNCTION memory._acting_user() TO psimem_reader;
 GRANT ALL ON FUNCTION memory._acting_user() TO psimem_admin;
+
+REVOKE ALL ON FUNCTION memory._bm25_term(p_idf double precision, p_tf integer, p_length integer, p_avg_length double precision, p_k1 double precision, p_b double precision) FROM PUBLIC;
+GRANT ALL ON FUNCTION memory._bm25_term(p_idf double precision, p_tf integer, p_length integer, p_avg_length double precision, p_k1 double precision, p_b double precision) TO psimem_reader;
+GRANT ALL ON FUNCTION memory._bm25_term(p_idf double precision, p_tf integer, p_length integer, p_avg_length double precision, p_k1 double precision, p_b double precision) TO psimem_admin;
 
 REVOKE ALL ON FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) FROM PUBLIC;
 GRANT ALL ON FUNCTION memory._checked_time(p_value timestamp with time zone, p_field text) TO psimem_writer;

@@ -45,12 +45,16 @@ def test_no_function_is_executable_by_public_and_every_one_pins_its_search_path(
         SELECT p.oid::regprocedure::text, p.prosecdef,
                (SELECT c FROM unnest(p.proconfig) c WHERE c LIKE 'search_path=%%'),
                p.proacl IS NULL OR EXISTS (SELECT 1 FROM aclexplode(p.proacl) x WHERE x.grantee = 0),
-               p.prokind, p.prosrc
+               p.prokind, p.prosrc, p.prosqlbody IS NOT NULL
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = ANY(%s)""", (SCHEMAS,)).fetchall()
     assert len(rows) >= 60
-    for fn, definer, path, public, kind, body in rows:
+    for fn, definer, path, public, kind, body, parsed in rows:
         assert not public, f"{fn}: PUBLIC may execute it"
+        if parsed and not path and not definer:
+            # a SQL-standard body (RETURN ...) was parsed at CREATE: its names and operators are
+            # bound then, and a SET clause would keep the planner from inlining it
+            continue
         if kind == "p" and not path and not definer:
             assert_independent_of_search_path(fn, body)
             continue

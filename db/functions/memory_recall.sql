@@ -32,6 +32,16 @@ COMMENT ON FUNCTION memory._recall_lexemes(uuid, text) IS
 REVOKE ALL ON FUNCTION memory._recall_lexemes(uuid, text) FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION memory._recall_lexemes(uuid, text) TO psimem_reader, psimem_admin;
 
+CREATE OR REPLACE FUNCTION memory._bm25_term(
+    p_idf float8, p_tf int, p_length int, p_avg_length float8, p_k1 float8, p_b float8)
+RETURNS float8
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN p_idf * (p_tf * (p_k1 + 1)) / (p_tf + p_k1 * (1 - p_b + p_b * p_length / p_avg_length));
+COMMENT ON FUNCTION memory._bm25_term(float8, int, int, float8, float8, float8) IS
+'Internal, one query word''s share of a turn''s BM25 score: idf * tf * (k1 + 1) / (tf + k1 * (1 - b + b * length / average length)), lengths in lexemes. Both text rankings (memory._recall_text_leg, memory.recall_in_blocks) sum it, so they cannot drift apart; a plain SQL expression, inlined where it is called.';
+REVOKE ALL ON FUNCTION memory._bm25_term(float8, int, int, float8, float8, float8) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION memory._bm25_term(float8, int, int, float8, float8, float8) TO psimem_reader, psimem_admin;
+
 CREATE OR REPLACE FUNCTION memory._recall_text_leg(
     p_user_id uuid, p_query_text text, p_n int,
     p_since timestamptz DEFAULT NULL, p_until timestamptz DEFAULT NULL)
@@ -75,7 +85,7 @@ BEGIN
         ORDER BY c.session_id, c.turn_number, c.pref),
     scored AS (
         SELECT c.session_id, c.turn_number,
-               sum(v_idf[i] * (tf * (v_k1 + 1)) / (tf + v_k1 * (1 - v_b + v_b * length(c.tsv) / v_avg))) AS bm25
+               sum(memory._bm25_term(v_idf[i], tf, length(c.tsv), v_avg, v_k1, v_b)) AS bm25
         FROM cand c
         CROSS JOIN LATERAL unnest(c.tsv) u
         CROSS JOIN LATERAL (SELECT array_position(v_lexemes, u.lexeme) AS i, coalesce(cardinality(u.positions), 1) AS tf) m
@@ -305,8 +315,8 @@ BEGIN
     t AS (
         SELECT b.block_id, b.session_id, b.turn_number, b.created_at, b.role, b.kept, b.external_ref, b.verbatim,
                (b.universal_embedding <=> v_query)::float8 AS distance,
-               (SELECT sum(l.idf * (cardinality(u.positions) * (v_k1 + 1))
-                           / (cardinality(u.positions) + v_k1 * (1 - v_b + v_b * length(b.kept_tsv) / v_avg)))
+               (SELECT sum(memory._bm25_term(l.idf, coalesce(cardinality(u.positions), 1), length(b.kept_tsv), v_avg,
+                                             v_k1, v_b))
                 FROM unnest(b.kept_tsv) u JOIN lex l ON l.lexeme = u.lexeme) AS bm25
         FROM memory.block_turns b
         WHERE b.user_id = p_user_id AND b.block_id = ANY (p_block_ids)),
