@@ -152,7 +152,7 @@ def recall_figures(c, table: str, queries: np.ndarray, users: list) -> dict:
 
 def vacuum_day_table(cl) -> float:
     with psycopg.connect(cl.conninfo(DB), autocommit=True) as c:
-        say("VACUUM day_table (it repairs the HNSW graph around every deleted row)")
+        say("VACUUM day_table")
         t0 = time.perf_counter()
         c.execute("VACUUM memory.day_table")
         return round(time.perf_counter() - t0, 1)
